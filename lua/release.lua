@@ -1,0 +1,46 @@
+-- release.lua: end a reservation that did not become a booking.
+--
+-- KEYS[1]  ev:{E}:inv
+-- KEYS[2]  ev:{E}:used
+-- KEYS[3]  ev:{E}:holds
+-- KEYS[4]  ev:{E}:holdv
+-- KEYS[4+i] ev:{E}:free:<ARGV[3+i]>, one per tier of the event
+-- ARGV[1]  the inventory epoch the reservation was made under
+-- ARGV[2]  reservation id
+-- ARGV[3]  "return" puts the numbers back on sale; "discard" drops them (they may be sold in
+--          Postgres already; the reconciler will rebuild the event)
+-- ARGV[4..] tier codes, matching KEYS[5..]
+--
+-- Returns "released", "none" (no such hold: already confirmed or released) or "stale" (the
+-- inventory was rebuilt since; the rebuild already accounted for this reservation).
+
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then
+  return 'stale'
+end
+local held = redis.call('HGET', KEYS[4], ARGV[2])
+if not held then
+  return 'none'
+end
+
+if ARGV[3] == 'return' then
+  local free = {}
+  for i = 4, #ARGV do
+    free[ARGV[i]] = KEYS[i + 1]
+  end
+  for part in string.gmatch(held, '[^;]+') do
+    local code, list = string.match(part, '^(.-)=(.*)$')
+    local back = 0
+    for n in string.gmatch(list, '%d+') do
+      back = back + redis.call('SADD', free[code], n)
+    end
+    if back > 0 then
+      redis.call('HINCRBY', KEYS[1], code .. ':avail', back)
+      redis.call('HSET', KEYS[1], 'soldout', '0')
+    end
+  end
+end
+
+redis.call('SREM', KEYS[2], ARGV[2])
+redis.call('HDEL', KEYS[4], ARGV[2])
+redis.call('ZREM', KEYS[3], ARGV[2])
+return 'released'

@@ -1,0 +1,87 @@
+-- reserve.lua: reserve every requested tier of one booking, or nothing.
+--
+-- KEYS[1]  ev:{E}:inv     inventory hash (epoch, soldout, <tier>:cap/:next/:avail)
+-- KEYS[2]  ev:{E}:used    set of token ids that already reserved
+-- KEYS[3]  ev:{E}:holds   zset reservation id -> hold deadline (ms)
+-- KEYS[4]  ev:{E}:holdv   hash reservation id -> "VIP=1,2;GA=7"
+-- KEYS[4+i] ev:{E}:free:<tier i>  free numbers of the i-th requested tier
+-- ARGV[1]  reservation id (the entry token's jti)
+-- ARGV[2]  hold deadline, unix ms
+-- ARGV[3..] pairs: tier code, quantity (quantity >= 1)
+--
+-- Returns one of
+--   {"ok", epoch, code1, {numbers...}, code2, {numbers...}, ...}
+--   {"not_loaded"}                  the event's inventory is not in Redis (rebuild it first)
+--   {"used"}                        this token already reserved
+--   {"unknown_tier", code}
+--   {"duplicate_tier", code}       a tier listed twice (its checks would not add up)
+--   {"short", code, requested, available, ...}  every tier that fell short; nothing changed
+--
+-- Invariant per tier: avail = cap - next + |free|, and avail >= 0.
+
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return {'not_loaded'}
+end
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
+  return {'used'}
+end
+
+local tiers = (#ARGV - 2) / 2
+local short = {'short'}
+local seen = {}
+for i = 1, tiers do
+  local code = ARGV[1 + 2 * i]
+  local want = tonumber(ARGV[2 + 2 * i])
+  if seen[code] then
+    return {'duplicate_tier', code}
+  end
+  seen[code] = true
+  local avail = tonumber(redis.call('HGET', KEYS[1], code .. ':avail'))
+  if avail == nil then
+    return {'unknown_tier', code}
+  end
+  if avail < want then
+    short[#short + 1] = code
+    short[#short + 1] = want
+    short[#short + 1] = avail
+  end
+end
+if #short > 1 then
+  return short
+end
+
+local out = {'ok', redis.call('HGET', KEYS[1], 'epoch')}
+local held = {}
+for i = 1, tiers do
+  local code = ARGV[1 + 2 * i]
+  local want = tonumber(ARGV[2 + 2 * i])
+  local numbers = redis.call('SPOP', KEYS[4 + i], want)
+  local fresh = want - #numbers
+  if fresh > 0 then
+    local last = redis.call('HINCRBY', KEYS[1], code .. ':next', fresh)
+    for n = last - fresh + 1, last do
+      numbers[#numbers + 1] = tostring(n)
+    end
+  end
+  redis.call('HINCRBY', KEYS[1], code .. ':avail', -want)
+  held[#held + 1] = code .. '=' .. table.concat(numbers, ',')
+  out[#out + 1] = code
+  out[#out + 1] = numbers
+end
+
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[4], ARGV[1], table.concat(held, ';'))
+
+-- Sold out when no tier has anything left; waiting buyers read this flag on their next poll.
+local fields = redis.call('HGETALL', KEYS[1])
+local left = 0
+for i = 1, #fields, 2 do
+  if string.sub(fields[i], -6) == ':avail' then
+    left = left + tonumber(fields[i + 1])
+  end
+end
+if left == 0 then
+  redis.call('HSET', KEYS[1], 'soldout', '1')
+end
+return out

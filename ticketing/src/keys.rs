@@ -1,0 +1,128 @@
+//! The Redis key layout. Every key of one event carries the hash tag `{<event id>}`, so an event's
+//! queue, inventory and reservations live in one Redis Cluster slot and every Lua script that
+//! touches them stays legal there, while different events spread over the cluster.
+
+use uuid::Uuid;
+
+/// The keys of one event.
+#[derive(Clone, Debug)]
+pub struct EventKeys {
+    tag: String,
+}
+
+impl EventKeys {
+    pub fn new(event_id: Uuid) -> Self {
+        Self {
+            tag: format!("{{{event_id}}}"),
+        }
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("ev:{}:{name}", self.tag)
+    }
+
+    // Inventory.
+
+    /// Hash: `epoch`, `soldout`, and per tier `<code>:cap`, `<code>:next`, `<code>:avail`.
+    pub fn inventory(&self) -> String {
+        self.key("inv")
+    }
+    /// Set of ticket numbers below the tier's `next` that are free again (released or cancelled).
+    pub fn free_numbers(&self, tier: &str) -> String {
+        self.key(&format!("free:{tier}"))
+    }
+    /// Sorted set of reservation ids (token `jti`) by the deadline (ms) of their hold.
+    pub fn holds(&self) -> String {
+        self.key("holds")
+    }
+    /// Hash of reservation id to the numbers it holds, `VIP=1,2;GA=7`.
+    pub fn hold_numbers(&self) -> String {
+        self.key("holdv")
+    }
+    /// Set of token ids that reserved (one booking per token).
+    pub fn used_tokens(&self) -> String {
+        self.key("used")
+    }
+
+    // Waiting room.
+
+    /// Hash: the waiting-room settings, `on_sale_ms`, `opened` and the liveness windows.
+    pub fn queue_config(&self) -> String {
+        self.key("cfg")
+    }
+    /// Sorted set of waiting queue ids by place in line.
+    pub fn waiting(&self) -> String {
+        self.key("wait")
+    }
+    /// Set of queue ids that joined before the sale opened.
+    pub fn pre_queue(&self) -> String {
+        self.key("pre")
+    }
+    /// Counter giving each joiner its place.
+    pub fn sequence(&self) -> String {
+        self.key("seq")
+    }
+    /// Bitmaps of places seen polling in the current and previous liveness window.
+    pub fn alive(&self, window_parity: u8) -> String {
+        self.key(&format!("alive:{window_parity}"))
+    }
+    /// Sorted set of admitted, not yet finished queue ids by token expiry (ms).
+    pub fn admitted(&self) -> String {
+        self.key("adm")
+    }
+    /// Hash of queue id to why it left the line (`expired`).
+    pub fn gone(&self) -> String {
+        self.key("gone")
+    }
+    /// Hash: `admitted_total`, `booked_total`, `dropped_total`.
+    pub fn stats(&self) -> String {
+        self.key("stats")
+    }
+    /// Hash of unix second to admissions in that second, for `admitted_last_minute`.
+    pub fn admissions_per_second(&self) -> String {
+        self.key("admsec")
+    }
+    /// Hash: the admission token bucket (`tokens`, `ts`).
+    pub fn admission_bucket(&self) -> String {
+        self.key("bucket")
+    }
+    /// The signed entry token of one admitted queue id, expiring with the token.
+    pub fn entry_token(&self, queue_id: Uuid) -> String {
+        self.key(&format!("tok:{}", queue_id.simple()))
+    }
+}
+
+/// Set of event ids the queue-worker looks after (non hash-tagged: read on its own).
+pub const ACTIVE_EVENTS: &str = "events:active";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_of_an_event_carries_its_hash_tag() {
+        let id = Uuid::nil();
+        let keys = EventKeys::new(id);
+        let tag = format!("{{{id}}}");
+        for key in [
+            keys.inventory(),
+            keys.free_numbers("GA"),
+            keys.holds(),
+            keys.hold_numbers(),
+            keys.used_tokens(),
+            keys.queue_config(),
+            keys.waiting(),
+            keys.pre_queue(),
+            keys.sequence(),
+            keys.alive(1),
+            keys.admitted(),
+            keys.gone(),
+            keys.stats(),
+            keys.admissions_per_second(),
+            keys.admission_bucket(),
+            keys.entry_token(id),
+        ] {
+            assert!(key.contains(&tag), "{key} lacks the event's hash tag");
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! What the gateway, the booking service and the queue-worker share: settings, telemetry, the
+//! Redis key layout with the Lua scripts that guard it, entry tokens and the error envelope.
+
+pub mod config;
+pub mod db;
+pub mod envelope;
+pub mod http;
+pub mod inventory;
+pub mod keys;
+mod lua_reply;
+pub mod queue;
+pub mod rebuild;
+pub mod redis_client;
+pub mod telemetry;
+pub mod token;

@@ -1,0 +1,310 @@
+//! Entry tokens: Ed25519-signed JWTs that the gateway hands to admitted buyers and the booking
+//! service verifies with public keys only. The header's `kid` picks the key, so a new key can be
+//! added to every verifier before the gateway starts signing with it.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Context};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// What an entry token says.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EntryClaims {
+    /// The queue id of the admitted buyer.
+    pub sub: Uuid,
+    /// The event this token admits to.
+    pub evt: Uuid,
+    /// Unique token id; one booking per token.
+    pub jti: Uuid,
+    pub iat: i64,
+    pub exp: i64,
+    /// Most tickets this token may book.
+    pub max: u32,
+}
+
+/// The private key the gateway signs with, parsed once: `jsonwebtoken` would parse the PKCS#8
+/// document (and derive the public key) on every signature, which costs more than the signing.
+pub struct EntrySigner {
+    kid: String,
+    pair: Ed25519KeyPair,
+    /// The encoded JOSE header, the same for every token.
+    header: String,
+}
+
+impl EntrySigner {
+    pub fn from_pem(kid: &str, pem: &[u8]) -> anyhow::Result<Self> {
+        // Parsed by jsonwebtoken first, so a key it would not accept is refused here too.
+        EncodingKey::from_ed_pem(pem).context("not an Ed25519 PKCS#8 PEM private key")?;
+        let text = std::str::from_utf8(pem).context("the PEM key is not text")?;
+        let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = STANDARD
+            .decode(body.trim())
+            .context("the PEM key is not base64")?;
+        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der)
+            .map_err(|_| anyhow::anyhow!("not an Ed25519 PKCS#8 private key"))?;
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.to_string());
+        Ok(Self {
+            kid: kid.to_string(),
+            pair,
+            header: URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?),
+        })
+    }
+
+    /// A compact JWS: `header.claims.signature`, each base64url without padding.
+    pub fn sign(&self, claims: &EntryClaims) -> anyhow::Result<String> {
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims)?);
+        let signing_input = format!("{}.{payload}", self.header);
+        let signature = self.pair.sign(signing_input.as_bytes());
+        Ok(format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(signature.as_ref())
+        ))
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+}
+
+/// Why a token was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("the entry token has expired")]
+    Expired,
+    #[error("the entry token is not valid")]
+    Invalid,
+}
+
+/// The public keys a verifier accepts, by `kid`.
+#[derive(Clone)]
+pub struct EntryVerifier {
+    keys: HashMap<String, DecodingKey>,
+    validation: Validation,
+    /// Tokens whose signature already checked out, by their exact text. Buyers retry with the
+    /// same token (most of all when tiers sell out), and an Ed25519 verification costs more than
+    /// the rest of a refused booking; expiry is still checked on every use.
+    verified: Arc<Mutex<HashMap<String, EntryClaims>>>,
+}
+
+/// Most tokens the verified cache holds before it starts over.
+const VERIFIED_LIMIT: usize = 100_000;
+/// Seconds of clock skew tolerated on `exp`.
+const LEEWAY_S: i64 = 2;
+
+impl EntryVerifier {
+    pub fn new(keys: HashMap<String, DecodingKey>) -> Self {
+        // Only EdDSA: a token claiming `none` or an HMAC algorithm (signed with the public key as
+        // its secret) is refused before any key is used.
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.algorithms = vec![Algorithm::EdDSA];
+        validation.leeway = LEEWAY_S as u64;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self {
+            keys,
+            validation,
+            verified: Arc::default(),
+        }
+    }
+
+    /// Every `<kid>.pub.pem` in `dir`.
+    pub fn from_dir(dir: &Path) -> anyhow::Result<Self> {
+        let mut keys = HashMap::new();
+        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            let path = entry?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if let Some(kid) = name.strip_suffix(".pub.pem") {
+                let pem = std::fs::read(&path)?;
+                let key = DecodingKey::from_ed_pem(&pem)
+                    .with_context(|| format!("{} is not an Ed25519 public key", path.display()))?;
+                keys.insert(kid.to_string(), key);
+            }
+        }
+        if keys.is_empty() {
+            bail!("no <kid>.pub.pem entry-token keys in {}", dir.display());
+        }
+        Ok(Self::new(keys))
+    }
+
+    pub fn verify(&self, token: &str) -> Result<EntryClaims, TokenError> {
+        let cached = self
+            .verified
+            .lock()
+            .expect("token cache lock")
+            .get(token)
+            .cloned();
+        if let Some(claims) = cached {
+            if claims.exp < chrono::Utc::now().timestamp() - LEEWAY_S {
+                return Err(TokenError::Expired);
+            }
+            return Ok(claims);
+        }
+        let claims = self.verify_signature(token)?;
+        let mut verified = self.verified.lock().expect("token cache lock");
+        if verified.len() >= VERIFIED_LIMIT {
+            verified.clear();
+        }
+        verified.insert(token.to_string(), claims.clone());
+        Ok(claims)
+    }
+
+    fn verify_signature(&self, token: &str) -> Result<EntryClaims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::Invalid);
+        }
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.keys.get(kid))
+            .ok_or(TokenError::Invalid)?;
+        match jsonwebtoken::decode::<EntryClaims>(token, key, &self.validation) {
+            Ok(data) => Ok(data.claims),
+            Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
+                Err(TokenError::Expired)
+            }
+            Err(_) => Err(TokenError::Invalid),
+        }
+    }
+}
+
+/// A fresh Ed25519 key pair as (PKCS#8 private PEM, SPKI public PEM).
+pub fn generate_key_pair() -> anyhow::Result<(String, String)> {
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
+        .map_err(|_| anyhow::anyhow!("key generation failed"))?;
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+        .map_err(|_| anyhow::anyhow!("generated key does not parse"))?;
+    // SubjectPublicKeyInfo for Ed25519 is a fixed 12-byte prefix and the raw 32-byte key.
+    let mut spki = vec![
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    spki.extend_from_slice(pair.public_key().as_ref());
+    Ok((pem("PRIVATE KEY", pkcs8.as_ref()), pem("PUBLIC KEY", &spki)))
+}
+
+/// Writes a new key pair as `<dir>/<kid>.key.pem` and `<dir>/<kid>.pub.pem` unless the private key
+/// exists already. Returns true when it wrote one.
+pub fn ensure_key_pair(dir: &Path, kid: &str) -> anyhow::Result<bool> {
+    let private = dir.join(format!("{kid}.key.pem"));
+    if private.exists() {
+        return Ok(false);
+    }
+    std::fs::create_dir_all(dir)?;
+    let (private_pem, public_pem) = generate_key_pair()?;
+    std::fs::write(&private, private_pem)?;
+    std::fs::write(dir.join(format!("{kid}.pub.pem")), public_pem)?;
+    Ok(true)
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    let body = STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in body.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).expect("base64 is ascii"));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(kid: &str) -> (EntrySigner, EntryVerifier) {
+        let (private, public) = generate_key_pair().unwrap();
+        let signer = EntrySigner::from_pem(kid, private.as_bytes()).unwrap();
+        let key = DecodingKey::from_ed_pem(public.as_bytes()).unwrap();
+        (
+            signer,
+            EntryVerifier::new(HashMap::from([(kid.to_string(), key)])),
+        )
+    }
+
+    fn claims(exp_in: i64) -> EntryClaims {
+        let now = chrono::Utc::now().timestamp();
+        EntryClaims {
+            sub: Uuid::new_v4(),
+            evt: Uuid::new_v4(),
+            jti: Uuid::new_v4(),
+            iat: now,
+            exp: now + exp_in,
+            max: 6,
+        }
+    }
+
+    #[test]
+    fn a_signed_token_verifies_with_its_public_key() {
+        let (signer, verifier) = pair("k1");
+        let claims = claims(60);
+        let token = signer.sign(&claims).unwrap();
+        assert_eq!(verifier.verify(&token), Ok(claims));
+    }
+
+    #[test]
+    fn an_expired_token_is_refused_as_expired() {
+        let (signer, verifier) = pair("k1");
+        let token = signer.sign(&claims(-120)).unwrap();
+        assert_eq!(verifier.verify(&token), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn a_token_verified_before_expires_all_the_same() {
+        let (signer, verifier) = pair("k1");
+        let token = signer.sign(&claims(60)).unwrap();
+        assert!(verifier.verify(&token).is_ok());
+        // Age the remembered claims past their expiry: the cache must not outlive the token.
+        for claims in verifier.verified.lock().unwrap().values_mut() {
+            claims.exp -= 3600;
+        }
+        assert_eq!(verifier.verify(&token), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn a_tampered_copy_of_a_verified_token_is_still_refused() {
+        let (signer, verifier) = pair("k1");
+        let token = signer.sign(&claims(60)).unwrap();
+        assert!(verifier.verify(&token).is_ok());
+        let mut tampered = token.clone();
+        tampered.push('A');
+        assert_eq!(verifier.verify(&tampered), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn a_token_from_another_key_with_the_same_kid_is_refused() {
+        let (_, verifier) = pair("k1");
+        let (other, _) = pair("k1");
+        let token = other.sign(&claims(60)).unwrap();
+        assert_eq!(verifier.verify(&token), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn tokens_of_every_configured_kid_verify() {
+        let (old_private, old_public) = generate_key_pair().unwrap();
+        let (new_private, new_public) = generate_key_pair().unwrap();
+        let verifier = EntryVerifier::new(HashMap::from([
+            (
+                "old".to_string(),
+                DecodingKey::from_ed_pem(old_public.as_bytes()).unwrap(),
+            ),
+            (
+                "new".to_string(),
+                DecodingKey::from_ed_pem(new_public.as_bytes()).unwrap(),
+            ),
+        ]));
+        for (kid, private) in [("old", old_private), ("new", new_private)] {
+            let signer = EntrySigner::from_pem(kid, private.as_bytes()).unwrap();
+            assert!(verifier.verify(&signer.sign(&claims(60)).unwrap()).is_ok());
+        }
+    }
+}

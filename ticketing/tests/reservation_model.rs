@@ -1,0 +1,664 @@
+//! Property tests of the inventory scripts: random sequences of reserve, release, confirm and
+//! restock run against a real Redis and must agree, step by step, with a small in-memory model
+//! of an event's tickets. Each case uses its own event id, so cases never share keys and the
+//! shared Redis stays usable by everyone else; each case deletes its keys when it ends.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::LazyLock;
+
+use proptest::collection::{btree_set, vec};
+use proptest::prelude::*;
+use proptest::sample::Index;
+use redis::{RedisError, Script};
+use ticketing::inventory::{self, Numbers, ReleaseMode, Released, Reservation, Shortfall};
+use ticketing::keys::EventKeys;
+use ticketing::redis_client::RedisClient;
+use uuid::Uuid;
+
+// The real load script rather than HSETs copying its layout: a rebuild is how every inventory
+// reaches Redis, so the model starts from exactly what a rebuild writes.
+static LOAD: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/load_inventory.lua")));
+
+const EPOCH: &str = "7";
+const OTHER_EPOCH: &str = "6";
+// Longer than any generated code, so it is never one of the event's tiers.
+const UNKNOWN_TIER: &str = "NOT_A_TIER_OF_THIS_EVENT";
+
+/// One tier as loaded: capacity, and the numbers Postgres had already issued.
+#[derive(Debug, Clone)]
+struct TierSpec {
+    code: String,
+    capacity: u32,
+    issued: BTreeSet<u32>,
+}
+
+/// Whose reservation a release or confirmation names.
+#[derive(Debug, Clone)]
+enum Pick {
+    /// A token holding numbers (any token when none does).
+    Holding(Index),
+    /// Any token that tried to reserve.
+    Tried(Index),
+    /// A token never seen.
+    Fresh,
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// A fresh token reserves these (tier index, quantity) pairs.
+    Reserve(Vec<(usize, u32)>),
+    /// A token that tried before reserves again.
+    ReuseToken(Index, Vec<(usize, u32)>),
+    /// A fresh token asks for a tier the event does not have, at this place in its request.
+    ReserveUnknownTier(Index, Vec<(usize, u32)>),
+    /// Ends a reservation that did not become a booking.
+    Release(Pick, ReleaseMode),
+    /// Release under an epoch the inventory no longer has.
+    ReleaseStale(Index),
+    /// A reservation became a booking.
+    Confirm(Pick),
+    /// A booking is cancelled; `twice` restocks it again right away (a retried cancellation).
+    Restock { pick: Index, twice: bool },
+    /// Restock under an epoch the inventory no longer has.
+    RestockStale(Index),
+}
+
+/// A booking as the model sees it: numbers sold until it is cancelled (restocked).
+#[derive(Debug, Clone)]
+struct Booked {
+    numbers: Numbers,
+    restocked: bool,
+}
+
+/// What the scripts promise, in plain collections.
+#[derive(Debug, Default)]
+struct Model {
+    /// Per tier code: capacity.
+    capacity: BTreeMap<String, u32>,
+    /// Tier codes in load order.
+    codes: Vec<String>,
+    sold: BTreeMap<String, BTreeSet<u32>>,
+    /// Numbers dropped by a discarding release: off sale until a rebuild.
+    discarded: BTreeMap<String, BTreeSet<u32>>,
+    holds: BTreeMap<Uuid, Numbers>,
+    bookings: Vec<Booked>,
+    /// Tokens whose reservation is held or booked. A release frees its token again, so a buyer
+    /// whose booking failed after reserving can retry with the same token.
+    used: BTreeSet<Uuid>,
+    /// Every token that ever tried to reserve, in order.
+    tokens: Vec<Uuid>,
+    booked_total: i64,
+}
+
+/// The outcome the model expects from `reserve`; `Held` numbers are checked separately.
+#[derive(Debug, PartialEq)]
+enum Expected {
+    Held,
+    TokenUsed,
+    UnknownTier(String),
+    Short(Vec<Shortfall>),
+}
+
+impl Model {
+    fn load(tiers: &[TierSpec]) -> Self {
+        let mut model = Model::default();
+        let mut presold = Numbers::new();
+        for tier in tiers {
+            model.codes.push(tier.code.clone());
+            model.capacity.insert(tier.code.clone(), tier.capacity);
+            model.sold.insert(tier.code.clone(), tier.issued.clone());
+            model.discarded.insert(tier.code.clone(), BTreeSet::new());
+            if !tier.issued.is_empty() {
+                presold.insert(tier.code.clone(), to_i32(&tier.issued));
+            }
+        }
+        // Tickets sold before the rebuild can be cancelled like any other booking.
+        if !presold.is_empty() {
+            model.bookings.push(Booked {
+                numbers: presold,
+                restocked: false,
+            });
+        }
+        model
+    }
+
+    fn held(&self, code: &str) -> BTreeSet<u32> {
+        self.holds
+            .values()
+            .filter_map(|numbers| numbers.get(code))
+            .flatten()
+            .map(|&n| to_u32(n))
+            .collect()
+    }
+
+    /// Numbers of `code` nobody may be handed: sold, held or discarded.
+    fn taken(&self, code: &str) -> BTreeSet<u32> {
+        let mut taken = self.held(code);
+        taken.extend(&self.sold[code]);
+        taken.extend(&self.discarded[code]);
+        taken
+    }
+
+    fn available(&self, code: &str) -> i64 {
+        i64::from(self.capacity[code]) - self.taken(code).len() as i64
+    }
+
+    fn expect_reserve(&self, jti: Uuid, request: &[(String, u32)]) -> Expected {
+        if self.used.contains(&jti) {
+            return Expected::TokenUsed;
+        }
+        let mut short = Vec::new();
+        for (code, want) in request {
+            if !self.capacity.contains_key(code) {
+                return Expected::UnknownTier(code.clone());
+            }
+            let available = self.available(code);
+            if available < i64::from(*want) {
+                short.push(Shortfall {
+                    tier: code.clone(),
+                    requested: i64::from(*want),
+                    available,
+                });
+            }
+        }
+        if short.is_empty() {
+            Expected::Held
+        } else {
+            Expected::Short(short)
+        }
+    }
+
+    fn pick_token(&self, pick: &Index) -> Option<Uuid> {
+        (!self.tokens.is_empty()).then(|| self.tokens[pick.index(self.tokens.len())])
+    }
+
+    fn token(&self, pick: &Pick) -> Uuid {
+        let holding = match pick {
+            Pick::Holding(i) if !self.holds.is_empty() => {
+                self.holds.keys().nth(i.index(self.holds.len()))
+            }
+            _ => None,
+        };
+        let tried = match pick {
+            Pick::Holding(i) | Pick::Tried(i) => self.pick_token(i),
+            Pick::Fresh => None,
+        };
+        holding.copied().or(tried).unwrap_or_else(Uuid::new_v4)
+    }
+}
+
+fn to_i32(numbers: &BTreeSet<u32>) -> Vec<i32> {
+    numbers
+        .iter()
+        .map(|&n| i32::try_from(n).expect("capacities in these tests are tiny"))
+        .collect()
+}
+
+fn to_u32(n: i32) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn fail(e: RedisError) -> TestCaseError {
+    TestCaseError::fail(format!("redis: {e}"))
+}
+
+fn tier_specs() -> impl Strategy<Value = Vec<TierSpec>> {
+    btree_set("[A-Za-z0-9_-]{1,8}", 1..=4).prop_flat_map(|codes| {
+        codes
+            .into_iter()
+            .map(|code| {
+                // Half the events start untouched, the others with about a quarter of their
+                // numbers already issued.
+                let issued = prop_oneof![
+                    Just(0u8),
+                    (any::<u8>(), any::<u8>()).prop_map(|(a, b)| a & b)
+                ];
+                (1u32..=8, issued).prop_map(move |(capacity, mask)| {
+                    let issued = (1..=capacity).filter(|n| mask & (1 << (n - 1)) != 0);
+                    TierSpec {
+                        code: code.clone(),
+                        capacity,
+                        issued: issued.collect(),
+                    }
+                })
+            })
+            .collect::<Vec<_>>()
+    })
+}
+
+/// Distinct tiers with quantities 1-3, in random order.
+fn request(tiers: usize) -> impl Strategy<Value = Vec<(usize, u32)>> {
+    vec((0..tiers, 1u32..=3), 1..=tiers).prop_map(|pairs| {
+        let mut seen = BTreeSet::new();
+        pairs
+            .into_iter()
+            .filter(|(tier, _)| seen.insert(*tier))
+            .collect()
+    })
+}
+
+fn op(tiers: usize) -> impl Strategy<Value = Op> {
+    let mode = prop_oneof![Just(ReleaseMode::Return), Just(ReleaseMode::Discard)];
+    let pick = || {
+        prop_oneof![
+            6 => any::<Index>().prop_map(Pick::Holding),
+            3 => any::<Index>().prop_map(Pick::Tried),
+            1 => Just(Pick::Fresh),
+        ]
+    };
+    prop_oneof![
+        6 => request(tiers).prop_map(Op::Reserve),
+        1 => (any::<Index>(), request(tiers)).prop_map(|(i, r)| Op::ReuseToken(i, r)),
+        1 => (any::<Index>(), request(tiers)).prop_map(|(i, r)| Op::ReserveUnknownTier(i, r)),
+        3 => (pick(), mode).prop_map(|(p, m)| Op::Release(p, m)),
+        1 => any::<Index>().prop_map(Op::ReleaseStale),
+        3 => pick().prop_map(Op::Confirm),
+        2 => (any::<Index>(), any::<bool>()).prop_map(|(pick, twice)| Op::Restock { pick, twice }),
+        1 => any::<Index>().prop_map(Op::RestockStale),
+    ]
+}
+
+fn scenario() -> impl Strategy<Value = (Vec<TierSpec>, Vec<Op>)> {
+    tier_specs().prop_flat_map(|tiers| {
+        let n = tiers.len();
+        (Just(tiers), vec(op(n), 1..40))
+    })
+}
+
+struct Case {
+    redis: RedisClient,
+    event_id: Uuid,
+    keys: EventKeys,
+    model: Model,
+}
+
+impl Case {
+    async fn load(&mut self, tiers: &[TierSpec]) -> Result<(), TestCaseError> {
+        let mut load = LOAD.prepare_invoke();
+        load.key(self.keys.inventory())
+            .key(self.keys.holds())
+            .key(self.keys.hold_numbers())
+            .key(self.keys.used_tokens())
+            .arg(EPOCH);
+        for tier in tiers {
+            let next = tier.issued.last().copied().unwrap_or(0);
+            let free = (1..=next)
+                .filter(|n| !tier.issued.contains(n))
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(",");
+            load.key(self.keys.free_numbers(&tier.code))
+                .arg(&tier.code)
+                .arg(tier.capacity)
+                .arg(next)
+                .arg(tier.issued.len())
+                .arg(free);
+        }
+        let loaded: i64 = load
+            .invoke_async(&mut self.redis.clone())
+            .await
+            .map_err(fail)?;
+        prop_assert_eq!(loaded, tiers.len() as i64);
+        self.model = Model::load(tiers);
+        Ok(())
+    }
+
+    fn codes_of(&self, request: &[(usize, u32)]) -> Vec<(String, u32)> {
+        request
+            .iter()
+            .map(|&(tier, quantity)| (self.model.codes[tier].clone(), quantity))
+            .collect()
+    }
+
+    async fn reserve(&mut self, jti: Uuid, request: &[(String, u32)]) -> Result<(), TestCaseError> {
+        let expected = self.model.expect_reserve(jti, request);
+        if !self.model.tokens.contains(&jti) {
+            self.model.tokens.push(jti);
+        }
+        let got = inventory::reserve(&self.redis, self.event_id, jti, i64::MAX / 2, request)
+            .await
+            .map_err(fail)?;
+        match (expected, got) {
+            (Expected::Held, Reservation::Held { epoch, numbers }) => {
+                prop_assert_eq!(epoch.as_str(), EPOCH);
+                let asked: BTreeSet<&str> = request.iter().map(|(c, _)| c.as_str()).collect();
+                let given: BTreeSet<&str> = numbers.keys().map(String::as_str).collect();
+                prop_assert_eq!(given, asked, "numbers for exactly the requested tiers");
+                for (code, want) in request {
+                    let list = &numbers[code];
+                    let distinct: BTreeSet<u32> = list.iter().map(|&n| to_u32(n)).collect();
+                    prop_assert_eq!(list.len(), *want as usize, "quantity of {}", code);
+                    prop_assert_eq!(distinct.len(), list.len(), "{} repeats a number", code);
+                    let capacity = self.model.capacity[code];
+                    prop_assert!(
+                        distinct.iter().all(|n| (1..=capacity).contains(n)),
+                        "{code} handed out {list:?}, outside 1..={capacity}"
+                    );
+                    let taken = self.model.taken(code);
+                    prop_assert!(
+                        distinct.is_disjoint(&taken),
+                        "{code} handed out {list:?} while {taken:?} were sold, held or discarded"
+                    );
+                }
+                self.model.used.insert(jti);
+                self.model.holds.insert(jti, numbers);
+            }
+            (Expected::TokenUsed, Reservation::TokenUsed) => {}
+            (Expected::UnknownTier(want), Reservation::UnknownTier(got)) => {
+                prop_assert_eq!(got, want);
+            }
+            (Expected::Short(want), Reservation::Short(got)) => {
+                prop_assert_eq!(got, want);
+            }
+            (expected, got) => {
+                return Err(TestCaseError::fail(format!(
+                    "expected {expected:?}, got {got:?} for {request:?}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn release(
+        &mut self,
+        jti: Uuid,
+        epoch: &str,
+        mode: ReleaseMode,
+    ) -> Result<(), TestCaseError> {
+        let got = inventory::release(
+            &self.redis,
+            self.event_id,
+            epoch,
+            &jti.to_string(),
+            mode,
+            &self.model.codes,
+        )
+        .await
+        .map_err(fail)?;
+        if epoch != EPOCH {
+            prop_assert_eq!(got, Released::Stale);
+            return Ok(());
+        }
+        let Some(numbers) = self.model.holds.remove(&jti) else {
+            prop_assert_eq!(got, Released::NoHold);
+            return Ok(());
+        };
+        prop_assert_eq!(got, Released::Released);
+        self.model.used.remove(&jti);
+        if mode == ReleaseMode::Discard {
+            for (code, list) in numbers {
+                let discarded = self.model.discarded.entry(code).or_default();
+                discarded.extend(list.into_iter().map(to_u32));
+            }
+        }
+        Ok(())
+    }
+
+    async fn confirm(&mut self, jti: Uuid) -> Result<(), TestCaseError> {
+        inventory::confirm(&self.redis, self.event_id, jti, Uuid::new_v4())
+            .await
+            .map_err(fail)?;
+        if let Some(numbers) = self.model.holds.remove(&jti) {
+            for (code, list) in &numbers {
+                let sold = self.model.sold.entry(code.clone()).or_default();
+                sold.extend(list.iter().map(|&n| to_u32(n)));
+            }
+            self.model.bookings.push(Booked {
+                numbers,
+                restocked: false,
+            });
+            self.model.booked_total += 1;
+        }
+        Ok(())
+    }
+
+    async fn restock(&mut self, pick: &Index, twice: bool) -> Result<(), TestCaseError> {
+        if self.model.bookings.is_empty() {
+            return Ok(());
+        }
+        let booking = pick.index(self.model.bookings.len());
+        // A cancellation restocks once (Postgres changes the booking's status once); restocking
+        // again after its numbers were sold anew is not a promise of the script.
+        if self.model.bookings[booking].restocked {
+            return Ok(());
+        }
+        let numbers = self.model.bookings[booking].numbers.clone();
+        let count: usize = numbers.values().map(Vec::len).sum();
+        let back = inventory::restock(&self.redis, self.event_id, EPOCH, &numbers)
+            .await
+            .map_err(fail)?;
+        prop_assert_eq!(back, Some(count as i64));
+        self.model.bookings[booking].restocked = true;
+        for (code, list) in &numbers {
+            let sold = self.model.sold.entry(code.clone()).or_default();
+            for n in list {
+                sold.remove(&to_u32(*n));
+            }
+        }
+        if twice {
+            self.check().await?;
+            let again = inventory::restock(&self.redis, self.event_id, EPOCH, &numbers)
+                .await
+                .map_err(fail)?;
+            prop_assert_eq!(again, Some(0), "a second restock of the same numbers");
+        }
+        Ok(())
+    }
+
+    async fn restock_stale(&mut self, pick: &Index) -> Result<(), TestCaseError> {
+        let numbers = match self.model.bookings.len() {
+            0 => Numbers::from([(self.model.codes[0].clone(), vec![1])]),
+            len => self.model.bookings[pick.index(len)].numbers.clone(),
+        };
+        let back = inventory::restock(&self.redis, self.event_id, OTHER_EPOCH, &numbers)
+            .await
+            .map_err(fail)?;
+        prop_assert_eq!(back, None);
+        Ok(())
+    }
+
+    async fn apply(&mut self, op: &Op) -> Result<(), TestCaseError> {
+        match op {
+            Op::Reserve(request) => {
+                let request = self.codes_of(request);
+                self.reserve(Uuid::new_v4(), &request).await
+            }
+            Op::ReuseToken(pick, request) => {
+                let request = self.codes_of(request);
+                let jti = self.model.pick_token(pick).unwrap_or_else(Uuid::new_v4);
+                self.reserve(jti, &request).await
+            }
+            Op::ReserveUnknownTier(place, request) => {
+                let mut request = self.codes_of(request);
+                let at = place.index(request.len() + 1);
+                request.insert(at, (UNKNOWN_TIER.to_string(), 1));
+                self.reserve(Uuid::new_v4(), &request).await
+            }
+            Op::Release(pick, mode) => self.release(self.model.token(pick), EPOCH, *mode).await,
+            Op::ReleaseStale(pick) => {
+                let jti = self.model.pick_token(pick).unwrap_or_else(Uuid::new_v4);
+                self.release(jti, OTHER_EPOCH, ReleaseMode::Return).await
+            }
+            Op::Confirm(pick) => self.confirm(self.model.token(pick)).await,
+            Op::Restock { pick, twice } => self.restock(pick, *twice).await,
+            Op::RestockStale(pick) => self.restock_stale(pick).await,
+        }
+    }
+
+    /// Compares everything Redis holds for the event with the model.
+    async fn check(&self) -> Result<(), TestCaseError> {
+        let snapshot = inventory::snapshot(&self.redis, self.event_id)
+            .await
+            .map_err(fail)?;
+        prop_assert_eq!(snapshot.epoch.as_deref(), Some(EPOCH));
+        let codes: BTreeSet<&String> = snapshot.tiers.keys().collect();
+        let expected: BTreeSet<&String> = self.model.codes.iter().collect();
+        prop_assert_eq!(codes, expected, "tiers in the inventory hash");
+
+        let mut conn = self.redis.clone();
+        let mut left = 0;
+        for code in &self.model.codes {
+            let stock = &snapshot.tiers[code];
+            let capacity = self.model.capacity[code];
+            let available = self.model.available(code);
+            prop_assert_eq!(stock.capacity, i64::from(capacity), "capacity of {}", code);
+            prop_assert!(stock.available >= 0, "{code} went negative: {stock:?}");
+            prop_assert_eq!(
+                stock.available,
+                available,
+                "{} available: capacity {} - sold {:?} - held {:?} - discarded {:?}",
+                code,
+                capacity,
+                &self.model.sold[code],
+                self.model.held(code),
+                &self.model.discarded[code]
+            );
+            prop_assert!(
+                (0..=i64::from(capacity)).contains(&stock.next),
+                "{code}: next {} outside 0..={capacity}",
+                stock.next
+            );
+            // The numbers below `next` that are free are exactly those nobody has: a free number
+            // that is also sold or held would be handed out twice.
+            let free: BTreeSet<u32> = redis::cmd("SMEMBERS")
+                .arg(self.keys.free_numbers(code))
+                .query_async(&mut conn)
+                .await
+                .map_err(fail)?;
+            let taken = self.model.taken(code);
+            let next = u32::try_from(stock.next).unwrap_or(0);
+            let expected_free: BTreeSet<u32> = (1..=next).filter(|n| !taken.contains(n)).collect();
+            prop_assert_eq!(free, expected_free, "free numbers of {}", code);
+            left += available;
+        }
+
+        let held: BTreeMap<String, Numbers> = snapshot
+            .holds
+            .into_iter()
+            .map(|(jti, numbers)| (jti, sorted(numbers)))
+            .collect();
+        let expected_held: BTreeMap<String, Numbers> = self
+            .model
+            .holds
+            .iter()
+            .map(|(jti, numbers)| (jti.to_string(), sorted(numbers.clone())))
+            .collect();
+        prop_assert_eq!(held, expected_held, "open holds");
+
+        let deadlines: BTreeSet<String> = redis::cmd("ZRANGE")
+            .arg(self.keys.holds())
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .map_err(fail)?;
+        let expected_deadlines: BTreeSet<String> =
+            self.model.holds.keys().map(Uuid::to_string).collect();
+        prop_assert_eq!(deadlines, expected_deadlines, "hold deadlines");
+
+        let used: BTreeSet<String> = redis::cmd("SMEMBERS")
+            .arg(self.keys.used_tokens())
+            .query_async(&mut conn)
+            .await
+            .map_err(fail)?;
+        let expected_used: BTreeSet<String> = self.model.used.iter().map(Uuid::to_string).collect();
+        prop_assert_eq!(used, expected_used, "used tokens");
+
+        let soldout: Option<String> = redis::cmd("HGET")
+            .arg(self.keys.inventory())
+            .arg("soldout")
+            .query_async(&mut conn)
+            .await
+            .map_err(fail)?;
+        let expected_soldout = if left == 0 { "1" } else { "0" };
+        prop_assert_eq!(
+            soldout.as_deref(),
+            Some(expected_soldout),
+            "soldout with {} left",
+            left
+        );
+
+        let booked: Option<i64> = redis::cmd("HGET")
+            .arg(self.keys.stats())
+            .arg("booked_total")
+            .query_async(&mut conn)
+            .await
+            .map_err(fail)?;
+        prop_assert_eq!(booked.unwrap_or(0), self.model.booked_total, "booked_total");
+        Ok(())
+    }
+
+    async fn delete_keys(&self) -> Result<(), RedisError> {
+        let mut del = redis::cmd("DEL");
+        del.arg(self.keys.inventory())
+            .arg(self.keys.used_tokens())
+            .arg(self.keys.holds())
+            .arg(self.keys.hold_numbers())
+            .arg(self.keys.stats())
+            .arg(self.keys.admitted())
+            .arg(self.keys.free_numbers(UNKNOWN_TIER));
+        for code in &self.model.codes {
+            del.arg(self.keys.free_numbers(code));
+        }
+        del.query_async::<i64>(&mut self.redis.clone()).await?;
+        Ok(())
+    }
+}
+
+fn sorted(mut numbers: Numbers) -> Numbers {
+    numbers.values_mut().for_each(|list| list.sort_unstable());
+    numbers
+}
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+async fn run(tiers: Vec<TierSpec>, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let redis = RedisClient::connect_single(&redis_url())
+        .await
+        .map_err(|e| TestCaseError::fail(format!("connecting to redis: {e}")))?;
+    let event_id = Uuid::new_v4();
+    let mut case = Case {
+        redis,
+        event_id,
+        keys: EventKeys::new(event_id),
+        model: Model::default(),
+    };
+    let outcome = async {
+        let first = Uuid::new_v4();
+        let before = inventory::reserve(&case.redis, event_id, first, 0, &[("x".into(), 1)])
+            .await
+            .map_err(fail)?;
+        prop_assert_eq!(before, Reservation::NotLoaded, "before the load");
+        case.load(&tiers).await?;
+        case.check().await?;
+        for (step, op) in ops.iter().enumerate() {
+            case.apply(op).await?;
+            case.check()
+                .await
+                .map_err(|e| TestCaseError::fail(format!("after step {step} {op:?}: {e}")))?;
+        }
+        Ok(())
+    }
+    .await;
+    // Codes are only known once loaded; on an early failure the model may be empty, so also
+    // delete by the specs.
+    case.model.codes = tiers.iter().map(|t| t.code.clone()).collect();
+    case.delete_keys().await.map_err(fail)?;
+    outcome
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn reservations_match_the_model((tiers, ops) in scenario()) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime for one case");
+        runtime.block_on(run(tiers, ops))?;
+    }
+}
