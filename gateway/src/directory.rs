@@ -1,0 +1,86 @@
+//! A short-lived in-process cache of events, so joins and polls do not query Postgres each time.
+//! Entries live one second: a waiting-room change reaches every gateway within that.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::db::events::{self, EventRow};
+
+const FRESH_FOR: Duration = Duration::from_secs(1);
+
+type Cached = (Instant, Arc<EventRow>);
+
+#[derive(Clone)]
+pub struct EventDirectory {
+    db: PgPool,
+    by_id: Arc<RwLock<HashMap<Uuid, Cached>>>,
+    // Short ids never change, so this map needs no expiry.
+    short_ids: Arc<RwLock<HashMap<i32, Uuid>>>,
+}
+
+impl EventDirectory {
+    pub fn new(db: PgPool) -> Self {
+        Self {
+            db,
+            by_id: Arc::default(),
+            short_ids: Arc::default(),
+        }
+    }
+
+    pub async fn get(&self, id: Uuid) -> sqlx::Result<Option<Arc<EventRow>>> {
+        let cached = self.by_id.read().expect("cache lock").get(&id).cloned();
+        if let Some((at, row)) = &cached {
+            if at.elapsed() < FRESH_FOR {
+                return Ok(Some(row.clone()));
+            }
+        }
+        match events::find(&self.db, id).await {
+            Ok(row) => Ok(row.map(|row| self.remember(row))),
+            // While Postgres is away the waiting room keeps running on what it last knew.
+            Err(e) => match cached {
+                Some((_, row)) => {
+                    tracing::warn!(error = %e, "postgres unavailable; using the cached event");
+                    Ok(Some(row))
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    pub async fn by_short_id(&self, short_id: i32) -> sqlx::Result<Option<Arc<EventRow>>> {
+        let known = self
+            .short_ids
+            .read()
+            .expect("cache lock")
+            .get(&short_id)
+            .copied();
+        match known {
+            Some(id) => self.get(id).await,
+            None => Ok(events::find_by_short_id(&self.db, short_id)
+                .await?
+                .map(|row| self.remember(row))),
+        }
+    }
+
+    /// Drops an event so the next read sees a change made through this gateway at once.
+    pub fn forget(&self, id: Uuid) {
+        self.by_id.write().expect("cache lock").remove(&id);
+    }
+
+    fn remember(&self, row: EventRow) -> Arc<EventRow> {
+        let row = Arc::new(row);
+        self.short_ids
+            .write()
+            .expect("cache lock")
+            .insert(row.short_id, row.id);
+        self.by_id
+            .write()
+            .expect("cache lock")
+            .insert(row.id, (Instant::now(), row.clone()));
+        row
+    }
+}

@@ -1,0 +1,177 @@
+//! The gateway: catalog, waiting room, admin API and the static frontend.
+
+pub mod config;
+pub mod db;
+pub mod directory;
+pub mod domain;
+pub mod error;
+pub mod routes;
+pub mod seed;
+pub mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use tower_governor::governor::GovernorConfigBuilder;
+use tower_governor::key_extractor::{KeyExtractor, PeerIpKeyExtractor, SmartIpKeyExtractor};
+use tower_governor::{GovernorError, GovernorLayer};
+use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use ticketing::envelope::ErrorBody;
+use ticketing::http::{health_routes, not_found, serve, with_common_layers};
+use ticketing::queue;
+use ticketing::telemetry;
+
+use crate::routes::{admin, catalog, health, openapi, queue as queue_routes};
+pub use crate::state::AppState;
+
+/// Largest request body the gateway reads.
+const BODY_LIMIT: usize = 16 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    let config = state.config.clone();
+    let join = Router::new().route("/api/events/{event_id}/queue", post(queue_routes::join));
+    let poll = Router::new().route("/api/queue/{queue_id}", get(queue_routes::poll));
+    let (join, poll) = if config.trust_forwarded_for {
+        (
+            limited(
+                join,
+                SmartIpKeyExtractor,
+                config.join_per_second,
+                config.join_burst,
+            ),
+            limited(
+                poll,
+                SmartIpKeyExtractor,
+                config.poll_per_second,
+                config.poll_burst,
+            ),
+        )
+    } else {
+        (
+            limited(
+                join,
+                PeerIpKeyExtractor,
+                config.join_per_second,
+                config.join_burst,
+            ),
+            limited(
+                poll,
+                PeerIpKeyExtractor,
+                config.poll_per_second,
+                config.poll_burst,
+            ),
+        )
+    };
+    let api = Router::new()
+        .route("/api/events", get(catalog::list))
+        .route("/api/events/{event_id}", get(catalog::show))
+        .route("/api/config", get(catalog::frontend_config))
+        .route("/api/openapi.json", get(openapi::document))
+        .route("/api/admin/events", post(admin::create_event))
+        .route(
+            "/api/admin/events/{event_id}/waiting-room",
+            get(admin::show_waiting_room).put(admin::change_waiting_room),
+        )
+        .route("/readyz", get(health::ready))
+        .merge(join)
+        .merge(poll)
+        .route("/api/{*rest}", axum::routing::any(not_found))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+        .merge(health_routes(telemetry::metrics()));
+    // Static pages: revalidated after a minute, so a deploy reaches queued browsers quickly while
+    // tens of thousands of reloads stay cheap (ETag / Last-Modified answers 304).
+    let frontend = ServeDir::new(&config.frontend_dir)
+        .append_index_html_on_directories(true)
+        .not_found_service(axum::routing::any(not_found).with_state(()));
+    let router = api.fallback_service(Router::new().fallback_service(frontend).layer(
+        SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=60"),
+        ),
+    ));
+    with_common_layers(router, "gateway", config.request_timeout)
+}
+
+fn limited<K>(routes: Router<AppState>, key: K, per_second: u64, burst: u32) -> Router<AppState>
+where
+    K: KeyExtractor + Send + Sync + 'static,
+    K::Key: Send + Sync,
+{
+    let period = Duration::from_nanos(1_000_000_000 / per_second.max(1));
+    let config = GovernorConfigBuilder::default()
+        .key_extractor(key)
+        .period(period)
+        .burst_size(burst.max(1))
+        .error_handler(|error| match error {
+            GovernorError::TooManyRequests { wait_time, .. } => ErrorBody::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests from this client; slow down",
+            )
+            .retry_after(wait_time)
+            .into_response(),
+            _ => ErrorBody::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "cannot identify the client",
+            )
+            .into_response(),
+        })
+        .finish()
+        .expect("rate limit periods and bursts are positive");
+    routes.layer(GovernorLayer {
+        config: Arc::new(config),
+    })
+}
+
+/// Serves until `shutdown`, publishing queue gauges in the background.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let gauges = tokio::spawn(publish_queue_gauges(state.clone()));
+    let result = serve(listener, router(state), shutdown).await;
+    gauges.abort();
+    Ok(result?)
+}
+
+/// Queue length, admissions and bookings per event as Prometheus gauges, every few seconds.
+async fn publish_queue_gauges(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let ids: Vec<String> = match redis::cmd("SMEMBERS")
+            .arg(ticketing::keys::ACTIVE_EVENTS)
+            .query_async(&mut state.redis.clone())
+            .await
+        {
+            Ok(ids) => ids,
+            Err(_) => continue,
+        };
+        for id in ids {
+            let Ok(event_id) = id.parse() else { continue };
+            if let Ok(stats) = queue::stats(&state.redis, event_id).await {
+                let event = id.clone();
+                metrics::gauge!("queue_waiting", "event" => event.clone())
+                    .set(stats.waiting as f64);
+                metrics::gauge!("queue_active", "event" => event.clone()).set(stats.active as f64);
+                metrics::gauge!("queue_admitted_total", "event" => event.clone())
+                    .set(stats.admitted_total as f64);
+                metrics::gauge!("queue_admitted_last_minute", "event" => event.clone())
+                    .set(stats.admitted_last_minute as f64);
+                metrics::gauge!("queue_booked_total", "event" => event)
+                    .set(stats.booked_total as f64);
+            }
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The operator's API: create events, read and tune waiting rooms live.
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use ticketing::queue::{self, QueueStats, WaitingRoom};
+use ticketing::rebuild::{self, When};
+use uuid::Uuid;
+
+use crate::db::events;
+use crate::domain::{room_problems, EventDraft};
+use crate::error::{ApiError, Json, Path};
+use crate::routes::catalog::{assemble, Event};
+use crate::state::AppState;
+
+/// Proof that the request carried the admin token.
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(ApiError::Unauthorized)?;
+        // Comparing digests in constant time hides both the token and its length.
+        let expected = Sha256::digest(state.config.admin_token.expose().as_bytes());
+        let presented = Sha256::digest(presented.trim().as_bytes());
+        if bool::from(expected.ct_eq(&presented)) {
+            Ok(Admin)
+        } else {
+            Err(ApiError::Unauthorized)
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WaitingRoomView {
+    #[serde(flatten)]
+    pub room: WaitingRoom,
+    pub stats: QueueStats,
+}
+
+/// Any fields of a waiting room; the others keep their value.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitingRoomChange {
+    pub enabled: Option<bool>,
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub admission_per_minute: Option<u32>,
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub max_active: Option<u32>,
+    pub paused: Option<bool>,
+    #[schema(minimum = 30, maximum = 86400)]
+    pub token_ttl_s: Option<u32>,
+}
+
+impl WaitingRoomChange {
+    fn apply(&self, room: &mut WaitingRoom) {
+        room.enabled = self.enabled.unwrap_or(room.enabled);
+        room.admission_per_minute = self
+            .admission_per_minute
+            .unwrap_or(room.admission_per_minute);
+        room.max_active = self.max_active.unwrap_or(room.max_active);
+        room.paused = self.paused.unwrap_or(room.paused);
+        room.token_ttl_s = self.token_ttl_s.unwrap_or(room.token_ttl_s);
+    }
+}
+
+#[utoipa::path(post, path = "/api/admin/events", request_body = EventDraft,
+    security(("admin" = [])),
+    responses(
+        (status = 201, body = Event),
+        (status = 401, body = ticketing::envelope::ErrorEnvelope),
+        (status = 413, body = ticketing::envelope::ErrorEnvelope),
+        (status = 422, body = ticketing::envelope::ErrorEnvelope)))]
+pub async fn create_event(
+    _: Admin,
+    State(state): State<AppState>,
+    Json(draft): Json<EventDraft>,
+) -> Result<(StatusCode, Json<Event>), ApiError> {
+    let problems = draft.problems();
+    if !problems.is_empty() {
+        return Err(ApiError::InvalidBody(problems.join("; ")));
+    }
+    let mut tx = state.db.begin().await?;
+    let event_id = events::insert(&mut tx, &draft).await?;
+    tx.commit().await?;
+    let row = events::find(&state.db, event_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("event {event_id} vanished after insert"))?;
+    // Redis gets the event now so its first buyers need not wait for the worker; if Redis is
+    // down, the worker loads it once Redis is back.
+    if let Err(e) = prepare_redis(&state, &row).await {
+        tracing::warn!(error = ?e, %event_id, "event created; redis will be loaded by the worker");
+    }
+    let mut events = assemble(&state.db, &state.redis, vec![row]).await?;
+    Ok((StatusCode::CREATED, Json(events.remove(0))))
+}
+
+async fn prepare_redis(state: &AppState, row: &events::EventRow) -> anyhow::Result<()> {
+    rebuild::rebuild_inventory(&state.db, &state.redis, row.id, When::Missing).await?;
+    queue::sync_config(
+        &state.redis,
+        row.id,
+        &row.waiting_room(),
+        row.on_sale_at.timestamp_millis(),
+        Utc::now().timestamp_millis(),
+    )
+    .await?;
+    Ok(())
+}
+
+#[utoipa::path(get, path = "/api/admin/events/{event_id}/waiting-room",
+    params(("event_id" = Uuid, Path)), security(("admin" = [])),
+    responses(
+        (status = 200, body = WaitingRoomView),
+        (status = 401, body = ticketing::envelope::ErrorEnvelope),
+        (status = 404, body = ticketing::envelope::ErrorEnvelope)))]
+pub async fn show_waiting_room(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(event_id): Path<Uuid>,
+) -> Result<Json<WaitingRoomView>, ApiError> {
+    let row = events::find(&state.db, event_id)
+        .await?
+        .ok_or(ApiError::EventNotFound)?;
+    let stats = queue::stats(&state.redis, event_id).await?;
+    Ok(Json(WaitingRoomView {
+        room: row.waiting_room(),
+        stats,
+    }))
+}
+
+#[utoipa::path(put, path = "/api/admin/events/{event_id}/waiting-room",
+    params(("event_id" = Uuid, Path)), request_body = WaitingRoomChange, security(("admin" = [])),
+    responses(
+        (status = 200, body = WaitingRoom),
+        (status = 401, body = ticketing::envelope::ErrorEnvelope),
+        (status = 404, body = ticketing::envelope::ErrorEnvelope),
+        (status = 413, body = ticketing::envelope::ErrorEnvelope),
+        (status = 422, body = ticketing::envelope::ErrorEnvelope)))]
+pub async fn change_waiting_room(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(event_id): Path<Uuid>,
+    Json(change): Json<WaitingRoomChange>,
+) -> Result<Json<WaitingRoom>, ApiError> {
+    let row = events::find(&state.db, event_id)
+        .await?
+        .ok_or(ApiError::EventNotFound)?;
+    let mut room = row.waiting_room();
+    change.apply(&mut room);
+    let problems = room_problems(&room);
+    if !problems.is_empty() {
+        return Err(ApiError::InvalidBody(problems.join("; ")));
+    }
+    if !events::update_waiting_room(&state.db, event_id, &room).await? {
+        return Err(ApiError::EventNotFound);
+    }
+    state.events.forget(event_id);
+    // Postgres holds the change; the worker re-syncs Redis from it within its next pass should
+    // this write fail.
+    queue::sync_config(
+        &state.redis,
+        event_id,
+        &room,
+        row.on_sale_at.timestamp_millis(),
+        Utc::now().timestamp_millis(),
+    )
+    .await?;
+    tracing::info!(%event_id, ?room, "waiting room changed");
+    Ok(Json(room))
+}

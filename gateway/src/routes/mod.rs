@@ -1,0 +1,7 @@
+//! HTTP handlers and their wire types, one module per resource.
+
+pub mod admin;
+pub mod catalog;
+pub mod health;
+pub mod openapi;
+pub mod queue;

@@ -1,0 +1,257 @@
+//! The waiting room as buyers see it: join, and poll one's place.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, TimeZone, Utc};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use ticketing::queue::{self, EntryAction, Standing};
+use ticketing::rebuild::{self, When};
+use ticketing::token::EntryClaims;
+use uuid::Uuid;
+
+use crate::db::events::EventRow;
+use crate::domain::is_visitor_id;
+use crate::error::{ApiError, Json, Path};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct JoinRequest {
+    /// The visitor's stable id (1-64 of `A-Z a-z 0-9 _ - . :`); joining again with it returns the
+    /// same entry. A random one is made when absent.
+    #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,64}$")]
+    pub visitor_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueState {
+    PreQueue,
+    Waiting,
+    Admitted,
+    Expired,
+    SoldOut,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct QueueStatus {
+    pub queue_id: Uuid,
+    pub event_id: Uuid,
+    pub state: QueueState,
+    /// 1-based place in line while waiting (1 = next).
+    pub position: Option<u64>,
+    /// People ahead while waiting.
+    pub people_ahead: Option<u64>,
+    pub estimated_wait_s: Option<u64>,
+    /// When to poll again.
+    pub poll_after_ms: u64,
+    /// The entry token once admitted.
+    pub token: Option<String>,
+    pub token_expires_at: Option<DateTime<Utc>>,
+    pub on_sale_at: DateTime<Utc>,
+}
+
+#[utoipa::path(post, path = "/api/events/{event_id}/queue",
+    params(("event_id" = Uuid, Path)),
+    request_body(content = Option<JoinRequest>),
+    responses(
+        (status = 202, body = QueueStatus),
+        (status = 404, body = ticketing::envelope::ErrorEnvelope),
+        (status = 413, body = ticketing::envelope::ErrorEnvelope),
+        (status = 422, body = ticketing::envelope::ErrorEnvelope),
+        (status = 429, body = ticketing::envelope::ErrorEnvelope,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again")))))]
+pub async fn join(
+    State(state): State<AppState>,
+    Path(event_id): Path<Uuid>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<QueueStatus>), ApiError> {
+    let body = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge
+        } else {
+            ApiError::InvalidBody(r.body_text())
+        }
+    })?;
+    let request: Option<JoinRequest> = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::InvalidBody(e.to_string()))?
+    };
+    let visitor_id = match request.and_then(|r| r.visitor_id) {
+        Some(id) if is_visitor_id(&id) => id,
+        Some(_) => {
+            return Err(ApiError::InvalidBody(
+                "visitor_id must be 1-64 of A-Z a-z 0-9 _ - . :".into(),
+            ))
+        }
+        None => Uuid::new_v4().simple().to_string(),
+    };
+    let event = state
+        .events
+        .get(event_id)
+        .await?
+        .ok_or(ApiError::EventNotFound)?;
+    let queue_id = queue::queue_id(
+        state.config.queue_id_secret.expose().as_bytes(),
+        event.short_id,
+        event.id,
+        &visitor_id,
+    );
+    let standing = standing(&state, &event, queue_id, EntryAction::Join).await?;
+    metrics::counter!("queue_joins_total").increment(1);
+    let status = present(&state, &event, queue_id, standing).await?;
+    Ok((StatusCode::ACCEPTED, Json(status)))
+}
+
+#[utoipa::path(get, path = "/api/queue/{queue_id}",
+    params(("queue_id" = Uuid, Path)),
+    responses(
+        (status = 200, body = QueueStatus),
+        (status = 404, body = ticketing::envelope::ErrorEnvelope),
+        (status = 429, body = ticketing::envelope::ErrorEnvelope,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again")))))]
+pub async fn poll(
+    State(state): State<AppState>,
+    Path(queue_id): Path<String>,
+) -> Result<Json<QueueStatus>, ApiError> {
+    let queue_id = Uuid::parse_str(&queue_id).map_err(|_| ApiError::QueueEntryNotFound)?;
+    let event = state
+        .events
+        .by_short_id(queue::event_short_id(queue_id))
+        .await?
+        .ok_or(ApiError::QueueEntryNotFound)?;
+    let standing = standing(&state, &event, queue_id, EntryAction::Poll).await?;
+    if standing == Standing::NotFound {
+        return Err(ApiError::QueueEntryNotFound);
+    }
+    let status = present(&state, &event, queue_id, standing).await?;
+    metrics::counter!("queue_polls_total", "state" => state_label(status.state)).increment(1);
+    Ok(Json(status))
+}
+
+fn state_label(state: QueueState) -> &'static str {
+    match state {
+        QueueState::PreQueue => "pre_queue",
+        QueueState::Waiting => "waiting",
+        QueueState::Admitted => "admitted",
+        QueueState::Expired => "expired",
+        QueueState::SoldOut => "sold_out",
+    }
+}
+
+/// Runs the entry script; when Redis has lost the event (restart, flush, failover), puts its
+/// settings and inventory back from Postgres first.
+async fn standing(
+    state: &AppState,
+    event: &EventRow,
+    queue_id: Uuid,
+    action: EntryAction,
+) -> Result<Standing, ApiError> {
+    let standing = queue::entry(&state.redis, event.id, queue_id, action).await?;
+    if standing != Standing::NoConfig {
+        return Ok(standing);
+    }
+    let now_ms = Utc::now().timestamp_millis();
+    queue::sync_config(
+        &state.redis,
+        event.id,
+        &event.waiting_room(),
+        event.on_sale_at.timestamp_millis(),
+        now_ms,
+    )
+    .await?;
+    rebuild::rebuild_inventory(&state.db, &state.redis, event.id, When::Missing)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = ?e, "cannot restore the event's inventory");
+            ApiError::Unavailable
+        })?;
+    Ok(queue::entry(&state.redis, event.id, queue_id, action).await?)
+}
+
+/// Turns a standing into the wire status, signing the entry token the first time an admitted
+/// entry is seen.
+async fn present(
+    state: &AppState,
+    event: &EventRow,
+    queue_id: Uuid,
+    standing: Standing,
+) -> Result<QueueStatus, ApiError> {
+    let room = event.waiting_room();
+    let now = Utc::now();
+    let mut status = QueueStatus {
+        queue_id,
+        event_id: event.id,
+        state: QueueState::Expired,
+        position: None,
+        people_ahead: None,
+        estimated_wait_s: None,
+        poll_after_ms: 5_000,
+        token: None,
+        token_expires_at: None,
+        on_sale_at: event.on_sale_at,
+    };
+    match standing {
+        Standing::PreQueue => {
+            status.state = QueueState::PreQueue;
+            let until_open = (event.on_sale_at - now).num_milliseconds().max(0) as u64;
+            status.poll_after_ms = jitter((until_open / 2).clamp(1_000, 20_000));
+        }
+        Standing::Waiting { position } => {
+            status.state = QueueState::Waiting;
+            status.position = Some(position);
+            status.people_ahead = Some(position.saturating_sub(1));
+            let per_second = f64::from(room.admission_per_minute) / 60.0;
+            let wait_s = (position as f64 / per_second).ceil() as u64;
+            status.estimated_wait_s = Some(wait_s);
+            // Those far back poll rarely; those near the front often enough to act at once.
+            status.poll_after_ms = jitter((wait_s * 1000 / 10).clamp(1_000, 20_000));
+        }
+        Standing::Admitted { expires_ms, token } => {
+            status.state = QueueState::Admitted;
+            let token = match token {
+                Some(token) => token,
+                None => sign_entry(state, event, queue_id, expires_ms).await?,
+            };
+            status.token = Some(token);
+            status.token_expires_at = Utc.timestamp_millis_opt(expires_ms).single();
+            status.poll_after_ms = 10_000;
+        }
+        Standing::SoldOut => status.state = QueueState::SoldOut,
+        Standing::Expired | Standing::NotFound | Standing::NoConfig => {}
+    }
+    Ok(status)
+}
+
+async fn sign_entry(
+    state: &AppState,
+    event: &EventRow,
+    queue_id: Uuid,
+    expires_ms: i64,
+) -> Result<String, ApiError> {
+    let now = Utc::now();
+    let claims = EntryClaims {
+        sub: queue_id,
+        evt: event.id,
+        jti: Uuid::new_v4(),
+        iat: now.timestamp(),
+        exp: expires_ms / 1000,
+        max: event.max_per_booking.max(1) as u32,
+    };
+    let signer = Arc::clone(&state.signer);
+    let token = signer.sign(&claims)?;
+    metrics::counter!("entry_tokens_signed_total").increment(1);
+    let ttl_ms = expires_ms - now.timestamp_millis();
+    Ok(queue::keep_entry_token(&state.redis, event.id, queue_id, &token, ttl_ms).await?)
+}
+
+/// Spreads polls of people who joined together so they do not arrive in waves.
+fn jitter(ms: u64) -> u64 {
+    let spread = ms / 10;
+    ms - spread + rand::thread_rng().gen_range(0..=spread * 2)
+}

@@ -1,0 +1,55 @@
+//! What handlers share.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use sqlx::PgPool;
+use ticketing::redis_client::RedisClient;
+use ticketing::token::EntrySigner;
+
+use crate::config::GatewayConfig;
+use crate::directory::EventDirectory;
+
+/// Catalog reads go to the read pool (a replica when `DATABASE_READ_URL` is set).
+#[derive(Clone)]
+pub struct ReadDb(pub PgPool);
+
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub db: PgPool,
+    pub read_db: ReadDb,
+    pub redis: RedisClient,
+    pub signer: Arc<EntrySigner>,
+    pub config: Arc<GatewayConfig>,
+    pub events: EventDirectory,
+}
+
+impl AppState {
+    /// Connects to the stores and loads the signing key the config names.
+    pub async fn connect(config: GatewayConfig) -> anyhow::Result<Self> {
+        let (db, redis) = ticketing::db::connect_stores(&config.store).await?;
+        let store = &config.store;
+        let patience = std::time::Duration::from_secs(30);
+        let read_db = match &store.database_read_url {
+            Some(url) => {
+                ticketing::db::connect_patiently(url, store.database_max_connections, patience)
+                    .await?
+            }
+            None => db.clone(),
+        };
+        let key_path = config
+            .keys_dir
+            .join(format!("{}.key.pem", config.signing_kid));
+        let pem = std::fs::read(&key_path)
+            .map_err(|e| anyhow::anyhow!("reading the signing key {}: {e}", key_path.display()))?;
+        let signer = EntrySigner::from_pem(&config.signing_kid, &pem)?;
+        Ok(Self {
+            events: EventDirectory::new(db.clone()),
+            db,
+            read_db: ReadDb(read_db),
+            redis,
+            signer: Arc::new(signer),
+            config: Arc::new(config),
+        })
+    }
+}
