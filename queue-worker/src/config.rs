@@ -1,0 +1,34 @@
+//! The queue-worker's settings, read once from the environment.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ticketing::config::{env_or, StoreConfig};
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub store: StoreConfig,
+    /// `WORKER_ADDR`: health and metrics, default 127.0.0.1:5100.
+    pub addr: SocketAddr,
+    /// `ADMIT_INTERVAL_MS`: admission ticks (the token bucket makes the rate independent of it).
+    pub admit_interval: Duration,
+    /// `SWEEP_INTERVAL_MS`: how often overdue reservations are released.
+    pub sweep_interval: Duration,
+    /// `RECONCILE_INTERVAL_MS`: how often Redis is compared with Postgres.
+    pub reconcile_interval: Duration,
+    /// `SHUTDOWN_GRACE_MS`: how long a running pass may finish after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+impl WorkerConfig {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            store: StoreConfig::from_env()?,
+            addr: env_or("WORKER_ADDR", SocketAddr::from(([127, 0, 0, 1], 5100)))?,
+            admit_interval: Duration::from_millis(env_or("ADMIT_INTERVAL_MS", 100)?),
+            sweep_interval: Duration::from_millis(env_or("SWEEP_INTERVAL_MS", 2_000)?),
+            reconcile_interval: Duration::from_millis(env_or("RECONCILE_INTERVAL_MS", 5_000)?),
+            shutdown_grace: Duration::from_millis(env_or("SHUTDOWN_GRACE_MS", 5_000)?),
+        })
+    }
+}

@@ -1,0 +1,54 @@
+//! Overdue reservations: a booking process died (or lost Redis) between reserving and writing.
+//! If Postgres has the booking, the hold is confirmed; otherwise its numbers go back on sale.
+//! Bookings never start their Postgres write after half the hold, and every statement is bounded
+//! by `statement_timeout`, so a hold past its deadline cannot still become a booking.
+
+use chrono::Utc;
+use sqlx::PgPool;
+use ticketing::inventory::{self, ReleaseMode, Released};
+use ticketing::redis_client::RedisClient;
+use uuid::Uuid;
+
+#[tracing::instrument(skip(db, redis), err)]
+pub async fn sweep(db: &PgPool, redis: &RedisClient, event_id: Uuid) -> anyhow::Result<u64> {
+    let overdue = inventory::overdue_holds(redis, event_id, Utc::now().timestamp_millis()).await?;
+    if overdue.is_empty() {
+        return Ok(0);
+    }
+    let snapshot = inventory::snapshot(redis, event_id).await?;
+    let Some(epoch) = snapshot.epoch else {
+        return Ok(0);
+    };
+    let codes: Vec<String> =
+        sqlx::query_scalar("SELECT code FROM ticket_tiers WHERE event_id = $1")
+            .bind(event_id)
+            .fetch_all(db)
+            .await?;
+    let mut released = 0;
+    for jti in overdue {
+        let Ok(token_id) = jti.parse::<Uuid>() else {
+            continue;
+        };
+        let booked: Option<Uuid> =
+            sqlx::query_scalar("SELECT queue_id FROM bookings WHERE token_jti = $1")
+                .bind(token_id)
+                .fetch_optional(db)
+                .await?;
+        match booked {
+            Some(queue_id) => inventory::confirm(redis, event_id, token_id, queue_id).await?,
+            None => {
+                if inventory::release(redis, event_id, &epoch, &jti, ReleaseMode::Return, &codes)
+                    .await?
+                    == Released::Released
+                {
+                    released += 1;
+                }
+            }
+        }
+    }
+    if released > 0 {
+        tracing::warn!(%event_id, released, "released reservations that never became bookings");
+        metrics::counter!("holds_released_total").increment(released);
+    }
+    Ok(released)
+}

@@ -1,0 +1,159 @@
+//! Reconciliation: Redis must agree with Postgres. Settings and inventory missing from Redis are
+//! restored; an inventory epoch that differs from Postgres's is rebuilt; availability that
+//! disagrees with Postgres (after accounting for open holds) in two passes in a row is drift,
+//! repaired by a fenced rebuild and counted.
+
+use std::collections::HashMap;
+
+use chrono::Utc;
+use sqlx::PgPool;
+use ticketing::inventory;
+use ticketing::keys::EventKeys;
+use ticketing::queue;
+use ticketing::rebuild::{self, When};
+use ticketing::redis_client::RedisClient;
+use uuid::Uuid;
+
+use crate::events::WatchedEvent;
+
+/// What the previous pass saw, per event, to tell drift from in-flight work.
+#[derive(Default)]
+pub struct DriftMemory {
+    inventory: HashMap<Uuid, Vec<(String, i64)>>,
+    settings: HashMap<Uuid, bool>,
+}
+
+/// What one pass did to one event.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Repair {
+    pub restored_settings: bool,
+    pub rebuilt_inventory: bool,
+    pub drift_repaired: bool,
+}
+
+#[tracing::instrument(skip(db, redis, event, memory), fields(event_id = %event.id), err)]
+pub async fn reconcile(
+    db: &PgPool,
+    redis: &RedisClient,
+    event: &WatchedEvent,
+    memory: &mut DriftMemory,
+) -> anyhow::Result<Repair> {
+    let mut repair = Repair::default();
+    let room = event.waiting_room();
+    let settings = settings_state(redis, event.id, &room).await?;
+    let differs = settings != SettingsState::Same;
+    // One differing pass may be an admin change racing this read; two in a row is drift.
+    let seen_before = memory.settings.insert(event.id, differs).unwrap_or(false);
+    if settings == SettingsState::Missing || (differs && seen_before) {
+        queue::sync_config(
+            redis,
+            event.id,
+            &room,
+            event.on_sale_at.timestamp_millis(),
+            Utc::now().timestamp_millis(),
+        )
+        .await?;
+        memory.settings.insert(event.id, false);
+        repair.restored_settings = true;
+    }
+
+    let snapshot = inventory::snapshot(redis, event.id).await?;
+    let pg_epoch: i64 = sqlx::query_scalar("SELECT inventory_epoch FROM events WHERE id = $1")
+        .bind(event.id)
+        .fetch_one(db)
+        .await?;
+    if snapshot.epoch.as_deref() != Some(pg_epoch.to_string().as_str()) {
+        rebuild::rebuild_inventory(db, redis, event.id, When::Missing).await?;
+        repair.rebuilt_inventory = true;
+        return Ok(repair);
+    }
+
+    let holds: Vec<Uuid> = snapshot
+        .holds
+        .keys()
+        .filter_map(|j| j.parse().ok())
+        .collect();
+    let issued: Vec<(String, i32, i64)> = sqlx::query_as(
+        "SELECT t.code, t.capacity, count(k.id)
+           FROM ticket_tiers t
+           LEFT JOIN tickets k ON k.tier_id = t.id AND k.status = 'issued'
+                AND NOT EXISTS (SELECT 1 FROM bookings b WHERE b.id = k.booking_id AND b.token_jti = ANY($2))
+          WHERE t.event_id = $1
+          GROUP BY t.id
+          ORDER BY t.code",
+    )
+    .bind(event.id)
+    .bind(&holds)
+    .fetch_all(db)
+    .await?;
+    let held = snapshot.held_per_tier();
+    let mut drift: Vec<(String, i64)> = Vec::new();
+    for (code, capacity, sold) in issued {
+        let expected = i64::from(capacity) - sold - held.get(&code).copied().unwrap_or(0);
+        let actual = snapshot.tiers.get(&code).map(|t| t.available);
+        if actual != Some(expected) {
+            drift.push((code, actual.unwrap_or(i64::MIN) - expected));
+        }
+    }
+    if drift.is_empty() {
+        memory.inventory.remove(&event.id);
+        return Ok(repair);
+    }
+    if memory.inventory.get(&event.id) == Some(&drift) {
+        tracing::warn!(?drift, "redis inventory drifted from postgres; rebuilding");
+        rebuild::rebuild_inventory(db, redis, event.id, When::Always).await?;
+        metrics::counter!("inventory_drift_repaired_total", "event" => event.id.to_string())
+            .increment(1);
+        memory.inventory.remove(&event.id);
+        repair.drift_repaired = true;
+    } else {
+        memory.inventory.insert(event.id, drift);
+    }
+    Ok(repair)
+}
+
+/// Whether Redis's copy of the settings is missing or differs from Postgres.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SettingsState {
+    Same,
+    Differ,
+    Missing,
+}
+
+async fn settings_state(
+    redis: &RedisClient,
+    event_id: Uuid,
+    room: &queue::WaitingRoom,
+) -> redis::RedisResult<SettingsState> {
+    let fields: Vec<Option<String>> = redis::cmd("HMGET")
+        .arg(EventKeys::new(event_id).queue_config())
+        .arg(&[
+            "enabled",
+            "admission_per_minute",
+            "max_active",
+            "paused",
+            "token_ttl_s",
+        ])
+        .query_async(&mut redis.clone())
+        .await?;
+    if fields.iter().all(Option::is_none) {
+        return Ok(SettingsState::Missing);
+    }
+    let flag = |b: bool| if b { "1" } else { "0" }.to_string();
+    let expected = [
+        flag(room.enabled),
+        room.admission_per_minute.to_string(),
+        room.max_active.to_string(),
+        flag(room.paused),
+        room.token_ttl_s.to_string(),
+    ];
+    let same = fields
+        .iter()
+        .zip(expected.iter())
+        .all(|(a, b)| a.as_deref() == Some(b.as_str()));
+    Ok(if same {
+        SettingsState::Same
+    } else {
+        SettingsState::Differ
+    })
+}

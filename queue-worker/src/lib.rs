@@ -1,0 +1,205 @@
+//! The queue-worker: admits waiting buyers at each event's rate, releases reservations that
+//! never became bookings, and keeps Redis in agreement with Postgres.
+
+pub mod config;
+pub mod events;
+pub mod jobs;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use chrono::Utc;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use ticketing::envelope::ErrorBody;
+use ticketing::http::{metrics_route, serve, with_common_layers};
+use ticketing::redis_client::RedisClient;
+use ticketing::telemetry;
+
+use crate::config::WorkerConfig;
+use crate::events::WatchedEvent;
+use crate::jobs::admission::Openings;
+use crate::jobs::reconcile::DriftMemory;
+
+/// The worker's state, shared by its loops.
+#[derive(Clone)]
+pub struct Worker {
+    pub db: PgPool,
+    pub redis: RedisClient,
+    pub config: Arc<WorkerConfig>,
+    events: Arc<RwLock<Vec<WatchedEvent>>>,
+    /// Unix ms of the last admission tick that completed, for `/healthz`.
+    last_tick_ms: Arc<AtomicI64>,
+}
+
+impl Worker {
+    pub fn new(db: PgPool, redis: RedisClient, config: WorkerConfig) -> Self {
+        Self {
+            db,
+            redis,
+            config: Arc::new(config),
+            events: Arc::default(),
+            last_tick_ms: Arc::new(AtomicI64::new(Utc::now().timestamp_millis())),
+        }
+    }
+
+    fn events(&self) -> Vec<WatchedEvent> {
+        self.events.read().expect("events lock").clone()
+    }
+
+    /// Runs every loop until `cancel` fires; each loop finishes the pass it is in, within the
+    /// configured grace.
+    pub async fn run(self, cancel: CancellationToken) {
+        let loops = [
+            Job::Admission,
+            Job::RefreshEvents,
+            Job::SweepHolds,
+            Job::Reconcile,
+        ]
+        .map(|job| tokio::spawn(self.clone().repeat(job, cancel.clone())));
+        cancel.cancelled().await;
+        let grace = self.config.shutdown_grace;
+        if tokio::time::timeout(grace, futures::future::join_all(loops))
+            .await
+            .is_err()
+        {
+            tracing::warn!("worker loops did not finish within the shutdown grace");
+        }
+    }
+
+    async fn repeat(self, job: Job, cancel: CancellationToken) {
+        let period = match job {
+            Job::Admission => self.config.admit_interval,
+            Job::RefreshEvents => Duration::from_secs(1),
+            Job::SweepHolds => self.config.sweep_interval,
+            Job::Reconcile => self.config.reconcile_interval,
+        };
+        let mut openings = Openings::default();
+        let mut drift = DriftMemory::default();
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = interval.tick() => {}
+            }
+            match job {
+                Job::Admission => self.admission_pass(&mut openings).await,
+                Job::RefreshEvents => self.refresh_events().await,
+                Job::SweepHolds => self.sweep_pass().await,
+                Job::Reconcile => self.reconcile_pass(&mut drift).await,
+            }
+        }
+    }
+
+    async fn refresh_events(&self) {
+        match events::watched(&self.db).await {
+            Ok(events) => *self.events.write().expect("events lock") = events,
+            Err(e) => tracing::warn!(error = %e, "cannot list events; keeping the previous list"),
+        }
+    }
+
+    async fn admission_pass(&self, openings: &mut Openings) {
+        let events = self.events();
+        match jobs::admission::tick(&self.redis, &events, openings).await {
+            Ok(()) => self
+                .last_tick_ms
+                .store(Utc::now().timestamp_millis(), Ordering::Relaxed),
+            Err(_) => {
+                // Redis may have restarted and lost the openings: check every one again.
+                *openings = Openings::default();
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+
+    async fn sweep_pass(&self) {
+        for event in self.events() {
+            // Errors are logged by the job's span; the next pass retries.
+            let _ = jobs::holds::sweep(&self.db, &self.redis, event.id).await;
+        }
+    }
+
+    async fn reconcile_pass(&self, drift: &mut DriftMemory) {
+        for event in self.events() {
+            let _ = jobs::reconcile::reconcile(&self.db, &self.redis, &event, drift).await;
+        }
+    }
+
+    /// `/healthz` (503 when admission has not ticked for 10 s), `/readyz`, `/metrics`.
+    pub fn router(&self) -> Router {
+        let router = Router::new()
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .route("/api/openapi.json", get(openapi))
+            .with_state(self.clone())
+            .merge(metrics_route(telemetry::metrics()));
+        with_common_layers(router, "queue-worker", Duration::from_secs(5))
+    }
+
+    pub async fn serve_health(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        serve(listener, self.router(), shutdown).await
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Job {
+    Admission,
+    RefreshEvents,
+    SweepHolds,
+    Reconcile,
+}
+
+/// The worker's own HTTP surface: health and metrics.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Ticketing queue-worker",
+        description = "Health of the admission and reconciliation loops."
+    ),
+    paths(healthz, readyz),
+    components(schemas(ticketing::envelope::ErrorEnvelope, ticketing::envelope::ErrorDetail))
+)]
+struct WorkerApi;
+
+async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(<WorkerApi as utoipa::OpenApi>::openapi())
+}
+
+#[utoipa::path(get, path = "/healthz",
+    responses((status = 200, description = "admission ticked in the last 10 s"),
+              (status = 503, body = ticketing::envelope::ErrorEnvelope)))]
+async fn healthz(State(worker): State<Worker>) -> Response {
+    let age_ms = Utc::now().timestamp_millis() - worker.last_tick_ms.load(Ordering::Relaxed);
+    if age_ms < 10_000 {
+        axum::Json(serde_json::json!({"status": "ok", "last_admission_tick_ms_ago": age_ms}))
+            .into_response()
+    } else {
+        ErrorBody::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "admission is not ticking",
+        )
+        .with_detail("last_admission_tick_ms_ago", age_ms)
+        .into_response()
+    }
+}
+
+#[utoipa::path(get, path = "/readyz",
+    responses((status = 200, description = "Postgres and Redis answer"),
+              (status = 503, body = ticketing::envelope::ErrorEnvelope)))]
+async fn readyz(State(worker): State<Worker>) -> Response {
+    ticketing::http::readiness(&worker.db, &worker.redis).await
+}
