@@ -1,0 +1,52 @@
+// How money, times and waits read to a buyer, in the browser's own locale.
+
+const money = new Intl.NumberFormat(undefined, { style: 'currency', currency: 'USD' });
+const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+const timeOnly = new Intl.DateTimeFormat(undefined, { timeStyle: 'short' });
+
+export const formatMoney = (cents) => money.format((Number(cents) || 0) / 100);
+
+export function formatDateTime(iso) {
+  const at = new Date(iso);
+  return Number.isNaN(at.getTime()) ? '' : dateTime.format(at);
+}
+
+/** A time today reads as "3:00 PM", another day with its date. */
+export function formatWhen(iso) {
+  const at = new Date(iso);
+  if (Number.isNaN(at.getTime())) return '';
+  return at.toDateString() === new Date().toDateString() ? timeOnly.format(at) : dateTime.format(at);
+}
+
+/** "$10.00", or "$10.00 – $100.00" when tiers differ; empty when there are none. */
+export function formatPriceRange(tiers) {
+  const prices = (tiers ?? []).map((t) => t.price_cents);
+  if (prices.length === 0) return '';
+  const low = Math.min(...prices);
+  const high = Math.max(...prices);
+  return low === high ? formatMoney(low) : `${formatMoney(low)} – ${formatMoney(high)}`;
+}
+
+/** A wait estimate in words; estimates are rough, so they are rounded to read as such. */
+export function formatWait(seconds) {
+  if (seconds == null || !Number.isFinite(Number(seconds))) return 'Unknown';
+  const s = Math.max(0, Math.round(Number(seconds)));
+  if (s < 60) return 'Less than a minute';
+  const minutes = Math.round(s / 60);
+  if (minutes < 60) return `About ${minutes} minute${minutes === 1 ? '' : 's'}`;
+  const hours = Math.floor(minutes / 60);
+  const rest = minutes % 60;
+  const h = `${hours} hour${hours === 1 ? '' : 's'}`;
+  return rest ? `About ${h} ${rest} min` : `About ${h}`;
+}
+
+/** mm:ss for a countdown; never negative. */
+export function formatClock(ms) {
+  const total = Math.max(0, Math.ceil(ms / 1000));
+  const m = Math.floor(total / 60);
+  const s = total % 60;
+  return `${String(m).padStart(2, '0')}:${String(s).padStart(2, '0')}`;
+}
+
+export const isSoldOut = (event) =>
+  (event.tiers ?? []).length > 0 && event.tiers.every((t) => Number(t.available) <= 0);

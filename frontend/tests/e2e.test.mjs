@@ -1,0 +1,277 @@
+// End-to-end tests of the buyer and operator pages, in Debian's Chromium, against services
+// that are already running. Each test creates its own event, so tests are independent.
+//
+//   GATEWAY_URL  gateway origin (default http://127.0.0.1:3000)
+//   ADMIN_TOKEN  admin bearer token (default dev-admin-token)
+//   TEST_OUTPUT  where final screenshots go (default ../../test-output/e2e, from this folder)
+//   CHROMIUM     the browser binary (default /usr/bin/chromium)
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const GATEWAY = (process.env.GATEWAY_URL || 'http://127.0.0.1:3000').replace(/\/+$/, '');
+const ADMIN_TOKEN = process.env.ADMIN_TOKEN || 'dev-admin-token';
+const here = path.dirname(fileURLToPath(import.meta.url));
+const OUTPUT = process.env.TEST_OUTPUT
+  ? path.resolve(process.env.TEST_OUTPUT)
+  : path.resolve(here, '../../test-output/e2e');
+
+const TEST_TIMEOUT_MS = 120_000;
+const HOUR_MS = 3_600_000;
+
+/** A CSS selector for a data-testid; the static test checks every id used here exists. */
+const testid = (id) => `[data-testid="${id}"]`;
+
+let browser;
+
+before(async () => {
+  await mkdir(OUTPUT, { recursive: true });
+  const health = await fetch(`${GATEWAY}/api/config`).catch((err) => err);
+  assert.ok(health instanceof Response && health.ok, `the gateway must be running at ${GATEWAY} (GET /api/config failed: ${health?.status ?? health?.message})`);
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+// ---- the API, straight ----
+
+async function call(method, url, { body, bearer, headers = {} } = {}) {
+  const response = await fetch(url.startsWith('http') ? url : `${GATEWAY}${url}`, {
+    method,
+    headers: {
+      Accept: 'application/json',
+      ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}),
+      ...(bearer ? { Authorization: `Bearer ${bearer}` } : {}),
+      ...headers,
+    },
+    body: body !== undefined ? JSON.stringify(body) : undefined,
+  });
+  const text = await response.text();
+  let json = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    // Left null; the assertion below shows the status.
+  }
+  return { status: response.status, body: json, text };
+}
+
+const unique = (label) => `e2e ${label} ${new Date().toISOString()} ${randomUUID().slice(0, 8)}`;
+
+async function createEvent(label, { waitingRoom, tiers, onSaleAt = new Date(Date.now() - HOUR_MS) }) {
+  const name = unique(label);
+  const { status, body, text } = await call('POST', '/api/admin/events', {
+    bearer: ADMIN_TOKEN,
+    body: {
+      name,
+      venue_name: 'Test Hall',
+      starts_at: new Date(Date.now() + 30 * 24 * HOUR_MS).toISOString(),
+      on_sale_at: onSaleAt.toISOString(),
+      waiting_room: waitingRoom,
+      tiers,
+    },
+  });
+  assert.equal(status, 201, `creating an event: ${text}`);
+  assert.equal(body.name, name);
+  return body;
+}
+
+async function joinQueue(eventId, visitorId) {
+  const { status, body, text } = await call('POST', `/api/events/${eventId}/queue`, { body: { visitor_id: visitorId } });
+  assert.equal(status, 202, `joining the queue: ${text}`);
+  return body;
+}
+
+async function waitUntilAdmitted(entry, timeoutMs = 20_000) {
+  const deadline = Date.now() + timeoutMs;
+  let status = entry;
+  while (status.state !== 'admitted') {
+    assert.ok(['waiting', 'pre_queue'].includes(status.state), `unexpected queue state ${status.state}`);
+    assert.ok(Date.now() < deadline, `not admitted within ${timeoutMs} ms (last: ${JSON.stringify(status)})`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    const polled = await call('GET', `/api/queue/${entry.queue_id}`);
+    assert.equal(polled.status, 200, `polling the queue: ${polled.text}`);
+    status = polled.body;
+  }
+  assert.ok(status.token, 'an admitted entry carries a token');
+  return status;
+}
+
+const waitingRoom = (admissionPerMinute) => ({
+  enabled: true,
+  admission_per_minute: admissionPerMinute,
+  max_active: 100,
+  paused: false,
+  token_ttl_s: 300,
+});
+
+// ---- browser pages ----
+
+/**
+ * Runs `body` with a fresh browser context (its own storage, like another person's phone)
+ * and saves a screenshot of the page as it ends, passed or failed.
+ */
+async function withPage(name, body) {
+  const context = await browser.newContext({ viewport: { width: 360, height: 800 }, locale: 'en-US' });
+  const page = await context.newPage();
+  const pageErrors = [];
+  page.on('pageerror', (err) => pageErrors.push(err.message));
+  try {
+    await body(page, context);
+    assert.deepEqual(pageErrors, [], 'the page threw no uncaught errors');
+  } finally {
+    await page.screenshot({ path: path.join(OUTPUT, `${name}.png`), fullPage: true }).catch(() => {});
+    await context.close();
+  }
+}
+
+async function waitForState(page, state, timeout = 15_000) {
+  await page.waitForSelector(`${testid('queue-state')}[data-state="${state}"]`, { timeout });
+}
+
+async function ticketCount(page, expected) {
+  await page.waitForFunction((n) => document.querySelectorAll('[data-testid="ticket"]').length === n, expected, { timeout: 15_000 });
+}
+
+// ---- tests ----
+
+test('a buyer waits in line, is admitted when the operator opens the tap, books and cancels', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const event = await createEvent('journey', {
+    waitingRoom: waitingRoom(1),
+    tiers: [
+      { code: 'VIP', name: 'VIP', price_cents: 10000, capacity: 2 },
+      { code: 'GA', name: 'General admission', price_cents: 1000, capacity: 10 },
+    ],
+  });
+  // At one admission a minute, people ahead keep the buyer waiting until the operator acts.
+  await joinQueue(event.id, `filler-${randomUUID()}`);
+  await joinQueue(event.id, `filler-${randomUUID()}`);
+
+  await withPage('buyer-journey', async (buyer) => {
+    await buyer.goto(`${GATEWAY}/#/events/${event.id}`);
+    await buyer.click(testid('join-queue'));
+    await waitForState(buyer, 'waiting');
+    assert.match(await buyer.textContent(testid('queue-state')), /You are number \d+ in line/);
+    assert.ok(Number(await buyer.textContent(testid('queue-position'))) >= 1);
+    assert.ok(await buyer.isVisible(testid('progress')));
+
+    await withPage('operator', async (operator) => {
+      await operator.goto(`${GATEWAY}/admin.html`);
+      await operator.fill(testid('admin-token'), ADMIN_TOKEN);
+      await operator.click(testid('admin-login'));
+      await operator.selectOption(testid('admin-event-select'), event.id);
+      await operator.waitForFunction((sel) => document.querySelector(sel)?.value === '1', testid('admission-per-minute'));
+      await operator.waitForFunction((sel) => /\d/.test(document.querySelector(sel)?.textContent ?? ''), testid('stat-waiting'));
+      await operator.fill(testid('admission-per-minute'), '600');
+      await operator.click(testid('wr-save'));
+      await operator.waitForFunction((sel) => /Saved/.test(document.querySelector(sel)?.textContent ?? ''), testid('wr-result'));
+      for (const stat of ['stat-admitted-last-minute', 'stat-active', 'stat-booked', 'stat-admitted-total']) {
+        assert.match(await operator.textContent(testid(stat)), /\d/, `${stat} shows a number`);
+      }
+      assert.ok(await operator.isVisible(testid('pause-toggle')));
+    });
+
+    await buyer.waitForSelector(testid('countdown'), { timeout: 25_000 });
+    assert.match(await buyer.textContent(testid('countdown')), /^\d\d:\d\d$/);
+    await buyer.fill(testid('qty-VIP'), '1');
+    await buyer.fill(testid('qty-GA'), '2');
+    await buyer.fill(testid('email'), `buyer-${randomUUID().slice(0, 8)}@example.com`);
+    assert.match(await buyer.textContent(testid('total')), /\$120\.00/);
+    await buyer.click(testid('book-submit'));
+
+    await buyer.waitForURL(/#\/booking\//, { timeout: 15_000 });
+    await ticketCount(buyer, 3);
+    const tickets = await buyer.locator(testid('ticket')).allTextContents();
+    assert.equal(tickets.filter((t) => /VIP.*\d/.test(t)).length, 1, `one VIP ticket in ${tickets}`);
+    assert.equal(tickets.filter((t) => /GA.*\d/.test(t)).length, 2, `two GA tickets in ${tickets}`);
+    assert.equal(await buyer.textContent(testid('booking-status')), 'Confirmed');
+
+    await buyer.reload();
+    await ticketCount(buyer, 3);
+
+    await buyer.click(testid('cancel-booking'));
+    await buyer.click(testid('confirm-cancel'));
+    await buyer.waitForFunction((sel) => document.querySelector(sel)?.textContent === 'Cancelled', testid('booking-status'));
+  });
+});
+
+test('a buyer arriving after the last ticket sold learns it is sold out', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const event = await createEvent('sold out', {
+    waitingRoom: waitingRoom(600),
+    tiers: [{ code: 'GA', name: 'General admission', price_cents: 2500, capacity: 1 }],
+  });
+
+  const admitted = await waitUntilAdmitted(await joinQueue(event.id, `first-${randomUUID()}`));
+  const config = await call('GET', '/api/config');
+  assert.equal(config.status, 200);
+  const booked = await call('POST', `${config.body.booking_url.replace(/\/+$/, '')}/api/bookings`, {
+    bearer: admitted.token,
+    headers: { 'Idempotency-Key': randomUUID() },
+    body: { event_id: event.id, tiers: { GA: 1 }, buyer_email: 'first@example.com' },
+  });
+  assert.equal(booked.status, 201, `booking the last ticket: ${booked.text}`);
+
+  await withPage('sold-out', async (page) => {
+    await page.goto(`${GATEWAY}/#/events/${event.id}`);
+    // Availability is live but may lag a moment; the page refreshes it every few seconds.
+    const onEventPage = await page.waitForSelector(testid('sold-out'), { timeout: 12_000 }).catch(() => null);
+    if (!onEventPage) {
+      await page.click(testid('join-queue'));
+      await waitForState(page, 'sold_out');
+      await page.waitForSelector(testid('sold-out'));
+    }
+    assert.match(await page.textContent(testid('sold-out')), /Sold out/);
+  });
+});
+
+test('reloading the queue page keeps the same place in line', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const event = await createEvent('reload', {
+    waitingRoom: waitingRoom(1),
+    tiers: [{ code: 'GA', name: 'General admission', price_cents: 1500, capacity: 10 }],
+  });
+  await joinQueue(event.id, `filler-${randomUUID()}`);
+  await joinQueue(event.id, `filler-${randomUUID()}`);
+
+  await withPage('queue-reload', async (page) => {
+    await page.goto(`${GATEWAY}/#/events/${event.id}`);
+    await page.click(testid('join-queue'));
+    await waitForState(page, 'waiting');
+    const before = Number(await page.textContent(testid('queue-position')));
+    const placeBefore = await page.evaluate((id) => JSON.parse(localStorage.getItem(`queue:${id}`)), event.id);
+    assert.ok(before >= 1, `a position is shown (${before})`);
+    assert.ok(placeBefore?.queue_id, 'the queue id is remembered');
+
+    const joins = [];
+    page.on('request', (request) => {
+      if (request.method() === 'POST' && request.url().includes('/queue')) joins.push(request.url());
+    });
+    await page.reload();
+    await waitForState(page, 'waiting');
+    const after = Number(await page.textContent(testid('queue-position')));
+    const placeAfter = await page.evaluate((id) => JSON.parse(localStorage.getItem(`queue:${id}`)), event.id);
+
+    assert.equal(placeAfter.queue_id, placeBefore.queue_id, 'the same queue entry after the reload');
+    assert.deepEqual(joins, [], 'the reload polled the remembered entry instead of joining again');
+    // At one admission a minute, someone ahead may just have been let in.
+    assert.ok(after === before || after === before - 1, `position ${before} before the reload, ${after} after`);
+  });
+});
