@@ -1,0 +1,171 @@
+//! The system's HTTP API as the load generator uses it; every call records its answer.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::stats::Recorder;
+
+#[derive(Clone)]
+pub struct Api {
+    pub gateway: String,
+    pub booking: String,
+    pub admin_token: String,
+    pub http: reqwest::Client,
+    pub recorder: Recorder,
+    /// Caps requests in flight (and so sockets) from this one process; time spent waiting here
+    /// counts in the latency, measured from the intended send time.
+    in_flight: Arc<Semaphore>,
+}
+
+/// Most requests in flight at once from the load generator.
+const MAX_IN_FLIGHT: usize = 2048;
+
+/// An answer: status and body (Null when not JSON or on a transport error, status 0).
+pub type Answer = (u16, Value);
+
+impl Api {
+    pub fn new(
+        gateway: String,
+        booking: String,
+        admin_token: String,
+        recorder: Recorder,
+    ) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(4096)
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Self {
+            gateway,
+            booking,
+            admin_token,
+            http,
+            recorder,
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        })
+    }
+
+    /// Sends and records `request` under `endpoint`; latency counts from `intended` (the time the
+    /// request was meant to go out, so a stalled system cannot hide queueing delay).
+    pub async fn send(
+        &self,
+        endpoint: &str,
+        request: reqwest::RequestBuilder,
+        intended: Instant,
+    ) -> Answer {
+        let _slot = self
+            .in_flight
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let answer = match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let body = response.json::<Value>().await.unwrap_or(Value::Null);
+                (status, body)
+            }
+            Err(_) => (0, Value::Null),
+        };
+        let outcome = match (&answer.0, answer.1["error"]["code"].as_str()) {
+            (0, _) => "transport_error".to_string(),
+            (status, Some(code)) => format!("{status} {code}"),
+            (status, None) => status.to_string(),
+        };
+        self.recorder.record(endpoint, intended.elapsed(), &outcome);
+        answer
+    }
+
+    pub async fn join(&self, event: Uuid, visitor: &str) -> Answer {
+        let request = self
+            .http
+            .post(format!("{}/api/events/{event}/queue", self.gateway))
+            .json(&json!({ "visitor_id": visitor }));
+        self.send("POST /api/events/{id}/queue", request, Instant::now())
+            .await
+    }
+
+    pub async fn poll(&self, queue_id: &str) -> Answer {
+        let request = self
+            .http
+            .get(format!("{}/api/queue/{queue_id}", self.gateway));
+        self.send("GET /api/queue/{id}", request, Instant::now())
+            .await
+    }
+
+    pub async fn book(&self, token: &str, body: &Value, intended: Instant) -> Answer {
+        let request = self
+            .http
+            .post(format!("{}/api/bookings", self.booking))
+            .bearer_auth(token)
+            .json(body);
+        self.send("POST /api/bookings", request, intended).await
+    }
+
+    /// Creates an event through the admin API (not recorded).
+    pub async fn create_event(
+        &self,
+        name: &str,
+        tiers: &[(String, i64)],
+        waiting_room: Value,
+    ) -> anyhow::Result<Uuid> {
+        let body = json!({
+            "name": name,
+            "venue_name": "Load Test Arena",
+            "starts_at": (chrono::Utc::now() + chrono::Duration::days(60)).to_rfc3339(),
+            "on_sale_at": (chrono::Utc::now() - chrono::Duration::seconds(5)).to_rfc3339(),
+            "waiting_room": waiting_room,
+            "max_per_booking": 8,
+            "tiers": tiers.iter().map(|(code, capacity)| json!({
+                "code": code, "name": code, "price_cents": 5000, "capacity": capacity
+            })).collect::<Vec<_>>(),
+        });
+        let response = self
+            .http
+            .post(format!("{}/api/admin/events", self.gateway))
+            .bearer_auth(&self.admin_token)
+            .json(&body)
+            .send()
+            .await
+            .context("creating the load-test event")?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status != 201 {
+            bail!("creating the event answered {status}: {body}");
+        }
+        body["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .context("event id")
+    }
+
+    /// The admin view of a waiting room (not recorded).
+    pub async fn waiting_room(&self, event: Uuid) -> anyhow::Result<Value> {
+        Ok(self
+            .http
+            .get(format!(
+                "{}/api/admin/events/{event}/waiting-room",
+                self.gateway
+            ))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await?
+            .json()
+            .await?)
+    }
+
+    pub async fn availability(&self, event: Uuid) -> anyhow::Result<Value> {
+        Ok(self
+            .http
+            .get(format!("{}/api/events/{event}/availability", self.booking))
+            .send()
+            .await?
+            .json::<Value>()
+            .await?["tiers"]
+            .clone())
+    }
+}

@@ -1,0 +1,55 @@
+//! The promises checked after a run: Postgres never above capacity, Redis and Postgres agree
+//! (sold = capacity - available), no booking without tickets, no number sold twice.
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::client::Api;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub promise: String,
+    pub holds: bool,
+    pub detail: String,
+}
+
+pub async fn check(db_url: &str, api: &Api, event: Uuid) -> anyhow::Result<Vec<Check>> {
+    let db = sqlx::PgPool::connect(db_url).await?;
+    let tiers: Vec<(String, i32, i64, i64)> = sqlx::query_as(
+        "SELECT t.code, t.capacity, count(k.id), count(DISTINCT k.number)
+           FROM ticket_tiers t
+           LEFT JOIN tickets k ON k.tier_id = t.id AND k.status = 'issued'
+          WHERE t.event_id = $1 GROUP BY t.id ORDER BY t.position",
+    )
+    .bind(event)
+    .fetch_all(&db)
+    .await?;
+    let available = api.availability(event).await?;
+    let mut checks = Vec::new();
+    for (code, capacity, sold, distinct) in tiers {
+        let left = available[&code].as_i64();
+        checks.push(Check {
+            promise: format!("{code}: tickets in postgres = capacity - availability"),
+            holds: left == Some(i64::from(capacity) - sold),
+            detail: format!("capacity {capacity}, sold {sold}, redis available {left:?}"),
+        });
+        checks.push(Check {
+            promise: format!("{code}: never above capacity, no number twice"),
+            holds: sold <= i64::from(capacity) && distinct == sold,
+            detail: format!("{sold} sold, {distinct} distinct numbers, capacity {capacity}"),
+        });
+    }
+    let empty: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM bookings b WHERE b.event_id = $1 AND b.status = 'confirmed'
+            AND NOT EXISTS (SELECT 1 FROM tickets k WHERE k.booking_id = b.id AND k.status = 'issued')",
+    )
+    .bind(event)
+    .fetch_one(&db)
+    .await?;
+    checks.push(Check {
+        promise: "no booking without its tickets".into(),
+        holds: empty == 0,
+        detail: format!("{empty} confirmed bookings without tickets"),
+    });
+    Ok(checks)
+}

@@ -1,0 +1,255 @@
+//! `loadgen <scenario> [--option value …]`: replays an on-sale night (or one part of it) against
+//! running services and reports how they held up. See `loadgen help`.
+
+mod args;
+mod client;
+mod invariants;
+mod report;
+mod scenarios;
+mod stats;
+mod tokens;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+use serde_json::json;
+
+use crate::args::Args;
+use crate::client::Api;
+use crate::scenarios::bookings::Load;
+use crate::stats::Recorder;
+
+const HELP: &str = "loadgen <scenario> [options]
+
+scenarios:
+  on-sale          visitors join a hot event's queue, poll, get admitted and book until sold out
+  booking-ceiling  bookings straight at the booking service with minted tokens
+  sold-out-storm   bookings against a sold-out event
+  queue-storm      joins and polls only
+  original         the original app's SKIP LOCKED algorithm in Postgres (baseline)
+  mint             prints one entry token for --event (for other load tools)
+
+common options (defaults):
+  --gateway http://127.0.0.1:3000   --booking http://127.0.0.1:5000
+  --admin-token $ADMIN_TOKEN        --database-url $DATABASE_URL
+  --keys-dir .run/keys --kid dev    (to mint entry tokens)
+  --duration 20 (seconds)           --out test-output/loadgen/<scenario>
+on-sale:         --visitors 50000 --arrival-rate 0 (0 = burst) --abandon 0.1 --admission-per-minute 6000
+                 --max-active 5000 --vip 500 --front-row 1500 --ga 8000 --max-duration 600
+booking-ceiling: --mode closed|open --concurrency 32 --rate 500
+sold-out-storm:  --concurrency 64
+queue-storm:     --concurrency 64 (joins for half the duration, polls for the other half)
+original:        --concurrency 32 --rows 300000";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut raw = std::env::args().skip(1);
+    let scenario = raw.next().unwrap_or_else(|| "help".into());
+    if matches!(scenario.as_str(), "help" | "--help" | "-h") {
+        println!("{HELP}");
+        return Ok(());
+    }
+    let args = Args::parse(raw)?;
+    if scenario == "mint" {
+        let minter = tokens::Minter::from_dir(
+            &PathBuf::from(args.text("keys-dir", ".run/keys")),
+            &args.text("kid", "dev"),
+        )?;
+        let event = args
+            .optional("event")
+            .ok_or_else(|| anyhow::anyhow!("mint needs --event"))?;
+        println!("{}", minter.mint(event.parse()?, args.get("ttl", 3600)?)?);
+        return Ok(());
+    }
+    let recorder = Recorder::new();
+    let api = Api::new(
+        args.text("gateway", "http://127.0.0.1:3000"),
+        args.text("booking", "http://127.0.0.1:5000"),
+        args.optional("admin-token")
+            .or_else(|| std::env::var("ADMIN_TOKEN").ok())
+            .unwrap_or_default(),
+        recorder.clone(),
+    )?;
+    let database_url = args
+        .optional("database-url")
+        .or_else(|| std::env::var("DATABASE_URL").ok())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/ticket_booking".into());
+    let duration = Duration::from_secs_f64(args.get("duration", 20.0)?);
+    let out = PathBuf::from(args.text("out", &format!("test-output/loadgen/{scenario}")));
+    let minter = || {
+        tokens::Minter::from_dir(
+            &PathBuf::from(args.text("keys-dir", ".run/keys")),
+            &args.text("kid", "dev"),
+        )
+    };
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let tiers = |pairs: &[(&str, i64)]| {
+        pairs
+            .iter()
+            .map(|(c, n)| (c.to_string(), *n))
+            .collect::<Vec<_>>()
+    };
+    let open_room = json!({"enabled": false, "admission_per_minute": 600, "max_active": 100000, "paused": false, "token_ttl_s": 3600});
+
+    let mut report = json!({ "scenario": scenario, "run": run_id });
+    let mut event = None;
+    let started = std::time::Instant::now();
+    let window;
+    match scenario.as_str() {
+        "booking-ceiling" | "sold-out-storm" => {
+            let sold_out = scenario == "sold-out-storm";
+            let capacity = if sold_out { 1 } else { 1_000_000 };
+            let codes = ["VIP", "FrontRow", "GA"];
+            let id = api
+                .create_event(
+                    &format!("loadgen {scenario} {run_id}"),
+                    &tiers(&codes.map(|c| (c, capacity))),
+                    open_room,
+                )
+                .await?;
+            event = Some(id);
+            let minter = minter()?;
+            let codes: Vec<String> = codes.iter().map(|c| c.to_string()).collect();
+            if sold_out {
+                for code in &codes {
+                    let token = minter.mint(id, 600)?;
+                    let body = json!({"event_id": id, "tiers": {code: 1}, "buyer_email": "first@example.com"});
+                    let (status, answer) = api.book(&token, &body, std::time::Instant::now()).await;
+                    if status != 201 {
+                        bail!("could not sell the event out first: {status} {answer}");
+                    }
+                }
+            }
+            let load = match (sold_out, args.text("mode", "closed").as_str()) {
+                (false, "open") => Load::Open {
+                    rate: args.get("rate", 500.0)?,
+                },
+                (false, "closed") => Load::Closed {
+                    concurrency: args.get("concurrency", 32)?,
+                },
+                (true, _) => Load::Closed {
+                    concurrency: args.get("concurrency", 64)?,
+                },
+                (_, other) => bail!("--mode {other}: use open or closed"),
+            };
+            report["load"] = json!(format!("{load:?}"));
+            let tokens = scenarios::bookings::mint(&minter, id, load, duration, sold_out)?;
+            let progress = stats::progress(recorder.clone(), duration, "bookings");
+            let measured = std::time::Instant::now();
+            scenarios::bookings::run(&api, tokens, id, &codes, load, duration, sold_out).await?;
+            window = measured.elapsed();
+            progress.abort();
+        }
+        "queue-storm" => {
+            let id = api
+                .create_event(
+                    &format!("loadgen queue storm {run_id}"),
+                    &tiers(&[("GA", 1000)]),
+                    json!({"enabled": true, "admission_per_minute": 1, "max_active": 1, "paused": true, "token_ttl_s": 600}),
+                )
+                .await?;
+            event = Some(id);
+            let progress = stats::progress(recorder.clone(), duration, "queue");
+            let measured = std::time::Instant::now();
+            let joined = scenarios::queue_storm::run(
+                &api,
+                id,
+                args.get("concurrency", 64)?,
+                duration / 2,
+                duration / 2,
+            )
+            .await?;
+            window = measured.elapsed() / 2;
+            progress.abort();
+            report["joined"] = json!(joined);
+        }
+        "on-sale" => {
+            let rate: f64 = args.get("admission-per-minute", 6000.0)?;
+            let ttl: i64 = 600;
+            let tier_plan = tiers(&[
+                ("VIP", args.get("vip", 500)?),
+                ("FrontRow", args.get("front-row", 1500)?),
+                ("GA", args.get("ga", 8000)?),
+            ]);
+            let id = api
+                .create_event(
+                    &format!("loadgen on-sale {run_id}"),
+                    &tier_plan,
+                    json!({"enabled": true, "admission_per_minute": rate as u32, "max_active": args.get("max-active", 5000)?, "paused": false, "token_ttl_s": ttl}),
+                )
+                .await?;
+            event = Some(id);
+            let arrival: f64 = args.get("arrival-rate", 0.0)?;
+            let plan = scenarios::onsale::Plan {
+                visitors: args.get("visitors", 50_000)?,
+                arrival_rate: (arrival > 0.0).then_some(arrival),
+                abandon_fraction: args.get("abandon", 0.1)?,
+                token_ttl_s: ttl,
+                max_duration: Duration::from_secs_f64(args.get("max-duration", 600.0)?),
+                tick: Duration::from_millis(args.get("tick-ms", 100)?),
+            };
+            let progress = stats::progress(recorder.clone(), plan.max_duration, "on-sale");
+            let codes: Vec<String> = tier_plan.iter().map(|(c, _)| c.clone()).collect();
+            let result = scenarios::onsale::run(&api, id, &codes, &plan, rate).await?;
+            window = started.elapsed();
+            progress.abort();
+            report["on_sale"] = serde_json::to_value(&result)?;
+            report["tiers"] = json!(tier_plan);
+            report["visitors"] = json!(plan.visitors);
+        }
+        "original" => {
+            let concurrency = args.get("concurrency", 32)?;
+            let progress = stats::progress(recorder.clone(), duration, "original");
+            let measured = std::time::Instant::now();
+            scenarios::baseline::run(
+                &database_url,
+                concurrency,
+                duration,
+                args.get("rows", 300_000)?,
+                &recorder,
+            )
+            .await?;
+            window = measured.elapsed();
+            progress.abort();
+            report["concurrency"] = json!(concurrency);
+        }
+        other => bail!("unknown scenario {other:?}\n\n{HELP}"),
+    }
+    eprintln!();
+    let endpoints = recorder.summary(window);
+    report["window_s"] = json!(window.as_secs_f64());
+    report["endpoints"] = serde_json::to_value(&endpoints)?;
+    if let Some(id) = event {
+        report["event_id"] = json!(id);
+        // Let in-flight bookings and the reconciler settle before checking.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        match invariants::check(&database_url, &api, id).await {
+            Ok(checks) => {
+                println!("\ninvariants:");
+                for c in &checks {
+                    println!(
+                        "  [{}] {} ({})",
+                        if c.holds { "ok" } else { "BROKEN" },
+                        c.promise,
+                        c.detail
+                    );
+                }
+                report["invariants"] = serde_json::to_value(&checks)?;
+            }
+            Err(e) => eprintln!("invariants not checked: {e:#}"),
+        }
+    }
+    report::print_table(&endpoints);
+    if let Some(on_sale) = report.get("on_sale") {
+        println!("\non-sale: {}", serde_json::to_string_pretty(on_sale)?);
+    }
+    report::write(&out, &report, &endpoints, &recorder.samples())?;
+    let broken = report["invariants"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c["holds"] == false));
+    if broken {
+        bail!("an invariant is broken");
+    }
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! Booking ceiling and sold-out storm: bookings straight at the booking service with tokens
+//! minted for the run. Open loop sends at a fixed rate and measures latency from each request's
+//! intended send time; closed loop keeps `concurrency` requests in flight to find the ceiling.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::client::Api;
+use crate::tokens::Minter;
+
+#[derive(Debug, Clone, Copy)]
+pub enum Load {
+    /// Requests per second, sent on schedule whatever the answers.
+    Open { rate: f64 },
+    /// Requests in flight at all times.
+    Closed { concurrency: usize },
+}
+
+/// A random mix of tiers, one to three tickets.
+pub fn random_order(event: Uuid, tiers: &[String]) -> Value {
+    let mut rng = rand::thread_rng();
+    let mut chosen = serde_json::Map::new();
+    let kinds = rng.gen_range(1..=2.min(tiers.len()));
+    for _ in 0..kinds {
+        let tier = &tiers[rng.gen_range(0..tiers.len())];
+        chosen.insert(tier.clone(), json!(rng.gen_range(1..=2)));
+    }
+    json!({"event_id": event, "tiers": chosen, "buyer_email": "load@example.com"})
+}
+
+/// Entry tokens for a run: enough for `load` over `duration`, or, with `reuse`, a handful that
+/// serve every request (a sold-out event never spends them).
+pub fn mint(
+    minter: &Minter,
+    event: Uuid,
+    load: Load,
+    duration: Duration,
+    reuse: bool,
+) -> anyhow::Result<Vec<String>> {
+    let count = match (reuse, load) {
+        (true, _) => 64,
+        (false, Load::Open { rate }) => (rate * duration.as_secs_f64()).ceil() as usize + 1,
+        (false, Load::Closed { concurrency }) => {
+            (concurrency * 250).max(4000) * duration.as_secs().max(1) as usize
+        }
+    };
+    eprintln!("minting {count} entry tokens…");
+    (0..count).map(|_| minter.mint(event, 3600)).collect()
+}
+
+/// Runs bookings against `event` for `duration` with `tokens`; with `reuse` they cycle.
+pub async fn run(
+    api: &Api,
+    tokens: Vec<String>,
+    event: Uuid,
+    tiers: &[String],
+    load: Load,
+    duration: Duration,
+    reuse: bool,
+) -> anyhow::Result<()> {
+    let tokens = Arc::new(tokens);
+    let next = Arc::new(AtomicUsize::new(0));
+    let take = move |next: &AtomicUsize| {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if reuse {
+            Some(i % tokens.len())
+        } else {
+            (i < tokens.len()).then_some(i)
+        }
+        .map(|i| tokens[i].clone())
+    };
+    let started = Instant::now();
+    match load {
+        Load::Open { rate } => {
+            let gap = Duration::from_secs_f64(1.0 / rate);
+            let mut sends = Vec::new();
+            let mut i = 0u32;
+            loop {
+                let intended = started + gap * i;
+                if intended.duration_since(started) >= duration {
+                    break;
+                }
+                tokio::time::sleep_until(intended.into()).await;
+                let Some(token) = take(&next) else { break };
+                let api = api.clone();
+                let body = random_order(event, tiers);
+                sends.push(tokio::spawn(async move {
+                    api.book(&token, &body, intended).await
+                }));
+                i += 1;
+            }
+            for send in sends {
+                send.await?;
+            }
+        }
+        Load::Closed { concurrency } => {
+            let deadline = started + duration;
+            let take = Arc::new(take);
+            let workers = (0..concurrency).map(|_| {
+                let (api, next, take, tiers) =
+                    (api.clone(), next.clone(), take.clone(), tiers.to_vec());
+                tokio::spawn(async move {
+                    while Instant::now() < deadline {
+                        let Some(token) = take(&next) else { break };
+                        api.book(&token, &random_order(event, &tiers), Instant::now())
+                            .await;
+                    }
+                })
+            });
+            for worker in workers.collect::<Vec<_>>() {
+                worker.await?;
+            }
+        }
+    }
+    Ok(())
+}

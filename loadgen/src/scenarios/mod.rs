@@ -1,0 +1,6 @@
+//! The load scenarios.
+
+pub mod baseline;
+pub mod bookings;
+pub mod onsale;
+pub mod queue_storm;
