@@ -1,0 +1,503 @@
+//! A harness that runs the gateway, booking service and queue-worker in process, on real ports,
+//! against a test's own Postgres database and the machine's Redis (or a private Redis the test
+//! starts when it means to flush or kill it).
+
+pub mod private_redis;
+pub mod processes;
+pub mod redis_cluster;
+pub mod sale;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sqlx::{ConnectOptions, PgPool};
+use ticketing::config::{Secret, StoreConfig};
+use ticketing::redis_client::RedisClient;
+use ticketing::token::{EntryClaims, EntrySigner, EntryVerifier};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// The machine's shared Redis (tests keep apart by using their own events).
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A fresh entry-token key pair in its own directory.
+pub struct Keys {
+    pub dir: PathBuf,
+    pub signer: Arc<EntrySigner>,
+    pub verifier: EntryVerifier,
+}
+
+impl Keys {
+    pub fn generate() -> Self {
+        let dir = std::env::temp_dir().join(format!("ticketing-keys-{}", Uuid::new_v4()));
+        ticketing::token::ensure_key_pair(&dir, "test").expect("writing a test key pair");
+        let pem = std::fs::read(dir.join("test.key.pem")).expect("reading the test key");
+        Self {
+            signer: Arc::new(EntrySigner::from_pem("test", &pem).expect("parsing the test key")),
+            verifier: EntryVerifier::from_dir(&dir).expect("reading the test public key"),
+            dir,
+        }
+    }
+
+    /// A token for `event_id` as the gateway would sign it.
+    pub fn token(&self, event_id: Uuid, max: u32, ttl_s: i64) -> (String, EntryClaims) {
+        let now = chrono::Utc::now().timestamp();
+        let claims = EntryClaims {
+            sub: Uuid::new_v4(),
+            evt: event_id,
+            jti: Uuid::new_v4(),
+            iat: now,
+            exp: now + ttl_s,
+            max,
+        };
+        (self.signer.sign(&claims).expect("signing"), claims)
+    }
+}
+
+/// How to start the system.
+#[derive(Clone)]
+pub struct Options {
+    pub redis_url: String,
+    /// Redis Cluster seed nodes; when set, every service talks to the cluster.
+    pub redis_cluster: Vec<String>,
+    pub gateways: usize,
+    pub bookings: usize,
+    pub workers: usize,
+    pub join_per_second: u64,
+    pub join_burst: u32,
+    pub admit_interval: Duration,
+    pub reconcile_interval: Duration,
+    pub sweep_interval: Duration,
+    pub hold_ttl: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            redis_url: redis_url(),
+            redis_cluster: Vec::new(),
+            gateways: 1,
+            bookings: 1,
+            workers: 1,
+            join_per_second: 10_000,
+            join_burst: 10_000,
+            admit_interval: Duration::from_millis(50),
+            reconcile_interval: Duration::from_millis(500),
+            sweep_interval: Duration::from_millis(500),
+            hold_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The running system.
+pub struct System {
+    /// The first gateway and booking service; all of them in `gateways` and `bookings`.
+    pub gateway: String,
+    pub booking: String,
+    pub gateways: Vec<String>,
+    pub bookings: Vec<String>,
+    pub db: PgPool,
+    pub redis: RedisClient,
+    pub keys: Keys,
+    pub http: reqwest::Client,
+    cancel: CancellationToken,
+    workers: Vec<CancellationToken>,
+    instances: Vec<CancellationToken>,
+    options: Options,
+}
+
+fn store(db_url: &str, options: &Options) -> StoreConfig {
+    StoreConfig {
+        database_url: db_url.into(),
+        database_read_url: None,
+        database_max_connections: 10,
+        redis_url: options.redis_url.clone(),
+        redis_cluster_nodes: options.redis_cluster.clone(),
+    }
+}
+
+async fn connect_redis(options: &Options) -> RedisClient {
+    let store = store("", options);
+    RedisClient::connect(&store)
+        .await
+        .expect("connecting to redis")
+}
+
+async fn listen() -> (tokio::net::TcpListener, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding a free port");
+    let url = format!("http://{}", listener.local_addr().expect("local address"));
+    (listener, url)
+}
+
+impl System {
+    pub async fn start(db: PgPool) -> Self {
+        Self::start_with(db, Options::default()).await
+    }
+
+    pub async fn start_with(db: PgPool, options: Options) -> Self {
+        Self::start_with_read_db(db.clone(), db, options).await
+    }
+
+    /// Catalog reads go to `read_db` (a replica), everything else to `db`.
+    pub async fn start_with_read_db(db: PgPool, read_db: PgPool, options: Options) -> Self {
+        // Services log only when asked (`TEST_LOG=1`, filtered by `RUST_LOG`).
+        if std::env::var_os("TEST_LOG").is_some() {
+            ticketing::telemetry::init("system-tests");
+        }
+        let redis = connect_redis(&options).await;
+        let keys = Keys::generate();
+        let mut system = Self {
+            gateway: String::new(),
+            booking: String::new(),
+            gateways: Vec::new(),
+            bookings: Vec::new(),
+            db,
+            redis,
+            keys,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .expect("http client"),
+            cancel: CancellationToken::new(),
+            workers: Vec::new(),
+            instances: Vec::new(),
+            options,
+        };
+        // Gateways' addresses first (the booking services admit them as CORS origins), booking
+        // services next (the gateways tell browsers where the first one is).
+        let mut listeners = Vec::new();
+        for _ in 0..system.options.gateways.max(1) {
+            let (listener, url) = listen().await;
+            system.gateways.push(url);
+            listeners.push(listener);
+        }
+        for _ in 0..system.options.bookings.max(1) {
+            system.start_booking().await;
+        }
+        for listener in listeners {
+            system.start_gateway(listener, read_db.clone()).await;
+        }
+        system.gateway = system.gateways[0].clone();
+        system.booking = system.bookings[0].clone();
+        for _ in 0..system.options.workers {
+            system.start_worker().await;
+        }
+        system
+    }
+
+    fn db_url(&self) -> String {
+        self.db.connect_options().to_url_lossy().to_string()
+    }
+
+    async fn start_gateway(&mut self, listener: tokio::net::TcpListener, read_db: PgPool) {
+        let config = gateway::config::GatewayConfig {
+            store: store(&self.db_url(), &self.options),
+            addr: listener.local_addr().expect("address"),
+            admin_token: Secret::new(ADMIN_TOKEN),
+            queue_id_secret: Secret::new("test-queue-secret"),
+            keys_dir: self.keys.dir.clone(),
+            signing_kid: "test".into(),
+            booking_url: self.bookings[0].clone(),
+            frontend_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../frontend")),
+            trust_forwarded_for: false,
+            join_per_second: self.options.join_per_second,
+            join_burst: self.options.join_burst,
+            poll_per_second: 10_000,
+            poll_burst: 10_000,
+            request_timeout: Duration::from_secs(10),
+        };
+        let state = gateway::AppState {
+            events: gateway::directory::EventDirectory::new(self.db.clone()),
+            db: self.db.clone(),
+            read_db: gateway::state::ReadDb(read_db),
+            redis: connect_redis(&self.options).await,
+            signer: self.keys.signer.clone(),
+            config: Arc::new(config),
+        };
+        let stop = self.cancel.child_token();
+        self.instances.push(stop.clone());
+        tokio::spawn(gateway::run(listener, state, async move {
+            stop.cancelled().await
+        }));
+    }
+
+    async fn start_booking(&mut self) {
+        let (listener, url) = listen().await;
+        let config = booking::config::BookingConfig {
+            store: store(&self.db_url(), &self.options),
+            addr: listener.local_addr().expect("address"),
+            public_keys_dir: self.keys.dir.clone(),
+            access_code_secret: Secret::new("test-access-secret"),
+            cors_origins: self.gateways.clone(),
+            hold_ttl: self.options.hold_ttl,
+            request_timeout: Duration::from_secs(10),
+        };
+        let state = booking::AppState {
+            db: self.db.clone(),
+            redis: connect_redis(&self.options).await,
+            verifier: Arc::new(self.keys.verifier.clone()),
+            access: booking::access::AccessCodes::new(b"test-access-secret"),
+            tiers: booking::tiers::TierCatalog::default(),
+            config: Arc::new(config),
+        };
+        let stop = self.cancel.child_token();
+        self.instances.push(stop.clone());
+        tokio::spawn(booking::run(listener, state, async move {
+            stop.cancelled().await
+        }));
+        self.bookings.push(url);
+    }
+
+    /// Stops the gateway or booking service at `url` (gracefully, as on SIGTERM).
+    pub fn stop_instance(&self, url: &str) {
+        let index = self
+            .bookings
+            .iter()
+            .chain(self.gateways.iter())
+            .position(|u| u == url)
+            .expect("a running instance");
+        self.instances[index].cancel();
+    }
+
+    /// Starts one more queue-worker process (in this process), returning its index.
+    pub async fn start_worker(&mut self) -> usize {
+        let config = queue_worker::config::WorkerConfig {
+            store: store(&self.db_url(), &self.options),
+            addr: "127.0.0.1:0".parse().expect("address"),
+            admit_interval: self.options.admit_interval,
+            sweep_interval: self.options.sweep_interval,
+            reconcile_interval: self.options.reconcile_interval,
+            shutdown_grace: Duration::from_secs(2),
+        };
+        let redis = connect_redis(&self.options).await;
+        let worker = queue_worker::Worker::new(self.db.clone(), redis, config);
+        let cancel = self.cancel.child_token();
+        tokio::spawn(worker.run(cancel.clone()));
+        self.workers.push(cancel);
+        self.workers.len() - 1
+    }
+
+    pub fn stop_worker(&self, index: usize) {
+        self.workers[index].cancel();
+    }
+
+    pub fn admin(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        request.bearer_auth(ADMIN_TOKEN)
+    }
+
+    /// Creates an event through the admin API; `tiers` as (code, capacity) at 10 dollars each.
+    pub async fn create_event(&self, tiers: &[(&str, i32)], waiting_room: Value) -> Uuid {
+        let body = json!({
+            "name": format!("Test event {}", Uuid::new_v4()),
+            "venue_name": "Test Hall",
+            "starts_at": (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339(),
+            "on_sale_at": (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339(),
+            "waiting_room": waiting_room,
+            "tiers": tiers.iter().map(|(code, capacity)| json!({
+                "code": code, "name": format!("{code} tier"), "price_cents": 1000, "capacity": capacity
+            })).collect::<Vec<_>>(),
+        });
+        self.create_event_from(body).await
+    }
+
+    pub async fn create_event_from(&self, body: Value) -> Uuid {
+        let response = self
+            .admin(self.http.post(format!("{}/api/admin/events", self.gateway)))
+            .json(&body)
+            .send()
+            .await
+            .expect("creating an event");
+        assert_eq!(
+            response.status(),
+            201,
+            "{}",
+            response.text().await.unwrap_or_default()
+        );
+        let event: Value = response.json().await.expect("event json");
+        event["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .expect("event id")
+    }
+
+    /// POST /api/bookings with `token`.
+    pub async fn book(
+        &self,
+        token: &str,
+        body: &Value,
+        idempotency_key: Option<&str>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(format!("{}/api/bookings", self.booking))
+            .bearer_auth(token)
+            .json(body);
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request.send().await.expect("booking request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get_json(&self, url: &str) -> (u16, Value) {
+        let response = self.http.get(url).send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Live availability per tier from the booking service.
+    pub async fn availability(&self, event_id: Uuid) -> Value {
+        let (status, body) = self
+            .get_json(&format!(
+                "{}/api/events/{event_id}/availability",
+                self.booking
+            ))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["tiers"].clone()
+    }
+
+    /// Tickets issued in Postgres per tier code.
+    pub async fn issued(&self, event_id: Uuid) -> std::collections::HashMap<String, i64> {
+        sqlx::query_as::<_, (String, i64)>(
+            "SELECT t.code, count(k.id) FROM ticket_tiers t
+               LEFT JOIN tickets k ON k.tier_id = t.id AND k.status = 'issued'
+              WHERE t.event_id = $1 GROUP BY t.code",
+        )
+        .bind(event_id)
+        .fetch_all(&self.db)
+        .await
+        .expect("counting tickets")
+        .into_iter()
+        .collect()
+    }
+
+    /// Asserts the promises that hold after any sale: Postgres never above capacity, Redis and
+    /// Postgres agree (sold = capacity - available), and no booking without its tickets.
+    pub async fn assert_inventory_agrees(&self, event_id: Uuid) {
+        let capacities: Vec<(String, i32)> =
+            sqlx::query_as("SELECT code, capacity FROM ticket_tiers WHERE event_id = $1")
+                .bind(event_id)
+                .fetch_all(&self.db)
+                .await
+                .expect("tiers");
+        let issued = self.issued(event_id).await;
+        let available = self.availability(event_id).await;
+        for (code, capacity) in capacities {
+            let sold = issued.get(&code).copied().unwrap_or(0);
+            assert!(
+                sold <= i64::from(capacity),
+                "{code}: {sold} sold of {capacity}"
+            );
+            assert_eq!(
+                available[&code].as_i64(),
+                Some(i64::from(capacity) - sold),
+                "{code}: redis availability disagrees with postgres ({sold} sold of {capacity})"
+            );
+        }
+        let empty: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM bookings b WHERE b.event_id = $1
+                AND NOT EXISTS (SELECT 1 FROM tickets k WHERE k.booking_id = b.id)",
+        )
+        .bind(event_id)
+        .fetch_one(&self.db)
+        .await
+        .expect("bookings without tickets");
+        assert_eq!(empty, 0, "bookings without tickets");
+    }
+
+    /// Puts `count` fresh entries in the event's line straight through the join script, which is
+    /// faster than joining over HTTP.
+    pub async fn fill_queue(&self, event: Uuid, count: usize) {
+        for _ in 0..count {
+            ticketing::queue::entry(
+                &self.redis,
+                event,
+                Uuid::new_v4(),
+                ticketing::queue::EntryAction::Join,
+            )
+            .await
+            .expect("joining through the script");
+        }
+    }
+
+    /// Joins the event's queue as `visitor`.
+    pub async fn join(&self, event_id: Uuid, visitor: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/api/events/{event_id}/queue", self.gateway))
+            .json(&json!({ "visitor_id": visitor }))
+            .send()
+            .await
+            .expect("join");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn poll(&self, queue_id: &str) -> (u16, Value) {
+        self.get_json(&format!("{}/api/queue/{queue_id}", self.gateway))
+            .await
+    }
+
+    pub async fn waiting_room(&self, event_id: Uuid) -> Value {
+        let response = self
+            .admin(self.http.get(format!(
+                "{}/api/admin/events/{event_id}/waiting-room",
+                self.gateway
+            )))
+            .send()
+            .await
+            .expect("waiting room");
+        assert_eq!(response.status(), 200);
+        response.json().await.expect("json")
+    }
+
+    pub async fn change_waiting_room(&self, event_id: Uuid, change: Value) -> (u16, Value) {
+        let response = self
+            .admin(self.http.put(format!(
+                "{}/api/admin/events/{event_id}/waiting-room",
+                self.gateway
+            )))
+            .json(&change)
+            .send()
+            .await
+            .expect("change waiting room");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        let _ = std::fs::remove_dir_all(&self.keys.dir);
+    }
+}
+
+/// Polls `check` every 50 ms until it returns Some, or panics after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,228 @@
+//! A private Redis Cluster on loopback: three masters with a replica each.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub struct RedisCluster {
+    pub ports: Vec<u16>,
+    children: Vec<Option<Child>>,
+    dir: PathBuf,
+}
+
+/// A port whose cluster bus port (port + 10000) is free too.
+fn cluster_port(taken: &[u16]) -> u16 {
+    loop {
+        let port = crate::private_redis::free_port();
+        if port < 55_000
+            && !taken.contains(&port)
+            && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok()
+        {
+            return port;
+        }
+    }
+}
+
+fn cli(port: u16, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+impl RedisCluster {
+    pub async fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "ticketing-cluster-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).expect("cluster dir");
+        let mut ports = Vec::new();
+        for _ in 0..6 {
+            ports.push(cluster_port(&ports));
+        }
+        let mut cluster = Self {
+            ports: ports.clone(),
+            children: Vec::new(),
+            dir,
+        };
+        for port in &ports {
+            let child = cluster.spawn(*port);
+            cluster.children.push(Some(child));
+        }
+        for port in &ports {
+            for _ in 0..100 {
+                if cli(*port, &["ping"]).trim() == "PONG" {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let status = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli --cluster create");
+        assert!(status.success(), "creating the cluster failed");
+        cluster.wait_ok().await;
+        cluster
+    }
+
+    fn spawn(&self, port: u16) -> Child {
+        Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                &self
+                    .dir
+                    .join(format!("nodes-{port}.conf"))
+                    .to_string_lossy(),
+                "--cluster-node-timeout",
+                "2000",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                &self.dir.to_string_lossy(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server")
+    }
+
+    /// Waits until every live node reports the cluster healthy.
+    pub async fn wait_ok(&self) {
+        for _ in 0..300 {
+            let ok = self
+                .ports
+                .iter()
+                .zip(&self.children)
+                .filter(|(_, c)| c.is_some())
+                .all(|(port, _)| cli(*port, &["cluster", "info"]).contains("cluster_state:ok"));
+            if ok {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the cluster did not become healthy");
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect()
+    }
+
+    /// (master port, replica port) of the slot that holds `key`, once that master has a replica
+    /// attached again (after a failover, the old master takes a moment to follow the new one).
+    pub async fn master_and_replica_of(&self, key: &str) -> (u16, u16) {
+        for _ in 0..100 {
+            if let Some(pair) = self.try_master_and_replica_of(key) {
+                return pair;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no master with a live replica serves {key}");
+    }
+
+    fn try_master_and_replica_of(&self, key: &str) -> Option<(u16, u16)> {
+        let alive = self.live_port();
+        let slot = cli(alive, &["cluster", "keyslot", key]).trim().to_string();
+        let nodes = cli(alive, &["cluster", "nodes"]);
+        let slot: u32 = slot.parse().expect("slot");
+        let mut master = None;
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
+                continue;
+            }
+            let serves = fields[8..].iter().any(|range| match range.split_once('-') {
+                Some((a, b)) => {
+                    a.parse::<u32>().is_ok_and(|a| a <= slot)
+                        && b.parse::<u32>().is_ok_and(|b| slot <= b)
+                }
+                None => range.parse::<u32>() == Ok(slot),
+            });
+            if serves {
+                master = Some((fields[0].to_string(), port_of(fields[1])));
+            }
+        }
+        let (master_id, master_port) = master?;
+        let replica = nodes
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|f| {
+                f.len() > 3 && f[3] == master_id && f[2].contains("slave") && !f[2].contains("fail")
+            })
+            .map(|f| port_of(f[1]))?;
+        Some((master_port, replica))
+    }
+
+    fn live_port(&self) -> u16 {
+        self.ports
+            .iter()
+            .zip(&self.children)
+            .find(|(_, c)| c.is_some())
+            .map(|(p, _)| *p)
+            .expect("a live node")
+    }
+
+    /// A manual failover: the replica takes over its master's slots, losing nothing.
+    pub async fn failover(&self, replica: u16) {
+        assert!(cli(replica, &["cluster", "failover"]).contains("OK"));
+        for _ in 0..100 {
+            if cli(replica, &["role"]).starts_with("master") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.wait_ok().await;
+    }
+
+    /// Kills a node outright; its replica is promoted after the node timeout.
+    pub async fn kill(&mut self, port: u16) {
+        let index = self
+            .ports
+            .iter()
+            .position(|p| *p == port)
+            .expect("a cluster port");
+        if let Some(mut child) = self.children[index].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.wait_ok().await;
+    }
+}
+
+fn port_of(address: &str) -> u16 {
+    address
+        .split('@')
+        .next()
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .expect("a node address")
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

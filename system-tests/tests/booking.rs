@@ -1,0 +1,574 @@
+//! Booking: the token gate, all-or-nothing reservation, the Postgres write and its failures,
+//! idempotent retries and cancellation.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use system_tests::{eventually, Keys, System};
+use ticketing::keys::EventKeys;
+use uuid::Uuid;
+
+fn open_room() -> Value {
+    json!({"enabled": false, "admission_per_minute": 600, "max_active": 1000, "paused": false, "token_ttl_s": 600})
+}
+
+fn order(event: Uuid, tiers: Value) -> Value {
+    json!({"event_id": event, "tiers": tiers, "buyer_email": "buyer@example.com"})
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn hundreds_of_concurrent_bookings_sell_exactly_the_capacity(db: PgPool) {
+    let system = System::start(db).await;
+    let capacity = [("VIP", 5), ("FrontRow", 7), ("GA", 20)];
+    let event = system.create_event(&capacity, open_room()).await;
+    let requests: Vec<Value> = (0..300)
+        .map(|i| match i % 4 {
+            0 => json!({"VIP": 1, "GA": 1}),
+            1 => json!({"FrontRow": 2}),
+            2 => json!({"GA": 2, "FrontRow": 1}),
+            _ => json!({"VIP": 1}),
+        })
+        .collect();
+    let answers = futures::future::join_all(requests.iter().map(|tiers| async {
+        let (token, _) = system.keys.token(event, 6, 60);
+        let (status, body) = system
+            .book(&token, &order(event, tiers.clone()), None)
+            .await;
+        (status, body)
+    }))
+    .await;
+    let mut sold: HashMap<String, HashSet<i64>> = HashMap::new();
+    for (status, body) in &answers {
+        match status {
+            201 => {
+                for ticket in body["tickets"].as_array().unwrap() {
+                    let fresh = sold
+                        .entry(ticket["tier"].as_str().unwrap().to_string())
+                        .or_default()
+                        .insert(ticket["number"].as_i64().unwrap());
+                    assert!(fresh, "a ticket number was sold twice: {ticket}");
+                }
+            }
+            409 => assert_eq!(body["error"]["code"], "insufficient_inventory", "{body}"),
+            other => panic!("unexpected answer {other}: {body}"),
+        }
+    }
+    // Top up with single tickets until every tier is at zero.
+    for (code, _) in capacity {
+        loop {
+            let (token, _) = system.keys.token(event, 6, 60);
+            let (status, body) = system
+                .book(&token, &order(event, json!({ code: 1 })), None)
+                .await;
+            if status == 409 {
+                break;
+            }
+            assert_eq!(status, 201, "{body}");
+            sold.entry(code.to_string())
+                .or_default()
+                .insert(body["tickets"][0]["number"].as_i64().unwrap());
+        }
+    }
+    let issued = system.issued(event).await;
+    for (code, cap) in capacity {
+        assert_eq!(issued[code], i64::from(cap), "{code}");
+        let numbers = &sold[code];
+        assert_eq!(numbers.len() as i32, cap);
+        assert!(numbers.iter().all(|n| (1..=i64::from(cap)).contains(n)));
+    }
+    system.assert_inventory_agrees(event).await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_multi_tier_booking_is_all_or_nothing(db: PgPool) {
+    let system = System::start(db).await;
+    let event = system
+        .create_event(&[("VIP", 1), ("GA", 5)], open_room())
+        .await;
+    let (token, _) = system.keys.token(event, 6, 60);
+    let (status, body) = system
+        .book(&token, &order(event, json!({"VIP": 2, "GA": 1})), None)
+        .await;
+    assert_eq!(status, 409);
+    assert_eq!(body["error"]["code"], "insufficient_inventory");
+    assert_eq!(
+        body["error"]["shortfall"],
+        json!([{"tier": "VIP", "requested": 2, "available": 1}])
+    );
+    assert_eq!(
+        system.availability(event).await,
+        json!({"VIP": 1, "GA": 5}),
+        "nothing was reserved"
+    );
+    // The refused token is not spent.
+    let (status, body) = system
+        .book(&token, &order(event, json!({"VIP": 1, "GA": 1})), None)
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(system.availability(event).await, json!({"VIP": 0, "GA": 4}));
+}
+
+fn forge(header: Value, claims: &ticketing::token::EntryClaims, signature: &[u8]) -> String {
+    let part = |v: &Value| URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap());
+    format!(
+        "{}.{}.{}",
+        part(&header),
+        part(&serde_json::to_value(claims).unwrap()),
+        URL_SAFE_NO_PAD.encode(signature)
+    )
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn forged_expired_and_misused_tokens_are_refused(db: PgPool) {
+    let system = System::start(db).await;
+    let event = system.create_event(&[("GA", 10)], open_room()).await;
+    let other_event = system.create_event(&[("GA", 10)], open_room()).await;
+    let body = order(event, json!({"GA": 1}));
+    let (valid, claims) = system.keys.token(event, 4, 60);
+
+    let stranger = Keys::generate();
+    let (foreign, _) = stranger.token(event, 4, 60);
+    let none = forge(
+        json!({"alg": "none", "typ": "JWT", "kid": "test"}),
+        &claims,
+        b"",
+    );
+    let public_pem = std::fs::read(system.keys.dir.join("test.pub.pem")).unwrap();
+    let mut hmac_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    hmac_header.kid = Some("test".into());
+    let hmac = jsonwebtoken::encode(
+        &hmac_header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(&public_pem),
+    )
+    .unwrap();
+    let mut greedy = claims.clone();
+    greedy.max = 100;
+    let parts: Vec<&str> = valid.split('.').collect();
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&greedy).unwrap()),
+        parts[2]
+    );
+    let (expired, _) = system.keys.token(event, 4, -120);
+    let _ = std::fs::remove_dir_all(&stranger.dir);
+
+    for (what, token, code) in [
+        ("signed by another key", foreign.as_str(), "invalid_token"),
+        ("alg none", none.as_str(), "invalid_token"),
+        ("HMAC with the public key", hmac.as_str(), "invalid_token"),
+        ("tampered claims", tampered.as_str(), "invalid_token"),
+        ("garbage", "not.a.token", "invalid_token"),
+        ("expired", expired.as_str(), "token_expired"),
+    ] {
+        let (status, answer) = system.book(token, &body, None).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (401, Some(code)),
+            "{what}: {answer}"
+        );
+    }
+    let response = system
+        .http
+        .post(format!("{}/api/bookings", system.booking))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401, "no token at all");
+
+    let (status, answer) = system
+        .book(&valid, &order(other_event, json!({"GA": 1})), None)
+        .await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (403, Some("token_event_mismatch"))
+    );
+
+    assert_eq!(
+        system.availability(event).await,
+        json!({"GA": 10}),
+        "no refused token reserved anything"
+    );
+    let (status, _) = system.book(&valid, &body, None).await;
+    assert_eq!(status, 201);
+    let (status, answer) = system.book(&valid, &body, None).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (409, Some("token_used")),
+        "a replayed token"
+    );
+    assert_eq!(system.issued(event).await["GA"], 1);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn bad_quantities_and_bodies_are_422(db: PgPool) {
+    let system = System::start(db).await;
+    let event = system
+        .create_event(&[("VIP", 5), ("GA", 10)], open_room())
+        .await;
+    let (token, _) = system.keys.token(event, 3, 60);
+    for (what, body) in [
+        ("zero in total", order(event, json!({"GA": 0}))),
+        ("empty", order(event, json!({}))),
+        ("negative", order(event, json!({"GA": -1}))),
+        (
+            "above the token's max",
+            order(event, json!({"GA": 2, "VIP": 2})),
+        ),
+        ("unknown tier", order(event, json!({"Balcony": 1}))),
+        ("fractional", order(event, json!({"GA": 1.5}))),
+        ("string quantity", order(event, json!({"GA": "1"}))),
+        ("huge", order(event, json!({"GA": 1e20}))),
+        (
+            "bad email",
+            json!({"event_id": event, "tiers": {"GA": 1}, "buyer_email": "not-an-email"}),
+        ),
+        (
+            "missing email",
+            json!({"event_id": event, "tiers": {"GA": 1}}),
+        ),
+        ("sql in tier", order(event, json!({"GA' OR '1'='1": 1}))),
+        (
+            "unknown field",
+            json!({"event_id": event, "tiers": {"GA": 1}, "buyer_email": "a@b.co", "price": 0}),
+        ),
+        (
+            "deeply nested",
+            serde_json::from_str(&format!("{}{}", "[".repeat(64), "]".repeat(64))).unwrap(),
+        ),
+    ] {
+        let (status, answer) = system.book(&token, &body, None).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (422, Some("invalid_request")),
+            "{what}: {answer}"
+        );
+    }
+    let response = system
+        .http
+        .post(format!("{}/api/bookings", system.booking))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(vec![0xff, 0xfe, 0x7b])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422, "non-UTF-8 body");
+    let response = system
+        .http
+        .post(format!("{}/api/bookings", system.booking))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(format!("{{\"buyer_email\": \"{}\"}}", "a".repeat(100_000)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413, "oversized body");
+    assert_eq!(
+        system.availability(event).await,
+        json!({"VIP": 5, "GA": 10})
+    );
+    let (status, _) = system
+        .book(&token, &order(event, json!({"GA": 3})), None)
+        .await;
+    assert_eq!(
+        status, 201,
+        "the token is still good after refused attempts"
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn an_idempotent_retry_returns_the_first_answer(db: PgPool) {
+    let system = System::start(db).await;
+    let event = system.create_event(&[("GA", 10)], open_room()).await;
+    let (token, _) = system.keys.token(event, 4, 60);
+    let body = order(event, json!({"GA": 2}));
+    let (status, first) = system.book(&token, &body, Some("retry-1")).await;
+    assert_eq!(status, 201);
+    let (status, again) = system.book(&token, &body, Some("retry-1")).await;
+    assert_eq!(status, 201);
+    assert_eq!(again["booking_id"], first["booking_id"]);
+    assert_eq!(again["access_code"], first["access_code"]);
+    assert_eq!(again["tickets"], first["tickets"]);
+    let (status, other) = system
+        .book(&token, &order(event, json!({"GA": 3})), Some("retry-1"))
+        .await;
+    assert_eq!(
+        (status, other["error"]["code"].as_str()),
+        (422, Some("idempotency_key_reused"))
+    );
+    let (status, used) = system.book(&token, &body, None).await;
+    assert_eq!(
+        (status, used["error"]["code"].as_str()),
+        (409, Some("token_used"))
+    );
+    assert_eq!(
+        system.issued(event).await["GA"],
+        2,
+        "one booking however often retried"
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_booking_is_read_and_cancelled_once_with_its_access_code(db: PgPool) {
+    let system = System::start(db).await;
+    let event = system
+        .create_event(&[("VIP", 2), ("GA", 10)], open_room())
+        .await;
+    let (token, _) = system.keys.token(event, 4, 60);
+    let (status, booking) = system
+        .book(&token, &order(event, json!({"VIP": 1, "GA": 2})), None)
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(booking["total_cents"], 3000);
+    let id = booking["booking_id"].as_str().unwrap();
+    let code = booking["access_code"].as_str().unwrap();
+    let url = format!("{}/api/bookings/{id}", system.booking);
+
+    let read = |bearer: String| {
+        let request = system.http.get(&url).bearer_auth(bearer);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, shown) = read(code.to_string()).await;
+    assert_eq!(status, 200);
+    assert_eq!(shown["tickets"], booking["tickets"]);
+    assert!(
+        shown.get("access_code").is_none(),
+        "the access code is only in the 201 answer"
+    );
+    assert_eq!(
+        read(token.clone()).await.0,
+        200,
+        "the entry token that made it reads it too"
+    );
+    assert_eq!(read("wrong-code".into()).await.0, 401);
+    let (other, _) = system.keys.token(event, 4, 60);
+    assert_eq!(read(other).await.0, 404, "another token does not see it");
+    let (status, _) = system.get_json(&url).await;
+    assert_eq!(status, 401);
+    let (status, body) = system
+        .get_json(&format!(
+            "{}/api/bookings/{}",
+            system.booking,
+            Uuid::new_v4()
+        ))
+        .await;
+    assert_eq!(status, 401, "{body}");
+
+    assert_eq!(system.availability(event).await, json!({"VIP": 1, "GA": 8}));
+    for _ in 0..3 {
+        let response = system
+            .http
+            .delete(&url)
+            .bearer_auth(code)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let cancelled: Value = response.json().await.unwrap();
+        assert_eq!(cancelled["status"], "cancelled");
+        assert_eq!(
+            system.availability(event).await,
+            json!({"VIP": 2, "GA": 10}),
+            "tickets return to sale exactly once"
+        );
+    }
+    system.assert_inventory_agrees(event).await;
+    // The returned numbers sell again.
+    let (token, _) = system.keys.token(event, 4, 60);
+    let (status, _) = system
+        .book(&token, &order(event, json!({"VIP": 2})), None)
+        .await;
+    assert_eq!(status, 201);
+    system.assert_inventory_agrees(event).await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_failed_postgres_write_releases_its_reservation(db: PgPool) {
+    let system = System::start(db.clone()).await;
+    let event = system.create_event(&[("GA", 3)], open_room()).await;
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_bookings() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'bookings are refused for this test'; END $$;
+         CREATE TRIGGER refuse BEFORE INSERT ON bookings FOR EACH ROW EXECUTE FUNCTION refuse_bookings();",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    let (token, _) = system.keys.token(event, 4, 60);
+    let body = order(event, json!({"GA": 2}));
+    let (status, answer) = system.book(&token, &body, None).await;
+    assert_eq!(status, 500, "{answer}");
+    assert_eq!(answer["error"]["code"], "internal");
+    assert!(
+        !answer.to_string().contains("refused for this test"),
+        "internal errors do not leak"
+    );
+    assert_eq!(
+        system.availability(event).await,
+        json!({"GA": 3}),
+        "the reservation was released"
+    );
+    sqlx::raw_sql("DROP TRIGGER refuse ON bookings")
+        .execute(&db)
+        .await
+        .unwrap();
+    let (status, _) = system.book(&token, &body, None).await;
+    assert_eq!(status, 201, "the token was not spent by the failed write");
+    system.assert_inventory_agrees(event).await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_write_fenced_by_a_rebuild_is_undone_and_the_retry_succeeds(db: PgPool) {
+    let system = System::start(db.clone()).await;
+    let event = system.create_event(&[("GA", 3)], open_room()).await;
+    // As if another process rebuilt the inventory after this booking reserved.
+    sqlx::query("UPDATE events SET inventory_epoch = inventory_epoch + 1 WHERE id = $1")
+        .bind(event)
+        .execute(&db)
+        .await
+        .unwrap();
+    let (token, _) = system.keys.token(event, 4, 60);
+    let body = order(event, json!({"GA": 2}));
+    let (status, answer) = system.book(&token, &body, None).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (503, Some("unavailable"))
+    );
+    assert_eq!(system.issued(event).await["GA"], 0);
+    let (status, _) = system.book(&token, &body, None).await;
+    assert_eq!(status, 201);
+    system.assert_inventory_agrees(event).await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_reservation_that_never_became_a_booking_is_released(db: PgPool) {
+    let system = System::start(db).await;
+    let event = system.create_event(&[("GA", 5)], open_room()).await;
+    // A booking process that reserved and died before writing.
+    let deadline = chrono::Utc::now().timestamp_millis() - 1;
+    let held = ticketing::inventory::reserve(
+        &system.redis,
+        event,
+        Uuid::new_v4(),
+        deadline,
+        &[("GA".into(), 3)],
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        held,
+        ticketing::inventory::Reservation::Held { .. }
+    ));
+    assert_eq!(system.availability(event).await, json!({"GA": 2}));
+    eventually(
+        Duration::from_secs(5),
+        "the sweeper to release the hold",
+        || async { (system.availability(event).await == json!({"GA": 5})).then_some(()) },
+    )
+    .await;
+    system.assert_inventory_agrees(event).await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn drift_between_redis_and_postgres_is_found_and_repaired(db: PgPool) {
+    let system = System::start(db).await;
+    let event = system.create_event(&[("GA", 5)], open_room()).await;
+    let (token, _) = system.keys.token(event, 4, 60);
+    assert_eq!(
+        system
+            .book(&token, &order(event, json!({"GA": 1})), None)
+            .await
+            .0,
+        201
+    );
+    let _: i64 = redis::cmd("HINCRBY")
+        .arg(EventKeys::new(event).inventory())
+        .arg("GA:avail")
+        .arg(-3)
+        .query_async(&mut system.redis.clone())
+        .await
+        .unwrap();
+    assert_eq!(system.availability(event).await, json!({"GA": 1}));
+    eventually(
+        Duration::from_secs(10),
+        "the reconciler to repair the drift",
+        || async { (system.availability(event).await == json!({"GA": 4})).then_some(()) },
+    )
+    .await;
+    system.assert_inventory_agrees(event).await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn availability_cors_and_metrics_behave(db: PgPool) {
+    let system = System::start(db).await;
+    let event = system.create_event(&[("GA", 5)], open_room()).await;
+    let (status, body) = system
+        .get_json(&format!(
+            "{}/api/events/{}/availability",
+            system.booking,
+            Uuid::new_v4()
+        ))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("event_not_found"))
+    );
+    let preflight = |origin: &str| {
+        system
+            .http
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/api/bookings", system.booking),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type,idempotency-key",
+            )
+            .send()
+    };
+    let allowed = preflight(&system.gateway).await.unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        system.gateway.as_str()
+    );
+    let refused = preflight("https://evil.example").await.unwrap();
+    assert!(refused
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+    let (token, _) = system.keys.token(event, 4, 60);
+    system
+        .book(&token, &order(event, json!({"GA": 1})), None)
+        .await;
+    let metrics = system
+        .http
+        .get(format!("{}/metrics", system.booking))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("booking_duration_seconds_bucket"),
+        "booking latency is a histogram"
+    );
+    let (status, doc) = system
+        .get_json(&format!("{}/api/openapi.json", system.booking))
+        .await;
+    assert_eq!(status, 200);
+    assert!(doc["paths"].get("/api/bookings").is_some());
+}

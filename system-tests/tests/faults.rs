@@ -1,0 +1,199 @@
+//! Faults injected in the middle of a sale, against the real gateway, booking and queue-worker
+//! processes on a private PostgreSQL and a private Redis. After each fault and a recovery window:
+//! no ticket sold twice, no booking without its tickets, no ticket held by a reservation that
+//! never became a booking, Redis and Postgres agree on every tier, the sale resumed on its own,
+//! and every request got a clean answer within a bounded time.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use system_tests::private_redis::PrivateRedis;
+use system_tests::processes::{PrivatePostgres, Service, Services};
+use system_tests::sale::{assert_clean, Sale, ANSWER_BOUND};
+use uuid::Uuid;
+
+async fn with_fault(
+    name: &str,
+    down: Option<Service>,
+    fault: impl AsyncFnOnce(&mut PrivateRedis, &PrivatePostgres, &mut Services),
+) {
+    let postgres = PrivatePostgres::start();
+    let mut redis = PrivateRedis::start().await;
+    let logs = std::env::temp_dir().join(format!(
+        "ticketing-faults-{name}-{}",
+        Uuid::new_v4().simple()
+    ));
+    let mut services = Services::start(&postgres.url(), &redis.url(), &logs).await;
+    let http = reqwest::Client::builder()
+        .timeout(ANSWER_BOUND)
+        .build()
+        .unwrap();
+    let created = http
+        .post(format!("{}/api/admin/events", services.gateway))
+        .bearer_auth(system_tests::ADMIN_TOKEN)
+        .json(&json!({
+            "name": format!("fault {name}"), "venue_name": "Fault Hall", "starts_at": "2031-01-01T20:00:00Z",
+            "waiting_room": {"enabled": true, "admission_per_minute": 6000, "max_active": 1000, "paused": false, "token_ttl_s": 600},
+            "tiers": [{"code": "VIP", "name": "VIP", "price_cents": 100, "capacity": 400},
+                      {"code": "GA", "name": "GA", "price_cents": 50, "capacity": 4000}]
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let event: Uuid = created.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let sale = Sale::new(
+        vec![services.gateway.clone()],
+        vec![services.booking.clone()],
+        vec![event],
+    );
+    let buyers = sale.start(6);
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let fault_started = Instant::now();
+    fault(&mut redis, &postgres, &mut services).await;
+    let fault_ended = Instant::now();
+    services.wait_ready().await;
+    let resumed = sale
+        .resumes_after(fault_ended, Duration::from_secs(20))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sale.stop(buyers).await;
+    assert!(
+        resumed,
+        "{name}: the sale did not resume within 20 s of the fault ending"
+    );
+    let before = sale
+        .answers()
+        .iter()
+        .filter(|a| a.what == "book" && a.status == 201 && a.at < fault_started)
+        .count();
+    assert!(before > 0, "{name}: the sale was running before the fault");
+    assert_clean(name, &sale.answers(), down.map(|_| fault_started));
+
+    // Recovery window: holds past their 4 s life are swept, the reconciler runs once a second.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let db = sqlx::PgPool::connect(&postgres.url()).await.unwrap();
+    let sold: Vec<(String, i32, i64, i64)> = sqlx::query_as(
+        "SELECT t.code, t.capacity, count(k.id), count(DISTINCT k.number) FROM ticket_tiers t
+           LEFT JOIN tickets k ON k.tier_id = t.id AND k.status = 'issued'
+          WHERE t.event_id = $1 GROUP BY t.id",
+    )
+    .bind(event)
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    let available: Value = http
+        .get(format!(
+            "{}/api/events/{event}/availability",
+            services.booking
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (code, capacity, count, distinct) in sold {
+        assert_eq!(count, distinct, "{name}: {code} has a number sold twice");
+        assert!(count <= i64::from(capacity));
+        assert_eq!(
+            available["tiers"][&code].as_i64(),
+            Some(i64::from(capacity) - count),
+            "{name}: {code}: redis and postgres disagree ({count} sold of {capacity})"
+        );
+    }
+    let empty: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM bookings b WHERE b.event_id = $1 AND NOT EXISTS (SELECT 1 FROM tickets k WHERE k.booking_id = b.id)",
+    )
+    .bind(event)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(empty, 0, "{name}: bookings without tickets");
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let holds: i64 = redis::cmd("ZCARD")
+        .arg(ticketing::keys::EventKeys::new(event).holds())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        holds, 0,
+        "{name}: tickets still held by reservations that never became bookings"
+    );
+    let _ = std::fs::remove_dir_all(&logs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_that_loses_everything_is_survived() {
+    with_fault("redis-restart", None, async |redis, _, _| {
+        redis.restart_empty().await
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_unreachable_for_ten_seconds_is_survived() {
+    with_fault("redis-unreachable", None, async |redis, _, _| {
+        redis.freeze();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        redis.resume();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_for_ten_seconds_is_survived() {
+    with_fault("postgres-stopped", None, async |_, postgres, _| {
+        postgres.stop_server();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        postgres.start_server();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_booking_process_killed_under_load_loses_nothing() {
+    with_fault(
+        "booking-killed",
+        Some(Service::Booking),
+        async |_, _, services| {
+            services.kill(Service::Booking);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            services.start_again(Service::Booking);
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_worker_killed_and_restarted_loses_nothing() {
+    with_fault(
+        "worker-killed",
+        Some(Service::Worker),
+        async |_, _, services| {
+            services.kill(Service::Worker);
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            services.start_again(Service::Worker);
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_restart_loses_nothing() {
+    with_fault(
+        "gateway-restart",
+        Some(Service::Gateway),
+        async |_, _, services| {
+            services.terminate(Service::Gateway);
+            services.start_again(Service::Gateway);
+        },
+    )
+    .await;
+}

@@ -1,0 +1,300 @@
+//! Beyond one machine: a Redis Cluster with failovers, several instances of each service, a
+//! streaming Postgres replica for catalog reads, and a bounded booking pool that sheds load.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use system_tests::processes::PrivatePostgres;
+use system_tests::redis_cluster::RedisCluster;
+use system_tests::sale::{assert_clean, Sale};
+use system_tests::{eventually, Options, System};
+use ticketing::keys::EventKeys;
+use uuid::Uuid;
+
+fn hot_room(rate: u32) -> Value {
+    json!({"enabled": true, "admission_per_minute": rate, "max_active": 1000, "paused": false, "token_ttl_s": 600})
+}
+
+async fn assert_settled(system: &System, events: &[Uuid]) {
+    for event in events {
+        system.assert_inventory_agrees(*event).await;
+        let holds: i64 = redis::cmd("ZCARD")
+            .arg(EventKeys::new(*event).holds())
+            .query_async(&mut system.redis.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            holds, 0,
+            "tickets still held by reservations that never became bookings"
+        );
+    }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_sale_through_a_redis_cluster_survives_a_failover_and_a_lost_master(db: PgPool) {
+    let mut cluster = RedisCluster::start().await;
+    let options = Options {
+        redis_cluster: cluster.urls(),
+        gateways: 2,
+        bookings: 2,
+        workers: 2,
+        hold_ttl: Duration::from_secs(4),
+        ..Options::default()
+    };
+    let system = System::start_with(db, options).await;
+    let mut events = Vec::new();
+    for _ in 0..3 {
+        events.push(
+            system
+                .create_event(&[("VIP", 300), ("GA", 3000)], hot_room(6000))
+                .await,
+        );
+    }
+    let sale = Sale::new(
+        system.gateways.clone(),
+        system.bookings.clone(),
+        events.clone(),
+    );
+    let buyers = sale.start(6);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        sale.booked_since(Instant::now() - Duration::from_secs(3)) > 0,
+        "the sale is running: {:?}",
+        sale.tally()
+    );
+
+    // A manual failover of the master holding the first event's keys loses nothing.
+    let (_, replica) = cluster
+        .master_and_replica_of(&EventKeys::new(events[0]).inventory())
+        .await;
+    cluster.failover(replica).await;
+    let after_failover = Instant::now();
+    assert!(
+        sale.resumes_after(after_failover, Duration::from_secs(15))
+            .await,
+        "the sale resumed after the failover"
+    );
+
+    // Killing the master of the second event's keys: its replica is promoted.
+    let (master, _) = cluster
+        .master_and_replica_of(&EventKeys::new(events[1]).inventory())
+        .await;
+    let killed = Instant::now();
+    cluster.kill(master).await;
+    assert!(
+        sale.resumes_after(Instant::now(), Duration::from_secs(20))
+            .await,
+        "the sale resumed after losing a master"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    sale.stop(buyers).await;
+    assert_clean("redis cluster", &sale.answers(), Some(killed));
+
+    // Recovery: the reconciler repairs what the promoted replica had not received yet.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_settled(&system, &events).await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn many_instances_share_the_work_and_losing_one_loses_nothing(db: PgPool) {
+    let options = Options {
+        gateways: 2,
+        bookings: 2,
+        workers: 2,
+        hold_ttl: Duration::from_secs(4),
+        ..Options::default()
+    };
+    let system = System::start_with(db, options).await;
+    let event = system
+        .create_event(&[("VIP", 300), ("GA", 3000)], hot_room(600))
+        .await;
+
+    // A change made through one gateway reaches the other within a second.
+    let change = system
+        .http
+        .put(format!(
+            "{}/api/admin/events/{event}/waiting-room",
+            system.gateways[1]
+        ))
+        .bearer_auth(system_tests::ADMIN_TOKEN)
+        .json(&json!({"admission_per_minute": 6000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(change.status(), 200);
+    let (_, joined) = system.join(event, "estimator").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let room: Value = system
+        .http
+        .get(format!(
+            "{}/api/admin/events/{event}/waiting-room",
+            system.gateways[0]
+        ))
+        .bearer_auth(system_tests::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(room["admission_per_minute"], 6000);
+    assert!(joined["queue_id"].is_string());
+
+    let sale = Sale::new(
+        system.gateways.clone(),
+        system.bookings.clone(),
+        vec![event],
+    );
+    let buyers = sale.start(6);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stopped = Instant::now();
+    system.stop_instance(&system.gateways[1]);
+    system.stop_instance(&system.bookings[1]);
+    system.stop_worker(1);
+    assert!(
+        sale.resumes_after(Instant::now(), Duration::from_secs(10))
+            .await,
+        "the others carry the sale"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    sale.stop(buyers).await;
+    assert_clean("many instances", &sale.answers(), Some(stopped));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_settled(&system, &[event]).await;
+    let stats = system.waiting_room(event).await["stats"].clone();
+    let admitted_now: i64 = redis::cmd("ZCARD")
+        .arg(EventKeys::new(event).admitted())
+        .query_async(&mut system.redis.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        stats["admitted_total"].as_i64().unwrap(),
+        stats["booked_total"].as_i64().unwrap()
+            + admitted_now
+            + dropped_or_expired(&system, event).await,
+        "every admission is accounted for once: booked, still active, or expired: {stats}"
+    );
+}
+
+async fn dropped_or_expired(system: &System, event: Uuid) -> i64 {
+    let gone: std::collections::HashMap<Vec<u8>, String> = redis::cmd("HGETALL")
+        .arg(EventKeys::new(event).gone())
+        .query_async(&mut system.redis.clone())
+        .await
+        .unwrap();
+    gone.values().filter(|why| *why == "expired").count() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_reads_are_served_by_a_streaming_replica() {
+    let primary = PrivatePostgres::start();
+    let replica = PrivatePostgres::replica_of(&primary);
+    let primary_db = PgPoolOptions::new()
+        .max_connections(5)
+        .acquire_timeout(Duration::from_millis(500))
+        .connect(&primary.url())
+        .await
+        .unwrap();
+    ticketing::db::migrate(&primary_db).await.unwrap();
+    let replica_db = PgPoolOptions::new()
+        .max_connections(5)
+        .acquire_timeout(Duration::from_millis(500))
+        .connect(&replica.url())
+        .await
+        .unwrap();
+    let system = System::start_with_read_db(
+        primary_db,
+        replica_db.clone(),
+        Options {
+            workers: 0,
+            ..Options::default()
+        },
+    )
+    .await;
+    let event = system.create_event(&[("GA", 10)], hot_room(600)).await;
+    eventually(
+        Duration::from_secs(10),
+        "the event to reach the replica",
+        || async {
+            (system
+                .get_json(&format!("{}/api/events/{event}", system.gateway))
+                .await
+                .0
+                == 200)
+                .then_some(())
+        },
+    )
+    .await;
+    let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(&replica_db)
+        .await
+        .unwrap();
+    assert!(in_recovery, "the read database is a streaming replica");
+
+    // With the primary gone, the catalog still answers from the replica; writes cannot.
+    primary.stop_server();
+    let (status, list) = system
+        .get_json(&format!("{}/api/events", system.gateway))
+        .await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["events"][0]["id"], event.to_string());
+    let (status, _) = system
+        .get_json(&format!("{}/api/events/{event}", system.gateway))
+        .await;
+    assert_eq!(status, 200);
+    let response = system
+        .admin(
+            system
+                .http
+                .post(format!("{}/api/admin/events", system.gateway)),
+        )
+        .json(
+            &json!({"name": "x", "venue_name": "y", "starts_at": "2031-01-01T00:00:00Z",
+                      "tiers": [{"code": "GA", "name": "GA", "price_cents": 1, "capacity": 1}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503, "writes need the primary");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn an_exhausted_booking_pool_answers_503_at_once(db: PgPool) {
+    let small = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_millis(500))
+        .connect_with((*db.connect_options()).clone())
+        .await
+        .unwrap();
+    let system = System::start(small.clone()).await;
+    let event = system.create_event(&[("GA", 10)], hot_room(600)).await;
+    system.availability(event).await;
+    let held = (
+        small.acquire().await.unwrap(),
+        small.acquire().await.unwrap(),
+    );
+    let (token, _) = system.keys.token(event, 4, 60);
+    let body = json!({"event_id": event, "tiers": {"GA": 2}, "buyer_email": "a@b.co"});
+    let started = Instant::now();
+    let (status, answer) = system.book(&token, &body, None).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (503, Some("unavailable")),
+        "{answer}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "answered in {:?}",
+        started.elapsed()
+    );
+    drop(held);
+    assert_eq!(
+        system.availability(event).await,
+        json!({"GA": 10}),
+        "the reservation was released"
+    );
+    let (status, _) = system.book(&token, &body, None).await;
+    assert_eq!(status, 201);
+}

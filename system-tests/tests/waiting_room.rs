@@ -1,0 +1,592 @@
+//! The waiting room: joins, polls, admission at the configured rate, tokens, admin tuning.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use system_tests::{eventually, Options, System};
+use ticketing::keys::EventKeys;
+use uuid::Uuid;
+
+fn room(rate: u32, max_active: u32, paused: bool) -> Value {
+    json!({"enabled": true, "admission_per_minute": rate, "max_active": max_active, "paused": paused, "token_ttl_s": 600})
+}
+
+async fn join_many(system: &System, event: Uuid, count: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..count {
+        let (status, body) = system.join(event, &format!("visitor-{i}")).await;
+        assert_eq!(status, 202, "{body}");
+        ids.push(body["queue_id"].as_str().unwrap().to_string());
+    }
+    ids
+}
+
+async fn state_of(system: &System, queue_id: &str) -> Value {
+    let (status, body) = system.poll(queue_id).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn joining_twice_returns_the_same_entry_and_place(db: PgPool) {
+    let system = System::start(db).await;
+    let event = system.create_event(&[("GA", 10)], room(60, 10, true)).await;
+    let (status, first) = system.join(event, "same-visitor").await;
+    assert_eq!(status, 202);
+    assert_eq!(first["state"], "waiting");
+    assert_eq!(first["position"], 1);
+    system.join(event, "someone-else").await;
+    let (_, again) = system.join(event, "same-visitor").await;
+    assert_eq!(again["queue_id"], first["queue_id"]);
+    assert_eq!(again["position"], 1);
+    assert!(again["poll_after_ms"].as_u64().unwrap() >= 500);
+    assert!(again["estimated_wait_s"].as_u64().is_some());
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn bad_joins_and_polls_get_clean_errors(db: PgPool) {
+    let system = System::start(db).await;
+    let event = system.create_event(&[("GA", 10)], room(60, 10, true)).await;
+    for visitor in [
+        json!(""),
+        json!("x".repeat(65)),
+        json!("a b"),
+        json!("x'; DROP TABLE events;--"),
+        json!(42),
+    ] {
+        let response = system
+            .http
+            .post(format!("{}/api/events/{event}/queue", system.gateway))
+            .json(&json!({ "visitor_id": visitor }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 422, "{visitor}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_request");
+    }
+    let response = system
+        .http
+        .post(format!("{}/api/events/{event}/queue", system.gateway))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        202,
+        "a join without a body gets a fresh visitor id"
+    );
+    let (status, body) = system.join(Uuid::new_v4(), "visitor").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("event_not_found"))
+    );
+    for queue_id in [
+        Uuid::new_v4().to_string(),
+        "nonsense".to_string(),
+        Uuid::nil().to_string(),
+    ] {
+        let (status, body) = system.poll(&queue_id).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (404, Some("queue_entry_not_found")),
+            "{queue_id}"
+        );
+    }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn admits_in_join_order(db: PgPool) {
+    let system = System::start(db).await;
+    let event = system
+        .create_event(&[("GA", 100)], room(1200, 1000, true))
+        .await;
+    let ids = join_many(&system, event, 30).await;
+    system
+        .change_waiting_room(event, json!({"paused": false}))
+        .await;
+    let admitted_seen = eventually(Duration::from_secs(20), "everyone admitted", || async {
+        let mut admitted = Vec::new();
+        for id in &ids {
+            admitted.push(state_of(&system, id).await["state"] == "admitted");
+        }
+        // At every observation the admitted entries are a prefix of the join order.
+        let prefix = admitted.iter().take_while(|a| **a).count();
+        assert!(
+            admitted[prefix..].iter().all(|a| !a),
+            "admission out of join order: {admitted:?}"
+        );
+        (prefix == ids.len()).then_some(prefix)
+    })
+    .await;
+    assert_eq!(admitted_seen, 30);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_pre_queue_is_shuffled_at_the_opening_and_placed_ahead(db: PgPool) {
+    let system = System::start(db).await;
+    let opens = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let event = system
+        .create_event_from(json!({
+            "name": "Opening", "venue_name": "Hall", "starts_at": "2031-01-01T20:00:00Z",
+            "on_sale_at": opens.to_rfc3339(),
+            "waiting_room": room(1, 1000, false),
+            "tiers": [{"code": "GA", "name": "GA", "price_cents": 100, "capacity": 100}]
+        }))
+        .await;
+    let early = join_many(&system, event, 40).await;
+    let status = state_of(&system, &early[0]).await;
+    assert_eq!(status["state"], "pre_queue");
+    assert_eq!(status["position"], Value::Null);
+
+    // Everyone keeps polling, as browsers do, until the sale opens.
+    eventually(Duration::from_secs(10), "the opening", || async {
+        (state_of(&system, &early[0]).await["state"] != "pre_queue").then_some(())
+    })
+    .await;
+    let (_, late) = system.join(event, "late-visitor").await;
+
+    let mut positions = Vec::new();
+    for id in &early {
+        let status = state_of(&system, id).await;
+        positions.push(status["position"].as_u64().unwrap_or(0));
+    }
+    // The first one may have been admitted (rate 1/min); everyone else is in 1..=40.
+    let placed: Vec<u64> = positions.iter().copied().filter(|p| *p > 0).collect();
+    assert!(placed.len() >= 39);
+    assert!(placed.iter().all(|p| *p <= 40), "{positions:?}");
+    let distinct: HashSet<u64> = placed.iter().copied().collect();
+    assert_eq!(distinct.len(), placed.len(), "every place is drawn once");
+    let mut sorted = placed.clone();
+    sorted.sort_unstable();
+    assert_ne!(
+        placed, sorted,
+        "the pre-queue kept join order: no shuffle happened"
+    );
+    let late_position = late["position"].as_u64().unwrap();
+    assert!(
+        late_position > *placed.iter().max().unwrap(),
+        "a later joiner went ahead of the pre-queue"
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn admission_holds_the_configured_rate_within_two_percent(db: PgPool) {
+    let system = System::start(db).await;
+    // 3000 per minute is 50 per second: over a 20 s window, 1000 ± 20.
+    let event = system
+        .create_event(&[("GA", 100)], room(3000, 100_000, true))
+        .await;
+    let keys = EventKeys::new(event);
+    system.fill_queue(event, 1600).await;
+    system
+        .change_waiting_room(event, json!({"paused": false}))
+        .await;
+    let admitted = || async {
+        let stats: Vec<Option<i64>> = redis::cmd("HMGET")
+            .arg(keys.stats())
+            .arg("admitted_total")
+            .query_async(&mut system.redis.clone())
+            .await
+            .unwrap();
+        stats[0].unwrap_or(0)
+    };
+    // Let the first second's burst pass, then measure a steady window.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let start = admitted().await;
+    let started = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let end = admitted().await;
+    let seconds = started.elapsed().as_secs_f64();
+    let per_minute = (end - start) as f64 / seconds * 60.0;
+    assert!(
+        (per_minute - 3000.0).abs() <= 60.0,
+        "admitted {} in {seconds:.2}s = {per_minute:.0}/min, configured 3000/min",
+        end - start
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn never_more_than_max_active_admitted_but_unfinished(db: PgPool) {
+    let system = System::start(db).await;
+    let event = system
+        .create_event(&[("GA", 100)], room(6000, 5, false))
+        .await;
+    let ids = join_many(&system, event, 20).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stats = system.waiting_room(event).await["stats"].clone();
+    assert_eq!(stats["active"], 5, "{stats}");
+    assert_eq!(stats["waiting"], 15, "{stats}");
+    // A booking finishes one admitted buyer, which frees a slot for the next in line.
+    let status = state_of(&system, &ids[0]).await;
+    assert_eq!(status["state"], "admitted");
+    let token = status["token"].as_str().unwrap();
+    let (code, body) = system
+        .book(
+            token,
+            &json!({"event_id": event, "tiers": {"GA": 1}, "buyer_email": "a@b.co"}),
+            None,
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    eventually(
+        Duration::from_secs(5),
+        "the freed slot to be refilled",
+        || async {
+            let stats = system.waiting_room(event).await["stats"].clone();
+            (stats["active"] == 5 && stats["waiting"] == 14 && stats["booked_total"] == 1)
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn pause_stops_admission_and_resume_restarts_it(db: PgPool) {
+    let system = System::start(db).await;
+    let event = system
+        .create_event(&[("GA", 100)], room(6000, 1000, true))
+        .await;
+    let ids = join_many(&system, event, 10).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        system.waiting_room(event).await["stats"]["admitted_total"],
+        0
+    );
+    let (status, changed) = system
+        .change_waiting_room(event, json!({"paused": false}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(changed["paused"], false);
+    eventually(Duration::from_secs(5), "admission after resume", || async {
+        (state_of(&system, &ids[9]).await["state"] == "admitted").then_some(())
+    })
+    .await;
+    system
+        .change_waiting_room(event, json!({"paused": true}))
+        .await;
+    let more = join_many(&system, event, 1).await;
+    let (_, fresh) = system.join(event, "after-pause").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        state_of(&system, fresh["queue_id"].as_str().unwrap()).await["state"],
+        "waiting"
+    );
+    assert_eq!(
+        state_of(&system, &more[0]).await["state"],
+        "admitted",
+        "visitor-0 was admitted before the pause"
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn entries_that_stop_polling_lose_their_place(db: PgPool) {
+    let system = System::start(db).await;
+    let event = system
+        .create_event(&[("GA", 100)], room(6000, 1000, true))
+        .await;
+    // Shorten the liveness window from a minute to one second for the test.
+    let _: () = redis::cmd("HSET")
+        .arg(EventKeys::new(event).queue_config())
+        .arg("alive_window_s")
+        .arg(1)
+        .query_async(&mut system.redis.clone())
+        .await
+        .unwrap();
+    let (_, gone) = system.join(event, "leaves").await;
+    let (_, stays) = system.join(event, "stays").await;
+    let stays_id = stays["queue_id"].as_str().unwrap().to_string();
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        state_of(&system, &stays_id).await;
+    }
+    system
+        .change_waiting_room(event, json!({"paused": false}))
+        .await;
+    eventually(
+        Duration::from_secs(5),
+        "the live entry admitted",
+        || async { (state_of(&system, &stays_id).await["state"] == "admitted").then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        state_of(&system, gone["queue_id"].as_str().unwrap()).await["state"],
+        "expired"
+    );
+    let stats = system.waiting_room(event).await["stats"].clone();
+    assert_eq!(
+        stats["admitted_total"], 1,
+        "no admission was spent on the one who left: {stats}"
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn an_unused_token_that_expires_frees_its_slot(db: PgPool) {
+    let system = System::start(db).await;
+    let event = system
+        .create_event(&[("GA", 100)], json!({"enabled": true, "admission_per_minute": 6000, "max_active": 1, "paused": false, "token_ttl_s": 30}))
+        .await;
+    let ids = join_many(&system, event, 2).await;
+    eventually(Duration::from_secs(5), "the first admitted", || async {
+        (state_of(&system, &ids[0]).await["state"] == "admitted").then_some(())
+    })
+    .await;
+    assert_eq!(state_of(&system, &ids[1]).await["state"], "waiting");
+    // Age the first admission past its token's expiry.
+    let keys = EventKeys::new(event);
+    let _: () = redis::cmd("ZADD")
+        .arg(keys.admitted())
+        .arg(1)
+        .arg(ids[0].parse::<Uuid>().unwrap().as_bytes().as_slice())
+        .query_async(&mut system.redis.clone())
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(keys.entry_token(ids[0].parse().unwrap()))
+        .query_async(&mut system.redis.clone())
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(5), "the second admitted", || async {
+        (state_of(&system, &ids[1]).await["state"] == "admitted").then_some(())
+    })
+    .await;
+    assert_eq!(state_of(&system, &ids[0]).await["state"], "expired");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn waiting_buyers_learn_of_a_sell_out_at_their_next_poll(db: PgPool) {
+    let system = System::start(db).await;
+    let event = system.create_event(&[("GA", 1)], room(60, 10, true)).await;
+    let ids = join_many(&system, event, 3).await;
+    assert_eq!(state_of(&system, &ids[2]).await["state"], "waiting");
+    let (token, _) = system.keys.token(event, 1, 60);
+    let (status, _) = system
+        .book(
+            &token,
+            &json!({"event_id": event, "tiers": {"GA": 1}, "buyer_email": "a@b.co"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 201);
+    for id in &ids {
+        assert_eq!(state_of(&system, id).await["state"], "sold_out");
+    }
+    let (_, late) = system.join(event, "too-late").await;
+    assert_eq!(late["state"], "sold_out");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn two_workers_never_admit_anyone_twice_nor_beat_the_rate(db: PgPool) {
+    let system = System::start_with(
+        db,
+        Options {
+            workers: 2,
+            ..Options::default()
+        },
+    )
+    .await;
+    let event = system
+        .create_event(&[("GA", 100)], room(1200, 100_000, true))
+        .await;
+    system.fill_queue(event, 400).await;
+    system
+        .change_waiting_room(event, json!({"paused": false}))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let first = system.waiting_room(event).await["stats"].clone();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let stats = system.waiting_room(event).await["stats"].clone();
+    let keys = EventKeys::new(event);
+    let admitted_now: i64 = redis::cmd("ZCARD")
+        .arg(keys.admitted())
+        .query_async(&mut system.redis.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        stats["admitted_total"].as_i64(),
+        Some(admitted_now),
+        "each admission is one distinct entry"
+    );
+    assert_eq!(
+        stats["waiting"].as_i64().unwrap() + admitted_now,
+        400,
+        "nobody lost or counted twice"
+    );
+    // 20 per second with two workers ticking: 120 ± 2% over 6 s, plus at most one tick of slack.
+    let in_window =
+        stats["admitted_total"].as_i64().unwrap() - first["admitted_total"].as_i64().unwrap();
+    assert!(
+        (115..=125).contains(&in_window),
+        "{in_window} admitted in 6 s at 20/s"
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn an_event_without_waiting_room_admits_at_once_with_a_verifiable_token(db: PgPool) {
+    let system = System::start(db).await;
+    let event = system
+        .create_event(&[("GA", 10)], json!({"enabled": false, "admission_per_minute": 60, "max_active": 10, "paused": false, "token_ttl_s": 300}))
+        .await;
+    let (status, body) = system.join(event, "instant").await;
+    assert_eq!(status, 202);
+    assert_eq!(body["state"], "admitted");
+    let token = body["token"].as_str().unwrap();
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::EdDSA);
+    assert_eq!(header.kid.as_deref(), Some("test"));
+    let claims = system
+        .keys
+        .verifier
+        .verify(token)
+        .expect("verifies with the public key");
+    assert_eq!(claims.sub.to_string(), body["queue_id"].as_str().unwrap());
+    assert_eq!(claims.evt, event);
+    assert_eq!(claims.max, 8);
+    let now = chrono::Utc::now().timestamp();
+    assert!(
+        (claims.exp - (now + 300)).abs() <= 2,
+        "exp is the waiting room's token_ttl_s"
+    );
+    assert!((claims.iat - now).abs() <= 2);
+    let expires: chrono::DateTime<chrono::Utc> =
+        body["token_expires_at"].as_str().unwrap().parse().unwrap();
+    assert!((expires.timestamp() - claims.exp).abs() <= 1);
+    // Polling again returns the same token: it is signed once per admission.
+    let again = state_of(&system, body["queue_id"].as_str().unwrap()).await;
+    assert_eq!(again["token"], body["token"]);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn admin_reads_and_tunes_the_waiting_room_with_validation(db: PgPool) {
+    let system = System::start(db).await;
+    let event = system
+        .create_event(&[("GA", 10)], room(60, 10, false))
+        .await;
+    let view = system.waiting_room(event).await;
+    assert_eq!(view["admission_per_minute"], 60);
+    for key in [
+        "waiting",
+        "admitted_total",
+        "active",
+        "booked_total",
+        "admitted_last_minute",
+    ] {
+        assert!(view["stats"][key].is_i64(), "stats lack {key}: {view}");
+    }
+    let (status, changed) = system
+        .change_waiting_room(
+            event,
+            json!({"admission_per_minute": 600, "max_active": 20}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        changed,
+        json!({"enabled": true, "admission_per_minute": 600, "max_active": 20, "paused": false, "token_ttl_s": 600})
+    );
+    let cfg: Vec<Option<String>> = redis::cmd("HMGET")
+        .arg(EventKeys::new(event).queue_config())
+        .arg(&["admission_per_minute", "max_active"])
+        .query_async(&mut system.redis.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        cfg,
+        vec![Some("600".to_string()), Some("20".to_string())],
+        "the change is live in redis at once"
+    );
+    for bad in [
+        json!({"admission_per_minute": 0}),
+        json!({"max_active": -1}),
+        json!({"token_ttl_s": 5}),
+        json!({"paused": "yes"}),
+        json!({"colour": "red"}),
+    ] {
+        let (status, body) = system.change_waiting_room(event, bad.clone()).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (422, Some("invalid_request")),
+            "{bad}"
+        );
+    }
+    let (status, _) = system
+        .change_waiting_room(Uuid::new_v4(), json!({"paused": true}))
+        .await;
+    assert_eq!(status, 404);
+    let response = system
+        .http
+        .put(format!(
+            "{}/api/admin/events/{event}/waiting-room",
+            system.gateway
+        ))
+        .bearer_auth("wrong")
+        .json(&json!({"paused": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        system.waiting_room(event).await["paused"],
+        false,
+        "refused changes change nothing"
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_client_over_its_join_rate_gets_429_with_retry_after(db: PgPool) {
+    let system = System::start_with(
+        db,
+        Options {
+            join_per_second: 1,
+            join_burst: 3,
+            ..Options::default()
+        },
+    )
+    .await;
+    let event = system.create_event(&[("GA", 10)], room(60, 10, true)).await;
+    let mut limited = None;
+    for i in 0..10 {
+        let response = system
+            .http
+            .post(format!("{}/api/events/{event}/queue", system.gateway))
+            .json(&json!({"visitor_id": format!("v{i}")}))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 429 {
+            limited = Some(response);
+            break;
+        }
+    }
+    let response = limited.expect("the fourth join within a second is limited");
+    assert!(response.headers().get("retry-after").is_some());
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_gateway_publishes_queue_metrics(db: PgPool) {
+    let system = System::start(db).await;
+    let event = system.create_event(&[("GA", 10)], room(60, 10, true)).await;
+    let ids = join_many(&system, event, 2).await;
+    state_of(&system, &ids[0]).await;
+    let metrics = eventually(Duration::from_secs(10), "queue gauges", || async {
+        let text = system
+            .http
+            .get(format!("{}/metrics", system.gateway))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.contains(&format!("queue_waiting{{event=\"{event}\"}} 2"))
+            .then_some(text)
+    })
+    .await;
+    assert!(metrics.contains("queue_joins_total"));
+    assert!(metrics.contains("queue_polls_total"));
+    assert!(metrics.contains("queue_admitted_total"));
+}
