@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# The benchmark of BENCHMARKS.md: every figure measured in the same run as its baseline, on this
+# machine. Starts release builds of the services on their own ports and database, then runs
+#   1. pgbench: the least write a booking needs        vs  loadgen booking-ceiling (closed loop)
+#   2. the original app's SKIP LOCKED algorithm         at the same concurrency
+#   3. loadgen booking-ceiling open loop at half the measured ceiling (p99)
+#   4. redis-benchmark of the reserve script (sold out) vs  loadgen sold-out-storm
+#   5. redis-benchmark of the queue entry script (poll) vs  loadgen queue-storm
+#   6. Redis memory for 1,000,000 waiting visitors (private redis-server)
+#   7. loadgen on-sale (visitors from $VISITORS, default 20000)
+# Results: test-output/bench/summary.txt and the loadgen JSON/HTML reports beside it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+CONCURRENCY=${CONCURRENCY:-16}
+DURATION=${DURATION:-20}
+VISITORS=${VISITORS:-20000}
+out=test-output/bench
+mkdir -p "$out"
+summary=$out/summary.txt
+: > "$summary"
+note() { echo "$*" | tee -a "$summary"; }
+
+ensure_postgres
+ensure_redis
+# Tens of thousands of visitors need as many sockets.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+cargo build -q --release -p gateway -p booking -p queue-worker -p loadgen
+bin=target/release
+
+db=ticket_booking_bench
+psql -h "$PG_HOST" -U "$PG_USER" -d postgres -qc "drop database if exists $db with (force)"
+create_database "$db"
+work=$(mktemp -d)
+export DATABASE_URL=postgres://$PG_USER@$PG_HOST:$PG_PORT/$db
+export ADMIN_TOKEN=bench-admin-token LOG_LEVEL=warn DATABASE_MAX_CONNECTIONS=$CONCURRENCY
+export ENTRY_KEYS_DIR=$work/keys ENTRY_PUBLIC_KEYS_DIR=$work/keys ENTRY_SIGNING_KID=bench
+export GATEWAY_ADDR=127.0.0.1:3500 BOOKING_ADDR=127.0.0.1:5500 WORKER_ADDR=127.0.0.1:5510
+export BOOKING_URL=http://127.0.0.1:5500
+# Every load comes from one address here, so per-client limits are lifted for the benchmark.
+export JOIN_PER_SECOND=1000000 JOIN_BURST=1000000 POLL_PER_SECOND=1000000 POLL_BURST=1000000
+$bin/gateway keygen >/dev/null
+$bin/gateway migrate >/dev/null
+
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+$bin/gateway serve > "$out/gateway.log" 2>&1 & pids+=("$!")
+$bin/booking > "$out/booking.log" 2>&1 & pids+=("$!")
+$bin/queue-worker > "$out/queue-worker.log" 2>&1 & pids+=("$!")
+wait_for http://127.0.0.1:3500/readyz
+wait_for http://127.0.0.1:5500/readyz
+lg() { $bin/loadgen "$@" --gateway http://127.0.0.1:3500 --booking http://127.0.0.1:5500 \
+  --keys-dir "$ENTRY_KEYS_DIR" --kid bench --database-url "$DATABASE_URL"; }
+# field FILE EXPR: evaluates a Python expression over the JSON report `r`.
+field() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
+
+note "machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB; concurrency $CONCURRENCY; ${DURATION}s per run"
+note ""
+note "== 1. booking ceiling vs the least write (pgbench), concurrency $CONCURRENCY"
+event=$(psql -h "$PG_HOST" -U "$PG_USER" -d "$db" -Atq <<SQL
+INSERT INTO venues (name) VALUES ('Bench') ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name;
+INSERT INTO events (name, venue_id, starts_at, on_sale_at) SELECT 'pgbench', id, now() + interval '30 days', now() FROM venues WHERE name = 'Bench' RETURNING id;
+SQL
+)
+vip=$(psql -h "$PG_HOST" -U "$PG_USER" -d "$db" -Atqc "INSERT INTO ticket_tiers (event_id, code, name, price_cents, capacity, position) VALUES ('$event', 'VIP', 'VIP', 100, 1000000, 0) RETURNING id")
+ga=$(psql -h "$PG_HOST" -U "$PG_USER" -d "$db" -Atqc "INSERT INTO ticket_tiers (event_id, code, name, price_cents, capacity, position) VALUES ('$event', 'GA', 'GA', 100, 1000000, 1) RETURNING id")
+psql -h "$PG_HOST" -U "$PG_USER" -d "$db" -qc "CREATE SEQUENCE bench_vip_numbers MAXVALUE 1000000; CREATE SEQUENCE bench_ga_numbers MAXVALUE 1000000;"
+pgbench -h "$PG_HOST" -U "$PG_USER" -n -M prepared -c "$CONCURRENCY" -j 2 -T "$DURATION" \
+  -D event="$event" -D vip="$vip" -D ga="$ga" -f loadgen/bench/least_write.sql "$db" > "$out/pgbench.txt" 2>&1
+pgbench_tps=$(awk '/^tps/ {print $3; exit}' "$out/pgbench.txt")
+note "pgbench least write:            $pgbench_tps transactions/s"
+lg booking-ceiling --mode closed --concurrency "$CONCURRENCY" --duration "$DURATION" --out "$out/booking-ceiling" > "$out/booking-ceiling.txt"
+ceiling=$(field "$out/booking-ceiling.json" "[e for e in r['endpoints'] if e['endpoint']=='POST /api/bookings'][0]['throughput_per_s']")
+created=$(field "$out/booking-ceiling.json" "[e for e in r['endpoints'] if e['endpoint']=='POST /api/bookings'][0]['outcomes'].get('201',0)")
+note "booking service (closed loop):  $ceiling bookings/s ($created created)"
+note "ratio to pgbench least write:   $(python3 -c "print(f'{$ceiling/$pgbench_tps:.2f}')")"
+
+note ""
+note "== 2. the original algorithm (3 x SELECT FOR UPDATE SKIP LOCKED + UPDATE), concurrency $CONCURRENCY"
+lg original --concurrency "$CONCURRENCY" --duration "$DURATION" --out "$out/original" > "$out/original.txt"
+original=$(field "$out/original.json" "r['endpoints'][0]['throughput_per_s']")
+note "original algorithm:             $original transactions/s"
+note "booking service / original:     $(python3 -c "print(f'{$ceiling/$original:.1f}')")x"
+
+note ""
+half=$(python3 -c "print(int($ceiling/2))")
+note "== 3. open loop at half the ceiling ($half/s)"
+lg booking-ceiling --mode open --rate "$half" --duration "$DURATION" --out "$out/booking-half" > "$out/booking-half.txt"
+note "p50/p95/p99/max ms:             $(field "$out/booking-half.json" "'/'.join(str(round(e[k],2)) for e in r['endpoints'] for k in ['p50_ms','p95_ms','p99_ms','max_ms'])")"
+
+note ""
+note "== 4. sold-out rejections"
+lg sold-out-storm --concurrency 64 --duration "$DURATION" --out "$out/sold-out" > "$out/sold-out.txt"
+note "booking service:                $(field "$out/sold-out.json" "round(r['endpoints'][0]['throughput_per_s'])") rejections/s (p99 $(field "$out/sold-out.json" "r['endpoints'][0]['p99_ms']") ms)"
+reserve=$(redis-cli SCRIPT LOAD "$(cat lua/reserve.lua)")
+redis-cli HSET "ev:{bench}:inv" epoch 1 soldout 1 GA:cap 1 GA:next 1 GA:avail 0 >/dev/null
+so_event=$(field "$out/sold-out.json" "r['event_id']")
+so_token=$(lg mint --event "$so_event")
+cat > "$out/sold-out.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '{"event_id":"$so_event","tiers":{"GA":1},"buyer_email":"storm@example.com"}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $so_token"
+LUA
+command -v wrk >/dev/null || apt_install wrk
+wrk -t2 -c64 -d"${DURATION}s" --latency -s "$out/sold-out.lua" http://127.0.0.1:5500/api/bookings > "$out/wrk-sold-out.txt"
+note "booking service, wrk client:    $(awk '/Requests\/sec/ {print $2}' "$out/wrk-sold-out.txt") rejections/s (p99 $(awk '$1 == "99%" {print $2}' "$out/wrk-sold-out.txt"))"
+redis-benchmark -q -n 400000 -c 64 EVALSHA "$reserve" 5 "ev:{bench}:inv" "ev:{bench}:used" "ev:{bench}:holds" "ev:{bench}:holdv" "ev:{bench}:free:GA" jti 0 GA 1 > "$out/redis-reserve.txt"
+note "redis-benchmark, same script:   $(tr '\r' '\n' < "$out/redis-reserve.txt" | grep -o '[0-9.]* requests per second' | tail -1)"
+
+note ""
+note "== 5. queue joins and polls"
+lg queue-storm --concurrency 64 --duration "$DURATION" --out "$out/queue-storm" > "$out/queue-storm.txt"
+note "joins:                          $(field "$out/queue-storm.json" "round([e for e in r['endpoints'] if 'queue' in e['endpoint'] and e['endpoint'].startswith('POST')][0]['throughput_per_s'])")/s"
+note "polls:                          $(field "$out/queue-storm.json" "round([e for e in r['endpoints'] if e['endpoint'].startswith('GET')][0]['throughput_per_s'])")/s (p99 $(field "$out/queue-storm.json" "[e for e in r['endpoints'] if e['endpoint'].startswith('GET')][0]['p99_ms']") ms)"
+qs_event=$(field "$out/queue-storm.json" "r['event_id']")
+qid=$(curl -s -X POST -H 'content-type: application/json' -d '{"visitor_id":"wrk-poller"}' "http://127.0.0.1:3500/api/events/$qs_event/queue" | python3 -c 'import json,sys; print(json.load(sys.stdin)["queue_id"])')
+wrk -t2 -c64 -d"${DURATION}s" --latency "http://127.0.0.1:3500/api/queue/$qid" > "$out/wrk-poll.txt"
+note "polls, wrk client:              $(awk '/Requests\/sec/ {print $2}' "$out/wrk-poll.txt")/s (p99 $(awk '$1 == "99%" {print $2}' "$out/wrk-poll.txt"))"
+entry=$(redis-cli SCRIPT LOAD "$(cat lua/queue_entry.lua)")
+k="ev:{qbench}"
+redis-cli HSET "$k:cfg" enabled 1 token_ttl_s 600 opened 1 alive_window_s 60 >/dev/null
+redis-cli EVALSHA "$entry" 12 "$k:cfg" "$k:wait" "$k:pre" "$k:seq" "$k:alive:0" "$k:alive:1" "$k:adm" "$k:gone" "$k:tok:x" "$k:inv" "$k:stats" "$k:admsec" join benchqueueid0001 >/dev/null
+redis-benchmark -q -n 400000 -c 64 EVALSHA "$entry" 12 "$k:cfg" "$k:wait" "$k:pre" "$k:seq" "$k:alive:0" "$k:alive:1" "$k:adm" "$k:gone" "$k:tok:x" "$k:inv" "$k:stats" "$k:admsec" poll benchqueueid0001 > "$out/redis-poll.txt"
+note "redis-benchmark, same script:   $(tr '\r' '\n' < "$out/redis-poll.txt" | grep -o '[0-9.]* requests per second' | tail -1)"
+redis-cli DEL "ev:{bench}:inv" >/dev/null
+redis-cli --scan --pattern "ev:{qbench}:*" | xargs -r redis-cli DEL >/dev/null
+
+note ""
+note "== 6. Redis memory for 1,000,000 waiting visitors (join script, 16-byte queue ids)"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes >/dev/null
+sleep 0.5
+r() { redis-cli -p "$port" "$@"; }
+entry=$(r SCRIPT LOAD "$(cat lua/queue_entry.lua)")
+k="ev:{mem}"
+r HSET "$k:cfg" enabled 1 token_ttl_s 600 opened 1 alive_window_s 60 >/dev/null
+before=$(r INFO memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r')
+# __rand_int__ makes each join a new 16-byte id (q + 12 digits + padding); a few of the
+# million draws repeat, so the count of distinct visitors is reported.
+redis-benchmark -p "$port" -q -n 1000000 -r 100000000 -c 32 -P 16 EVALSHA "$entry" 12 "$k:cfg" "$k:wait" "$k:pre" "$k:seq" "$k:alive:0" "$k:alive:1" "$k:adm" "$k:gone" "$k:tok:x" "$k:inv" "$k:stats" "$k:admsec" join "q__rand_int__xyz" > /dev/null
+after=$(r INFO memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r')
+waiting=$(r ZCARD "$k:wait")
+r SHUTDOWN NOSAVE >/dev/null 2>&1 || true
+note "waiting visitors:               $waiting"
+note "memory:                         $(( (after - before) / 1024 / 1024 )) MiB ($(( (after - before) / waiting )) bytes per visitor)"
+
+note ""
+note "== 7. on-sale replay, $VISITORS visitors in a burst, 6000 admissions/min"
+lg on-sale --visitors "$VISITORS" --admission-per-minute 6000 --max-active 5000 --vip 300 --front-row 1000 --ga 4000 --max-duration 300 --out "$out/on-sale" > "$out/on-sale.txt" || true
+note "$(field "$out/on-sale.json" "r['on_sale']")"
+note "invariants hold:                $(field "$out/on-sale.json" "all(c['holds'] for c in r.get('invariants', [{'holds': False}]))")"
+cat "$summary"

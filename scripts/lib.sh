@@ -1,0 +1,99 @@
+# Shared by run.sh and test.sh: make sure the machine has what the system needs, installing from
+# the OS packages only what is missing, and starting PostgreSQL and Redis if they are not running.
+# Debian/Ubuntu as root (or with sudo); on macOS use Homebrew (see README).
+
+PG_HOST=${PG_HOST:-127.0.0.1}
+PG_PORT=${PG_PORT:-5432}
+PG_USER=${PG_USER:-postgres}
+
+say() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_install() {
+  if ! command -v apt-get >/dev/null; then
+    echo "missing: $* (install it with your package manager)" >&2
+    return 1
+  fi
+  if [ -z "${APT_UPDATED:-}" ]; then
+    as_root apt-get update -qq
+    APT_UPDATED=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_rust() {
+  if command -v cargo >/dev/null; then return; fi
+  [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH" && return
+  say "installing the Rust toolchain (rustup)"
+  command -v curl >/dev/null || apt_install curl ca-certificates
+  command -v cc >/dev/null || apt_install build-essential
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+  export PATH="$HOME/.cargo/bin:$PATH"
+}
+
+ensure_postgres() {
+  command -v pg_isready >/dev/null || apt_install postgresql postgresql-client
+  if pg_isready -q -h "$PG_HOST" -p "$PG_PORT"; then return; fi
+  say "starting PostgreSQL"
+  if command -v pg_ctlcluster >/dev/null; then
+    local version
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  elif command -v brew >/dev/null; then
+    brew services start postgresql
+  fi
+  for _ in $(seq 1 50); do pg_isready -q -h "$PG_HOST" -p "$PG_PORT" && return; sleep 0.2; done
+  echo "PostgreSQL did not start on $PG_HOST:$PG_PORT" >&2
+  return 1
+}
+
+# Local development trusts loopback connections for the postgres user; a fresh Debian install
+# authenticates them by password, so the first run switches loopback to trust (once).
+ensure_postgres_access() {
+  if psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d postgres -Atqc 'select 1' >/dev/null 2>&1; then return; fi
+  local hba
+  hba=$(as_root su postgres -c "psql -Atqc 'show hba_file'")
+  say "allowing local trust connections in $hba"
+  as_root sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' "$hba"
+  as_root su postgres -c "psql -Atqc 'select pg_reload_conf()'" >/dev/null
+}
+
+ensure_redis() {
+  command -v redis-server >/dev/null || apt_install redis-server
+  if redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then return; fi
+  say "starting Redis"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+  for _ in $(seq 1 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && return; sleep 0.2; done
+  echo "Redis did not start on 127.0.0.1:6379" >&2
+  return 1
+}
+
+ensure_node() {
+  command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+}
+
+ensure_chromium() {
+  [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || apt_install chromium
+}
+
+create_database() {
+  local name=$1
+  if ! psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d postgres -Atqc "select 1 from pg_database where datname = '$name'" | grep -q 1; then
+    say "creating database $name"
+    psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d postgres -qc "create database \"$name\""
+  fi
+}
+
+# Waits for an HTTP endpoint to answer 200.
+wait_for() {
+  local url=$1
+  for _ in $(seq 1 150); do
+    curl -fsS -o /dev/null "$url" 2>/dev/null && return 0
+    sleep 0.2
+  done
+  echo "timed out waiting for $url" >&2
+  return 1
+}
