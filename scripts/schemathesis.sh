@@ -10,6 +10,7 @@ source scripts/lib.sh
 
 # Pinned so a new release's extra checks cannot fail an unchanged tree; bump on purpose.
 SCHEMATHESIS_VERSION=4.32.5
+HYPOTHESIS_VERSION=6.170.17
 venv=.run/venv
 
 ensure_rust
@@ -17,10 +18,11 @@ ensure_postgres
 ensure_postgres_access
 ensure_redis
 
-if [ "$("$venv/bin/schemathesis" --version 2>/dev/null)" != "schemathesis, version $SCHEMATHESIS_VERSION" ]; then
-  say "installing schemathesis $SCHEMATHESIS_VERSION into $venv"
+pins=("schemathesis==$SCHEMATHESIS_VERSION" "hypothesis==$HYPOTHESIS_VERSION")
+if [ "$("$venv/bin/pip" freeze 2>/dev/null | grep -cxF -e "${pins[0]}" -e "${pins[1]}")" != 2 ]; then
+  say "installing ${pins[*]} into $venv"
   [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+  "$venv/bin/pip" install -q --disable-pip-version-check "${pins[@]}"
 fi
 
 db=ticket_booking_fuzz
