@@ -50,7 +50,9 @@ async fn lose_redis_mid_sale(db: PgPool, lose: impl AsyncFnOnce(&mut PrivateRedi
     )
     .await;
     let event = system
-        .create_event(&[("VIP", 400), ("GA", 4000)], open_room())
+        // Far more than the clients can buy in the test's seconds, so "no sale after the fault"
+        // can only mean a stall, never a sell-out.
+        .create_event(&[("VIP", 50_000), ("GA", 50_000)], open_room())
         .await;
     let stop = Arc::new(AtomicBool::new(false));
     let selling = sell(&system, event, stop.clone());
@@ -74,6 +76,12 @@ async fn lose_redis_mid_sale(db: PgPool, lose: impl AsyncFnOnce(&mut PrivateRedi
         .map(|a| a.2)
         .collect();
     assert!(before > 0, "the sale was running before the fault");
+    assert!(
+        answers
+            .iter()
+            .all(|(_, answer, _)| answer["error"]["code"] != "insufficient_inventory"),
+        "the event must not sell out during the test"
+    );
     let first_after = after
         .iter()
         .min()
