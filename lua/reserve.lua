@@ -16,6 +16,7 @@
 --   {"unknown_tier", code}
 --   {"duplicate_tier", code}       a tier listed twice (its checks would not add up)
 --   {"short", code, requested, available, ...}  every tier that fell short; nothing changed
+--   {"sold_out", code, requested, available, ...}  the same, and no tier of the event has any left
 --
 -- Invariant per tier: avail = cap - next + |free|, and avail >= 0.
 
@@ -47,6 +48,11 @@ for i = 1, tiers do
   end
 end
 if #short > 1 then
+  -- Tells the caller it may answer this event's next requests itself for a moment, sparing
+  -- Redis a storm of bookings that cannot succeed.
+  if redis.call('HGET', KEYS[1], 'soldout') == '1' then
+    short[1] = 'sold_out'
+  end
   return short
 end
 

@@ -22,6 +22,9 @@ pub struct BookingConfig {
     pub hold_ttl: Duration,
     /// `REQUEST_TIMEOUT_MS`.
     pub request_timeout: Duration,
+    /// `SOLD_OUT_MEMORY_MS`: how long a sold-out answer from Redis is reused for the same event
+    /// (0 = never). Tickets that come back through another instance wait at most this long.
+    pub sold_out_memory: Duration,
 }
 
 impl BookingConfig {
@@ -44,6 +47,7 @@ impl BookingConfig {
             cors_origins,
             hold_ttl: Duration::from_millis(env_or("HOLD_TTL_MS", 30_000)?),
             request_timeout: Duration::from_millis(env_or("REQUEST_TIMEOUT_MS", 10_000)?),
+            sold_out_memory: Duration::from_millis(env_or("SOLD_OUT_MEMORY_MS", 250)?),
         })
     }
 }

@@ -7,6 +7,7 @@ pub mod domain;
 pub mod error;
 pub mod gate;
 pub mod routes;
+pub mod sold_out;
 pub mod state;
 pub mod tiers;
 

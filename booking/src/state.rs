@@ -9,6 +9,7 @@ use ticketing::token::EntryVerifier;
 
 use crate::access::AccessCodes;
 use crate::config::BookingConfig;
+use crate::sold_out::SoldOutMemory;
 use crate::tiers::TierCatalog;
 
 #[derive(Clone, FromRef)]
@@ -18,6 +19,7 @@ pub struct AppState {
     pub verifier: Arc<EntryVerifier>,
     pub access: AccessCodes,
     pub tiers: TierCatalog,
+    pub sold_out: SoldOutMemory,
     pub config: Arc<BookingConfig>,
 }
 
@@ -31,6 +33,7 @@ impl AppState {
             verifier: Arc::new(verifier),
             access: AccessCodes::new(config.access_code_secret.expose().as_bytes()),
             tiers: TierCatalog::default(),
+            sold_out: SoldOutMemory::new(config.sold_out_memory),
             config: Arc::new(config),
         })
     }

@@ -75,6 +75,8 @@ pub struct Options {
     pub reconcile_interval: Duration,
     pub sweep_interval: Duration,
     pub hold_ttl: Duration,
+    /// How long each booking service reuses a sold-out answer.
+    pub sold_out_memory: Duration,
 }
 
 impl Default for Options {
@@ -91,6 +93,7 @@ impl Default for Options {
             reconcile_interval: Duration::from_millis(500),
             sweep_interval: Duration::from_millis(500),
             hold_ttl: Duration::from_secs(30),
+            sold_out_memory: Duration::from_millis(250),
         }
     }
 }
@@ -239,6 +242,7 @@ impl System {
             cors_origins: self.gateways.clone(),
             hold_ttl: self.options.hold_ttl,
             request_timeout: Duration::from_secs(10),
+            sold_out_memory: self.options.sold_out_memory,
         };
         let state = booking::AppState {
             db: self.db.clone(),
@@ -246,6 +250,7 @@ impl System {
             verifier: Arc::new(self.keys.verifier.clone()),
             access: booking::access::AccessCodes::new(b"test-access-secret"),
             tiers: booking::tiers::TierCatalog::default(),
+            sold_out: booking::sold_out::SoldOutMemory::new(config.sold_out_memory),
             config: Arc::new(config),
         };
         let stop = self.cancel.child_token();
@@ -328,16 +333,28 @@ impl System {
             .expect("event id")
     }
 
-    /// POST /api/bookings with `token`.
+    /// POST /api/bookings with `token`, to the first booking service.
     pub async fn book(
         &self,
         token: &str,
         body: &Value,
         idempotency_key: Option<&str>,
     ) -> (u16, Value) {
+        self.book_at(&self.booking, token, body, idempotency_key)
+            .await
+    }
+
+    /// POST /api/bookings with `token`, to the booking service at `base`.
+    pub async fn book_at(
+        &self,
+        base: &str,
+        token: &str,
+        body: &Value,
+        idempotency_key: Option<&str>,
+    ) -> (u16, Value) {
         let mut request = self
             .http
-            .post(format!("{}/api/bookings", self.booking))
+            .post(format!("{base}/api/bookings"))
             .bearer_auth(token)
             .json(body);
         if let Some(key) = idempotency_key {

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use system_tests::{eventually, Keys, System};
+use system_tests::{eventually, Keys, Options, System};
 use ticketing::keys::EventKeys;
 use uuid::Uuid;
 
@@ -390,6 +390,73 @@ async fn a_booking_is_read_and_cancelled_once_with_its_access_code(db: PgPool) {
         .book(&token, &order(event, json!({"VIP": 2})), None)
         .await;
     assert_eq!(status, 201);
+    system.assert_inventory_agrees(event).await;
+}
+
+/// Promise: once an event is sold out, each booking service answers the storm that follows by
+/// itself for a moment, saying what Redis would say; tickets returned through the same instance
+/// sell at once, and through another instance once that moment has passed.
+#[sqlx::test(migrations = "../migrations")]
+async fn sold_out_answers_are_reused_briefly_and_returned_tickets_sell_again(db: PgPool) {
+    let options = Options {
+        bookings: 2,
+        sold_out_memory: Duration::from_secs(3),
+        ..Options::default()
+    };
+    let system = &System::start_with(db, options).await;
+    let event = system.create_event(&[("GA", 1)], open_room()).await;
+    let (first, second) = (&system.bookings[0], &system.bookings[1]);
+    let one = order(event, json!({"GA": 1}));
+    let book = |base: &str| {
+        let (token, _) = system.keys.token(event, 2, 60);
+        let (base, one) = (base.to_string(), one.clone());
+        async move { system.book_at(&base, &token, &one, None).await }
+    };
+    let cancel = |base: &str, booking: &Value| {
+        let url = format!(
+            "{base}/api/bookings/{}",
+            booking["booking_id"].as_str().unwrap()
+        );
+        let code = booking["access_code"].as_str().unwrap().to_string();
+        let request = system.http.delete(url).bearer_auth(code);
+        async move { assert_eq!(request.send().await.unwrap().status(), 200) }
+    };
+    let sold_out = json!({"code": "insufficient_inventory"});
+
+    let (status, booking) = book(first).await;
+    assert_eq!(status, 201, "{booking}");
+    for base in [first, second] {
+        let (status, body) = book(base).await;
+        assert_eq!(status, 409, "{body}");
+        assert_eq!(body["error"]["code"], sold_out["code"]);
+        assert_eq!(
+            body["error"]["shortfall"],
+            json!([{"tier": "GA", "requested": 1, "available": 0}]),
+            "the same answer as the reservation script's"
+        );
+    }
+
+    cancel(first, &booking).await;
+    assert_eq!(system.availability(event).await, json!({"GA": 1}));
+    let (status, body) = book(second).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &sold_out["code"]),
+        "the other instance still remembers the sale as sold out: {body}"
+    );
+    let (status, again) = book(first).await;
+    assert_eq!(
+        status, 201,
+        "the instance that restocked forgot at once: {again}"
+    );
+
+    cancel(first, &again).await;
+    eventually(
+        Duration::from_secs(10),
+        "the other instance to sell again",
+        || async { (book(second).await.0 == 201).then_some(()) },
+    )
+    .await;
     system.assert_inventory_agrees(event).await;
 }
 

@@ -50,8 +50,12 @@ pub enum Reservation {
     UnknownTier(String),
     /// A tier was listed twice in one request.
     DuplicateTier(String),
-    /// Nothing was reserved: these tiers fell short.
-    Short(Vec<Shortfall>),
+    /// Nothing was reserved: these tiers fell short. `sold_out` when no tier of the event had
+    /// anything left.
+    Short {
+        shortfall: Vec<Shortfall>,
+        sold_out: bool,
+    },
 }
 
 /// Reserves `tiers` (code, quantity ≥ 1) for the token `jti`, holding them until `deadline_ms`.
@@ -113,8 +117,8 @@ pub async fn reserve(
         "duplicate_tier" => {
             Reservation::DuplicateTier(items.get(1).and_then(text).unwrap_or_default())
         }
-        "short" => Reservation::Short(
-            items[1..]
+        "short" | "sold_out" => Reservation::Short {
+            shortfall: items[1..]
                 .chunks(3)
                 .filter_map(|c| {
                     Some(Shortfall {
@@ -124,7 +128,8 @@ pub async fn reserve(
                     })
                 })
                 .collect(),
-        ),
+            sold_out: tag == "sold_out",
+        },
         _ => return Err(malformed("reserve")),
     })
 }

@@ -97,7 +97,8 @@ enum Expected {
     Held,
     TokenUsed,
     UnknownTier(String),
-    Short(Vec<Shortfall>),
+    /// The tiers that fall short, and whether no tier of the event has anything left.
+    Short(Vec<Shortfall>, bool),
 }
 
 impl Model {
@@ -165,7 +166,8 @@ impl Model {
         if short.is_empty() {
             Expected::Held
         } else {
-            Expected::Short(short)
+            let sold_out = self.capacity.keys().all(|code| self.available(code) == 0);
+            Expected::Short(short, sold_out)
         }
     }
 
@@ -348,8 +350,15 @@ impl Case {
             (Expected::UnknownTier(want), Reservation::UnknownTier(got)) => {
                 prop_assert_eq!(got, want);
             }
-            (Expected::Short(want), Reservation::Short(got)) => {
-                prop_assert_eq!(got, want);
+            (
+                Expected::Short(want, want_sold_out),
+                Reservation::Short {
+                    shortfall,
+                    sold_out,
+                },
+            ) => {
+                prop_assert_eq!(shortfall, want);
+                prop_assert_eq!(sold_out, want_sold_out, "sold out");
             }
             (expected, got) => {
                 return Err(TestCaseError::fail(format!(

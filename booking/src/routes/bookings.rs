@@ -132,6 +132,13 @@ async fn create_booking(
         }
     }
 
+    // Checked after the replay so a retry still gets its first answer. A token that has booked
+    // before hears "sold out" here rather than `token_used`: either way this request cannot book.
+    if let Some(shortfall) = state.sold_out.shortfall(order.event_id, &order.quantities) {
+        metrics::counter!("bookings_refused_from_memory_total").increment(1);
+        return Err(ApiError::InsufficientInventory(shortfall));
+    }
+
     let deadline_ms = Utc::now().timestamp_millis() + state.config.hold_ttl.as_millis() as i64;
     let mut reservation = inventory::reserve(
         &state.redis,
@@ -162,7 +169,15 @@ async fn create_booking(
     let reserved_at = Instant::now();
     let (epoch, numbers) = match reservation {
         Reservation::Held { epoch, numbers } => (epoch, numbers),
-        Reservation::Short(shortfall) => return Err(ApiError::InsufficientInventory(shortfall)),
+        Reservation::Short {
+            shortfall,
+            sold_out,
+        } => {
+            if sold_out {
+                state.sold_out.remember(order.event_id);
+            }
+            return Err(ApiError::InsufficientInventory(shortfall));
+        }
         Reservation::UnknownTier(code) => {
             return Err(ApiError::InvalidRequest(format!("unknown tier {code:?}")))
         }
@@ -198,6 +213,9 @@ async fn create_booking(
             claims.jti.to_string(),
             tiers.codes(),
         );
+        if mode == ReleaseMode::Return {
+            state.sold_out.forget(event_id);
+        }
         async move {
             if let Err(e) = inventory::release(&redis, event_id, &epoch, &jti, mode, &codes).await {
                 // The hold expires and the queue-worker releases it.
@@ -464,7 +482,7 @@ pub async fn cancel(
         // the reconciler finds the drift and repairs it.
         match inventory::restock(&state.redis, event_id, &cancelled.epoch.to_string(), &freed).await
         {
-            Ok(_) => {}
+            Ok(_) => state.sold_out.forget(event_id),
             Err(e) => tracing::warn!(error = %e, "restock failed; left to the reconciler"),
         }
         metrics::counter!("bookings_cancelled_total").increment(1);
