@@ -29,7 +29,10 @@ pub struct Plan {
 /// How one visitor's night ended.
 #[derive(Debug, Clone, Default)]
 struct Visit {
-    position: Option<u64>,
+    /// When the line first answered this visitor's join: the order a FIFO line must admit in.
+    /// (The first position is no such order: it is counted after the admissions so far, so a
+    /// later joiner can start with a smaller number.)
+    joined_at: Option<Instant>,
     admitted_ms: Option<i64>,
     outcome: &'static str,
 }
@@ -39,6 +42,8 @@ pub struct OnSaleResult {
     pub time_to_sell_out_s: Option<f64>,
     pub configured_admissions_per_minute: f64,
     pub measured_admissions_per_minute: Option<f64>,
+    /// Visitors admitted more than one admission tick before someone whose join was answered
+    /// earlier.
     pub fifo_inversions: usize,
     pub admitted_observed: usize,
     pub outcomes: std::collections::BTreeMap<String, usize>,
@@ -86,9 +91,9 @@ pub async fn run(
     for visit in &visits {
         *outcomes.entry(visit.outcome.to_string()).or_insert(0) += 1;
     }
-    let mut admitted: Vec<(u64, i64)> = visits
+    let mut admitted: Vec<(Instant, i64)> = visits
         .iter()
-        .filter_map(|v| Some((v.position?, v.admitted_ms?)))
+        .filter_map(|v| Some((v.joined_at?, v.admitted_ms?)))
         .collect();
     admitted.sort_unstable();
     let tick_ms = plan.tick.as_millis() as i64;
@@ -196,8 +201,8 @@ async fn visit(
         let wait = match (status, body["state"].as_str()) {
             (200 | 202, Some(state)) => {
                 failures = 0;
-                if visit.position.is_none() {
-                    visit.position = body["position"].as_u64();
+                if visit.joined_at.is_none() {
+                    visit.joined_at = Some(Instant::now());
                 }
                 match state {
                     "admitted" => {
