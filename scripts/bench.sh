@@ -4,7 +4,8 @@
 #   1. pgbench: the least write a booking needs        vs  loadgen booking-ceiling (closed loop)
 #   2. the original app's SKIP LOCKED algorithm         at the same concurrency
 #   3. loadgen booking-ceiling open loop at half the measured ceiling (p99)
-#   4. redis-benchmark of the reserve script (sold out) vs  loadgen sold-out-storm
+#   4. redis-benchmark of the reserve script (sold out) vs  loadgen sold-out-storm and wrk, with
+#      and without the booking service's sold-out memory
 #   5. redis-benchmark of the queue entry script (poll) vs  loadgen queue-storm
 #   6. Redis memory for 1,000,000 waiting visitors (private redis-server)
 #   7. loadgen on-sale (visitors from $VISITORS, default 20000)
@@ -48,9 +49,12 @@ cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm 
 trap cleanup EXIT
 $bin/gateway serve > "$out/gateway.log" 2>&1 & pids+=("$!")
 $bin/booking > "$out/booking.log" 2>&1 & pids+=("$!")
+# The same service that asks Redis on every sold-out refusal, for the side-by-side in section 4.
+BOOKING_ADDR=127.0.0.1:5501 SOLD_OUT_MEMORY_MS=0 $bin/booking > "$out/booking-no-memory.log" 2>&1 & pids+=("$!")
 $bin/queue-worker > "$out/queue-worker.log" 2>&1 & pids+=("$!")
 wait_for http://127.0.0.1:3500/readyz
 wait_for http://127.0.0.1:5500/readyz
+wait_for http://127.0.0.1:5501/readyz
 lg() { $bin/loadgen "$@" --gateway http://127.0.0.1:3500 --booking http://127.0.0.1:5500 \
   --keys-dir "$ENTRY_KEYS_DIR" --kid bench --database-url "$DATABASE_URL"; }
 # field FILE EXPR: evaluates a Python expression over the JSON report `r`.
@@ -107,6 +111,8 @@ LUA
 command -v wrk >/dev/null || apt_install wrk
 wrk -t2 -c64 -d"${DURATION}s" --latency -s "$out/sold-out.lua" http://127.0.0.1:5500/api/bookings > "$out/wrk-sold-out.txt"
 note "booking service, wrk client:    $(awk '/Requests\/sec/ {print $2}' "$out/wrk-sold-out.txt") rejections/s (p99 $(awk '$1 == "99%" {print $2}' "$out/wrk-sold-out.txt"))"
+wrk -t2 -c64 -d"${DURATION}s" --latency -s "$out/sold-out.lua" http://127.0.0.1:5501/api/bookings > "$out/wrk-sold-out-no-memory.txt"
+note "same, SOLD_OUT_MEMORY_MS=0:      $(awk '/Requests\/sec/ {print $2}' "$out/wrk-sold-out-no-memory.txt") rejections/s (p99 $(awk '$1 == "99%" {print $2}' "$out/wrk-sold-out-no-memory.txt"))"
 redis-benchmark -q -n 400000 -c 64 EVALSHA "$reserve" 5 "ev:{bench}:inv" "ev:{bench}:used" "ev:{bench}:holds" "ev:{bench}:holdv" "ev:{bench}:free:GA" jti 0 GA 1 > "$out/redis-reserve.txt"
 note "redis-benchmark, same script:   $(tr '\r' '\n' < "$out/redis-reserve.txt" | grep -o '[0-9.]* requests per second' | tail -1)"
 

@@ -29,10 +29,7 @@ pub struct Plan {
 /// How one visitor's night ended.
 #[derive(Debug, Clone, Default)]
 struct Visit {
-    /// When the line first answered this visitor's join: the order a FIFO line must admit in.
-    /// (The first position is no such order: it is counted after the admissions so far, so a
-    /// later joiner can start with a smaller number.)
-    joined_at: Option<Instant>,
+    position: Option<u64>,
     admitted_ms: Option<i64>,
     outcome: &'static str,
 }
@@ -42,8 +39,10 @@ pub struct OnSaleResult {
     pub time_to_sell_out_s: Option<f64>,
     pub configured_admissions_per_minute: f64,
     pub measured_admissions_per_minute: Option<f64>,
-    /// Visitors admitted more than one admission tick before someone whose join was answered
-    /// earlier.
+    /// Visitors admitted more than one admission tick after someone behind them in line (line
+    /// order as the position first answered). A position is counted after the admissions so far,
+    /// so two joins answered across one tick can swap by up to a tick's admissions; admission
+    /// times of neighbours differ by a tick, hence the tolerance.
     pub fifo_inversions: usize,
     pub admitted_observed: usize,
     pub outcomes: std::collections::BTreeMap<String, usize>,
@@ -91,9 +90,9 @@ pub async fn run(
     for visit in &visits {
         *outcomes.entry(visit.outcome.to_string()).or_insert(0) += 1;
     }
-    let mut admitted: Vec<(Instant, i64)> = visits
+    let mut admitted: Vec<(u64, i64)> = visits
         .iter()
-        .filter_map(|v| Some((v.joined_at?, v.admitted_ms?)))
+        .filter_map(|v| Some((v.position?, v.admitted_ms?)))
         .collect();
     admitted.sort_unstable();
     let tick_ms = plan.tick.as_millis() as i64;
@@ -201,8 +200,8 @@ async fn visit(
         let wait = match (status, body["state"].as_str()) {
             (200 | 202, Some(state)) => {
                 failures = 0;
-                if visit.joined_at.is_none() {
-                    visit.joined_at = Some(Instant::now());
+                if visit.position.is_none() {
+                    visit.position = body["position"].as_u64();
                 }
                 match state {
                     "admitted" => {
