@@ -18,7 +18,9 @@ pub async fn check(db_url: &str, api: &Api, event: Uuid) -> anyhow::Result<Vec<C
     // A run has just written tens of thousands of rows that autovacuum may not have counted yet;
     // without fresh statistics the planner can pick a nested loop over every ticket per booking
     // for the anti-join below, which took minutes on a 55,000-booking run.
-    sqlx::raw_sql("ANALYZE bookings, tickets").execute(&db).await?;
+    sqlx::raw_sql("ANALYZE bookings, tickets")
+        .execute(&db)
+        .await?;
     let tiers: Vec<(String, i32, i64, i64)> = sqlx::query_as(
         "SELECT t.code, t.capacity, count(k.id), count(DISTINCT k.number)
            FROM ticket_tiers t
