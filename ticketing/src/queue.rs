@@ -38,6 +38,27 @@ pub struct WaitingRoom {
     pub token_ttl_s: u32,
 }
 
+impl WaitingRoom {
+    /// The settings as the `events` row stores them; a non-positive number (which the admin API
+    /// refuses, but a hand-edited row might hold) counts as 1.
+    pub fn from_columns(
+        enabled: bool,
+        admission_per_minute: i32,
+        max_active: i32,
+        paused: bool,
+        token_ttl_s: i32,
+    ) -> Self {
+        let positive = |n: i32| n.max(1) as u32;
+        Self {
+            enabled,
+            admission_per_minute: positive(admission_per_minute),
+            max_active: positive(max_active),
+            paused,
+            token_ttl_s: positive(token_ttl_s),
+        }
+    }
+}
+
 impl Default for WaitingRoom {
     fn default() -> Self {
         Self {

@@ -26,13 +26,13 @@ pub struct EventRow {
 
 impl EventRow {
     pub fn waiting_room(&self) -> WaitingRoom {
-        WaitingRoom {
-            enabled: self.wr_enabled,
-            admission_per_minute: self.admission_per_minute.max(1) as u32,
-            max_active: self.max_active.max(1) as u32,
-            paused: self.paused,
-            token_ttl_s: self.token_ttl_s.max(1) as u32,
-        }
+        WaitingRoom::from_columns(
+            self.wr_enabled,
+            self.admission_per_minute,
+            self.max_active,
+            self.paused,
+            self.token_ttl_s,
+        )
     }
 }
 
