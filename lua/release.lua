@@ -22,6 +22,8 @@ if not held then
   return 'none'
 end
 
+-- The hold's value is "<fingerprint>|VIP=1,2;GA=7".
+held = string.gsub(held, '^[^|]*|', '')
 if ARGV[3] == 'return' then
   local free = {}
   for i = 4, #ARGV do

@@ -3,16 +3,22 @@
 -- KEYS[1]  ev:{E}:inv     inventory hash (epoch, soldout, <tier>:cap/:next/:avail)
 -- KEYS[2]  ev:{E}:used    set of token ids that already reserved
 -- KEYS[3]  ev:{E}:holds   zset reservation id -> hold deadline (ms)
--- KEYS[4]  ev:{E}:holdv   hash reservation id -> "VIP=1,2;GA=7"
+-- KEYS[4]  ev:{E}:holdv   hash reservation id -> "<fingerprint>|VIP=1,2;GA=7"
 -- KEYS[4+i] ev:{E}:free:<tier i>  free numbers of the i-th requested tier
 -- ARGV[1]  reservation id (the entry token's jti)
--- ARGV[2]  hold deadline, unix ms
--- ARGV[3..] pairs: tier code, quantity (quantity >= 1)
+-- ARGV[2]  hold time to live, ms: the deadline is Redis's clock plus this, so every process
+--          that compares deadlines (booking, sweeper) reads the same clock
+-- ARGV[3]  the request's fingerprint (hex), kept with the hold
+-- ARGV[4..] pairs: tier code, quantity (quantity >= 1)
 --
 -- Returns one of
---   {"ok", epoch, code1, {numbers...}, code2, {numbers...}, ...}
+--   {"held", epoch, code1, {numbers...}, code2, {numbers...}, ...}
+--   {"continued", epoch, code1, {numbers...}, ...}  this token holds these numbers already for
+--                                   the same request (a retry after a lost answer): the hold's
+--                                   deadline is re-armed and its numbers returned
+--   {"other_request"}               this token holds numbers for a different request
 --   {"not_loaded"}                  the event's inventory is not in Redis (rebuild it first)
---   {"used"}                        this token already reserved
+--   {"used"}                        this token already reserved and its hold is over
 --   {"unknown_tier", code}
 --   {"duplicate_tier", code}       a tier listed twice (its checks would not add up)
 --   {"short", code, requested, available, ...}  every tier that fell short; nothing changed
@@ -23,16 +29,37 @@
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'not_loaded'}
 end
+local now = redis.call('TIME')
+local deadline = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ARGV[2])
 if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
-  return {'used'}
+  local held = redis.call('HGET', KEYS[4], ARGV[1])
+  if not held then
+    return {'used'}
+  end
+  local fingerprint, parts = string.match(held, '^([^|]*)|(.*)$')
+  if fingerprint ~= ARGV[3] then
+    return {'other_request'}
+  end
+  redis.call('ZADD', KEYS[3], deadline, ARGV[1])
+  local out = {'continued', redis.call('HGET', KEYS[1], 'epoch')}
+  for part in string.gmatch(parts, '[^;]+') do
+    local code, list = string.match(part, '^(.-)=(.*)$')
+    local numbers = {}
+    for n in string.gmatch(list, '%d+') do
+      numbers[#numbers + 1] = n
+    end
+    out[#out + 1] = code
+    out[#out + 1] = numbers
+  end
+  return out
 end
 
-local tiers = (#ARGV - 2) / 2
+local tiers = (#ARGV - 3) / 2
 local short = {'short'}
 local seen = {}
 for i = 1, tiers do
-  local code = ARGV[1 + 2 * i]
-  local want = tonumber(ARGV[2 + 2 * i])
+  local code = ARGV[2 + 2 * i]
+  local want = tonumber(ARGV[3 + 2 * i])
   if seen[code] then
     return {'duplicate_tier', code}
   end
@@ -56,11 +83,11 @@ if #short > 1 then
   return short
 end
 
-local out = {'ok', redis.call('HGET', KEYS[1], 'epoch')}
+local out = {'held', redis.call('HGET', KEYS[1], 'epoch')}
 local held = {}
 for i = 1, tiers do
-  local code = ARGV[1 + 2 * i]
-  local want = tonumber(ARGV[2 + 2 * i])
+  local code = ARGV[2 + 2 * i]
+  local want = tonumber(ARGV[3 + 2 * i])
   local numbers = redis.call('SPOP', KEYS[4 + i], want)
   local fresh = want - #numbers
   if fresh > 0 then
@@ -76,8 +103,8 @@ for i = 1, tiers do
 end
 
 redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-redis.call('HSET', KEYS[4], ARGV[1], table.concat(held, ';'))
+redis.call('ZADD', KEYS[3], deadline, ARGV[1])
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[3] .. '|' .. table.concat(held, ';'))
 
 -- Sold out when no tier has anything left; waiting buyers read this flag on their next poll.
 local fields = redis.call('HGETALL', KEYS[1])

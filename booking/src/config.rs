@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ticketing::config::{env_list, env_or, Secret, StoreConfig};
+use ticketing::config::{env_list, env_or, env_secret, Secret, StoreConfig};
 
 #[derive(Debug, Clone)]
 pub struct BookingConfig {
@@ -25,6 +25,18 @@ pub struct BookingConfig {
     /// `SOLD_OUT_MEMORY_MS`: how long a sold-out answer from Redis is reused for the same event
     /// (0 = never). Tickets that come back through another instance wait at most this long.
     pub sold_out_memory: Duration,
+    /// `BOOKING_WRITERS`: tasks writing batches of bookings to Postgres at once (group commit).
+    pub writers: usize,
+    /// `BOOKING_WRITE_QUEUE`: reserved orders waiting for a writer; beyond it, 503 at once.
+    pub write_queue: usize,
+    /// `BOOKING_WRITE_QUEUE_WAIT_MS`: longest an order waits for a writer before it is answered
+    /// 503 and its hold released.
+    pub write_queue_wait: Duration,
+    /// `BOOKING_MAX_IN_FLIGHT`: booking requests served at once; beyond it, 503 at once.
+    pub max_in_flight: usize,
+    /// `BOOKING_PER_TOKEN_PER_SECOND` (burst twice that): requests one entry token may make.
+    /// Keyed by the token, not the address: crowds share addresses, a token is one buyer.
+    pub per_token_per_second: u32,
 }
 
 impl BookingConfig {
@@ -40,14 +52,54 @@ impl BookingConfig {
             store: StoreConfig::from_env()?,
             addr: env_or("BOOKING_ADDR", SocketAddr::from(([127, 0, 0, 1], 5000)))?,
             public_keys_dir: env_or("ENTRY_PUBLIC_KEYS_DIR", PathBuf::from(".run/keys"))?,
-            access_code_secret: Secret::new(env_or(
-                "ACCESS_CODE_SECRET",
-                "dev-access-code-secret-change-me".to_string(),
-            )?),
+            access_code_secret: env_secret("ACCESS_CODE_SECRET")?,
             cors_origins,
             hold_ttl: Duration::from_millis(env_or("HOLD_TTL_MS", 30_000)?),
             request_timeout: Duration::from_millis(env_or("REQUEST_TIMEOUT_MS", 10_000)?),
             sold_out_memory: Duration::from_millis(env_or("SOLD_OUT_MEMORY_MS", 250)?),
+            writers: env_or("BOOKING_WRITERS", 4)?,
+            write_queue: env_or("BOOKING_WRITE_QUEUE", 1024)?,
+            write_queue_wait: Duration::from_millis(env_or("BOOKING_WRITE_QUEUE_WAIT_MS", 2_000)?),
+            max_in_flight: env_or("BOOKING_MAX_IN_FLIGHT", 1024)?,
+            per_token_per_second: env_or("BOOKING_PER_TOKEN_PER_SECOND", 5)?,
         })
     }
+
+    /// The longest a booking's write can last once its numbers are held: the wait for a writer,
+    /// for a connection, and for the statement.
+    pub fn longest_write(&self) -> Duration {
+        self.write_queue_wait
+            + self.store.database_acquire_timeout
+            + self.store.database_statement_timeout
+    }
+
+    /// Refuses settings under which a hold could expire (and its numbers be sold again) while
+    /// its write may still commit: the hold must outlast twice the longest write, plus a margin
+    /// for the sweeper's pass.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let needed = self.longest_write() * 2 + HOLD_MARGIN;
+        if self.hold_ttl < needed {
+            anyhow::bail!(
+                "HOLD_TTL_MS={} is too short: a write may take up to {} ms (queue wait + acquire \
+                 timeout + statement timeout), and a hold must outlast twice that plus {} ms; \
+                 raise HOLD_TTL_MS to at least {} or lower the others",
+                self.hold_ttl.as_millis(),
+                self.longest_write().as_millis(),
+                HOLD_MARGIN.as_millis(),
+                needed.as_millis()
+            );
+        }
+        if self.writers == 0 || self.write_queue == 0 || self.max_in_flight == 0 {
+            anyhow::bail!(
+                "BOOKING_WRITERS, BOOKING_WRITE_QUEUE and BOOKING_MAX_IN_FLIGHT must be at least 1"
+            );
+        }
+        if self.per_token_per_second == 0 {
+            anyhow::bail!("BOOKING_PER_TOKEN_PER_SECOND must be at least 1");
+        }
+        Ok(())
+    }
 }
+
+/// Time left for the sweeper's pass on top of twice the longest write.
+const HOLD_MARGIN: Duration = Duration::from_secs(1);

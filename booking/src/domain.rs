@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -22,6 +22,26 @@ pub struct BookingRequest {
 
 /// A validated order: known tiers, positive quantities within the token's limit, a plausible
 /// email.
+/// A booking's status: the `status` column's text in Postgres, the same words on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BookingStatus {
+    Confirmed,
+    Cancelled,
+}
+
+impl TryFrom<String> for BookingStatus {
+    type Error = String;
+
+    fn try_from(status: String) -> Result<Self, Self::Error> {
+        match status.as_str() {
+            "confirmed" => Ok(Self::Confirmed),
+            "cancelled" => Ok(Self::Cancelled),
+            other => Err(format!("unknown booking status {other:?}")),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Order {
     pub event_id: Uuid,

@@ -33,6 +33,8 @@ pub enum ApiError {
     NotFound,
     #[error("{0}")]
     Unavailable(&'static str),
+    #[error("too many requests with this entry token; slow down")]
+    RateLimited,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -77,6 +79,10 @@ impl IntoResponse for ApiError {
                 ErrorBody::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
                     .retry_after(1)
             }
+            Self::RateLimited => {
+                ErrorBody::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+                    .retry_after(1)
+            }
             Self::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
                 ErrorBody::new(
@@ -101,25 +107,12 @@ impl From<TokenError> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        if is_unavailable(&e) {
+        if ticketing::db::is_unavailable(&e) {
             tracing::warn!(error = %e, "postgres unavailable");
             Self::Unavailable("the database is busy or unreachable; try again")
         } else {
             Self::Internal(e.into())
         }
-    }
-}
-
-/// Errors that mean "try again later" rather than a bug.
-pub fn is_unavailable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
-        // 57014: statement_timeout; 57P01..03: server shutting down or restarting.
-        sqlx::Error::Database(db) => matches!(
-            db.code().as_deref(),
-            Some("57014" | "57P01" | "57P02" | "57P03" | "53300")
-        ),
-        _ => false,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The booking service: token-gated bookings reserved atomically in Redis and written to Postgres.
 
 pub mod access;
+pub mod checkout;
 pub mod config;
 pub mod db;
 pub mod domain;
@@ -10,6 +11,7 @@ pub mod routes;
 pub mod sold_out;
 pub mod state;
 pub mod tiers;
+pub mod writer;
 
 use std::time::Duration;
 
@@ -23,6 +25,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use ticketing::http::{health_routes, not_found, serve, with_common_layers};
 use ticketing::telemetry;
 
+use crate::error::ApiError;
 use crate::routes::{availability, bookings, health, openapi};
 pub use crate::state::AppState;
 
@@ -45,8 +48,21 @@ pub fn router(state: AppState) -> Router {
         ])
         .expose_headers([HeaderName::from_static("x-request-id"), header::RETRY_AFTER])
         .max_age(Duration::from_secs(600));
+    // Beyond `max_in_flight` bookings at once, the next is answered 503 at once instead of
+    // queueing: a crowd that outruns Postgres is told to come back, not kept waiting.
+    let create = axum::routing::post(bookings::create).layer(
+        tower::ServiceBuilder::new()
+            .layer(axum::error_handling::HandleErrorLayer::new(
+                |_: tower::BoxError| async {
+                    metrics::counter!("bookings_shed_total").increment(1);
+                    ApiError::Unavailable("too many bookings at once; try again")
+                },
+            ))
+            .load_shed()
+            .concurrency_limit(config.max_in_flight),
+    );
     let router = Router::new()
-        .route("/api/bookings", axum::routing::post(bookings::create))
+        .route("/api/bookings", create)
         .route(
             "/api/bookings/{booking_id}",
             get(bookings::show).delete(bookings::cancel),
@@ -64,10 +80,15 @@ pub fn router(state: AppState) -> Router {
     with_common_layers(router, "booking", config.request_timeout).layer(cors)
 }
 
+/// Serves until `shutdown`, then lets the writers finish every booking already reserved.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    Ok(serve(listener, router(state), shutdown).await?)
+    let writer = state.writer.clone();
+    let grace = state.config.longest_write();
+    let served = serve(listener, router(state), shutdown).await;
+    writer.drain(grace).await;
+    Ok(served?)
 }

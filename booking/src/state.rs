@@ -1,16 +1,21 @@
-//! What handlers share.
+//! What handlers share, and the one way to build it.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::FromRef;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sqlx::PgPool;
 use ticketing::redis_client::RedisClient;
 use ticketing::token::EntryVerifier;
+use uuid::Uuid;
 
 use crate::access::AccessCodes;
 use crate::config::BookingConfig;
 use crate::sold_out::SoldOutMemory;
 use crate::tiers::TierCatalog;
+use crate::writer::Writer;
 
 #[derive(Clone, FromRef)]
 pub struct AppState {
@@ -20,21 +25,62 @@ pub struct AppState {
     pub access: AccessCodes,
     pub tiers: TierCatalog,
     pub sold_out: SoldOutMemory,
+    pub writer: Writer,
+    /// Requests per entry token.
+    pub per_token: Arc<DefaultKeyedRateLimiter<Uuid>>,
     pub config: Arc<BookingConfig>,
 }
 
 impl AppState {
-    pub async fn connect(config: BookingConfig) -> anyhow::Result<Self> {
+    /// Checks the settings, connects to the stores and starts the writers: what `main` and the
+    /// tests both run.
+    pub async fn build(config: BookingConfig) -> anyhow::Result<Self> {
+        config.check()?;
         let (db, redis) = ticketing::db::connect_stores(&config.store).await?;
         let verifier = EntryVerifier::from_dir(&config.public_keys_dir)?;
-        Ok(Self {
+        Ok(Self::with_stores(config, db, redis, verifier))
+    }
+
+    /// Same as [`AppState::build`] on stores the caller connected.
+    pub fn with_stores(
+        config: BookingConfig,
+        db: PgPool,
+        redis: RedisClient,
+        verifier: EntryVerifier,
+    ) -> Self {
+        let rate = NonZeroU32::new(config.per_token_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = rate.saturating_mul(NonZeroU32::new(2).expect("2 is not zero"));
+        let per_token = Arc::new(RateLimiter::keyed(
+            Quota::per_second(rate).allow_burst(burst),
+        ));
+        forget_idle_tokens(&per_token);
+        Self {
+            writer: Writer::start(db.clone(), config.writers, config.write_queue),
             db,
             redis,
             verifier: Arc::new(verifier),
             access: AccessCodes::new(config.access_code_secret.expose().as_bytes()),
             tiers: TierCatalog::default(),
             sold_out: SoldOutMemory::new(config.sold_out_memory),
+            per_token,
             config: Arc::new(config),
-        })
+        }
     }
+}
+
+/// Keeps the per-token limiter's memory bounded: tokens idle long enough to be back at a full
+/// burst are forgotten every few seconds.
+fn forget_idle_tokens(limiter: &Arc<DefaultKeyedRateLimiter<Uuid>>) {
+    let limiter = Arc::downgrade(limiter);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            let Some(limiter) = limiter.upgrade() else {
+                return;
+            };
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    });
 }

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -34,9 +35,16 @@ impl EventTiers {
     }
 }
 
+/// Ids Postgres did not have, remembered briefly so a flood of made-up ids costs one lookup each
+/// per [`MISS_TTL`], not one per request (and never a lock or a rebuild).
+const MISS_TTL: Duration = Duration::from_secs(5);
+/// Most unknown ids remembered; past it the oldest half is forgotten.
+const MISS_CAPACITY: usize = 10_000;
+
 #[derive(Clone, Default)]
 pub struct TierCatalog {
     events: Arc<RwLock<HashMap<Uuid, Arc<EventTiers>>>>,
+    misses: Arc<RwLock<HashMap<Uuid, Instant>>>,
 }
 
 impl TierCatalog {
@@ -45,6 +53,26 @@ impl TierCatalog {
         if let Some(found) = self.events.read().expect("tier cache lock").get(&event_id) {
             return Ok(Some(found.clone()));
         }
+        if let Some(seen) = self.misses.read().expect("miss cache lock").get(&event_id) {
+            if seen.elapsed() < MISS_TTL {
+                return Ok(None);
+            }
+        }
+        let found = self.load(db, event_id).await?;
+        if found.is_none() {
+            let mut misses = self.misses.write().expect("miss cache lock");
+            if misses.len() >= MISS_CAPACITY {
+                let mut ages: Vec<Instant> = misses.values().copied().collect();
+                ages.sort_unstable();
+                let cutoff = ages[ages.len() / 2];
+                misses.retain(|_, seen| *seen > cutoff);
+            }
+            misses.insert(event_id, Instant::now());
+        }
+        Ok(found)
+    }
+
+    async fn load(&self, db: &PgPool, event_id: Uuid) -> sqlx::Result<Option<Arc<EventTiers>>> {
         let Some(max_per_booking): Option<i32> =
             sqlx::query_scalar("SELECT max_per_booking FROM events WHERE id = $1")
                 .bind(event_id)

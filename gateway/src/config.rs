@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ticketing::config::{env_or, env_required, Secret, StoreConfig};
+use ticketing::config::{env_or, env_required, env_secret, Secret, StoreConfig};
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -40,10 +40,7 @@ impl GatewayConfig {
             store: StoreConfig::from_env()?,
             addr: env_or("GATEWAY_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?,
             admin_token: Secret::new(env_required("ADMIN_TOKEN")?),
-            queue_id_secret: Secret::new(env_or(
-                "QUEUE_ID_SECRET",
-                "dev-queue-id-secret-change-me".to_string(),
-            )?),
+            queue_id_secret: env_secret("QUEUE_ID_SECRET")?,
             keys_dir: env_or("ENTRY_KEYS_DIR", PathBuf::from(".run/keys"))?,
             signing_kid: env_or("ENTRY_SIGNING_KID", "dev".to_string())?,
             booking_url: env_or("BOOKING_URL", "http://127.0.0.1:5000".to_string())?,

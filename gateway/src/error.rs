@@ -69,12 +69,12 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                tracing::warn!(error = %e, "postgres unavailable");
-                Self::Unavailable
-            }
-            e => Self::Internal(e.into()),
+        // One mapping for both services: outages and timeouts are 503 with Retry-After.
+        if ticketing::db::is_unavailable(&e) {
+            tracing::warn!(error = %e, "postgres unavailable");
+            Self::Unavailable
+        } else {
+            Self::Internal(e.into())
         }
     }
 }

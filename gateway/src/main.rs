@@ -19,7 +19,14 @@ async fn main() -> anyhow::Result<()> {
         "serve" => serve().await,
         "migrate" | "seed" => {
             let store = StoreConfig::from_env()?;
-            let pool = db::connect(&store.database_url, 2).await?;
+            let pool = db::connect(
+                &store.database_url,
+                db::PoolLimits {
+                    max_connections: 2,
+                    ..db::PoolLimits::of(&store)
+                },
+            )
+            .await?;
             db::migrate(&pool).await?;
             if command == "seed" {
                 let inserted = gateway::seed::seed(&pool).await?;

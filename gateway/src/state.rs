@@ -32,8 +32,12 @@ impl AppState {
         let patience = std::time::Duration::from_secs(30);
         let read_db = match &store.database_read_url {
             Some(url) => {
-                ticketing::db::connect_patiently(url, store.database_max_connections, patience)
-                    .await?
+                ticketing::db::connect_patiently(
+                    url,
+                    ticketing::db::PoolLimits::of(store),
+                    patience,
+                )
+                .await?
             }
             None => db.clone(),
         };

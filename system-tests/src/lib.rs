@@ -115,11 +115,23 @@ pub struct System {
     options: Options,
 }
 
+/// The longest a booking write may take under `hold_ttl`: the booking service refuses to start
+/// unless twice this, plus a second, fits in the hold.
+fn write_budget(hold_ttl: Duration) -> (Duration, Duration) {
+    let budget = hold_ttl.saturating_sub(Duration::from_secs(1)) / 2;
+    let statement = Duration::from_secs(5).min(budget.saturating_sub(Duration::from_secs(1)));
+    let queue_wait =
+        Duration::from_secs(2).min(budget.saturating_sub(Duration::from_millis(500) + statement));
+    (statement, queue_wait)
+}
+
 fn store(db_url: &str, options: &Options) -> StoreConfig {
     StoreConfig {
         database_url: db_url.into(),
         database_read_url: None,
         database_max_connections: 10,
+        database_acquire_timeout: Duration::from_millis(500),
+        database_statement_timeout: write_budget(options.hold_ttl).0,
         redis_url: options.redis_url.clone(),
         redis_cluster_nodes: options.redis_cluster.clone(),
     }
@@ -243,16 +255,19 @@ impl System {
             hold_ttl: self.options.hold_ttl,
             request_timeout: Duration::from_secs(10),
             sold_out_memory: self.options.sold_out_memory,
+            writers: 4,
+            write_queue: 1024,
+            write_queue_wait: write_budget(self.options.hold_ttl).1,
+            max_in_flight: 1024,
+            per_token_per_second: 5,
         };
-        let state = booking::AppState {
-            db: self.db.clone(),
-            redis: connect_redis(&self.options).await,
-            verifier: Arc::new(self.keys.verifier.clone()),
-            access: booking::access::AccessCodes::new(b"test-access-secret"),
-            tiers: booking::tiers::TierCatalog::default(),
-            sold_out: booking::sold_out::SoldOutMemory::new(config.sold_out_memory),
-            config: Arc::new(config),
-        };
+        config.check().expect("booking settings");
+        let state = booking::AppState::with_stores(
+            config,
+            self.db.clone(),
+            connect_redis(&self.options).await,
+            self.keys.verifier.clone(),
+        );
         let stop = self.cancel.child_token();
         self.instances.push(stop.clone());
         tokio::spawn(booking::run(listener, state, async move {

@@ -522,13 +522,13 @@ async fn a_write_fenced_by_a_rebuild_is_undone_and_the_retry_succeeds(db: PgPool
 async fn a_reservation_that_never_became_a_booking_is_released(db: PgPool) {
     let system = System::start(db).await;
     let event = system.create_event(&[("GA", 5)], open_room()).await;
-    // A booking process that reserved and died before writing.
-    let deadline = chrono::Utc::now().timestamp_millis() - 1;
+    // A booking process that reserved and died before writing; its hold ends now.
     let held = ticketing::inventory::reserve(
         &system.redis,
         event,
         Uuid::new_v4(),
-        deadline,
+        0,
+        "fingerprint",
         &[("GA".into(), 3)],
     )
     .await

@@ -29,6 +29,21 @@ pub fn env_required(name: &str) -> anyhow::Result<String> {
         .with_context(|| format!("{name} must be set"))
 }
 
+/// A secret that must be set: a service refuses to start on a missing, short or placeholder
+/// value (`.env.example` shows `change-me`), rather than run with a key anyone can read.
+pub fn env_secret(name: &str) -> anyhow::Result<Secret> {
+    let value = env_required(name)?;
+    if value.to_ascii_lowercase().contains("change-me") {
+        return Err(anyhow!(
+            "{name} is still the placeholder; set a random secret"
+        ));
+    }
+    if value.trim().len() < 16 {
+        return Err(anyhow!("{name} must be at least 16 characters"));
+    }
+    Ok(Secret::new(value.trim()))
+}
+
 /// A comma-separated list, empty when unset.
 pub fn env_list(name: &str) -> Vec<String> {
     std::env::var(name)
@@ -69,6 +84,12 @@ pub struct StoreConfig {
     pub database_read_url: Option<String>,
     /// Most Postgres connections this process holds.
     pub database_max_connections: u32,
+    /// `DATABASE_ACQUIRE_TIMEOUT_MS`: how long a request waits for a pooled connection before it
+    /// is answered 503. Short, so an exhausted pool sheds load instead of piling requests up.
+    pub database_acquire_timeout: std::time::Duration,
+    /// `DATABASE_STATEMENT_TIMEOUT_MS`: Postgres cancels any statement running longer. The
+    /// booking path relies on it to finish (or fail) every write well inside a hold.
+    pub database_statement_timeout: std::time::Duration,
     /// A single Redis URL, used when `redis_cluster_nodes` is empty.
     pub redis_url: String,
     /// Redis Cluster seed nodes (`REDIS_CLUSTER_NODES=redis://h:p,redis://h:p`).
@@ -86,6 +107,14 @@ impl StoreConfig {
                 .ok()
                 .filter(|v| !v.is_empty()),
             database_max_connections: env_or("DATABASE_MAX_CONNECTIONS", 16)?,
+            database_acquire_timeout: std::time::Duration::from_millis(env_or(
+                "DATABASE_ACQUIRE_TIMEOUT_MS",
+                500,
+            )?),
+            database_statement_timeout: std::time::Duration::from_millis(env_or(
+                "DATABASE_STATEMENT_TIMEOUT_MS",
+                5_000,
+            )?),
             redis_url: env_or("REDIS_URL", "redis://127.0.0.1:6379".to_string())?,
             redis_cluster_nodes: env_list("REDIS_CLUSTER_NODES"),
         })

@@ -22,11 +22,45 @@ static RESTOCK: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/restock.lua")));
 static SNAPSHOT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/inventory_snapshot.lua")));
-pub(crate) static LOAD: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../lua/load_inventory.lua")));
+static SWITCH: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/switch_inventory.lua")));
+static OVERDUE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/overdue_holds.lua")));
 
 /// Ticket numbers per tier code.
 pub type Numbers = BTreeMap<String, Vec<i32>>;
+
+/// An event's inventory epoch: `events.inventory_epoch` (bigint) in Postgres, the `epoch` field
+/// of the inventory hash in Redis. Every rebuild takes a new one from a sequence; a booking
+/// commits only under the epoch its numbers were reserved in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Epoch(pub i64);
+
+impl std::fmt::Display for Epoch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::str::FromStr for Epoch {
+    type Err = std::num::ParseIntError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(Epoch)
+    }
+}
+
+impl redis::ToRedisArgs for Epoch {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        self.0.write_redis_args(out)
+    }
+}
+
+/// How many free numbers one staging command adds: each Redis call stays short.
+pub const LOAD_CHUNK: usize = 1000;
+
+/// How long a staged inventory survives a rebuild that died before switching it live.
+const STAGE_TTL_S: i64 = 600;
 
 /// A tier that could not supply the requested quantity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -38,15 +72,19 @@ pub struct Shortfall {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reservation {
-    /// Every tier reserved; the numbers are held until confirmed or released.
+    /// Every tier reserved; the numbers are held until confirmed or released. `continued` when
+    /// the token held them already for the same request (a retry), and the hold was re-armed.
     Held {
-        epoch: String,
+        epoch: Epoch,
         numbers: Numbers,
+        continued: bool,
     },
     /// The event's inventory is not in Redis; rebuild it from Postgres first.
     NotLoaded,
-    /// This token has reserved before.
+    /// This token has reserved before and its hold is over (booked, or released).
     TokenUsed,
+    /// This token holds numbers for a different request.
+    OtherRequest,
     UnknownTier(String),
     /// A tier was listed twice in one request.
     DuplicateTier(String),
@@ -58,12 +96,15 @@ pub enum Reservation {
     },
 }
 
-/// Reserves `tiers` (code, quantity ≥ 1) for the token `jti`, holding them until `deadline_ms`.
+/// Reserves `tiers` (code, quantity ≥ 1) for the token `jti`, holding them for `hold_ttl_ms` by
+/// Redis's clock. A token that holds numbers already for the same `fingerprint` continues that
+/// hold.
 pub async fn reserve(
     redis: &RedisClient,
     event_id: Uuid,
     jti: Uuid,
-    deadline_ms: i64,
+    hold_ttl_ms: u64,
+    fingerprint: &str,
     tiers: &[(String, u32)],
 ) -> RedisResult<Reservation> {
     let keys = EventKeys::new(event_id);
@@ -74,7 +115,8 @@ pub async fn reserve(
         .key(keys.holds())
         .key(keys.hold_numbers())
         .arg(jti.to_string())
-        .arg(deadline_ms);
+        .arg(hold_ttl_ms)
+        .arg(fingerprint);
     for (code, quantity) in tiers {
         invocation
             .key(keys.free_numbers(code))
@@ -88,10 +130,11 @@ pub async fn reserve(
         .and_then(text)
         .ok_or_else(|| malformed("reserve"))?;
     Ok(match tag.as_str() {
-        "ok" => {
+        "held" | "continued" => {
             let epoch = items
                 .get(1)
                 .and_then(text)
+                .and_then(|e| e.parse().ok())
                 .ok_or_else(|| malformed("reserve"))?;
             let mut numbers = Numbers::new();
             for pair in items[2..].chunks(2) {
@@ -109,10 +152,15 @@ pub async fn reserve(
                     .ok_or_else(|| malformed("reserve"))?;
                 numbers.insert(code, list);
             }
-            Reservation::Held { epoch, numbers }
+            Reservation::Held {
+                epoch,
+                numbers,
+                continued: tag == "continued",
+            }
         }
         "not_loaded" => Reservation::NotLoaded,
         "used" => Reservation::TokenUsed,
+        "other_request" => Reservation::OtherRequest,
         "unknown_tier" => Reservation::UnknownTier(items.get(1).and_then(text).unwrap_or_default()),
         "duplicate_tier" => {
             Reservation::DuplicateTier(items.get(1).and_then(text).unwrap_or_default())
@@ -156,7 +204,7 @@ pub enum Released {
 pub async fn release(
     redis: &RedisClient,
     event_id: Uuid,
-    epoch: &str,
+    epoch: Epoch,
     jti: &str,
     mode: ReleaseMode,
     all_tiers: &[String],
@@ -210,7 +258,7 @@ pub async fn confirm(
 pub async fn restock(
     redis: &RedisClient,
     event_id: Uuid,
-    epoch: &str,
+    epoch: Epoch,
     numbers: &Numbers,
 ) -> RedisResult<Option<i64>> {
     let keys = EventKeys::new(event_id);
@@ -240,7 +288,7 @@ pub struct TierStock {
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     /// None when the event's inventory is not in Redis.
-    pub epoch: Option<String>,
+    pub epoch: Option<Epoch>,
     pub tiers: HashMap<String, TierStock>,
     /// Open holds: reservation id → numbers.
     pub holds: HashMap<String, Numbers>,
@@ -270,7 +318,7 @@ pub async fn snapshot(redis: &RedisClient, event_id: Uuid) -> RedisResult<Snapsh
     let mut snapshot = Snapshot::default();
     for (field, value) in parts.first().map(pairs).unwrap_or_default() {
         if field == "epoch" {
-            snapshot.epoch = Some(value);
+            snapshot.epoch = value.parse().ok();
             continue;
         }
         let Some((code, what)) = field.rsplit_once(':') else {
@@ -291,9 +339,11 @@ pub async fn snapshot(redis: &RedisClient, event_id: Uuid) -> RedisResult<Snapsh
     Ok(snapshot)
 }
 
-/// Parses `VIP=1,2;GA=7`.
+/// Parses a hold's value, `<fingerprint>|VIP=1,2;GA=7`.
 pub fn parse_held(held: &str) -> Numbers {
-    held.split(';')
+    let numbers = held.split_once('|').map_or(held, |(_, numbers)| numbers);
+    numbers
+        .split(';')
         .filter_map(|part| part.split_once('='))
         .map(|(code, list)| {
             let numbers = list.split(',').filter_map(|n| n.parse().ok()).collect();
@@ -326,19 +376,98 @@ pub async fn availability(
     ))
 }
 
-/// Reservation ids whose hold deadline passed.
-pub async fn overdue_holds(
+/// Reservation ids whose hold deadline passed by Redis's clock, at most 500.
+pub async fn overdue_holds(redis: &RedisClient, event_id: Uuid) -> RedisResult<Vec<String>> {
+    OVERDUE
+        .key(EventKeys::new(event_id).holds())
+        .arg(500)
+        .invoke_async(&mut redis.clone())
+        .await
+}
+
+/// One tier of an inventory rebuilt from Postgres.
+#[derive(Debug, Clone)]
+pub struct TierLoad {
+    pub code: String,
+    pub capacity: i32,
+    /// Numbers issued (sold and not cancelled).
+    pub issued: std::collections::BTreeSet<i32>,
+}
+
+impl TierLoad {
+    /// The highest number ever handed out that Postgres knows of; numbers above it are fresh.
+    fn next(&self) -> i32 {
+        self.issued.last().copied().unwrap_or(0)
+    }
+
+    /// Numbers at or below `next` that are not issued: they go back on sale.
+    fn free(&self) -> impl Iterator<Item = i32> + '_ {
+        (1..=self.next()).filter(|n| !self.issued.contains(n))
+    }
+}
+
+/// Replaces the event's inventory with `tiers` under `epoch`: [`stage`], then [`switch`]. If this
+/// fails before the switch, the live inventory is untouched and the staged keys expire.
+pub async fn load(
     redis: &RedisClient,
     event_id: Uuid,
-    now_ms: i64,
-) -> RedisResult<Vec<String>> {
-    redis::cmd("ZRANGEBYSCORE")
-        .arg(EventKeys::new(event_id).holds())
-        .arg("-inf")
-        .arg(now_ms)
-        .arg("LIMIT")
-        .arg(0)
-        .arg(500)
-        .query_async(&mut redis.clone())
-        .await
+    epoch: Epoch,
+    tiers: &[TierLoad],
+) -> RedisResult<()> {
+    stage(redis, event_id, epoch, tiers).await?;
+    switch(redis, event_id, epoch, tiers).await
+}
+
+/// Adds each tier's free numbers to keys named by `epoch`, in commands of at most
+/// [`LOAD_CHUNK`] numbers each, so no single call blocks Redis for long.
+pub async fn stage(
+    redis: &RedisClient,
+    event_id: Uuid,
+    epoch: Epoch,
+    tiers: &[TierLoad],
+) -> RedisResult<()> {
+    let keys = EventKeys::new(event_id);
+    for tier in tiers {
+        let staged = keys.staged_free_numbers(epoch.0, &tier.code);
+        let free: Vec<i32> = tier.free().collect();
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL").arg(&staged).ignore();
+        for chunk in free.chunks(LOAD_CHUNK) {
+            pipe.cmd("SADD").arg(&staged).arg(chunk).ignore();
+        }
+        pipe.cmd("EXPIRE").arg(&staged).arg(STAGE_TTL_S).ignore();
+        let () = pipe.query_async(&mut redis.clone()).await?;
+    }
+    Ok(())
+}
+
+/// Makes the staged inventory of `epoch` the live one in one script, O(1) per tier, dropping
+/// every hold and used token of the previous epoch. Refuses, changing nothing, when a staged
+/// set is not complete.
+pub async fn switch(
+    redis: &RedisClient,
+    event_id: Uuid,
+    epoch: Epoch,
+    tiers: &[TierLoad],
+) -> RedisResult<()> {
+    let keys = EventKeys::new(event_id);
+    let mut switch = SWITCH.prepare_invoke();
+    switch
+        .key(keys.inventory())
+        .key(keys.holds())
+        .key(keys.hold_numbers())
+        .key(keys.used_tokens())
+        .arg(epoch);
+    for tier in tiers {
+        switch
+            .key(keys.free_numbers(&tier.code))
+            .key(keys.staged_free_numbers(epoch.0, &tier.code))
+            .arg(&tier.code)
+            .arg(tier.capacity)
+            .arg(tier.next())
+            .arg(tier.issued.len())
+            .arg(tier.free().count());
+    }
+    let _: i64 = switch.invoke_async(&mut redis.clone()).await?;
+    Ok(())
 }

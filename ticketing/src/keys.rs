@@ -31,11 +31,17 @@ impl EventKeys {
     pub fn free_numbers(&self, tier: &str) -> String {
         self.key(&format!("free:{tier}"))
     }
-    /// Sorted set of reservation ids (token `jti`) by the deadline (ms) of their hold.
+    /// Free numbers of `tier` rebuilt under `epoch`, staged until the switch makes them live.
+    pub fn staged_free_numbers(&self, epoch: i64, tier: &str) -> String {
+        self.key(&format!("stage:{epoch}:free:{tier}"))
+    }
+    /// Sorted set of reservation ids (token `jti`) by the deadline (ms, Redis's clock) of their
+    /// hold.
     pub fn holds(&self) -> String {
         self.key("holds")
     }
-    /// Hash of reservation id to the numbers it holds, `VIP=1,2;GA=7`.
+    /// Hash of reservation id to the request's fingerprint and the numbers it holds,
+    /// `<fingerprint>|VIP=1,2;GA=7`.
     pub fn hold_numbers(&self) -> String {
         self.key("holdv")
     }
@@ -107,6 +113,7 @@ mod tests {
         for key in [
             keys.inventory(),
             keys.free_numbers("GA"),
+            keys.staged_free_numbers(7, "GA"),
             keys.holds(),
             keys.hold_numbers(),
             keys.used_tokens(),

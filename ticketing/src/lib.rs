@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod db;
+pub mod detached;
 pub mod envelope;
 pub mod http;
 pub mod inventory;

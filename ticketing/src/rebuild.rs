@@ -3,18 +3,19 @@
 //! Fencing: bookings write to Postgres holding the event's advisory lock in shared mode and only
 //! if the event's `inventory_epoch` still equals the epoch their reservation was made under. A
 //! rebuild takes the lock exclusively (so it waits for in-flight booking writes and sees them),
-//! bumps the epoch (so any reservation made against the old Redis state can no longer commit),
-//! reads every issued ticket and loads Redis before it commits. No number can be handed out twice.
-
-use std::collections::BTreeSet;
+//! sets a new epoch from a sequence (so any reservation made against the old Redis state can no
+//! longer commit, and no epoch is ever handed out twice, even by a rebuild that failed after Redis
+//! took it), reads every issued ticket, and loads Redis before it commits. No number can be
+//! handed out twice.
+//!
+//! The lock is keyed inside SQL by the event's short id (`lock_event_exclusive`): an id Postgres
+//! does not have takes no lock, and two events never share one.
 
 use anyhow::Context;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::db::event_lock_key;
-use crate::inventory::{self, LOAD};
-use crate::keys::EventKeys;
+use crate::inventory::{self, Epoch, TierLoad};
 use crate::redis_client::RedisClient;
 
 /// Whether to rebuild when Redis already holds this event at Postgres's epoch.
@@ -28,39 +29,51 @@ pub enum When {
 }
 
 /// Rebuilds the inventory of `event_id`. Returns the epoch Redis now holds, or None when the
-/// event does not exist.
-#[tracing::instrument(skip(db, redis), err)]
+/// event does not exist. Runs to completion in a task of its own: a caller that goes away
+/// cannot leave the transaction, the lock or the Redis load half done.
 pub async fn rebuild_inventory(
     db: &PgPool,
     redis: &RedisClient,
     event_id: Uuid,
     when: When,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<Option<Epoch>> {
+    let (db, redis) = (db.clone(), redis.clone());
+    crate::detached::finish(async move { rebuild(&db, &redis, event_id, when).await }).await
+}
+
+#[tracing::instrument(skip(db, redis), err)]
+async fn rebuild(
+    db: &PgPool,
+    redis: &RedisClient,
+    event_id: Uuid,
+    when: When,
+) -> anyhow::Result<Option<Epoch>> {
     let mut tx = db.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(event_lock_key(event_id))
-        .execute(&mut *tx)
+    let exists: bool = sqlx::query_scalar("SELECT lock_event_exclusive($1)")
+        .bind(event_id)
+        .fetch_one(&mut *tx)
         .await?;
-    let Some(current): Option<i64> =
-        sqlx::query_scalar("SELECT inventory_epoch FROM events WHERE id = $1")
-            .bind(event_id)
-            .fetch_optional(&mut *tx)
-            .await?
-    else {
+    if !exists {
         return Ok(None);
-    };
+    }
+    let current: i64 = sqlx::query_scalar("SELECT inventory_epoch FROM events WHERE id = $1")
+        .bind(event_id)
+        .fetch_one(&mut *tx)
+        .await?;
     if when == When::Missing {
         let in_redis = inventory::snapshot(redis, event_id).await?.epoch;
-        if in_redis.as_deref() == Some(current.to_string().as_str()) {
+        if in_redis == Some(Epoch(current)) {
             return Ok(in_redis);
         }
     }
     let epoch: i64 = sqlx::query_scalar(
-        "UPDATE events SET inventory_epoch = inventory_epoch + 1 WHERE id = $1 RETURNING inventory_epoch",
+        "UPDATE events SET inventory_epoch = nextval('inventory_epoch_seq') WHERE id = $1
+         RETURNING inventory_epoch",
     )
     .bind(event_id)
     .fetch_one(&mut *tx)
     .await?;
+    let epoch = Epoch(epoch);
     let tiers: Vec<(String, i32, Vec<i32>)> = sqlx::query_as(
         "SELECT t.code, t.capacity,
                 COALESCE(array_agg(k.number) FILTER (WHERE k.number IS NOT NULL), '{}')
@@ -73,35 +86,21 @@ pub async fn rebuild_inventory(
     .bind(event_id)
     .fetch_all(&mut *tx)
     .await?;
-
-    let keys = EventKeys::new(event_id);
-    let mut load = LOAD.prepare_invoke();
-    load.key(keys.inventory())
-        .key(keys.holds())
-        .key(keys.hold_numbers())
-        .key(keys.used_tokens())
-        .arg(epoch);
-    for (code, capacity, issued) in &tiers {
-        let issued: BTreeSet<i32> = issued.iter().copied().collect();
-        let next = issued.last().copied().unwrap_or(0);
-        let free = (1..=next)
-            .filter(|n| !issued.contains(n))
-            .map(|n| n.to_string())
-            .collect::<Vec<_>>()
-            .join(",");
-        load.key(keys.free_numbers(code))
-            .arg(code)
-            .arg(capacity)
-            .arg(next)
-            .arg(issued.len())
-            .arg(free);
-    }
-    let _: i64 = load
-        .invoke_async(&mut redis.clone())
+    let tiers: Vec<TierLoad> = tiers
+        .into_iter()
+        .map(|(code, capacity, issued)| TierLoad {
+            code,
+            capacity,
+            issued: issued.into_iter().collect(),
+        })
+        .collect();
+    inventory::load(redis, event_id, epoch, &tiers)
         .await
         .context("loading the inventory into redis")?;
+    // If this commit fails, Postgres keeps the old epoch while Redis has the new one: every
+    // reservation made under the new one is fenced out, and the next rebuild takes yet another.
     tx.commit().await?;
     metrics::counter!("inventory_rebuilds_total").increment(1);
-    tracing::info!(%event_id, epoch, "inventory rebuilt from postgres");
-    Ok(Some(epoch.to_string()))
+    tracing::info!(%event_id, %epoch, "inventory rebuilt from postgres");
+    Ok(Some(epoch))
 }

@@ -1,27 +1,25 @@
-//! Property tests of the inventory scripts: random sequences of reserve, release, confirm and
-//! restock run against a real Redis and must agree, step by step, with a small in-memory model
-//! of an event's tickets. Each case uses its own event id, so cases never share keys and the
+//! Property tests of the inventory scripts: random sequences of reserve (fresh, reused and retried
+//! tokens), release, confirm, restock, rebuilds under a new epoch and rebuilds that fail half-way
+//! run against a real Redis and must agree, step by step, with a small in-memory model of an
+//! event's tickets. Each case uses its own event id, so cases never share keys and the
 //! shared Redis stays usable by everyone else; each case deletes its keys when it ends.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::LazyLock;
 
 use proptest::collection::{btree_set, vec};
 use proptest::prelude::*;
 use proptest::sample::Index;
-use redis::{RedisError, Script};
-use ticketing::inventory::{self, Numbers, ReleaseMode, Released, Reservation, Shortfall};
+use redis::RedisError;
+use ticketing::inventory::{
+    self, Epoch, Numbers, ReleaseMode, Released, Reservation, Shortfall, TierLoad,
+};
 use ticketing::keys::EventKeys;
 use ticketing::redis_client::RedisClient;
 use uuid::Uuid;
 
-// The real load script rather than HSETs copying its layout: a rebuild is how every inventory
-// reaches Redis, so the model starts from exactly what a rebuild writes.
-static LOAD: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../lua/load_inventory.lua")));
-
-const EPOCH: &str = "7";
-const OTHER_EPOCH: &str = "6";
+/// The epoch of the first load; every rebuild, failed or not, takes the next one (as the
+/// Postgres sequence does).
+const FIRST_EPOCH: i64 = 7;
 // Longer than any generated code, so it is never one of the event's tiers.
 const UNKNOWN_TIER: &str = "NOT_A_TIER_OF_THIS_EVENT";
 
@@ -50,6 +48,14 @@ enum Op {
     Reserve(Vec<(usize, u32)>),
     /// A token that tried before reserves again.
     ReuseToken(Index, Vec<(usize, u32)>),
+    /// A token holding numbers sends its request again (its answer was lost): it continues its
+    /// hold.
+    Retry(Index),
+    /// The inventory is rebuilt from what Postgres has, under a new epoch.
+    Rebuild,
+    /// A rebuild stages its new epoch and dies before the switch; with `switch_anyway` the
+    /// switch runs after a staged set expired, and must refuse.
+    FailedRebuild { switch_anyway: bool },
     /// A fresh token asks for a tier the event does not have, at this place in its request.
     ReserveUnknownTier(Index, Vec<(usize, u32)>),
     /// Ends a reservation that did not become a booking.
@@ -88,13 +94,21 @@ struct Model {
     used: BTreeSet<Uuid>,
     /// Every token that ever tried to reserve, in order.
     tokens: Vec<Uuid>,
+    /// The request each hold was made for.
+    requests: BTreeMap<Uuid, Vec<(String, u32)>>,
     booked_total: i64,
+    /// The live epoch, and the last one handed out.
+    epoch: i64,
+    last_epoch: i64,
 }
 
 /// The outcome the model expects from `reserve`; `Held` numbers are checked separately.
 #[derive(Debug, PartialEq)]
 enum Expected {
     Held,
+    /// The token's hold goes on with the same numbers.
+    Continued,
+    OtherRequest,
     TokenUsed,
     UnknownTier(String),
     /// The tiers that fall short, and whether no tier of the event has anything left.
@@ -103,7 +117,11 @@ enum Expected {
 
 impl Model {
     fn load(tiers: &[TierSpec]) -> Self {
-        let mut model = Model::default();
+        let mut model = Model {
+            epoch: FIRST_EPOCH,
+            last_epoch: FIRST_EPOCH,
+            ..Model::default()
+        };
         let mut presold = Numbers::new();
         for tier in tiers {
             model.codes.push(tier.code.clone());
@@ -147,7 +165,13 @@ impl Model {
 
     fn expect_reserve(&self, jti: Uuid, request: &[(String, u32)]) -> Expected {
         if self.used.contains(&jti) {
-            return Expected::TokenUsed;
+            return match self.requests.get(&jti) {
+                Some(held_for) if self.holds.contains_key(&jti) && held_for == request => {
+                    Expected::Continued
+                }
+                _ if self.holds.contains_key(&jti) => Expected::OtherRequest,
+                _ => Expected::TokenUsed,
+            };
         }
         let mut short = Vec::new();
         for (code, want) in request {
@@ -188,6 +212,39 @@ impl Model {
         };
         holding.copied().or(tried).unwrap_or_else(Uuid::new_v4)
     }
+
+    /// What a rebuild reads from Postgres: per tier, the numbers sold (not cancelled).
+    fn postgres(&self) -> Vec<TierLoad> {
+        self.codes
+            .iter()
+            .map(|code| TierLoad {
+                code: code.clone(),
+                capacity: i32::try_from(self.capacity[code]).expect("tiny capacities"),
+                issued: to_i32(&self.sold[code]).into_iter().collect(),
+            })
+            .collect()
+    }
+
+    /// After a rebuild: holds, used tokens and discarded numbers are gone (Postgres has none of
+    /// them); sold numbers stay sold.
+    fn rebuilt(&mut self, epoch: i64) {
+        self.epoch = epoch;
+        self.holds.clear();
+        self.requests.clear();
+        self.used.clear();
+        for discarded in self.discarded.values_mut() {
+            discarded.clear();
+        }
+    }
+}
+
+/// The fingerprint a request is held under: any text without `|` names it uniquely.
+fn fingerprint(request: &[(String, u32)]) -> String {
+    request
+        .iter()
+        .map(|(code, quantity)| format!("{code}={quantity}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn to_i32(numbers: &BTreeSet<u32>) -> Vec<i32> {
@@ -252,6 +309,9 @@ fn op(tiers: usize) -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => request(tiers).prop_map(Op::Reserve),
         1 => (any::<Index>(), request(tiers)).prop_map(|(i, r)| Op::ReuseToken(i, r)),
+        2 => any::<Index>().prop_map(Op::Retry),
+        1 => Just(Op::Rebuild),
+        1 => any::<bool>().prop_map(|switch_anyway| Op::FailedRebuild { switch_anyway }),
         1 => (any::<Index>(), request(tiers)).prop_map(|(i, r)| Op::ReserveUnknownTier(i, r)),
         3 => (pick(), mode).prop_map(|(p, m)| Op::Release(p, m)),
         1 => any::<Index>().prop_map(Op::ReleaseStale),
@@ -277,33 +337,86 @@ struct Case {
 
 impl Case {
     async fn load(&mut self, tiers: &[TierSpec]) -> Result<(), TestCaseError> {
-        let mut load = LOAD.prepare_invoke();
-        load.key(self.keys.inventory())
-            .key(self.keys.holds())
-            .key(self.keys.hold_numbers())
-            .key(self.keys.used_tokens())
-            .arg(EPOCH);
-        for tier in tiers {
-            let next = tier.issued.last().copied().unwrap_or(0);
-            let free = (1..=next)
-                .filter(|n| !tier.issued.contains(n))
-                .map(|n| n.to_string())
-                .collect::<Vec<_>>()
-                .join(",");
-            load.key(self.keys.free_numbers(&tier.code))
-                .arg(&tier.code)
-                .arg(tier.capacity)
-                .arg(next)
-                .arg(tier.issued.len())
-                .arg(free);
-        }
-        let loaded: i64 = load
-            .invoke_async(&mut self.redis.clone())
+        // The real stage-and-switch rather than HSETs copying its layout: a rebuild is how every
+        // inventory reaches Redis, so the model starts from exactly what a rebuild writes.
+        let model = Model::load(tiers);
+        inventory::load(
+            &self.redis,
+            self.event_id,
+            Epoch(model.epoch),
+            &model.postgres(),
+        )
+        .await
+        .map_err(fail)?;
+        self.model = model;
+        Ok(())
+    }
+
+    async fn rebuild(&mut self) -> Result<(), TestCaseError> {
+        self.model.last_epoch += 1;
+        let epoch = self.model.last_epoch;
+        inventory::load(
+            &self.redis,
+            self.event_id,
+            Epoch(epoch),
+            &self.model.postgres(),
+        )
+        .await
+        .map_err(fail)?;
+        self.model.rebuilt(epoch);
+        Ok(())
+    }
+
+    async fn failed_rebuild(&mut self, switch_anyway: bool) -> Result<(), TestCaseError> {
+        self.model.last_epoch += 1;
+        let epoch = Epoch(self.model.last_epoch);
+        let tiers = self.model.postgres();
+        inventory::stage(&self.redis, self.event_id, epoch, &tiers)
             .await
             .map_err(fail)?;
-        prop_assert_eq!(loaded, tiers.len() as i64);
-        self.model = Model::load(tiers);
+        // A staged set that expired (or a load that died before it) leaves the stage
+        // incomplete; the switch must see it and change nothing.
+        let expired = tiers
+            .iter()
+            .find(|t| (1..=t.issued.last().copied().unwrap_or(0)).any(|n| !t.issued.contains(&n)));
+        if let Some(tier) = expired {
+            let _: i64 = redis::cmd("DEL")
+                .arg(self.keys.staged_free_numbers(epoch.0, &tier.code))
+                .query_async(&mut self.redis.clone())
+                .await
+                .map_err(fail)?;
+            if switch_anyway {
+                let switched = inventory::switch(&self.redis, self.event_id, epoch, &tiers).await;
+                prop_assert!(
+                    switched.is_err(),
+                    "a switch with an incomplete stage went through"
+                );
+            }
+        }
+        for tier in &tiers {
+            let _: i64 = redis::cmd("DEL")
+                .arg(self.keys.staged_free_numbers(epoch.0, &tier.code))
+                .query_async(&mut self.redis.clone())
+                .await
+                .map_err(fail)?;
+        }
         Ok(())
+    }
+
+    async fn retry(&mut self, pick: &Index) -> Result<(), TestCaseError> {
+        let Some((&jti, _)) = (!self.model.holds.is_empty())
+            .then(|| {
+                self.model
+                    .holds
+                    .iter()
+                    .nth(pick.index(self.model.holds.len()))
+            })
+            .flatten()
+        else {
+            return Ok(());
+        };
+        let request = self.model.requests[&jti].clone();
+        self.reserve(jti, &request).await
     }
 
     fn codes_of(&self, request: &[(usize, u32)]) -> Vec<(String, u32)> {
@@ -318,12 +431,38 @@ impl Case {
         if !self.model.tokens.contains(&jti) {
             self.model.tokens.push(jti);
         }
-        let got = inventory::reserve(&self.redis, self.event_id, jti, i64::MAX / 2, request)
-            .await
-            .map_err(fail)?;
+        let got = inventory::reserve(
+            &self.redis,
+            self.event_id,
+            jti,
+            3_600_000,
+            &fingerprint(request),
+            request,
+        )
+        .await
+        .map_err(fail)?;
         match (expected, got) {
-            (Expected::Held, Reservation::Held { epoch, numbers }) => {
-                prop_assert_eq!(epoch.as_str(), EPOCH);
+            (
+                Expected::Continued,
+                Reservation::Held {
+                    epoch,
+                    numbers,
+                    continued: true,
+                },
+            ) => {
+                prop_assert_eq!(epoch, Epoch(self.model.epoch));
+                prop_assert_eq!(sorted(numbers), sorted(self.model.holds[&jti].clone()));
+            }
+            (Expected::OtherRequest, Reservation::OtherRequest) => {}
+            (
+                Expected::Held,
+                Reservation::Held {
+                    epoch,
+                    numbers,
+                    continued: false,
+                },
+            ) => {
+                prop_assert_eq!(epoch, Epoch(self.model.epoch));
                 let asked: BTreeSet<&str> = request.iter().map(|(c, _)| c.as_str()).collect();
                 let given: BTreeSet<&str> = numbers.keys().map(String::as_str).collect();
                 prop_assert_eq!(given, asked, "numbers for exactly the requested tiers");
@@ -345,6 +484,7 @@ impl Case {
                 }
                 self.model.used.insert(jti);
                 self.model.holds.insert(jti, numbers);
+                self.model.requests.insert(jti, request.to_vec());
             }
             (Expected::TokenUsed, Reservation::TokenUsed) => {}
             (Expected::UnknownTier(want), Reservation::UnknownTier(got)) => {
@@ -372,7 +512,7 @@ impl Case {
     async fn release(
         &mut self,
         jti: Uuid,
-        epoch: &str,
+        epoch: Epoch,
         mode: ReleaseMode,
     ) -> Result<(), TestCaseError> {
         let got = inventory::release(
@@ -385,10 +525,11 @@ impl Case {
         )
         .await
         .map_err(fail)?;
-        if epoch != EPOCH {
+        if epoch != Epoch(self.model.epoch) {
             prop_assert_eq!(got, Released::Stale);
             return Ok(());
         }
+        self.model.requests.remove(&jti);
         let Some(numbers) = self.model.holds.remove(&jti) else {
             prop_assert_eq!(got, Released::NoHold);
             return Ok(());
@@ -408,6 +549,7 @@ impl Case {
         inventory::confirm(&self.redis, self.event_id, jti, Uuid::new_v4())
             .await
             .map_err(fail)?;
+        self.model.requests.remove(&jti);
         if let Some(numbers) = self.model.holds.remove(&jti) {
             for (code, list) in &numbers {
                 let sold = self.model.sold.entry(code.clone()).or_default();
@@ -434,9 +576,14 @@ impl Case {
         }
         let numbers = self.model.bookings[booking].numbers.clone();
         let count: usize = numbers.values().map(Vec::len).sum();
-        let back = inventory::restock(&self.redis, self.event_id, EPOCH, &numbers)
-            .await
-            .map_err(fail)?;
+        let back = inventory::restock(
+            &self.redis,
+            self.event_id,
+            Epoch(self.model.epoch),
+            &numbers,
+        )
+        .await
+        .map_err(fail)?;
         prop_assert_eq!(back, Some(count as i64));
         self.model.bookings[booking].restocked = true;
         for (code, list) in &numbers {
@@ -447,9 +594,14 @@ impl Case {
         }
         if twice {
             self.check().await?;
-            let again = inventory::restock(&self.redis, self.event_id, EPOCH, &numbers)
-                .await
-                .map_err(fail)?;
+            let again = inventory::restock(
+                &self.redis,
+                self.event_id,
+                Epoch(self.model.epoch),
+                &numbers,
+            )
+            .await
+            .map_err(fail)?;
             prop_assert_eq!(again, Some(0), "a second restock of the same numbers");
         }
         Ok(())
@@ -460,11 +612,16 @@ impl Case {
             0 => Numbers::from([(self.model.codes[0].clone(), vec![1])]),
             len => self.model.bookings[pick.index(len)].numbers.clone(),
         };
-        let back = inventory::restock(&self.redis, self.event_id, OTHER_EPOCH, &numbers)
+        let back = inventory::restock(&self.redis, self.event_id, self.other_epoch(), &numbers)
             .await
             .map_err(fail)?;
         prop_assert_eq!(back, None);
         Ok(())
+    }
+
+    /// An epoch the inventory does not have: the one before it, or one never handed out.
+    fn other_epoch(&self) -> Epoch {
+        Epoch(self.model.epoch - 1)
     }
 
     async fn apply(&mut self, op: &Op) -> Result<(), TestCaseError> {
@@ -484,10 +641,17 @@ impl Case {
                 request.insert(at, (UNKNOWN_TIER.to_string(), 1));
                 self.reserve(Uuid::new_v4(), &request).await
             }
-            Op::Release(pick, mode) => self.release(self.model.token(pick), EPOCH, *mode).await,
+            Op::Retry(pick) => self.retry(pick).await,
+            Op::Rebuild => self.rebuild().await,
+            Op::FailedRebuild { switch_anyway } => self.failed_rebuild(*switch_anyway).await,
+            Op::Release(pick, mode) => {
+                let epoch = Epoch(self.model.epoch);
+                self.release(self.model.token(pick), epoch, *mode).await
+            }
             Op::ReleaseStale(pick) => {
                 let jti = self.model.pick_token(pick).unwrap_or_else(Uuid::new_v4);
-                self.release(jti, OTHER_EPOCH, ReleaseMode::Return).await
+                self.release(jti, self.other_epoch(), ReleaseMode::Return)
+                    .await
             }
             Op::Confirm(pick) => self.confirm(self.model.token(pick)).await,
             Op::Restock { pick, twice } => self.restock(pick, *twice).await,
@@ -500,7 +664,7 @@ impl Case {
         let snapshot = inventory::snapshot(&self.redis, self.event_id)
             .await
             .map_err(fail)?;
-        prop_assert_eq!(snapshot.epoch.as_deref(), Some(EPOCH));
+        prop_assert_eq!(snapshot.epoch, Some(Epoch(self.model.epoch)));
         let codes: BTreeSet<&String> = snapshot.tiers.keys().collect();
         let expected: BTreeSet<&String> = self.model.codes.iter().collect();
         prop_assert_eq!(codes, expected, "tiers in the inventory hash");
@@ -637,7 +801,7 @@ async fn run(tiers: Vec<TierSpec>, ops: Vec<Op>) -> Result<(), TestCaseError> {
     };
     let outcome = async {
         let first = Uuid::new_v4();
-        let before = inventory::reserve(&case.redis, event_id, first, 0, &[("x".into(), 1)])
+        let before = inventory::reserve(&case.redis, event_id, first, 0, "x", &[("x".into(), 1)])
             .await
             .map_err(fail)?;
         prop_assert_eq!(before, Reservation::NotLoaded, "before the load");

@@ -1,15 +1,21 @@
 //! Bookings and their tickets.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool};
-use ticketing::db::event_lock_key;
+use sqlx::PgPool;
+use ticketing::inventory::Epoch;
 use uuid::Uuid;
+
+use crate::domain::BookingStatus;
+use crate::writer::Written;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct BookingRow {
     pub id: Uuid,
     pub event_id: Uuid,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: BookingStatus,
     pub buyer_email: String,
     pub token_jti: Uuid,
     pub idempotency_key: Option<String>,
@@ -33,76 +39,110 @@ pub struct StoredBooking {
 }
 
 /// What a new booking writes.
-pub struct NewBooking<'a> {
+#[derive(Debug, Clone)]
+pub struct NewBooking {
     pub id: Uuid,
     pub event_id: Uuid,
-    pub buyer_email: &'a str,
+    pub buyer_email: String,
     pub token_jti: Uuid,
     pub queue_id: Uuid,
-    pub idempotency_key: Option<&'a str>,
-    pub request_hash: &'a [u8],
+    pub idempotency_key: Option<String>,
+    pub request_hash: Vec<u8>,
     pub total_cents: i64,
     /// The inventory epoch the numbers were reserved under.
-    pub epoch: i64,
+    pub epoch: Epoch,
     /// One entry per ticket: tier id, tier capacity, number.
     pub tickets: Vec<(Uuid, i32, i32)>,
 }
 
-/// Holds the event's advisory lock in shared mode until the transaction ends, so an inventory
-/// rebuild (which takes it exclusively) waits for this write and sees it.
-pub async fn lock_event_shared(conn: &mut PgConnection, event_id: Uuid) -> sqlx::Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
-        .bind(event_lock_key(event_id))
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// Inserts the booking and its tickets in one round trip (`book_tickets`, see its migration):
-/// under the event's shared advisory lock, and only while the event's inventory epoch is still
-/// `epoch`. Returns the created time and ticket ids, or None when fenced out by a rebuild.
-pub async fn insert(
+/// Writes a batch of bookings in one round trip and one commit (`book_orders`, see its
+/// migration): each under its event's shared advisory lock, only while the event's inventory
+/// epoch is still the order's, each accepted or refused on its own. Returns each order's
+/// outcome by its index in `orders`.
+pub async fn insert_batch(
     db: &PgPool,
-    new: &NewBooking<'_>,
-) -> sqlx::Result<Option<(DateTime<Utc>, Vec<TicketRow>)>> {
-    let mut tier_ids = Vec::with_capacity(new.tickets.len());
-    let mut capacities = Vec::with_capacity(new.tickets.len());
-    let mut numbers = Vec::with_capacity(new.tickets.len());
-    for (tier, capacity, number) in &new.tickets {
-        tier_ids.push(*tier);
-        capacities.push(*capacity);
-        numbers.push(*number);
+    orders: &[&NewBooking],
+) -> sqlx::Result<HashMap<usize, Written>> {
+    let mut ticket_orders = Vec::new();
+    let mut ticket_tiers = Vec::new();
+    let mut ticket_capacities = Vec::new();
+    let mut ticket_numbers = Vec::new();
+    for (i, order) in orders.iter().enumerate() {
+        for (tier, capacity, number) in &order.tickets {
+            // Postgres arrays are 1-based: `book_orders` numbers the orders from 1.
+            ticket_orders.push(i as i32 + 1);
+            ticket_tiers.push(*tier);
+            ticket_capacities.push(*capacity);
+            ticket_numbers.push(*number);
+        }
     }
-    let rows: Vec<(DateTime<Utc>, Uuid, Uuid, i32)> = sqlx::query_as(
-        "SELECT * FROM book_tickets($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    let column = |f: fn(&NewBooking) -> Uuid| orders.iter().map(|o| f(o)).collect::<Vec<_>>();
+    let rows: Vec<(
+        i32,
+        String,
+        Option<DateTime<Utc>>,
+        Option<Uuid>,
+        Option<Uuid>,
+        Option<i32>,
+    )> = sqlx::query_as(
+        "SELECT * FROM book_orders($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
-    .bind(event_lock_key(new.event_id))
-    .bind(new.id)
-    .bind(new.event_id)
-    .bind(new.buyer_email)
-    .bind(new.token_jti)
-    .bind(new.queue_id)
-    .bind(new.idempotency_key)
-    .bind(new.request_hash)
-    .bind(new.total_cents)
-    .bind(new.epoch)
-    .bind(&tier_ids)
-    .bind(&capacities)
-    .bind(&numbers)
+    .bind(column(|o| o.id))
+    .bind(column(|o| o.event_id))
+    .bind(
+        orders
+            .iter()
+            .map(|o| o.buyer_email.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(column(|o| o.token_jti))
+    .bind(column(|o| o.queue_id))
+    .bind(
+        orders
+            .iter()
+            .map(|o| o.idempotency_key.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        orders
+            .iter()
+            .map(|o| o.request_hash.as_slice())
+            .collect::<Vec<_>>(),
+    )
+    .bind(orders.iter().map(|o| o.total_cents).collect::<Vec<_>>())
+    .bind(orders.iter().map(|o| o.epoch.0).collect::<Vec<_>>())
+    .bind(&ticket_orders)
+    .bind(&ticket_tiers)
+    .bind(&ticket_capacities)
+    .bind(&ticket_numbers)
     .fetch_all(db)
     .await?;
-    let Some(created_at) = rows.first().map(|r| r.0) else {
-        return Ok(None);
-    };
-    let tickets = rows
-        .into_iter()
-        .map(|(_, id, tier_id, number)| TicketRow {
-            id,
-            tier_id,
-            number,
-        })
-        .collect();
-    Ok(Some((created_at, tickets)))
+    let mut outcomes: HashMap<usize, Written> = HashMap::new();
+    for (position, outcome, created_at, ticket_id, tier_id, number) in rows {
+        let index = (position - 1) as usize;
+        let written = match (outcome.as_str(), created_at, ticket_id, tier_id, number) {
+            ("booked", Some(created_at), Some(id), Some(tier_id), Some(number)) => {
+                let entry = outcomes.entry(index).or_insert_with(|| Written::Booked {
+                    created_at,
+                    tickets: Vec::new(),
+                });
+                if let Written::Booked { tickets, .. } = entry {
+                    tickets.push(TicketRow {
+                        id,
+                        tier_id,
+                        number,
+                    });
+                }
+                continue;
+            }
+            ("fenced", ..) => Written::Fenced,
+            ("token_taken", ..) => Written::TokenTaken,
+            ("number_taken", ..) => Written::NumberTaken,
+            (other, ..) => Written::Refused(other.to_string()),
+        };
+        outcomes.insert(index, written);
+    }
+    Ok(outcomes)
 }
 
 const BOOKING_COLUMNS: &str = "id, event_id, status, buyer_email, token_jti, idempotency_key,
@@ -149,22 +189,24 @@ pub struct Cancelled {
     /// Tier id and number of each ticket that went void.
     pub freed: Vec<(Uuid, i32)>,
     /// The inventory epoch at the time, read under the event's lock.
-    pub epoch: i64,
+    pub epoch: Epoch,
 }
 
-/// Cancels a confirmed booking and voids its tickets; None when it was cancelled already.
-pub async fn cancel(
-    conn: &mut PgConnection,
-    id: Uuid,
-    event_id: Uuid,
-) -> sqlx::Result<Option<Cancelled>> {
-    lock_event_shared(conn, event_id).await?;
+/// Cancels a confirmed booking and voids its tickets, in one transaction under the event's
+/// shared lock; None when it was cancelled already. The caller runs it detached: it begins a
+/// transaction, which a dropped future must not cut.
+pub async fn cancel(db: &PgPool, id: Uuid, event_id: Uuid) -> sqlx::Result<Option<Cancelled>> {
+    let mut tx = db.begin().await?;
+    sqlx::query("SELECT lock_event_shared($1)")
+        .bind(event_id)
+        .execute(&mut *tx)
+        .await?;
     let changed = sqlx::query(
         "UPDATE bookings SET status = 'cancelled', cancelled_at = now()
           WHERE id = $1 AND status = 'confirmed'",
     )
     .bind(id)
-    .execute(&mut *conn)
+    .execute(&mut *tx)
     .await?;
     if changed.rows_affected() == 0 {
         return Ok(None);
@@ -174,11 +216,15 @@ pub async fn cancel(
          RETURNING tier_id, number",
     )
     .bind(id)
-    .fetch_all(&mut *conn)
+    .fetch_all(&mut *tx)
     .await?;
     let epoch: i64 = sqlx::query_scalar("SELECT inventory_epoch FROM events WHERE id = $1")
         .bind(event_id)
-        .fetch_one(&mut *conn)
+        .fetch_one(&mut *tx)
         .await?;
-    Ok(Some(Cancelled { freed, epoch }))
+    tx.commit().await?;
+    Ok(Some(Cancelled {
+        freed,
+        epoch: Epoch(epoch),
+    }))
 }

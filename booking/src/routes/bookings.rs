@@ -1,19 +1,18 @@
 //! Bookings: create (token-gated, reserved in Redis, written to Postgres), read, cancel.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use ticketing::inventory::{self, Numbers, ReleaseMode, Reservation};
-use ticketing::rebuild::{self, When};
-use ticketing::token::EntryClaims;
+use ticketing::inventory::{self, Numbers};
 use uuid::Uuid;
 
-use crate::db::bookings::{self, NewBooking, StoredBooking};
-use crate::domain::{idempotency_key, BookingRequest, Order};
-use crate::error::{is_unavailable, ApiError, Json, Path};
+use crate::checkout::{self, Checkout};
+use crate::db::bookings::{self, StoredBooking};
+use crate::domain::{idempotency_key, BookingRequest, BookingStatus, Order};
+use crate::error::{ApiError, Json, Path};
 use crate::gate;
 use crate::state::AppState;
 use crate::tiers::EventTiers;
@@ -24,13 +23,6 @@ pub struct Ticket {
     pub tier: String,
     /// Unique within the event and tier.
     pub number: i32,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum BookingStatus {
-    Confirmed,
-    Cancelled,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -55,11 +47,7 @@ fn present(stored: &StoredBooking, tiers: &EventTiers, access_code: Option<Strin
     Booking {
         booking_id: booking.id,
         event_id: booking.event_id,
-        status: if booking.status == "cancelled" {
-            BookingStatus::Cancelled
-        } else {
-            BookingStatus::Confirmed
-        },
+        status: booking.status,
         buyer_email: booking.buyer_email.clone(),
         tickets: tickets
             .into_iter()
@@ -113,11 +101,27 @@ async fn create_booking(
     headers: &HeaderMap,
     request: BookingRequest,
 ) -> Result<Booking, ApiError> {
+    let key = idempotency_key(headers.get("idempotency-key").and_then(|v| v.to_str().ok()))?;
+    // A sold-out event's shortfall is public (availability says it): while it is remembered,
+    // a request without an Idempotency-Key (which could be owed a replay) is answered before
+    // the signature is checked, so the storm of clicks after a sell-out costs no verification.
+    // A credential that is not even shaped like a token still gets 401.
+    if key.is_none() {
+        if let Some(shortfall) = remembered_shortfall(state, &request) {
+            gate::bearer(headers)
+                .filter(|t| gate::looks_like_jwt(t))
+                .ok_or(ApiError::InvalidToken)?;
+            metrics::counter!("bookings_refused_from_memory_total").increment(1);
+            return Err(ApiError::InsufficientInventory(shortfall));
+        }
+    }
     let claims = gate::entry_token(headers, &state.verifier)?;
     if claims.evt != request.event_id {
         return Err(ApiError::TokenEventMismatch);
     }
-    let key = idempotency_key(headers.get("idempotency-key").and_then(|v| v.to_str().ok()))?;
+    if state.per_token.check_key(&claims.jti).is_err() {
+        return Err(ApiError::RateLimited);
+    }
     let tiers = state
         .tiers
         .get(&state.db, request.event_id)
@@ -127,8 +131,10 @@ async fn create_booking(
     let fingerprint = order.fingerprint();
 
     if let Some(key) = &key {
-        if let Some(answer) = replay(state, &claims, key, &fingerprint, &tiers).await? {
-            return answer;
+        if let Some(answer) = checkout::replay(state, claims.jti, key, &fingerprint).await? {
+            return answer.map(|stored| {
+                present(&stored, &tiers, Some(state.access.code(stored.booking.id)))
+            });
         }
     }
 
@@ -139,265 +145,52 @@ async fn create_booking(
         return Err(ApiError::InsufficientInventory(shortfall));
     }
 
-    let deadline_ms = Utc::now().timestamp_millis() + state.config.hold_ttl.as_millis() as i64;
-    let mut reservation = inventory::reserve(
-        &state.redis,
-        order.event_id,
-        claims.jti,
-        deadline_ms,
-        &order.quantities,
-    )
-    .await?;
-    if reservation == Reservation::NotLoaded {
-        // Redis lost this event (restart, flush, failover): rebuild it from Postgres, fenced
-        // against in-flight writes, then try once more.
-        rebuild::rebuild_inventory(&state.db, &state.redis, order.event_id, When::Missing)
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = ?e, "inventory rebuild failed");
-                ApiError::Unavailable("ticket inventory is being restored; try again")
-            })?;
-        reservation = inventory::reserve(
-            &state.redis,
-            order.event_id,
-            claims.jti,
-            deadline_ms,
-            &order.quantities,
-        )
-        .await?;
+    let jti = claims.jti;
+    let outcome = Checkout {
+        order,
+        claims,
+        idempotency_key: key.clone(),
+        fingerprint: fingerprint.clone(),
+        tiers: tiers.clone(),
     }
-    let reserved_at = Instant::now();
-    let (epoch, numbers) = match reservation {
-        Reservation::Held { epoch, numbers } => (epoch, numbers),
-        Reservation::Short {
-            shortfall,
-            sold_out,
-        } => {
-            if sold_out {
-                state.sold_out.remember(order.event_id);
-            }
-            return Err(ApiError::InsufficientInventory(shortfall));
-        }
-        Reservation::UnknownTier(code) => {
-            return Err(ApiError::InvalidRequest(format!("unknown tier {code:?}")))
-        }
-        Reservation::DuplicateTier(code) => {
-            return Err(ApiError::InvalidRequest(format!(
-                "tier {code:?} listed twice"
-            )))
-        }
-        Reservation::NotLoaded => {
-            return Err(ApiError::Unavailable(
-                "ticket inventory is being restored; try again",
-            ))
-        }
-        Reservation::TokenUsed => {
-            // A retry racing its own first attempt: wait briefly for that attempt to land.
-            if let Some(key) = &key {
-                for _ in 0..20 {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    if let Some(answer) = replay(state, &claims, key, &fingerprint, &tiers).await? {
-                        return answer;
-                    }
-                }
-            }
-            return Err(ApiError::TokenUsed);
-        }
-    };
-
-    let event_id = order.event_id;
-    let release = |mode: ReleaseMode| {
-        let (redis, epoch, jti, codes) = (
-            state.redis.clone(),
-            epoch.clone(),
-            claims.jti.to_string(),
-            tiers.codes(),
-        );
-        if mode == ReleaseMode::Return {
-            state.sold_out.forget(event_id);
-        }
-        async move {
-            if let Err(e) = inventory::release(&redis, event_id, &epoch, &jti, mode, &codes).await {
-                // The hold expires and the queue-worker releases it.
-                tracing::warn!(error = %e, "release failed; left to the hold sweeper");
-            }
-        }
-    };
-
-    // Past half the hold, the sweeper may be about to release these numbers: do not write.
-    if reserved_at.elapsed() > state.config.hold_ttl / 2 {
-        release(ReleaseMode::Return).await;
-        return Err(ApiError::Unavailable(
-            "the booking took too long; try again",
-        ));
-    }
-    let booking_id = Uuid::new_v4();
-    let written = write(
-        state,
-        &order,
-        &claims,
-        booking_id,
-        key.as_deref(),
-        &fingerprint,
-        &epoch,
-        &numbers,
-        &tiers,
-    )
+    .run(state.clone())
     .await;
-    match written {
-        Ok(Some(stored)) => {
-            // The booking stands once Postgres has it; ending the hold need not delay the
-            // answer (if it fails, the hold sweeper finds the booking and confirms it).
-            let redis = state.redis.clone();
-            let (jti, queue_id) = (claims.jti, claims.sub);
-            tokio::spawn(async move {
-                if let Err(e) = inventory::confirm(&redis, event_id, jti, queue_id).await {
-                    tracing::warn!(error = %e, "confirm failed; the hold sweeper will find the booking");
-                }
-            });
-            metrics::counter!("tickets_sold_total").increment(stored.tickets.len() as u64);
-            Ok(present(
-                &stored,
-                &tiers,
-                Some(state.access.code(booking_id)),
-            ))
-        }
-        Ok(None) => {
-            // Fenced out: Postgres's inventory epoch moved past the one these numbers came from.
-            // Undo the hold, then bring Redis to the new epoch so a retry can succeed.
-            release(ReleaseMode::Return).await;
-            if let Err(e) =
-                rebuild::rebuild_inventory(&state.db, &state.redis, event_id, When::Missing).await
-            {
-                tracing::warn!(error = ?e, "rebuild after a fenced write failed; left to the reconciler");
-            }
-            Err(ApiError::Unavailable(
-                "ticket inventory was restored meanwhile; try again",
-            ))
-        }
-        Err(e) => {
-            let constraint = match &e {
-                sqlx::Error::Database(db) => db.constraint().map(str::to_owned),
-                _ => None,
-            };
-            match constraint.as_deref() {
-                Some("bookings_token_jti_key") => {
-                    release(ReleaseMode::Return).await;
-                    if let Some(key) = &key {
-                        if let Some(answer) =
-                            replay(state, &claims, key, &fingerprint, &tiers).await?
-                        {
-                            return answer;
-                        }
-                    }
-                    Err(ApiError::TokenUsed)
-                }
-                Some("tickets_tier_number_key" | "tickets_number_in_range") => {
-                    // Redis handed out a number Postgres has sold: Redis drifted. Keep the numbers
-                    // out of sale; the reconciler rebuilds the event from Postgres.
-                    metrics::counter!("inventory_conflicts_total").increment(1);
-                    tracing::error!(error = %e, "ticket number conflict: redis drifted from postgres");
-                    release(ReleaseMode::Discard).await;
-                    rebuild::rebuild_inventory(
-                        &state.db,
-                        &state.redis,
-                        order.event_id,
-                        When::Always,
-                    )
-                    .await
-                    .ok();
-                    Err(ApiError::Unavailable(
-                        "ticket inventory is being repaired; try again",
-                    ))
-                }
-                _ => {
-                    release(ReleaseMode::Return).await;
-                    if is_unavailable(&e) {
-                        Err(ApiError::from(e))
-                    } else {
-                        Err(ApiError::Internal(e.into()))
-                    }
-                }
+    match outcome {
+        Ok(stored) => Ok(present(
+            &stored,
+            &tiers,
+            Some(state.access.code(stored.booking.id)),
+        )),
+        // The token booked already: a retry with its key gets its first answer.
+        Err(ApiError::TokenUsed) if key.is_some() => {
+            let key = key.as_deref().unwrap_or_default();
+            match checkout::replay(state, jti, key, &fingerprint).await? {
+                Some(answer) => answer.map(|stored| {
+                    present(&stored, &tiers, Some(state.access.code(stored.booking.id)))
+                }),
+                None => Err(ApiError::TokenUsed),
             }
         }
+        Err(e) => Err(e),
     }
 }
 
-/// The first answer to a retried request with the same `Idempotency-Key`.
-async fn replay(
+/// The shortfall the sold-out memory would answer for this request, if the request is well
+/// formed enough to have one.
+fn remembered_shortfall(
     state: &AppState,
-    claims: &EntryClaims,
-    key: &str,
-    fingerprint: &[u8],
-    tiers: &EventTiers,
-) -> Result<Option<Result<Booking, ApiError>>, ApiError> {
-    let Some(stored) = bookings::find_by_token(&state.db, claims.jti).await? else {
-        return Ok(None);
-    };
-    let booking = &stored.booking;
-    Ok(Some(if booking.idempotency_key.as_deref() != Some(key) {
-        Err(ApiError::TokenUsed)
-    } else if booking.request_hash != fingerprint {
-        Err(ApiError::IdempotencyKeyReused)
-    } else {
-        Ok(present(&stored, tiers, Some(state.access.code(booking.id))))
-    }))
-}
-
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site; the arguments are the booking being written"
-)]
-async fn write(
-    state: &AppState,
-    order: &Order,
-    claims: &EntryClaims,
-    booking_id: Uuid,
-    key: Option<&str>,
-    fingerprint: &[u8],
-    epoch: &str,
-    numbers: &Numbers,
-    tiers: &EventTiers,
-) -> Result<Option<StoredBooking>, sqlx::Error> {
-    let epoch: i64 = epoch
-        .parse()
-        .map_err(|_| sqlx::Error::Protocol("bad epoch in redis".into()))?;
-    let mut tickets = Vec::new();
-    for (code, list) in numbers {
-        let tier = tiers
-            .by_code(code)
-            .ok_or_else(|| sqlx::Error::Protocol(format!("redis returned unknown tier {code}")))?;
-        tickets.extend(list.iter().map(|n| (tier.id, tier.capacity, *n)));
+    request: &BookingRequest,
+) -> Option<Vec<ticketing::inventory::Shortfall>> {
+    let quantities: Vec<(String, u32)> = request
+        .tiers
+        .iter()
+        .filter(|(_, q)| **q > 0)
+        .map(|(code, q)| Some((code.clone(), u32::try_from(*q).ok()?)))
+        .collect::<Option<_>>()?;
+    if quantities.is_empty() {
+        return None;
     }
-    let new = NewBooking {
-        id: booking_id,
-        event_id: order.event_id,
-        buyer_email: &order.buyer_email,
-        token_jti: claims.jti,
-        queue_id: claims.sub,
-        idempotency_key: key,
-        request_hash: fingerprint,
-        total_cents: order.total_cents,
-        epoch,
-        tickets,
-    };
-    let Some((created_at, tickets)) = bookings::insert(&state.db, &new).await? else {
-        return Ok(None);
-    };
-    Ok(Some(StoredBooking {
-        booking: bookings::BookingRow {
-            id: booking_id,
-            event_id: order.event_id,
-            status: "confirmed".into(),
-            buyer_email: order.buyer_email.clone(),
-            token_jti: claims.jti,
-            idempotency_key: key.map(str::to_owned),
-            request_hash: fingerprint.to_vec(),
-            total_cents: order.total_cents,
-            created_at,
-        },
-        tickets,
-    }))
+    state.sold_out.shortfall(request.event_id, &quantities)
 }
 
 /// The booking the bearer may see: the entry token that made it, or its access code.
@@ -467,9 +260,15 @@ pub async fn cancel(
     let stored = authorized(&state, &headers, booking_id).await?;
     let event_id = stored.booking.event_id;
     let tiers = tiers_of(&state, event_id).await?;
-    let mut tx = state.db.begin().await?;
-    let cancelled = bookings::cancel(&mut tx, booking_id, event_id).await?;
-    tx.commit().await?;
+    // The transaction and the restock run to the end even if the client goes away: a cancel
+    // cut between Postgres and Redis would keep its numbers off sale until the reconciler.
+    let db = state.db.clone();
+    let cancelled = ticketing::detached::finish(async move {
+        bookings::cancel(&db, booking_id, event_id)
+            .await
+            .map_err(ApiError::from)
+    })
+    .await?;
     if let Some(cancelled) = cancelled {
         let mut freed = Numbers::new();
         for (tier_id, number) in cancelled.freed {
@@ -480,8 +279,7 @@ pub async fn cancel(
         // Under the epoch read with the lock held: if Redis was rebuilt since, the rebuild
         // already saw this cancellation and the script does nothing. If Redis is unreachable,
         // the reconciler finds the drift and repairs it.
-        match inventory::restock(&state.redis, event_id, &cancelled.epoch.to_string(), &freed).await
-        {
+        match inventory::restock(&state.redis, event_id, cancelled.epoch, &freed).await {
             Ok(_) => state.sold_out.forget(event_id),
             Err(e) => tracing::warn!(error = %e, "restock failed; left to the reconciler"),
         }

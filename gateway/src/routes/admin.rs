@@ -90,9 +90,16 @@ pub async fn create_event(
     if !problems.is_empty() {
         return Err(ApiError::InvalidBody(problems.join("; ")));
     }
-    let mut tx = state.db.begin().await?;
-    let event_id = events::insert(&mut tx, &draft).await?;
-    tx.commit().await?;
+    // The insert's transaction runs to the end even if the client goes away (a `BEGIN` cut in
+    // flight would return its connection to the pool inside a transaction).
+    let db = state.db.clone();
+    let event_id = ticketing::detached::finish(async move {
+        let mut tx = db.begin().await?;
+        let event_id = events::insert(&mut tx, &draft).await?;
+        tx.commit().await?;
+        Ok::<_, ApiError>(event_id)
+    })
+    .await?;
     let row = events::find(&state.db, event_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("event {event_id} vanished after insert"))?;

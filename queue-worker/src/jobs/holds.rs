@@ -1,9 +1,10 @@
 //! Overdue reservations: a booking process died (or lost Redis) between reserving and writing.
 //! If Postgres has the booking, the hold is confirmed; otherwise its numbers go back on sale.
-//! Bookings never start their Postgres write after half the hold, and every statement is bounded
-//! by `statement_timeout`, so a hold past its deadline cannot still become a booking.
+//! Deadlines are set and read by Redis's clock. Bookings never start their Postgres write after
+//! half the hold, and a write lasts at most the acquire timeout plus the statement timeout, which
+//! the booking service checks fit twice in the hold at start, so a hold past its deadline cannot
+//! still become a booking.
 
-use chrono::Utc;
 use sqlx::PgPool;
 use ticketing::inventory::{self, ReleaseMode, Released};
 use ticketing::redis_client::RedisClient;
@@ -11,7 +12,7 @@ use uuid::Uuid;
 
 #[tracing::instrument(skip(db, redis), err)]
 pub async fn sweep(db: &PgPool, redis: &RedisClient, event_id: Uuid) -> anyhow::Result<u64> {
-    let overdue = inventory::overdue_holds(redis, event_id, Utc::now().timestamp_millis()).await?;
+    let overdue = inventory::overdue_holds(redis, event_id).await?;
     if overdue.is_empty() {
         return Ok(0);
     }
@@ -37,7 +38,7 @@ pub async fn sweep(db: &PgPool, redis: &RedisClient, event_id: Uuid) -> anyhow::
         match booked {
             Some(queue_id) => inventory::confirm(redis, event_id, token_id, queue_id).await?,
             None => {
-                if inventory::release(redis, event_id, &epoch, &jti, ReleaseMode::Return, &codes)
+                if inventory::release(redis, event_id, epoch, &jti, ReleaseMode::Return, &codes)
                     .await?
                     == Released::Released
                 {

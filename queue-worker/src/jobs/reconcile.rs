@@ -62,7 +62,7 @@ pub async fn reconcile(
         .bind(event.id)
         .fetch_one(db)
         .await?;
-    if snapshot.epoch.as_deref() != Some(pg_epoch.to_string().as_str()) {
+    if snapshot.epoch != Some(inventory::Epoch(pg_epoch)) {
         rebuild::rebuild_inventory(db, redis, event.id, When::Missing).await?;
         repair.rebuilt_inventory = true;
         return Ok(repair);

@@ -1,0 +1,368 @@
+//! One booking, as a small state machine: reserved (Redis) → written (Postgres, by the group
+//! commit writers) → confirmed, or released.
+//!
+//! Every step runs in a task of its own (`ticketing::detached`): a client that goes away, or the
+//! request timeout, drops only the handler's wait for the answer, never a step half-done. The
+//! rules each step keeps:
+//! - a hold is continued, not refused, when the same token retries the same request (the
+//!   reservation id is the token's `jti`): a lost answer never burns a token;
+//! - a write is never started after half the hold, and lasts at most the pool's acquire timeout
+//!   plus the statement timeout, so a hold's deadline outlives any write of its numbers (the
+//!   service refuses to start with settings that break this, see `config`);
+//! - what Postgres has is never put back on sale: when a write's outcome is unknown, Postgres is
+//!   asked by the token's `jti`; if it cannot yet say, the hold is kept and the sweeper decides
+//!   after the deadline; a `jti` conflict never releases the hold.
+
+use std::sync::Arc;
+
+use ticketing::inventory::{self, Epoch, Numbers, ReleaseMode, Reservation};
+use ticketing::rebuild::{self, When};
+use ticketing::token::EntryClaims;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::db::bookings::{self, BookingRow, NewBooking, StoredBooking};
+use crate::domain::{BookingStatus, Order};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::tiers::EventTiers;
+use crate::writer::{Rejected, Written};
+
+/// A parsed, authorised booking request, ready to reserve.
+pub struct Checkout {
+    pub order: Order,
+    pub claims: EntryClaims,
+    pub idempotency_key: Option<String>,
+    pub fingerprint: Vec<u8>,
+    pub tiers: Arc<EventTiers>,
+}
+
+/// Numbers held in Redis for this checkout.
+struct Reserved {
+    epoch: Epoch,
+    numbers: Numbers,
+    at: Instant,
+}
+
+impl Checkout {
+    /// Runs the checkout to its end in a task of its own and returns the stored booking.
+    pub async fn run(self, state: AppState) -> Result<StoredBooking, ApiError> {
+        ticketing::detached::finish(async move { self.complete(&state).await }).await
+    }
+
+    async fn complete(&self, state: &AppState) -> Result<StoredBooking, ApiError> {
+        let reserved = self.reserve(state).await?;
+        let new = match self.new_booking(&reserved) {
+            Ok(new) => new,
+            Err(e) => {
+                self.release(state, &reserved, ReleaseMode::Return).await;
+                return Err(e);
+            }
+        };
+        let booking_id = new.id;
+        let written = self.write(state, &reserved, new).await;
+        self.settle(state, &reserved, booking_id, written).await
+    }
+
+    async fn reserve(&self, state: &AppState) -> Result<Reserved, ApiError> {
+        let fingerprint = hex(&self.fingerprint);
+        let hold_ms = state.config.hold_ttl.as_millis() as u64;
+        let event_id = self.order.event_id;
+        let jti = self.claims.jti;
+        let quantities = &self.order.quantities;
+        let mut reservation = inventory::reserve(
+            &state.redis,
+            event_id,
+            jti,
+            hold_ms,
+            &fingerprint,
+            quantities,
+        )
+        .await?;
+        if reservation == Reservation::NotLoaded {
+            // Redis lost this event (restart, flush, failover): rebuild it from Postgres, fenced
+            // against in-flight writes, then try once more.
+            rebuild::rebuild_inventory(&state.db, &state.redis, event_id, When::Missing)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(error = ?e, "inventory rebuild failed");
+                    ApiError::Unavailable("ticket inventory is being restored; try again")
+                })?;
+            reservation = inventory::reserve(
+                &state.redis,
+                event_id,
+                jti,
+                hold_ms,
+                &fingerprint,
+                quantities,
+            )
+            .await?;
+        }
+        match reservation {
+            Reservation::Held {
+                epoch,
+                numbers,
+                continued,
+            } => {
+                if continued {
+                    metrics::counter!("booking_holds_continued_total").increment(1);
+                }
+                Ok(Reserved {
+                    epoch,
+                    numbers,
+                    at: Instant::now(),
+                })
+            }
+            Reservation::Short {
+                shortfall,
+                sold_out,
+            } => {
+                if sold_out {
+                    state.sold_out.remember(event_id);
+                }
+                Err(ApiError::InsufficientInventory(shortfall))
+            }
+            Reservation::UnknownTier(code) => {
+                Err(ApiError::InvalidRequest(format!("unknown tier {code:?}")))
+            }
+            Reservation::DuplicateTier(code) => Err(ApiError::InvalidRequest(format!(
+                "tier {code:?} listed twice"
+            ))),
+            Reservation::NotLoaded => Err(ApiError::Unavailable(
+                "ticket inventory is being restored; try again",
+            )),
+            Reservation::TokenUsed | Reservation::OtherRequest => Err(ApiError::TokenUsed),
+        }
+    }
+
+    fn new_booking(&self, reserved: &Reserved) -> Result<NewBooking, ApiError> {
+        let mut tickets = Vec::new();
+        for (code, list) in &reserved.numbers {
+            let tier = self.tiers.by_code(code).ok_or_else(|| {
+                ApiError::Internal(anyhow::anyhow!("redis returned unknown tier {code}"))
+            })?;
+            tickets.extend(list.iter().map(|n| (tier.id, tier.capacity, *n)));
+        }
+        Ok(NewBooking {
+            id: Uuid::new_v4(),
+            event_id: self.order.event_id,
+            buyer_email: self.order.buyer_email.clone(),
+            token_jti: self.claims.jti,
+            queue_id: self.claims.sub,
+            idempotency_key: self.idempotency_key.clone(),
+            request_hash: self.fingerprint.clone(),
+            total_cents: self.order.total_cents,
+            epoch: reserved.epoch,
+            tickets,
+        })
+    }
+
+    async fn write(
+        &self,
+        state: &AppState,
+        reserved: &Reserved,
+        new: NewBooking,
+    ) -> Result<Written, ApiError> {
+        // Past half the hold, the sweeper may be about to release these numbers: never start a
+        // write then. Nor wait in the queue longer than the configured bound.
+        let write_by = (reserved.at + state.config.hold_ttl / 2)
+            .min(Instant::now() + state.config.write_queue_wait);
+        state
+            .writer
+            .write(new, write_by)
+            .await
+            .map_err(|rejected| match rejected {
+                Rejected::Busy => {
+                    metrics::counter!("booking_writes_shed_total").increment(1);
+                    ApiError::Unavailable("too many bookings at once; try again")
+                }
+                Rejected::Closed => {
+                    ApiError::Unavailable("the booking service is shutting down; try again")
+                }
+            })
+    }
+
+    async fn settle(
+        &self,
+        state: &AppState,
+        reserved: &Reserved,
+        booking_id: Uuid,
+        written: Result<Written, ApiError>,
+    ) -> Result<StoredBooking, ApiError> {
+        let written = match written {
+            Ok(written) => written,
+            Err(e) => {
+                // Never queued: nothing can be in Postgres.
+                self.release(state, reserved, ReleaseMode::Return).await;
+                return Err(e);
+            }
+        };
+        match written {
+            Written::Booked {
+                created_at,
+                tickets,
+            } => {
+                let stored = StoredBooking {
+                    booking: BookingRow {
+                        id: booking_id,
+                        event_id: self.order.event_id,
+                        status: BookingStatus::Confirmed,
+                        buyer_email: self.order.buyer_email.clone(),
+                        token_jti: self.claims.jti,
+                        idempotency_key: self.idempotency_key.clone(),
+                        request_hash: self.fingerprint.clone(),
+                        total_cents: self.order.total_cents,
+                        created_at,
+                    },
+                    tickets,
+                };
+                self.confirm(state);
+                metrics::counter!("tickets_sold_total").increment(stored.tickets.len() as u64);
+                Ok(stored)
+            }
+            Written::Fenced => {
+                // Postgres's inventory epoch moved past the one these numbers came from. Undo the
+                // hold, then bring Redis to the new epoch so a retry can succeed.
+                self.release(state, reserved, ReleaseMode::Return).await;
+                if let Err(e) = rebuild::rebuild_inventory(
+                    &state.db,
+                    &state.redis,
+                    self.order.event_id,
+                    When::Missing,
+                )
+                .await
+                {
+                    tracing::warn!(error = ?e, "rebuild after a fenced write failed; left to the reconciler");
+                }
+                Err(ApiError::Unavailable(
+                    "ticket inventory was restored meanwhile; try again",
+                ))
+            }
+            Written::TokenTaken => {
+                // Another write with this token landed first (a retry racing its first attempt).
+                // Its numbers are these very ones: keep the hold, answer what Postgres has.
+                self.resolve(state).await
+            }
+            Written::NumberTaken => {
+                // Redis handed out a number Postgres has sold: Redis drifted. Keep the numbers
+                // out of sale; rebuild the event from Postgres.
+                metrics::counter!("inventory_conflicts_total").increment(1);
+                tracing::error!("ticket number conflict: redis drifted from postgres");
+                self.release(state, reserved, ReleaseMode::Discard).await;
+                let _ = rebuild::rebuild_inventory(
+                    &state.db,
+                    &state.redis,
+                    self.order.event_id,
+                    When::Always,
+                )
+                .await;
+                Err(ApiError::Unavailable(
+                    "ticket inventory is being repaired; try again",
+                ))
+            }
+            Written::Refused(why) => {
+                self.release(state, reserved, ReleaseMode::Return).await;
+                Err(ApiError::Internal(anyhow::anyhow!(
+                    "postgres refused a booking: {why}"
+                )))
+            }
+            Written::TooLate => {
+                self.release(state, reserved, ReleaseMode::Return).await;
+                Err(ApiError::Unavailable(
+                    "the booking took too long; try again",
+                ))
+            }
+            Written::Failed { unavailable, error } => {
+                self.release(state, reserved, ReleaseMode::Return).await;
+                if unavailable {
+                    tracing::warn!(%error, "booking write failed");
+                    Err(ApiError::Unavailable(
+                        "the database is busy or unreachable; try again",
+                    ))
+                } else {
+                    Err(ApiError::Internal(anyhow::anyhow!(
+                        "booking write failed: {error}"
+                    )))
+                }
+            }
+            Written::Unknown(error) => {
+                tracing::warn!(%error, "booking write outcome unknown; asking postgres");
+                metrics::counter!("booking_writes_ambiguous_total").increment(1);
+                self.resolve(state).await
+            }
+        }
+    }
+
+    /// The outcome of a write Postgres may or may not have: asked by the token's `jti` (unique
+    /// per booking). Found: that is this checkout's booking. Not found, or Postgres cannot
+    /// answer: the write may still be in flight, so the hold is kept for the sweeper to decide
+    /// after its deadline, and the buyer retries with the same token (continuing the hold).
+    async fn resolve(&self, state: &AppState) -> Result<StoredBooking, ApiError> {
+        match bookings::find_by_token(&state.db, self.claims.jti).await {
+            Ok(Some(stored)) if stored.booking.request_hash == self.fingerprint => {
+                self.confirm(state);
+                Ok(stored)
+            }
+            Ok(Some(_)) => Err(ApiError::TokenUsed),
+            Ok(None) | Err(_) => Err(ApiError::Unavailable(
+                "the booking's outcome is not known yet; try again with the same token",
+            )),
+        }
+    }
+
+    /// Ends the hold of a booking Postgres has. Off the answer's path: if it fails, the sweeper
+    /// finds the booking and confirms the hold.
+    fn confirm(&self, state: &AppState) {
+        let redis = state.redis.clone();
+        let (event_id, jti, queue_id) = (self.order.event_id, self.claims.jti, self.claims.sub);
+        tokio::spawn(async move {
+            if let Err(e) = inventory::confirm(&redis, event_id, jti, queue_id).await {
+                tracing::warn!(error = %e, "confirm failed; the hold sweeper will find the booking");
+            }
+        });
+    }
+
+    async fn release(&self, state: &AppState, reserved: &Reserved, mode: ReleaseMode) {
+        if mode == ReleaseMode::Return {
+            state.sold_out.forget(self.order.event_id);
+        }
+        let released = inventory::release(
+            &state.redis,
+            self.order.event_id,
+            reserved.epoch,
+            &self.claims.jti.to_string(),
+            mode,
+            &self.tiers.codes(),
+        )
+        .await;
+        if let Err(e) = released {
+            // The hold expires and the queue-worker releases it.
+            tracing::warn!(error = %e, "release failed; left to the hold sweeper");
+        }
+    }
+}
+
+/// The first answer to a retried request with the same `Idempotency-Key`, or `token_used` for a
+/// token that booked with another key (or none). None when the token has no booking.
+pub async fn replay(
+    state: &AppState,
+    jti: Uuid,
+    key: &str,
+    fingerprint: &[u8],
+) -> Result<Option<Result<StoredBooking, ApiError>>, ApiError> {
+    let Some(stored) = bookings::find_by_token(&state.db, jti).await? else {
+        return Ok(None);
+    };
+    let booking = &stored.booking;
+    Ok(Some(if booking.idempotency_key.as_deref() != Some(key) {
+        Err(ApiError::TokenUsed)
+    } else if booking.request_hash != fingerprint {
+        Err(ApiError::IdempotencyKeyReused)
+    } else {
+        Ok(stored)
+    }))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
