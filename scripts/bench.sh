@@ -35,6 +35,7 @@ psql -h "$PG_HOST" -U "$PG_USER" -d postgres -qc "drop database if exists $db wi
 create_database "$db"
 work=$(mktemp -d)
 export DATABASE_URL=postgres://$PG_USER@$PG_HOST:$PG_PORT/$db
+random_secrets
 export ADMIN_TOKEN=bench-admin-token LOG_LEVEL=warn DATABASE_MAX_CONNECTIONS=$CONCURRENCY
 export ENTRY_KEYS_DIR=$work/keys ENTRY_PUBLIC_KEYS_DIR=$work/keys ENTRY_SIGNING_KID=bench
 export GATEWAY_ADDR=127.0.0.1:3500 BOOKING_ADDR=127.0.0.1:5500 WORKER_ADDR=127.0.0.1:5510

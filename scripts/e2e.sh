@@ -17,6 +17,7 @@ work=$(mktemp -d)
 out=${TEST_OUTPUT:-test-output/e2e}
 mkdir -p "$out"
 export DATABASE_URL=postgres://$PG_USER@$PG_HOST:$PG_PORT/$db
+random_secrets
 export ADMIN_TOKEN=e2e-admin-token
 export ENTRY_KEYS_DIR=$work/keys ENTRY_PUBLIC_KEYS_DIR=$work/keys ENTRY_SIGNING_KID=e2e
 export GATEWAY_ADDR=127.0.0.1:3300 BOOKING_ADDR=127.0.0.1:5300 WORKER_ADDR=127.0.0.1:5310

@@ -97,3 +97,10 @@ wait_for() {
   echo "timed out waiting for $url" >&2
   return 1
 }
+
+# The services refuse to start without their secrets (or with the `change-me` placeholder):
+# scripts that start them for a test or a benchmark give them fresh random ones.
+random_secrets() {
+  export QUEUE_ID_SECRET=${QUEUE_ID_SECRET:-$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')}
+  export ACCESS_CODE_SECRET=${ACCESS_CODE_SECRET:-$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')}
+}

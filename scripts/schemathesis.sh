@@ -43,6 +43,7 @@ out=${TEST_OUTPUT:-test-output/schemathesis}
 rm -rf "$out/gateway" "$out/booking"
 mkdir -p "$out"
 export DATABASE_URL=postgres://$PG_USER@$PG_HOST:$PG_PORT/$db
+random_secrets
 export ADMIN_TOKEN=fuzz-admin-token
 export ENTRY_KEYS_DIR=$work/keys ENTRY_PUBLIC_KEYS_DIR=$work/keys ENTRY_SIGNING_KID=fuzz
 export GATEWAY_ADDR=127.0.0.1:3400 BOOKING_ADDR=127.0.0.1:5400 WORKER_ADDR=127.0.0.1:5410

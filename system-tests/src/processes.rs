@@ -211,7 +211,13 @@ impl Services {
             ("JOIN_BURST", "100000".into()),
             ("POLL_PER_SECOND", "100000".into()),
             ("POLL_BURST", "100000".into()),
+            ("QUEUE_ID_SECRET", "fault-test-queue-id-secret".into()),
+            ("ACCESS_CODE_SECRET", "fault-test-access-code-secret".into()),
+            // A short hold, so the sweeper acts within the test; the booking service refuses
+            // to start unless twice the longest write (queue wait + acquire + statement) fits.
             ("HOLD_TTL_MS", "4000".into()),
+            ("DATABASE_STATEMENT_TIMEOUT_MS", "500".into()),
+            ("BOOKING_WRITE_QUEUE_WAIT_MS", "500".into()),
             ("RECONCILE_INTERVAL_MS", "1000".into()),
             ("SWEEP_INTERVAL_MS", "500".into()),
             ("LOG_LEVEL", "info".into()),

@@ -201,9 +201,20 @@ pub fn ensure_key_pair(dir: &Path, kid: &str) -> anyhow::Result<bool> {
     }
     std::fs::create_dir_all(dir)?;
     let (private_pem, public_pem) = generate_key_pair()?;
-    std::fs::write(&private, private_pem)?;
+    write_private(&private, private_pem.as_bytes())?;
     std::fs::write(dir.join(format!("{kid}.pub.pem")), public_pem)?;
     Ok(true)
+}
+
+/// Writes a private key readable by its owner only (0600), created so from the start: it is
+/// never world-readable, not even for a moment.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(contents)
 }
 
 fn pem(label: &str, der: &[u8]) -> String {
@@ -220,6 +231,17 @@ fn pem(label: &str, der: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn private_keys_are_written_for_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("keys-{}", uuid::Uuid::new_v4()));
+        assert!(ensure_key_pair(&dir, "k").unwrap());
+        let mode = std::fs::metadata(dir.join("k.key.pem")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     fn pair(kid: &str) -> (EntrySigner, EntryVerifier) {
         let (private, public) = generate_key_pair().unwrap();
