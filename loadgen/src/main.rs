@@ -28,7 +28,8 @@ scenarios:
   sold-out-storm   bookings against a sold-out event
   queue-storm      joins and polls only
   original         the original app's SKIP LOCKED algorithm in Postgres (baseline)
-  mint             prints one entry token for --event (for other load tools)
+  mint             prints --count entry tokens (default 1) for --event, one per line (for other
+                   load tools)
 
 common options (defaults):
   --gateway http://127.0.0.1:3000   --booking http://127.0.0.1:5000
@@ -59,7 +60,10 @@ async fn main() -> anyhow::Result<()> {
         let event = args
             .optional("event")
             .ok_or_else(|| anyhow::anyhow!("mint needs --event"))?;
-        println!("{}", minter.mint(event.parse()?, args.get("ttl", 3600)?)?);
+        let (event, ttl) = (event.parse()?, args.get("ttl", 3600)?);
+        for _ in 0..args.get("count", 1u32)? {
+            println!("{}", minter.mint(event, ttl)?);
+        }
         return Ok(());
     }
     let recorder = Recorder::new();

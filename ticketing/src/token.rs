@@ -238,7 +238,10 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = std::env::temp_dir().join(format!("keys-{}", uuid::Uuid::new_v4()));
         assert!(ensure_key_pair(&dir, "k").unwrap());
-        let mode = std::fs::metadata(dir.join("k.key.pem")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.join("k.key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         std::fs::remove_dir_all(dir).unwrap();
     }

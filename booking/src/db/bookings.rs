@@ -55,6 +55,17 @@ pub struct NewBooking {
     pub tickets: Vec<(Uuid, i32, i32)>,
 }
 
+/// One row of `book_orders`: an order's outcome, and one of its tickets when booked.
+#[derive(sqlx::FromRow)]
+struct OrderRow {
+    order_index: i32,
+    outcome: String,
+    booked_at: Option<DateTime<Utc>>,
+    ticket_id: Option<Uuid>,
+    ticket_tier: Option<Uuid>,
+    ticket_number: Option<i32>,
+}
+
 /// Writes a batch of bookings in one round trip and one commit (`book_orders`, see its
 /// migration): each under its event's shared advisory lock, only while the event's inventory
 /// epoch is still the order's, each accepted or refused on its own. Returns each order's
@@ -77,14 +88,7 @@ pub async fn insert_batch(
         }
     }
     let column = |f: fn(&NewBooking) -> Uuid| orders.iter().map(|o| f(o)).collect::<Vec<_>>();
-    let rows: Vec<(
-        i32,
-        String,
-        Option<DateTime<Utc>>,
-        Option<Uuid>,
-        Option<Uuid>,
-        Option<i32>,
-    )> = sqlx::query_as(
+    let rows: Vec<OrderRow> = sqlx::query_as(
         "SELECT * FROM book_orders($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(column(|o| o.id))
@@ -118,9 +122,15 @@ pub async fn insert_batch(
     .fetch_all(db)
     .await?;
     let mut outcomes: HashMap<usize, Written> = HashMap::new();
-    for (position, outcome, created_at, ticket_id, tier_id, number) in rows {
-        let index = (position - 1) as usize;
-        let written = match (outcome.as_str(), created_at, ticket_id, tier_id, number) {
+    for row in rows {
+        let index = (row.order_index - 1) as usize;
+        let written = match (
+            row.outcome.as_str(),
+            row.booked_at,
+            row.ticket_id,
+            row.ticket_tier,
+            row.ticket_number,
+        ) {
             ("booked", Some(created_at), Some(id), Some(tier_id), Some(number)) => {
                 let entry = outcomes.entry(index).or_insert_with(|| Written::Booked {
                     created_at,
