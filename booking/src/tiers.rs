@@ -48,6 +48,15 @@ pub struct TierCatalog {
 }
 
 impl TierCatalog {
+    /// The event's tiers if they are cached (no I/O).
+    pub fn cached(&self, event_id: Uuid) -> Option<Arc<EventTiers>> {
+        self.events
+            .read()
+            .expect("tier cache lock")
+            .get(&event_id)
+            .cloned()
+    }
+
     /// The event's tiers, or None when the event does not exist.
     pub async fn get(&self, db: &PgPool, event_id: Uuid) -> sqlx::Result<Option<Arc<EventTiers>>> {
         if let Some(found) = self.events.read().expect("tier cache lock").get(&event_id) {

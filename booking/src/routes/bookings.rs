@@ -176,11 +176,20 @@ async fn create_booking(
 }
 
 /// The shortfall the sold-out memory would answer for this request, if the request is well
-/// formed enough to have one.
+/// formed enough to have one (every tier one of the event's); anything else takes the full path
+/// and gets its own answer.
 fn remembered_shortfall(
     state: &AppState,
     request: &BookingRequest,
 ) -> Option<Vec<ticketing::inventory::Shortfall>> {
+    let tiers = state.tiers.cached(request.event_id)?;
+    if request
+        .tiers
+        .keys()
+        .any(|code| tiers.by_code(code).is_none())
+    {
+        return None;
+    }
     let quantities: Vec<(String, u32)> = request
         .tiers
         .iter()
