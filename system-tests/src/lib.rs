@@ -2,6 +2,7 @@
 //! against a test's own Postgres database and the machine's Redis (or a private Redis the test
 //! starts when it means to flush or kill it).
 
+pub mod ledger;
 pub mod private_redis;
 pub mod processes;
 pub mod redis_cluster;
@@ -436,14 +437,9 @@ impl System {
                 "{code}: redis availability disagrees with postgres ({sold} sold of {capacity})"
             );
         }
-        let empty: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM bookings b WHERE b.event_id = $1
-                AND NOT EXISTS (SELECT 1 FROM tickets k WHERE k.booking_id = b.id)",
-        )
-        .bind(event_id)
-        .fetch_one(&self.db)
-        .await
-        .expect("bookings without tickets");
+        let empty = ledger::bookings_without_tickets(&self.db, event_id)
+            .await
+            .expect("bookings without tickets");
         assert_eq!(empty, 0, "bookings without tickets");
     }
 

@@ -8,6 +8,13 @@ use std::time::Duration;
 
 use crate::private_redis::free_port;
 
+/// How long a reservation holds its numbers (`HOLD_TTL_MS`) in the services started here.
+pub const HOLD_TTL: Duration = Duration::from_millis(4_000);
+/// How often the queue-worker releases overdue holds (`SWEEP_INTERVAL_MS`).
+pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
+/// `DATABASE_STATEMENT_TIMEOUT_MS`.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_millis(500);
+
 fn postgres_bin(tool: &str) -> PathBuf {
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .map(|dirs| {
@@ -215,11 +222,14 @@ impl Services {
             ("ACCESS_CODE_SECRET", "fault-test-access-code-secret".into()),
             // A short hold, so the sweeper acts within the test; the booking service refuses
             // to start unless twice the longest write (queue wait + acquire + statement) fits.
-            ("HOLD_TTL_MS", "4000".into()),
-            ("DATABASE_STATEMENT_TIMEOUT_MS", "500".into()),
+            ("HOLD_TTL_MS", HOLD_TTL.as_millis().to_string()),
+            (
+                "DATABASE_STATEMENT_TIMEOUT_MS",
+                STATEMENT_TIMEOUT.as_millis().to_string(),
+            ),
             ("BOOKING_WRITE_QUEUE_WAIT_MS", "500".into()),
             ("RECONCILE_INTERVAL_MS", "1000".into()),
-            ("SWEEP_INTERVAL_MS", "500".into()),
+            ("SWEEP_INTERVAL_MS", SWEEP_INTERVAL.as_millis().to_string()),
             ("LOG_LEVEL", "info".into()),
             (
                 "FRONTEND_DIR",

@@ -1,6 +1,7 @@
 //! A sale driver for fault and scale tests: buyers that join, poll until admitted and book, over
 //! and over, spreading their requests over every gateway and booking instance the way a load
-//! balancer would (an instance that refuses the connection is skipped), recording every answer.
+//! balancer would (an instance that refuses the connection is skipped), recording every answer,
+//! and every booking outcome in a [`Ledger`] for the ledger check.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -8,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use uuid::Uuid;
+
+use crate::ledger::{Ledger, Outcome};
 
 /// No request may take longer than this, whatever is down.
 pub const ANSWER_BOUND: Duration = Duration::from_secs(12);
@@ -30,6 +33,7 @@ pub struct Sale {
     answers: Mutex<Vec<Answer>>,
     stop: AtomicBool,
     turn: AtomicUsize,
+    ledger: Ledger,
 }
 
 impl Sale {
@@ -45,7 +49,16 @@ impl Sale {
             answers: Mutex::default(),
             stop: AtomicBool::new(false),
             turn: AtomicUsize::new(0),
+            ledger: Ledger::new(
+                crate::processes::SWEEP_INTERVAL,
+                crate::processes::STATEMENT_TIMEOUT,
+            ),
         })
+    }
+
+    /// Every booking outcome the buyers saw.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
     }
 
     /// Starts `buyers` buyers; `stop` ends them.
@@ -103,11 +116,12 @@ impl Sale {
     }
 
     /// Sends to one instance after another (starting with the next in turn) until one takes
-    /// the connection.
+    /// the connection. A booking (`booking`: its event and token) is recorded in the ledger.
     async fn call(
         &self,
         what: &'static str,
         bases: &[String],
+        booking: Option<(Uuid, &str)>,
         build: impl Fn(&str) -> reqwest::RequestBuilder,
     ) -> (u16, Value) {
         let first = self.turn.fetch_add(1, Ordering::Relaxed);
@@ -133,6 +147,10 @@ impl Sale {
                 took: started.elapsed(),
                 at: Instant::now(),
             });
+            if let Some((event, token)) = booking {
+                self.ledger
+                    .record_token(event, token, Outcome::from_status(status, body.clone()));
+            }
             if status != 0 {
                 return (status, body);
             }
@@ -148,7 +166,7 @@ impl Sale {
             let event = self.events[(n + round) % self.events.len()];
             let visitor = format!("buyer-{n}-{round}");
             let (status, mut body) = self
-                .call("join", &self.gateways, |base| {
+                .call("join", &self.gateways, None, |base| {
                     self.http
                         .post(format!("{base}/api/events/{event}/queue"))
                         .json(&json!({"visitor_id": visitor}))
@@ -167,7 +185,7 @@ impl Sale {
                 let wait = body["poll_after_ms"].as_u64().unwrap_or(300).min(300);
                 tokio::time::sleep(Duration::from_millis(wait)).await;
                 let (status, polled) = self
-                    .call("poll", &self.gateways, |base| {
+                    .call("poll", &self.gateways, None, |base| {
                         self.http.get(format!("{base}/api/queue/{queue_id}"))
                     })
                     .await;
@@ -189,7 +207,7 @@ impl Sale {
                 json!({"event_id": event, "tiers": tiers, "buyer_email": "buyer@example.com"});
             for _ in 0..3 {
                 let (status, _) = self
-                    .call("book", &self.bookings, |base| {
+                    .call("book", &self.bookings, Some((event, &token)), |base| {
                         self.http
                             .post(format!("{base}/api/bookings"))
                             .bearer_auth(&token)
