@@ -76,6 +76,8 @@ fn present(stored: &StoredBooking, tiers: &EventTiers, access_code: Option<Strin
         (status = 409, body = ticketing::envelope::ErrorEnvelope),
         (status = 413, body = ticketing::envelope::ErrorEnvelope),
         (status = 422, body = ticketing::envelope::ErrorEnvelope),
+        (status = 429, body = ticketing::envelope::ErrorEnvelope,
+            description = "too many requests with this entry token (`rate_limited`, with Retry-After)"),
         (status = 503, body = ticketing::envelope::ErrorEnvelope)))]
 pub async fn create(
     State(state): State<AppState>,
