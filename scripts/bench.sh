@@ -52,10 +52,13 @@ $bin/gateway serve > "$out/gateway.log" 2>&1 & pids+=("$!")
 $bin/booking > "$out/booking.log" 2>&1 & pids+=("$!")
 # The same service that asks Redis on every sold-out refusal, for the side-by-side in section 4.
 BOOKING_ADDR=127.0.0.1:5501 SOLD_OUT_MEMORY_MS=0 $bin/booking > "$out/booking-no-memory.log" 2>&1 & pids+=("$!")
+# The same service committing each booking on its own (no group commit), for section 1.
+BOOKING_ADDR=127.0.0.1:5502 BOOKING_WRITE_BATCH=1 $bin/booking > "$out/booking-no-batch.log" 2>&1 & pids+=("$!")
 $bin/queue-worker > "$out/queue-worker.log" 2>&1 & pids+=("$!")
 wait_for http://127.0.0.1:3500/readyz
 wait_for http://127.0.0.1:5500/readyz
 wait_for http://127.0.0.1:5501/readyz
+wait_for http://127.0.0.1:5502/readyz
 lg() { $bin/loadgen "$@" --gateway http://127.0.0.1:3500 --booking http://127.0.0.1:5500 \
   --keys-dir "$ENTRY_KEYS_DIR" --kid bench --database-url "$DATABASE_URL"; }
 # field FILE EXPR: evaluates a Python expression over the JSON report `r`.
@@ -81,6 +84,26 @@ ceiling=$(field "$out/booking-ceiling.json" "[e for e in r['endpoints'] if e['en
 created=$(field "$out/booking-ceiling.json" "[e for e in r['endpoints'] if e['endpoint']=='POST /api/bookings'][0]['outcomes'].get('201',0)")
 note "booking service (closed loop):  $ceiling bookings/s ($created created)"
 note "ratio to pgbench least write:   $(python3 -c "print(f'{$ceiling/$pgbench_tps:.2f}')")"
+$bin/loadgen booking-ceiling --mode closed --concurrency "$CONCURRENCY" --duration "$DURATION" --out "$out/booking-no-batch" \
+  --gateway http://127.0.0.1:3500 --booking http://127.0.0.1:5502 --keys-dir "$ENTRY_KEYS_DIR" --kid bench \
+  --database-url "$DATABASE_URL" > "$out/booking-no-batch.txt"
+no_batch=$(field "$out/booking-no-batch.json" "[e for e in r['endpoints'] if e['endpoint']=='POST /api/bookings'][0]['throughput_per_s']")
+note "same, BOOKING_WRITE_BATCH=1:    $no_batch bookings/s (one commit per booking; group commit is $(python3 -c "print(f'{$ceiling/$no_batch:.2f}')")x)"
+note "ledger after the runs:          $(grep -c BROKEN "$out/booking-ceiling.txt" "$out/booking-no-batch.txt" | awk -F: '{s+=$2} END {print (s ? s " checks BROKEN" : "every check holds")}')"
+
+note ""
+note "== 1b. bookings while made-up event ids are looked up at a fixed 2,000/s"
+# Samples of sessions waiting on an advisory lock, every 50 ms while the flood runs.
+( end=$((SECONDS + DURATION)); while [ $SECONDS -lt $end ]; do
+    psql -h "$PG_HOST" -U "$PG_USER" -d "$db" -Atqc "select count(*) from pg_stat_activity where wait_event_type = 'Lock' and wait_event = 'advisory'"
+    sleep 0.05; done ) > "$out/advisory-waits.txt" &
+sampler=$!
+lg booking-ceiling --mode closed --concurrency "$CONCURRENCY" --duration "$DURATION" --lookup-flood 2000 --out "$out/booking-flood" > "$out/booking-flood.txt"
+wait "$sampler"
+flooded=$(field "$out/booking-flood.json" "[e for e in r['endpoints'] if e['endpoint']=='POST /api/bookings'][0]['throughput_per_s']")
+note "bookings with the flood:        $flooded bookings/s ($(python3 -c "print(f'{$flooded/$ceiling:.2f}')")x of the run without it)"
+note "look-ups answered:              $(field "$out/booking-flood.json" "[e for e in r['endpoints'] if 'unknown' in e['endpoint']][0]['outcomes']")"
+note "sessions waiting on an advisory lock: max $(sort -n "$out/advisory-waits.txt" | tail -1) in $(wc -l < "$out/advisory-waits.txt") samples"
 
 note ""
 note "== 2. the original algorithm (3 x SELECT FOR UPDATE SKIP LOCKED + UPDATE), concurrency $CONCURRENCY"

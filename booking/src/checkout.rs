@@ -131,7 +131,13 @@ impl Checkout {
             Reservation::NotLoaded => Err(ApiError::Unavailable(
                 "ticket inventory is being restored; try again",
             )),
-            Reservation::TokenUsed | Reservation::OtherRequest => Err(ApiError::TokenUsed),
+            Reservation::TokenUsed => Err(ApiError::TokenUsed),
+            // This token still holds numbers for an earlier, different request whose outcome is
+            // not settled (its write may be in flight): not a reason to send the buyer to the
+            // back. Once that hold is confirmed or released, the answer is final.
+            Reservation::OtherRequest => Err(ApiError::Unavailable(
+                "your previous booking with this pass is still being settled; try again shortly",
+            )),
         }
     }
 

@@ -27,6 +27,9 @@ pub struct BookingConfig {
     pub sold_out_memory: Duration,
     /// `BOOKING_WRITERS`: tasks writing batches of bookings to Postgres at once (group commit).
     pub writers: usize,
+    /// `BOOKING_WRITE_BATCH`: most orders one writer commits at once (1 to 32; 1 turns group
+    /// commit off, one transaction per booking, as the benchmark's baseline does).
+    pub write_batch: usize,
     /// `BOOKING_WRITE_QUEUE`: reserved orders waiting for a writer; beyond it, 503 at once.
     pub write_queue: usize,
     /// `BOOKING_WRITE_QUEUE_WAIT_MS`: longest an order waits for a writer before it is answered
@@ -58,6 +61,7 @@ impl BookingConfig {
             request_timeout: Duration::from_millis(env_or("REQUEST_TIMEOUT_MS", 10_000)?),
             sold_out_memory: Duration::from_millis(env_or("SOLD_OUT_MEMORY_MS", 250)?),
             writers: env_or("BOOKING_WRITERS", 4)?,
+            write_batch: env_or("BOOKING_WRITE_BATCH", crate::writer::MAX_BATCH)?,
             write_queue: env_or("BOOKING_WRITE_QUEUE", 1024)?,
             write_queue_wait: Duration::from_millis(env_or("BOOKING_WRITE_QUEUE_WAIT_MS", 2_000)?),
             max_in_flight: env_or("BOOKING_MAX_IN_FLIGHT", 1024)?,
@@ -87,6 +91,12 @@ impl BookingConfig {
                 self.longest_write().as_millis(),
                 HOLD_MARGIN.as_millis(),
                 needed.as_millis()
+            );
+        }
+        if !(1..=crate::writer::MAX_BATCH).contains(&self.write_batch) {
+            anyhow::bail!(
+                "BOOKING_WRITE_BATCH must be between 1 and {}",
+                crate::writer::MAX_BATCH
             );
         }
         if self.writers == 0 || self.write_queue == 0 || self.max_in_flight == 0 {

@@ -55,7 +55,12 @@ impl AppState {
         ));
         forget_idle_tokens(&per_token);
         Self {
-            writer: Writer::start(db.clone(), config.writers, config.write_queue),
+            writer: Writer::start(
+                db.clone(),
+                config.writers,
+                config.write_batch,
+                config.write_queue,
+            ),
             db,
             redis,
             verifier: Arc::new(verifier),

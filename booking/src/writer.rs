@@ -71,12 +71,13 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts `writers` tasks taking from a queue of `capacity` orders.
-    pub fn start(db: PgPool, writers: usize, capacity: usize) -> Self {
+    /// Starts `writers` tasks taking up to `batch` orders at a time from a queue of `capacity`.
+    pub fn start(db: PgPool, writers: usize, batch: usize, capacity: usize) -> Self {
         let (queue, receiver) = mpsc::channel(capacity.max(1));
         let receiver = Arc::new(Mutex::new(receiver));
+        let batch = batch.clamp(1, MAX_BATCH);
         let tasks = (0..writers.max(1))
-            .map(|_| tokio::spawn(write_batches(db.clone(), receiver.clone())))
+            .map(|_| tokio::spawn(write_batches(db.clone(), receiver.clone(), batch)))
             .collect();
         Self {
             queue,
@@ -114,12 +115,12 @@ impl Writer {
     }
 }
 
-async fn write_batches(db: PgPool, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
+async fn write_batches(db: PgPool, receiver: Arc<Mutex<mpsc::Receiver<Job>>>, most: usize) {
     loop {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut batch = Vec::with_capacity(most);
         {
             let mut receiver = receiver.lock().await;
-            if receiver.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            if receiver.recv_many(&mut batch, most).await == 0 {
                 return;
             }
         }

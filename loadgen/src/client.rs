@@ -21,6 +21,9 @@ pub struct Api {
     /// Caps requests in flight (and so sockets) from this one process; time spent waiting here
     /// counts in the latency, measured from the intended send time.
     in_flight: Arc<Semaphore>,
+    /// Every booking answered 201: its id and how many tickets the answer listed, for the
+    /// ledger check after the run.
+    pub answered: Arc<std::sync::Mutex<Vec<(Uuid, usize)>>>,
 }
 
 /// Most requests in flight at once from the load generator.
@@ -47,6 +50,7 @@ impl Api {
             http,
             recorder,
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            answered: Arc::default(),
         })
     }
 
@@ -103,7 +107,20 @@ impl Api {
             .post(format!("{}/api/bookings", self.booking))
             .bearer_auth(token)
             .json(body);
-        self.send("POST /api/bookings", request, intended).await
+        let answer = self.send("POST /api/bookings", request, intended).await;
+        if answer.0 == 201 {
+            let id = answer.1["booking_id"]
+                .as_str()
+                .and_then(|id| id.parse().ok());
+            let tickets = answer.1["tickets"].as_array().map_or(0, Vec::len);
+            if let Some(id) = id {
+                self.answered
+                    .lock()
+                    .expect("answered lock")
+                    .push((id, tickets));
+            }
+        }
+        answer
     }
 
     /// Creates an event through the admin API (not recorded).

@@ -1,5 +1,7 @@
-//! The promises checked after a run: Postgres never above capacity, Redis and Postgres agree
-//! (sold = capacity - available), no booking without tickets, no number sold twice.
+//! The ledger checked after a run: every booking answered 201 is in Postgres with exactly its
+//! tickets, Postgres never above capacity, Redis and Postgres agree (sold = capacity -
+//! available, so no hold was left behind either), no booking without tickets, no number sold
+//! twice, and no database session left idle inside a transaction.
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -56,6 +58,45 @@ pub async fn check(db_url: &str, api: &Api, event: Uuid) -> anyhow::Result<Vec<C
         promise: "no booking without its tickets".into(),
         holds: empty == 0,
         detail: format!("{empty} confirmed bookings without tickets"),
+    });
+
+    let answered = api.answered.lock().expect("answered lock").clone();
+    let ids: Vec<Uuid> = answered.iter().map(|(id, _)| *id).collect();
+    let stored: Vec<(Uuid, i64)> = sqlx::query_as(
+        "SELECT b.id, count(k.id) FROM bookings b
+           LEFT JOIN tickets k ON k.booking_id = b.id
+          WHERE b.id = ANY($1) GROUP BY b.id",
+    )
+    .bind(&ids)
+    .fetch_all(&db)
+    .await?;
+    let stored: std::collections::HashMap<Uuid, i64> = stored.into_iter().collect();
+    let missing = answered
+        .iter()
+        .filter(|(id, tickets)| stored.get(id) != Some(&(*tickets as i64)))
+        .count();
+    checks.push(Check {
+        promise: "every booking answered 201 is in postgres with its tickets".into(),
+        holds: missing == 0,
+        detail: format!(
+            "{} answered 201, {missing} missing or with other tickets",
+            answered.len()
+        ),
+    });
+
+    // The sessions of the services under test: none may sit inside a transaction nobody ends
+    // (the statement timeout is 5 s; a booking's transaction lasts milliseconds).
+    let stuck: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+          WHERE datname = current_database() AND state LIKE 'idle in transaction%'
+            AND now() - state_change > interval '5 seconds'",
+    )
+    .fetch_one(&db)
+    .await?;
+    checks.push(Check {
+        promise: "no database session idle in a transaction".into(),
+        holds: stuck == 0,
+        detail: format!("{stuck} sessions idle in a transaction for over 5 s"),
     });
     Ok(checks)
 }

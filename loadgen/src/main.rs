@@ -39,6 +39,8 @@ common options (defaults):
 on-sale:         --visitors 50000 --arrival-rate 0 (0 = burst) --abandon 0.1 --admission-per-minute 6000
                  --max-active 5000 --vip 500 --front-row 1500 --ga 8000 --max-duration 600
 booking-ceiling: --mode closed|open --concurrency 32 --rate 500
+                 --lookup-flood 0 (availability look-ups of made-up event ids per second, half
+                 sharing the event's first 8 bytes, sent at a fixed rate beside the bookings)
 sold-out-storm:  --concurrency 64
 queue-storm:     --concurrency 64 (joins for half the duration, polls for the other half)
 original:        --concurrency 32 --rows 300000";
@@ -141,7 +143,20 @@ async fn main() -> anyhow::Result<()> {
             let tokens = scenarios::bookings::mint(&minter, id, load, duration, sold_out)?;
             let progress = stats::progress(recorder.clone(), duration, "bookings");
             let measured = std::time::Instant::now();
+            let flood_rate: f64 = args.get("lookup-flood", 0.0)?;
+            let flood = (flood_rate > 0.0).then(|| {
+                report["lookup_flood_per_s"] = json!(flood_rate);
+                tokio::spawn(scenarios::bookings::unknown_event_flood(
+                    api.clone(),
+                    id,
+                    flood_rate,
+                    duration,
+                ))
+            });
             scenarios::bookings::run(&api, tokens, id, &codes, load, duration, sold_out).await?;
+            if let Some(flood) = flood {
+                flood.await?;
+            }
             window = measured.elapsed();
             progress.abort();
         }

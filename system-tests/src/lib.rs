@@ -257,6 +257,7 @@ impl System {
             request_timeout: Duration::from_secs(10),
             sold_out_memory: self.options.sold_out_memory,
             writers: 4,
+            write_batch: booking::writer::MAX_BATCH,
             write_queue: 1024,
             write_queue_wait: write_budget(self.options.hold_ttl).1,
             max_in_flight: 1024,

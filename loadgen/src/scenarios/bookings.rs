@@ -119,3 +119,37 @@ pub async fn run(
     }
     Ok(())
 }
+
+/// Availability look-ups of event ids Postgres does not have, at a fixed `rate` for `duration`:
+/// half random, half sharing `event`'s first 8 bytes (what an advisory lock keyed by the id's
+/// prefix would have collided with).
+pub async fn unknown_event_flood(api: Api, event: Uuid, rate: f64, duration: Duration) {
+    let gap = Duration::from_secs_f64(1.0 / rate);
+    let started = Instant::now();
+    let mut sends = Vec::new();
+    let mut i = 0u32;
+    loop {
+        let intended = started + gap * i;
+        if intended.duration_since(started) >= duration {
+            break;
+        }
+        tokio::time::sleep_until(intended.into()).await;
+        let mut bytes = *Uuid::new_v4().as_bytes();
+        if i % 2 == 0 {
+            bytes[..8].copy_from_slice(&event.as_bytes()[..8]);
+        }
+        let unknown = Uuid::from_bytes(bytes);
+        let api = api.clone();
+        sends.push(tokio::spawn(async move {
+            let request = api
+                .http
+                .get(format!("{}/api/events/{unknown}/availability", api.booking));
+            api.send("GET /api/events/{unknown}/availability", request, intended)
+                .await
+        }));
+        i += 1;
+    }
+    for send in sends {
+        let _ = send.await;
+    }
+}
