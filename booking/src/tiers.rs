@@ -1,6 +1,6 @@
 //! Each event's tiers, cached for the life of the process: tiers never change once created.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -35,16 +35,27 @@ impl EventTiers {
     }
 }
 
-/// Ids Postgres did not have, remembered briefly so a flood of made-up ids costs one lookup each
-/// per [`MISS_TTL`], not one per request (and never a lock or a rebuild).
-const MISS_TTL: Duration = Duration::from_secs(5);
-/// Most unknown ids remembered; past it the oldest half is forgotten.
-const MISS_CAPACITY: usize = 10_000;
+/// How fresh the set of known event ids must be to answer "unknown" without asking Postgres:
+/// a flood of made-up ids costs at most one small query per this period, never one per request
+/// (and never a lock or a rebuild). An event created less than this before its first request
+/// may be told unknown once; sales open long after events are created.
+const KNOWN_FRESH: Duration = Duration::from_millis(100);
+/// Events whose short id is this far below the highest seen are read again at each refresh: ids
+/// are drawn at insert but rows become visible at commit, not necessarily in order.
+const SHORT_ID_OVERLAP: i32 = 1000;
 
 #[derive(Clone, Default)]
 pub struct TierCatalog {
     events: Arc<RwLock<HashMap<Uuid, Arc<EventTiers>>>>,
-    misses: Arc<RwLock<HashMap<Uuid, Instant>>>,
+    known: Arc<tokio::sync::Mutex<KnownEvents>>,
+}
+
+/// Every event id Postgres has, read incrementally by short id.
+#[derive(Default)]
+struct KnownEvents {
+    ids: HashSet<Uuid>,
+    highest_short_id: i32,
+    refreshed_at: Option<Instant>,
 }
 
 impl TierCatalog {
@@ -59,26 +70,40 @@ impl TierCatalog {
 
     /// The event's tiers, or None when the event does not exist.
     pub async fn get(&self, db: &PgPool, event_id: Uuid) -> sqlx::Result<Option<Arc<EventTiers>>> {
-        if let Some(found) = self.events.read().expect("tier cache lock").get(&event_id) {
-            return Ok(Some(found.clone()));
+        if let Some(found) = self.cached(event_id) {
+            return Ok(Some(found));
         }
-        if let Some(seen) = self.misses.read().expect("miss cache lock").get(&event_id) {
-            if seen.elapsed() < MISS_TTL {
-                return Ok(None);
+        if !self.exists(db, event_id).await? {
+            return Ok(None);
+        }
+        self.load(db, event_id).await
+    }
+
+    /// Whether Postgres has the event, from the set of known ids, refreshed (one query for the
+    /// ids added since) when it is older than [`KNOWN_FRESH`].
+    async fn exists(&self, db: &PgPool, event_id: Uuid) -> sqlx::Result<bool> {
+        let asked_at = Instant::now();
+        let mut known = self.known.lock().await;
+        if known.ids.contains(&event_id) {
+            return Ok(true);
+        }
+        // Refreshed since this request arrived, or very recently: the answer stands.
+        let fresh = known
+            .refreshed_at
+            .is_some_and(|at| at >= asked_at || at.elapsed() < KNOWN_FRESH);
+        if !fresh {
+            let added: Vec<(Uuid, i32)> =
+                sqlx::query_as("SELECT id, short_id FROM events WHERE short_id > $1")
+                    .bind(known.highest_short_id - SHORT_ID_OVERLAP)
+                    .fetch_all(db)
+                    .await?;
+            for (id, short_id) in added {
+                known.ids.insert(id);
+                known.highest_short_id = known.highest_short_id.max(short_id);
             }
+            known.refreshed_at = Some(Instant::now());
         }
-        let found = self.load(db, event_id).await?;
-        if found.is_none() {
-            let mut misses = self.misses.write().expect("miss cache lock");
-            if misses.len() >= MISS_CAPACITY {
-                let mut ages: Vec<Instant> = misses.values().copied().collect();
-                ages.sort_unstable();
-                let cutoff = ages[ages.len() / 2];
-                misses.retain(|_, seen| *seen > cutoff);
-            }
-            misses.insert(event_id, Instant::now());
-        }
-        Ok(found)
+        Ok(known.ids.contains(&event_id))
     }
 
     async fn load(&self, db: &PgPool, event_id: Uuid) -> sqlx::Result<Option<Arc<EventTiers>>> {
