@@ -47,13 +47,30 @@ impl AppState {
         let pem = std::fs::read(&key_path)
             .map_err(|e| anyhow::anyhow!("reading the signing key {}: {e}", key_path.display()))?;
         let signer = EntrySigner::from_pem(&config.signing_kid, &pem)?;
-        Ok(Self {
+        Ok(Self::with_stores(
+            config,
+            db,
+            read_db,
+            redis,
+            Arc::new(signer),
+        ))
+    }
+
+    /// Same as [`AppState::connect`] on stores and a signer the caller has: what tests use.
+    pub fn with_stores(
+        config: GatewayConfig,
+        db: PgPool,
+        read_db: PgPool,
+        redis: RedisClient,
+        signer: Arc<EntrySigner>,
+    ) -> Self {
+        Self {
             events: EventDirectory::new(db.clone()),
             db,
             read_db: ReadDb(read_db),
             redis,
-            signer: Arc::new(signer),
+            signer,
             config: Arc::new(config),
-        })
+        }
     }
 }

@@ -230,14 +230,13 @@ impl System {
             poll_burst: 10_000,
             request_timeout: Duration::from_secs(10),
         };
-        let state = gateway::AppState {
-            events: gateway::directory::EventDirectory::new(self.db.clone()),
-            db: self.db.clone(),
-            read_db: gateway::state::ReadDb(read_db),
-            redis: connect_redis(&self.options).await,
-            signer: self.keys.signer.clone(),
-            config: Arc::new(config),
-        };
+        let state = gateway::AppState::with_stores(
+            config,
+            self.db.clone(),
+            read_db,
+            connect_redis(&self.options).await,
+            self.keys.signer.clone(),
+        );
         let stop = self.cancel.child_token();
         self.instances.push(stop.clone());
         tokio::spawn(gateway::run(listener, state, async move {
