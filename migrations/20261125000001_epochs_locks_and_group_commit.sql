@@ -80,13 +80,17 @@ END
 $$;
 
 -- A batch of orders, one array element per order (p_ticket_orders: the order's index in the batch,
--- repeated once per ticket, so the arrays of tickets stay flat). For each order, in the batch's
--- order, returns its outcome:
+-- from 1, repeated once per ticket, so the arrays of tickets stay flat). Returns each order's
+-- outcome:
 --   'booked'        with booked_at and one row per ticket
 --   'fenced'        the event's inventory epoch moved past the order's (a rebuild ran)
 --   'token_taken'   a booking with this token's jti exists already
 --   'number_taken'  a ticket number is sold already or out of range (Redis drifted)
--- Any other error fails the whole call, as it would fail one order alone.
+--   'refused:...'   any other error of this order alone (its SQLSTATE and constraint or message)
+--
+-- The whole batch is first written in two statements. Only if one order breaks a constraint is
+-- that attempt rolled back and every order written on its own, each in a subtransaction, so one
+-- bad order never fails the others. Fenced orders are simply not inserted, on either path.
 CREATE FUNCTION book_orders(
     p_bookings uuid[],
     p_events uuid[],
@@ -105,59 +109,97 @@ CREATE FUNCTION book_orders(
                  ticket_tier uuid, ticket_number integer)
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
+    n integer := coalesce(array_length(p_bookings, 1), 0);
     i integer;
     v_outcome text;
     v_created timestamptz;
-    v_ids uuid[];
-    v_tiers uuid[];
-    v_numbers integer[];
     v_constraint text;
-    v_locked uuid[] := '{}';
+    -- One element per ticket written: its order's index, the booking's time, the ticket.
+    v_orders integer[] := '{}';
+    v_times timestamptz[] := '{}';
+    v_ids uuid[] := '{}';
+    v_tiers uuid[] := '{}';
+    v_numbers integer[] := '{}';
+    -- Orders that failed on the slow path, with their outcome.
+    v_failed integer[] := '{}';
+    v_failures text[] := '{}';
 BEGIN
-    FOR i IN 1 .. coalesce(array_length(p_bookings, 1), 0) LOOP
-        -- Shared locks are taken once per event and held to the end of the transaction.
-        IF NOT p_events[i] = ANY (v_locked) THEN
-            PERFORM lock_event_shared(p_events[i]);
-            v_locked := v_locked || p_events[i];
-        END IF;
-        -- Rows returned are collected only once the order's subtransaction succeeded: a row
-        -- sent from inside a block that then fails would stay in the result.
-        BEGIN
+    -- Each event's lock, shared, held to the end of the transaction; taken in one order so two
+    -- batches (and the rebuilds queued between them) can never wait on each other in a cycle.
+    PERFORM lock_event_shared(e) FROM (SELECT DISTINCT e FROM unnest(p_events) AS e ORDER BY e) AS s;
+
+    -- Rows are collected into arrays and returned only at the end: a row returned from inside a
+    -- block that then fails would stay in the result.
+    BEGIN
+        WITH o AS (
+            SELECT * FROM unnest(p_bookings, p_events, p_emails, p_token_jtis, p_queues,
+                                 p_idempotency_keys, p_request_hashes, p_totals, p_epochs)
+                   WITH ORDINALITY AS o (id, event, email, jti, queue, key, hash, total, epoch, ord)
+        ), b AS (
             INSERT INTO bookings (id, event_id, buyer_email, status, token_jti, queue_id,
                                   idempotency_key, request_hash, total_cents)
-            SELECT p_bookings[i], p_events[i], p_emails[i], 'confirmed', p_token_jtis[i],
-                   p_queues[i], p_idempotency_keys[i], p_request_hashes[i], p_totals[i]
-              FROM events e WHERE e.id = p_events[i] AND e.inventory_epoch = p_epochs[i]
-            RETURNING created_at INTO v_created;
-            IF FOUND THEN
-                WITH t AS (
-                    INSERT INTO tickets (booking_id, tier_id, tier_capacity, number)
-                    SELECT p_bookings[i], x.tier, x.capacity, x.num
-                      FROM unnest(p_ticket_orders, p_ticket_tiers, p_ticket_capacities,
-                                  p_ticket_numbers) AS x (ord, tier, capacity, num)
-                     WHERE x.ord = i
-                    RETURNING tickets.id, tickets.tier_id, tickets.number
-                )
-                SELECT array_agg(t.id), array_agg(t.tier_id), array_agg(t.number)
-                  INTO v_ids, v_tiers, v_numbers FROM t;
-                v_outcome := 'booked';
-            ELSE
-                v_outcome := 'fenced';
-            END IF;
-        EXCEPTION WHEN OTHERS THEN
-            GET STACKED DIAGNOSTICS v_constraint = CONSTRAINT_NAME;
-            v_outcome := CASE
-                WHEN v_constraint = 'bookings_token_jti_key' THEN 'token_taken'
-                WHEN v_constraint IN ('tickets_tier_number_key', 'tickets_number_in_range')
-                     THEN 'number_taken'
-                ELSE 'refused:' || SQLSTATE || ' ' || coalesce(nullif(v_constraint, ''), SQLERRM) END;
-        END;
-        IF v_outcome = 'booked' THEN
-            RETURN QUERY SELECT i, v_outcome, v_created, x.id, x.tier, x.num
-                           FROM unnest(v_ids, v_tiers, v_numbers) AS x (id, tier, num);
-        ELSE
-            RETURN QUERY SELECT i, v_outcome, NULL::timestamptz, NULL::uuid, NULL::uuid, NULL::integer;
-        END IF;
-    END LOOP;
+            SELECT o.id, o.event, o.email, 'confirmed', o.jti, o.queue, o.key, o.hash, o.total
+              FROM o JOIN events e ON e.id = o.event AND e.inventory_epoch = o.epoch
+            RETURNING bookings.id, bookings.created_at
+        ), t AS (
+            INSERT INTO tickets (booking_id, tier_id, tier_capacity, number)
+            SELECT b.id, x.tier, x.capacity, x.num
+              FROM unnest(p_ticket_orders, p_ticket_tiers, p_ticket_capacities, p_ticket_numbers)
+                   AS x (ord, tier, capacity, num)
+              JOIN b ON b.id = p_bookings[x.ord]
+            RETURNING tickets.booking_id, tickets.id, tickets.tier_id, tickets.number
+        )
+        SELECT coalesce(array_agg(o.ord::integer), '{}'), coalesce(array_agg(b.created_at), '{}'),
+               coalesce(array_agg(t.id), '{}'), coalesce(array_agg(t.tier_id), '{}'),
+               coalesce(array_agg(t.number), '{}')
+          INTO v_orders, v_times, v_ids, v_tiers, v_numbers
+          FROM t JOIN b ON b.id = t.booking_id JOIN o ON o.id = b.id;
+    EXCEPTION WHEN OTHERS THEN
+        v_orders := '{}'; v_times := '{}'; v_ids := '{}'; v_tiers := '{}'; v_numbers := '{}';
+        FOR i IN 1 .. n LOOP
+            BEGIN
+                INSERT INTO bookings (id, event_id, buyer_email, status, token_jti, queue_id,
+                                      idempotency_key, request_hash, total_cents)
+                SELECT p_bookings[i], p_events[i], p_emails[i], 'confirmed', p_token_jtis[i],
+                       p_queues[i], p_idempotency_keys[i], p_request_hashes[i], p_totals[i]
+                  FROM events e WHERE e.id = p_events[i] AND e.inventory_epoch = p_epochs[i]
+                RETURNING created_at INTO v_created;
+                IF FOUND THEN
+                    WITH t AS (
+                        INSERT INTO tickets (booking_id, tier_id, tier_capacity, number)
+                        SELECT p_bookings[i], x.tier, x.capacity, x.num
+                          FROM unnest(p_ticket_orders, p_ticket_tiers, p_ticket_capacities,
+                                      p_ticket_numbers) AS x (ord, tier, capacity, num)
+                         WHERE x.ord = i
+                        RETURNING tickets.id, tickets.tier_id, tickets.number
+                    )
+                    SELECT v_orders || array_agg(i), v_times || array_agg(v_created),
+                           v_ids || array_agg(t.id), v_tiers || array_agg(t.tier_id),
+                           v_numbers || array_agg(t.number)
+                      INTO v_orders, v_times, v_ids, v_tiers, v_numbers FROM t;
+                END IF;
+            EXCEPTION WHEN OTHERS THEN
+                GET STACKED DIAGNOSTICS v_constraint = CONSTRAINT_NAME;
+                v_outcome := CASE
+                    WHEN v_constraint = 'bookings_token_jti_key' THEN 'token_taken'
+                    WHEN v_constraint IN ('tickets_tier_number_key', 'tickets_number_in_range')
+                         THEN 'number_taken'
+                    ELSE 'refused:' || SQLSTATE || ' ' || coalesce(nullif(v_constraint, ''), SQLERRM) END;
+                v_failed := v_failed || i;
+                v_failures := v_failures || v_outcome;
+            END;
+        END LOOP;
+    END;
+
+    RETURN QUERY
+        SELECT x.ord, 'booked'::text, x.created, x.id, x.tier, x.num
+          FROM unnest(v_orders, v_times, v_ids, v_tiers, v_numbers) AS x (ord, created, id, tier, num)
+        UNION ALL
+        SELECT f.ord, f.outcome, NULL::timestamptz, NULL::uuid, NULL::uuid, NULL::integer
+          FROM unnest(v_failed, v_failures) AS f (ord, outcome)
+        UNION ALL
+        SELECT g.ord, 'fenced'::text, NULL::timestamptz, NULL::uuid, NULL::uuid, NULL::integer
+          FROM generate_series(1, n) AS g (ord)
+         WHERE g.ord <> ALL (v_orders) AND g.ord <> ALL (v_failed);
 END
 $$;

@@ -639,3 +639,92 @@ async fn availability_cors_and_metrics_behave(db: PgPool) {
     assert_eq!(status, 200);
     assert!(doc["paths"].get("/api/bookings").is_some());
 }
+
+/// One group commit with every kind of order in it: the good ones are stored, each bad one gets
+/// its own outcome, and none fails the others (the batch falls back to one subtransaction per
+/// order only when the two-statement write of the whole batch breaks a constraint).
+#[sqlx::test(migrations = "../migrations")]
+async fn one_bad_order_never_fails_its_batch(db: PgPool) {
+    use booking::db::bookings::{insert_batch, NewBooking};
+    use booking::writer::Written;
+    use ticketing::inventory::Epoch;
+
+    let system = System::start(db.clone()).await;
+    let event = system.create_event(&[("GA", 10)], open_room()).await;
+    let (tier, epoch): (Uuid, i64) = sqlx::query_as(
+        "SELECT t.id, e.inventory_epoch FROM ticket_tiers t JOIN events e ON e.id = t.event_id
+          WHERE e.id = $1",
+    )
+    .bind(event)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let order = |numbers: &[i32], epoch: i64, jti: Uuid| NewBooking {
+        id: Uuid::new_v4(),
+        event_id: event,
+        buyer_email: "batch@example.com".into(),
+        token_jti: jti,
+        queue_id: Uuid::new_v4(),
+        idempotency_key: None,
+        request_hash: vec![0],
+        total_cents: 1000 * numbers.len() as i64,
+        epoch: Epoch(epoch),
+        tickets: numbers.iter().map(|n| (tier, 10, *n)).collect(),
+    };
+    // A clean batch takes the two-statement path.
+    let first = order(&[1, 2], epoch, Uuid::new_v4());
+    let clean = insert_batch(&db, &[&first, &order(&[3], epoch, Uuid::new_v4())])
+        .await
+        .unwrap();
+    assert!(clean
+        .values()
+        .all(|w| matches!(w, Written::Booked { tickets, .. } if !tickets.is_empty())));
+
+    let good = order(&[4, 5], epoch, Uuid::new_v4());
+    let orders = [
+        order(&[2], epoch, Uuid::new_v4()),     // number sold already
+        order(&[6], epoch, first.token_jti),    // token booked already
+        good.clone(),                           // fine
+        order(&[7], epoch + 1, Uuid::new_v4()), // reserved under another epoch
+        order(&[11], epoch, Uuid::new_v4()),    // beyond the capacity
+    ];
+    let refs: Vec<&NewBooking> = orders.iter().collect();
+    let outcomes = insert_batch(&db, &refs).await.unwrap();
+    assert!(
+        matches!(outcomes[&0], Written::NumberTaken),
+        "{:?}",
+        outcomes[&0]
+    );
+    assert!(
+        matches!(outcomes[&1], Written::TokenTaken),
+        "{:?}",
+        outcomes[&1]
+    );
+    match &outcomes[&2] {
+        Written::Booked { tickets, .. } => {
+            let mut numbers: Vec<i32> = tickets.iter().map(|t| t.number).collect();
+            numbers.sort_unstable();
+            assert_eq!(numbers, [4, 5]);
+        }
+        other => panic!("the good order was not booked: {other:?}"),
+    }
+    assert!(
+        matches!(outcomes[&3], Written::Fenced),
+        "{:?}",
+        outcomes[&3]
+    );
+    assert!(
+        matches!(outcomes[&4], Written::NumberTaken),
+        "{:?}",
+        outcomes[&4]
+    );
+    let stored: Vec<i32> = sqlx::query_scalar(
+        "SELECT k.number FROM tickets k JOIN bookings b ON b.id = k.booking_id
+          WHERE b.event_id = $1 ORDER BY k.number",
+    )
+    .bind(event)
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert_eq!(stored, [1, 2, 3, 4, 5], "exactly the good orders' tickets");
+}
