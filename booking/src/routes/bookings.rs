@@ -273,17 +273,15 @@ pub async fn cancel(
     let tiers = tiers_of(&state, event_id).await?;
     // The transaction and the restock run to the end even if the client goes away: a cancel
     // cut between Postgres and Redis would keep its numbers off sale until the reconciler.
-    let db = state.db.clone();
-    let cancelled = ticketing::detached::finish(async move {
-        bookings::cancel(&db, booking_id, event_id)
-            .await
-            .map_err(ApiError::from)
-    })
-    .await?;
-    if let Some(cancelled) = cancelled {
+    let (worker, tiers_of_event) = (state.clone(), tiers.clone());
+    ticketing::detached::finish(async move {
+        let state = worker;
+        let Some(cancelled) = bookings::cancel(&state.db, booking_id, event_id).await? else {
+            return Ok::<_, ApiError>(());
+        };
         let mut freed = Numbers::new();
         for (tier_id, number) in cancelled.freed {
-            if let Some(tier) = tiers.by_id(tier_id) {
+            if let Some(tier) = tiers_of_event.by_id(tier_id) {
                 freed.entry(tier.code.clone()).or_default().push(number);
             }
         }
@@ -295,7 +293,9 @@ pub async fn cancel(
             Err(e) => tracing::warn!(error = %e, "restock failed; left to the reconciler"),
         }
         metrics::counter!("bookings_cancelled_total").increment(1);
-    }
+        Ok(())
+    })
+    .await?;
     let stored = bookings::find(&state.db, booking_id)
         .await?
         .ok_or(ApiError::BookingNotFound)?;
