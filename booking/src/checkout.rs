@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use ticketing::inventory::{self, Epoch, Numbers, ReleaseMode, Reservation};
 use ticketing::rebuild::{self, When};
-use ticketing::token::EntryClaims;
+use ticketing::token::{EntryClaims, TokenId};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -336,7 +336,7 @@ impl Checkout {
             &state.redis,
             self.order.event_id,
             reserved.epoch,
-            &self.claims.jti.to_string(),
+            self.claims.jti,
             mode,
             &self.tiers.codes(),
         )
@@ -352,7 +352,7 @@ impl Checkout {
 /// token that booked with another key (or none). None when the token has no booking.
 pub async fn replay(
     state: &AppState,
-    jti: Uuid,
+    jti: TokenId,
     key: &str,
     fingerprint: &[u8],
 ) -> Result<Option<Result<StoredBooking, ApiError>>, ApiError> {

@@ -8,8 +8,7 @@ use axum::extract::FromRef;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sqlx::PgPool;
 use ticketing::redis_client::RedisClient;
-use ticketing::token::EntryVerifier;
-use uuid::Uuid;
+use ticketing::token::{EntryVerifier, TokenId};
 
 use crate::access::AccessCodes;
 use crate::config::BookingConfig;
@@ -27,7 +26,7 @@ pub struct AppState {
     pub sold_out: SoldOutMemory,
     pub writer: Writer,
     /// Requests per entry token.
-    pub per_token: Arc<DefaultKeyedRateLimiter<Uuid>>,
+    pub per_token: Arc<DefaultKeyedRateLimiter<TokenId>>,
     pub config: Arc<BookingConfig>,
 }
 
@@ -75,7 +74,7 @@ impl AppState {
 
 /// Keeps the per-token limiter's memory bounded: tokens idle long enough to be back at a full
 /// burst are forgotten every few seconds.
-fn forget_idle_tokens(limiter: &Arc<DefaultKeyedRateLimiter<Uuid>>) {
+fn forget_idle_tokens(limiter: &Arc<DefaultKeyedRateLimiter<TokenId>>) {
     let limiter = Arc::downgrade(limiter);
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(5));

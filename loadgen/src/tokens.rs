@@ -25,7 +25,7 @@ impl Minter {
         self.signer.sign(&EntryClaims {
             sub: Uuid::new_v4(),
             evt: event,
-            jti: Uuid::new_v4(),
+            jti: ticketing::token::TokenId::new_v4(),
             iat: now,
             exp: now + ttl_s,
             max: 8,

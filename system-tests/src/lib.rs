@@ -52,7 +52,7 @@ impl Keys {
         let claims = EntryClaims {
             sub: Uuid::new_v4(),
             evt: event_id,
-            jti: Uuid::new_v4(),
+            jti: ticketing::token::TokenId::new_v4(),
             iat: now,
             exp: now + ttl_s,
             max,

@@ -526,7 +526,7 @@ async fn a_reservation_that_never_became_a_booking_is_released(db: PgPool) {
     let held = ticketing::inventory::reserve(
         &system.redis,
         event,
-        Uuid::new_v4(),
+        ticketing::token::TokenId::new_v4(),
         0,
         "fingerprint",
         &[("GA".into(), 3)],
@@ -648,6 +648,7 @@ async fn one_bad_order_never_fails_its_batch(db: PgPool) {
     use booking::db::bookings::{insert_batch, NewBooking};
     use booking::writer::Written;
     use ticketing::inventory::Epoch;
+    use ticketing::token::TokenId;
 
     let system = System::start(db.clone()).await;
     let event = system.create_event(&[("GA", 10)], open_room()).await;
@@ -659,7 +660,7 @@ async fn one_bad_order_never_fails_its_batch(db: PgPool) {
     .fetch_one(&db)
     .await
     .unwrap();
-    let order = |numbers: &[i32], epoch: i64, jti: Uuid| NewBooking {
+    let order = |numbers: &[i32], epoch: i64, jti: TokenId| NewBooking {
         id: Uuid::new_v4(),
         event_id: event,
         buyer_email: "batch@example.com".into(),
@@ -672,21 +673,21 @@ async fn one_bad_order_never_fails_its_batch(db: PgPool) {
         tickets: numbers.iter().map(|n| (tier, 10, *n)).collect(),
     };
     // A clean batch takes the two-statement path.
-    let first = order(&[1, 2], epoch, Uuid::new_v4());
-    let clean = insert_batch(&db, &[&first, &order(&[3], epoch, Uuid::new_v4())])
+    let first = order(&[1, 2], epoch, TokenId::new_v4());
+    let clean = insert_batch(&db, &[&first, &order(&[3], epoch, TokenId::new_v4())])
         .await
         .unwrap();
     assert!(clean
         .values()
         .all(|w| matches!(w, Written::Booked { tickets, .. } if !tickets.is_empty())));
 
-    let good = order(&[4, 5], epoch, Uuid::new_v4());
+    let good = order(&[4, 5], epoch, TokenId::new_v4());
     let orders = [
-        order(&[2], epoch, Uuid::new_v4()),     // number sold already
-        order(&[6], epoch, first.token_jti),    // token booked already
-        good.clone(),                           // fine
-        order(&[7], epoch + 1, Uuid::new_v4()), // reserved under another epoch
-        order(&[11], epoch, Uuid::new_v4()),    // beyond the capacity
+        order(&[2], epoch, TokenId::new_v4()), // number sold already
+        order(&[6], epoch, first.token_jti),   // token booked already
+        good.clone(),                          // fine
+        order(&[7], epoch + 1, TokenId::new_v4()), // reserved under another epoch
+        order(&[11], epoch, TokenId::new_v4()), // beyond the capacity
     ];
     let refs: Vec<&NewBooking> = orders.iter().collect();
     let outcomes = insert_batch(&db, &refs).await.unwrap();

@@ -10,6 +10,7 @@ use system_tests::private_redis::PrivateRedis;
 use system_tests::processes::PrivatePostgres;
 use ticketing::inventory::{self, Reservation};
 use ticketing::redis_client::RedisClient;
+use ticketing::token::TokenId;
 use uuid::Uuid;
 
 struct Store {
@@ -33,7 +34,7 @@ impl Store {
         let reserved = inventory::reserve(
             &self.redis,
             self.event,
-            jti,
+            TokenId(jti),
             hold_ms,
             "fp",
             &[(code.to_string(), quantity)],
@@ -50,7 +51,7 @@ impl Store {
     async fn book(&self, jti: Uuid, code: &str, quantity: u32) -> Value {
         let numbers = self.reserve(jti, code, quantity, 60_000).await;
         let body = self.insert(jti, code, &numbers).await;
-        inventory::confirm(&self.redis, self.event, jti, Uuid::nil())
+        inventory::confirm(&self.redis, self.event, TokenId(jti), Uuid::nil())
             .await
             .expect("confirm");
         body

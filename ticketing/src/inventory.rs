@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::keys::EventKeys;
 use crate::lua_reply::{array, int, malformed, pairs, text};
 use crate::redis_client::RedisClient;
+use crate::token::TokenId;
 
 static RESERVE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/reserve.lua")));
@@ -102,7 +103,7 @@ pub enum Reservation {
 pub async fn reserve(
     redis: &RedisClient,
     event_id: Uuid,
-    jti: Uuid,
+    jti: TokenId,
     hold_ttl_ms: u64,
     fingerprint: &str,
     tiers: &[(String, u32)],
@@ -114,7 +115,7 @@ pub async fn reserve(
         .key(keys.used_tokens())
         .key(keys.holds())
         .key(keys.hold_numbers())
-        .arg(jti.to_string())
+        .arg(jti)
         .arg(hold_ttl_ms)
         .arg(fingerprint);
     for (code, quantity) in tiers {
@@ -205,7 +206,7 @@ pub async fn release(
     redis: &RedisClient,
     event_id: Uuid,
     epoch: Epoch,
-    jti: &str,
+    jti: TokenId,
     mode: ReleaseMode,
     all_tiers: &[String],
 ) -> RedisResult<Released> {
@@ -237,7 +238,7 @@ pub async fn release(
 pub async fn confirm(
     redis: &RedisClient,
     event_id: Uuid,
-    jti: Uuid,
+    jti: TokenId,
     queue_id: Uuid,
 ) -> RedisResult<()> {
     let keys = EventKeys::new(event_id);
@@ -246,7 +247,7 @@ pub async fn confirm(
         .key(keys.hold_numbers())
         .key(keys.admitted())
         .key(keys.stats())
-        .arg(jti.to_string())
+        .arg(jti)
         .arg(queue_id.as_bytes().as_slice())
         .invoke_async(&mut redis.clone())
         .await?;
@@ -291,7 +292,7 @@ pub struct Snapshot {
     pub epoch: Option<Epoch>,
     pub tiers: HashMap<String, TierStock>,
     /// Open holds: reservation id → numbers.
-    pub holds: HashMap<String, Numbers>,
+    pub holds: HashMap<TokenId, Numbers>,
 }
 
 impl Snapshot {
@@ -334,7 +335,10 @@ pub async fn snapshot(redis: &RedisClient, event_id: Uuid) -> RedisResult<Snapsh
         }
     }
     for (jti, held) in parts.get(1).map(pairs).unwrap_or_default() {
-        snapshot.holds.insert(jti, parse_held(&held));
+        // Every reservation id is a token id; anything else is not a hold of this system.
+        if let Ok(jti) = jti.parse() {
+            snapshot.holds.insert(jti, parse_held(&held));
+        }
     }
     Ok(snapshot)
 }
@@ -377,12 +381,13 @@ pub async fn availability(
 }
 
 /// Reservation ids whose hold deadline passed by Redis's clock, at most 500.
-pub async fn overdue_holds(redis: &RedisClient, event_id: Uuid) -> RedisResult<Vec<String>> {
-    OVERDUE
+pub async fn overdue_holds(redis: &RedisClient, event_id: Uuid) -> RedisResult<Vec<TokenId>> {
+    let ids: Vec<String> = OVERDUE
         .key(EventKeys::new(event_id).holds())
         .arg(500)
         .invoke_async(&mut redis.clone())
-        .await
+        .await?;
+    Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
 }
 
 /// One tier of an inventory rebuilt from Postgres.

@@ -14,6 +14,48 @@ use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// An entry token's unique id (`jti`): the token's claim, the reservation id of its hold in Redis
+/// (`holds`, `holdv`, `used`), and `bookings.token_jti` in Postgres (uuid, unique: one booking
+/// per token).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type,
+)]
+#[serde(transparent)]
+#[sqlx(transparent)]
+pub struct TokenId(pub Uuid);
+
+impl TokenId {
+    pub fn new_v4() -> Self {
+        Self(Uuid::new_v4())
+    }
+}
+
+impl std::fmt::Display for TokenId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::str::FromStr for TokenId {
+    type Err = uuid::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(Self)
+    }
+}
+
+impl redis::ToRedisArgs for TokenId {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        // The hyphenated text form, the same the reservation id has in every script.
+        out.write_arg(
+            self.0
+                .hyphenated()
+                .encode_lower(&mut Uuid::encode_buffer())
+                .as_bytes(),
+        )
+    }
+}
+
 /// What an entry token says.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EntryClaims {
@@ -22,7 +64,7 @@ pub struct EntryClaims {
     /// The event this token admits to.
     pub evt: Uuid,
     /// Unique token id; one booking per token.
-    pub jti: Uuid,
+    pub jti: TokenId,
     pub iat: i64,
     pub exp: i64,
     /// Most tickets this token may book.
@@ -261,7 +303,7 @@ mod tests {
         EntryClaims {
             sub: Uuid::new_v4(),
             evt: Uuid::new_v4(),
-            jti: Uuid::new_v4(),
+            jti: TokenId::new_v4(),
             iat: now,
             exp: now + exp_in,
             max: 6,

@@ -15,6 +15,7 @@ use ticketing::inventory::{
 };
 use ticketing::keys::EventKeys;
 use ticketing::redis_client::RedisClient;
+use ticketing::token::TokenId;
 use uuid::Uuid;
 
 /// The epoch of the first load; every rebuild, failed or not, takes the next one (as the
@@ -87,15 +88,15 @@ struct Model {
     sold: BTreeMap<String, BTreeSet<u32>>,
     /// Numbers dropped by a discarding release: off sale until a rebuild.
     discarded: BTreeMap<String, BTreeSet<u32>>,
-    holds: BTreeMap<Uuid, Numbers>,
+    holds: BTreeMap<TokenId, Numbers>,
     bookings: Vec<Booked>,
     /// Tokens whose reservation is held or booked. A release frees its token again, so a buyer
     /// whose booking failed after reserving can retry with the same token.
-    used: BTreeSet<Uuid>,
+    used: BTreeSet<TokenId>,
     /// Every token that ever tried to reserve, in order.
-    tokens: Vec<Uuid>,
+    tokens: Vec<TokenId>,
     /// The request each hold was made for.
-    requests: BTreeMap<Uuid, Vec<(String, u32)>>,
+    requests: BTreeMap<TokenId, Vec<(String, u32)>>,
     booked_total: i64,
     /// The live epoch, and the last one handed out.
     epoch: i64,
@@ -163,7 +164,7 @@ impl Model {
         i64::from(self.capacity[code]) - self.taken(code).len() as i64
     }
 
-    fn expect_reserve(&self, jti: Uuid, request: &[(String, u32)]) -> Expected {
+    fn expect_reserve(&self, jti: TokenId, request: &[(String, u32)]) -> Expected {
         if self.used.contains(&jti) {
             return match self.requests.get(&jti) {
                 Some(held_for) if self.holds.contains_key(&jti) && held_for == request => {
@@ -195,11 +196,11 @@ impl Model {
         }
     }
 
-    fn pick_token(&self, pick: &Index) -> Option<Uuid> {
+    fn pick_token(&self, pick: &Index) -> Option<TokenId> {
         (!self.tokens.is_empty()).then(|| self.tokens[pick.index(self.tokens.len())])
     }
 
-    fn token(&self, pick: &Pick) -> Uuid {
+    fn token(&self, pick: &Pick) -> TokenId {
         let holding = match pick {
             Pick::Holding(i) if !self.holds.is_empty() => {
                 self.holds.keys().nth(i.index(self.holds.len()))
@@ -210,7 +211,7 @@ impl Model {
             Pick::Holding(i) | Pick::Tried(i) => self.pick_token(i),
             Pick::Fresh => None,
         };
-        holding.copied().or(tried).unwrap_or_else(Uuid::new_v4)
+        holding.copied().or(tried).unwrap_or_else(TokenId::new_v4)
     }
 
     /// What a rebuild reads from Postgres: per tier, the numbers sold (not cancelled).
@@ -426,7 +427,11 @@ impl Case {
             .collect()
     }
 
-    async fn reserve(&mut self, jti: Uuid, request: &[(String, u32)]) -> Result<(), TestCaseError> {
+    async fn reserve(
+        &mut self,
+        jti: TokenId,
+        request: &[(String, u32)],
+    ) -> Result<(), TestCaseError> {
         let expected = self.model.expect_reserve(jti, request);
         if !self.model.tokens.contains(&jti) {
             self.model.tokens.push(jti);
@@ -511,7 +516,7 @@ impl Case {
 
     async fn release(
         &mut self,
-        jti: Uuid,
+        jti: TokenId,
         epoch: Epoch,
         mode: ReleaseMode,
     ) -> Result<(), TestCaseError> {
@@ -519,7 +524,7 @@ impl Case {
             &self.redis,
             self.event_id,
             epoch,
-            &jti.to_string(),
+            jti,
             mode,
             &self.model.codes,
         )
@@ -545,7 +550,7 @@ impl Case {
         Ok(())
     }
 
-    async fn confirm(&mut self, jti: Uuid) -> Result<(), TestCaseError> {
+    async fn confirm(&mut self, jti: TokenId) -> Result<(), TestCaseError> {
         inventory::confirm(&self.redis, self.event_id, jti, Uuid::new_v4())
             .await
             .map_err(fail)?;
@@ -628,18 +633,18 @@ impl Case {
         match op {
             Op::Reserve(request) => {
                 let request = self.codes_of(request);
-                self.reserve(Uuid::new_v4(), &request).await
+                self.reserve(TokenId::new_v4(), &request).await
             }
             Op::ReuseToken(pick, request) => {
                 let request = self.codes_of(request);
-                let jti = self.model.pick_token(pick).unwrap_or_else(Uuid::new_v4);
+                let jti = self.model.pick_token(pick).unwrap_or_else(TokenId::new_v4);
                 self.reserve(jti, &request).await
             }
             Op::ReserveUnknownTier(place, request) => {
                 let mut request = self.codes_of(request);
                 let at = place.index(request.len() + 1);
                 request.insert(at, (UNKNOWN_TIER.to_string(), 1));
-                self.reserve(Uuid::new_v4(), &request).await
+                self.reserve(TokenId::new_v4(), &request).await
             }
             Op::Retry(pick) => self.retry(pick).await,
             Op::Rebuild => self.rebuild().await,
@@ -649,7 +654,7 @@ impl Case {
                 self.release(self.model.token(pick), epoch, *mode).await
             }
             Op::ReleaseStale(pick) => {
-                let jti = self.model.pick_token(pick).unwrap_or_else(Uuid::new_v4);
+                let jti = self.model.pick_token(pick).unwrap_or_else(TokenId::new_v4);
                 self.release(jti, self.other_epoch(), ReleaseMode::Return)
                     .await
             }
@@ -709,7 +714,7 @@ impl Case {
         let held: BTreeMap<String, Numbers> = snapshot
             .holds
             .into_iter()
-            .map(|(jti, numbers)| (jti, sorted(numbers)))
+            .map(|(jti, numbers)| (jti.to_string(), sorted(numbers)))
             .collect();
         let expected_held: BTreeMap<String, Numbers> = self
             .model
@@ -727,7 +732,7 @@ impl Case {
             .await
             .map_err(fail)?;
         let expected_deadlines: BTreeSet<String> =
-            self.model.holds.keys().map(Uuid::to_string).collect();
+            self.model.holds.keys().map(TokenId::to_string).collect();
         prop_assert_eq!(deadlines, expected_deadlines, "hold deadlines");
 
         let used: BTreeSet<String> = redis::cmd("SMEMBERS")
@@ -735,7 +740,8 @@ impl Case {
             .query_async(&mut conn)
             .await
             .map_err(fail)?;
-        let expected_used: BTreeSet<String> = self.model.used.iter().map(Uuid::to_string).collect();
+        let expected_used: BTreeSet<String> =
+            self.model.used.iter().map(TokenId::to_string).collect();
         prop_assert_eq!(used, expected_used, "used tokens");
 
         let soldout: Option<String> = redis::cmd("HGET")
@@ -800,7 +806,7 @@ async fn run(tiers: Vec<TierSpec>, ops: Vec<Op>) -> Result<(), TestCaseError> {
         model: Model::default(),
     };
     let outcome = async {
-        let first = Uuid::new_v4();
+        let first = TokenId::new_v4();
         let before = inventory::reserve(&case.redis, event_id, first, 0, "x", &[("x".into(), 1)])
             .await
             .map_err(fail)?;

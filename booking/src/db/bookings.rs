@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use ticketing::inventory::Epoch;
+use ticketing::token::TokenId;
 use uuid::Uuid;
 
 use crate::domain::BookingStatus;
@@ -17,7 +18,7 @@ pub struct BookingRow {
     #[sqlx(try_from = "String")]
     pub status: BookingStatus,
     pub buyer_email: String,
-    pub token_jti: Uuid,
+    pub token_jti: TokenId,
     pub idempotency_key: Option<String>,
     pub request_hash: Vec<u8>,
     pub total_cents: i64,
@@ -44,7 +45,7 @@ pub struct NewBooking {
     pub id: Uuid,
     pub event_id: Uuid,
     pub buyer_email: String,
-    pub token_jti: Uuid,
+    pub token_jti: TokenId,
     pub queue_id: Uuid,
     pub idempotency_key: Option<String>,
     pub request_hash: Vec<u8>,
@@ -99,7 +100,7 @@ pub async fn insert_batch(
             .map(|o| o.buyer_email.as_str())
             .collect::<Vec<_>>(),
     )
-    .bind(column(|o| o.token_jti))
+    .bind(orders.iter().map(|o| o.token_jti).collect::<Vec<_>>())
     .bind(column(|o| o.queue_id))
     .bind(
         orders
@@ -184,7 +185,7 @@ pub async fn find(db: &PgPool, id: Uuid) -> sqlx::Result<Option<StoredBooking>> 
     with_tickets(db, booking).await
 }
 
-pub async fn find_by_token(db: &PgPool, jti: Uuid) -> sqlx::Result<Option<StoredBooking>> {
+pub async fn find_by_token(db: &PgPool, jti: TokenId) -> sqlx::Result<Option<StoredBooking>> {
     let booking = sqlx::query_as(&format!(
         "SELECT {BOOKING_COLUMNS} FROM bookings WHERE token_jti = $1"
     ))

@@ -11,7 +11,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use ticketing::queue::{self, EntryAction, Standing};
 use ticketing::rebuild::{self, When};
-use ticketing::token::EntryClaims;
+use ticketing::token::{EntryClaims, TokenId};
 use uuid::Uuid;
 
 use crate::db::events::EventRow;
@@ -238,7 +238,7 @@ async fn sign_entry(
     let claims = EntryClaims {
         sub: queue_id,
         evt: event.id,
-        jti: Uuid::new_v4(),
+        jti: TokenId::new_v4(),
         iat: now.timestamp(),
         exp: expires_ms / 1000,
         max: event.max_per_booking.max(1) as u32,

@@ -27,18 +27,15 @@ pub async fn sweep(db: &PgPool, redis: &RedisClient, event_id: Uuid) -> anyhow::
             .await?;
     let mut released = 0;
     for jti in overdue {
-        let Ok(token_id) = jti.parse::<Uuid>() else {
-            continue;
-        };
         let booked: Option<Uuid> =
             sqlx::query_scalar("SELECT queue_id FROM bookings WHERE token_jti = $1")
-                .bind(token_id)
+                .bind(jti)
                 .fetch_optional(db)
                 .await?;
         match booked {
-            Some(queue_id) => inventory::confirm(redis, event_id, token_id, queue_id).await?,
+            Some(queue_id) => inventory::confirm(redis, event_id, jti, queue_id).await?,
             None => {
-                if inventory::release(redis, event_id, epoch, &jti, ReleaseMode::Return, &codes)
+                if inventory::release(redis, event_id, epoch, jti, ReleaseMode::Return, &codes)
                     .await?
                     == Released::Released
                 {

@@ -12,6 +12,7 @@ use ticketing::keys::EventKeys;
 use ticketing::queue;
 use ticketing::rebuild::{self, When};
 use ticketing::redis_client::RedisClient;
+use ticketing::token::TokenId;
 use uuid::Uuid;
 
 use crate::events::WatchedEvent;
@@ -68,11 +69,7 @@ pub async fn reconcile(
         return Ok(repair);
     }
 
-    let holds: Vec<Uuid> = snapshot
-        .holds
-        .keys()
-        .filter_map(|j| j.parse().ok())
-        .collect();
+    let holds: Vec<TokenId> = snapshot.holds.keys().copied().collect();
     let issued: Vec<(String, i32, i64)> = sqlx::query_as(
         "SELECT t.code, t.capacity, count(k.id)
            FROM ticket_tiers t
