@@ -4,15 +4,17 @@
 -- KEYS[2]  ev:{E}:used
 -- KEYS[3]  ev:{E}:holds
 -- KEYS[4]  ev:{E}:holdv
--- KEYS[4+i] ev:{E}:free:<ARGV[3+i]>, one per tier of the event
+-- KEYS[4+i] ev:{E}:free:<ARGV[4+i]>, one per tier of the event
 -- ARGV[1]  the inventory epoch the reservation was made under
 -- ARGV[2]  reservation id
 -- ARGV[3]  "return" puts the numbers back on sale; "discard" drops them (they may be sold in
 --          Postgres already; the reconciler will rebuild the event)
--- ARGV[4..] tier codes, matching KEYS[5..]
+-- ARGV[4]  the attempt releasing it; empty for the sweeper (any attempt, once overdue)
+-- ARGV[5..] tier codes, matching KEYS[5..]
 --
--- Returns "released", "none" (no such hold: already confirmed or released) or "stale" (the
--- inventory was rebuilt since; the rebuild already accounted for this reservation).
+-- Returns "released", "none" (no such hold: already confirmed or released), "stale" (the
+-- inventory was rebuilt since; the rebuild already accounted for this reservation) or
+-- "superseded" (a retry with the same token continued the hold: it is that attempt's now).
 
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then
   return 'stale'
@@ -22,12 +24,16 @@ if not held then
   return 'none'
 end
 
--- The hold's value is "<fingerprint>|VIP=1,2;GA=7".
-held = string.gsub(held, '^[^|]*|', '')
+-- The hold's value is "<fingerprint>|<attempt>|VIP=1,2;GA=7".
+local attempt, numbers = string.match(held, '^[^|]*|([^|]*)|(.*)$')
+if ARGV[4] ~= '' and attempt ~= ARGV[4] then
+  return 'superseded'
+end
+held = numbers
 if ARGV[3] == 'return' then
   local free = {}
-  for i = 4, #ARGV do
-    free[ARGV[i]] = KEYS[i + 1]
+  for i = 5, #ARGV do
+    free[ARGV[i]] = KEYS[i]
   end
   for part in string.gmatch(held, '[^;]+') do
     local code, list = string.match(part, '^(.-)=(.*)$')

@@ -3,13 +3,15 @@
 -- KEYS[1]  ev:{E}:inv     inventory hash (epoch, soldout, <tier>:cap/:next/:avail)
 -- KEYS[2]  ev:{E}:used    set of token ids that already reserved
 -- KEYS[3]  ev:{E}:holds   zset reservation id -> hold deadline (ms)
--- KEYS[4]  ev:{E}:holdv   hash reservation id -> "<fingerprint>|VIP=1,2;GA=7"
+-- KEYS[4]  ev:{E}:holdv   hash reservation id -> "<fingerprint>|<attempt>|VIP=1,2;GA=7"
 -- KEYS[4+i] ev:{E}:free:<tier i>  free numbers of the i-th requested tier
 -- ARGV[1]  reservation id (the entry token's jti)
 -- ARGV[2]  hold time to live, ms: the deadline is Redis's clock plus this, so every process
 --          that compares deadlines (booking, sweeper) reads the same clock
 -- ARGV[3]  the request's fingerprint (hex), kept with the hold
--- ARGV[4..] pairs: tier code, quantity (quantity >= 1)
+-- ARGV[4]  this attempt's id: the hold belongs to the latest attempt that made or continued
+--          it, and only that attempt (or the sweeper) may release it
+-- ARGV[5..] pairs: tier code, quantity (quantity >= 1)
 --
 -- Returns one of
 --   {"held", epoch, code1, {numbers...}, code2, {numbers...}, ...}
@@ -36,11 +38,12 @@ if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
   if not held then
     return {'used'}
   end
-  local fingerprint, parts = string.match(held, '^([^|]*)|(.*)$')
+  local fingerprint, parts = string.match(held, '^([^|]*)|[^|]*|(.*)$')
   if fingerprint ~= ARGV[3] then
     return {'other_request'}
   end
   redis.call('ZADD', KEYS[3], deadline, ARGV[1])
+  redis.call('HSET', KEYS[4], ARGV[1], ARGV[3] .. '|' .. ARGV[4] .. '|' .. parts)
   local out = {'continued', redis.call('HGET', KEYS[1], 'epoch')}
   for part in string.gmatch(parts, '[^;]+') do
     local code, list = string.match(part, '^(.-)=(.*)$')
@@ -54,12 +57,12 @@ if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
   return out
 end
 
-local tiers = (#ARGV - 3) / 2
+local tiers = (#ARGV - 4) / 2
 local short = {'short'}
 local seen = {}
 for i = 1, tiers do
-  local code = ARGV[2 + 2 * i]
-  local want = tonumber(ARGV[3 + 2 * i])
+  local code = ARGV[3 + 2 * i]
+  local want = tonumber(ARGV[4 + 2 * i])
   if seen[code] then
     return {'duplicate_tier', code}
   end
@@ -86,8 +89,8 @@ end
 local out = {'held', redis.call('HGET', KEYS[1], 'epoch')}
 local held = {}
 for i = 1, tiers do
-  local code = ARGV[2 + 2 * i]
-  local want = tonumber(ARGV[3 + 2 * i])
+  local code = ARGV[3 + 2 * i]
+  local want = tonumber(ARGV[4 + 2 * i])
   local numbers = redis.call('SPOP', KEYS[4 + i], want)
   local fresh = want - #numbers
   if fresh > 0 then
@@ -104,7 +107,7 @@ end
 
 redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[3], deadline, ARGV[1])
-redis.call('HSET', KEYS[4], ARGV[1], ARGV[3] .. '|' .. table.concat(held, ';'))
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[3] .. '|' .. ARGV[4] .. '|' .. table.concat(held, ';'))
 
 -- Sold out when no tier has anything left; waiting buyers read this flag on their next poll.
 local fields = redis.call('HGETALL', KEYS[1])

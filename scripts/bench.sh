@@ -158,7 +158,7 @@ end
 LUA
 wrk -t2 -c64 -d"${DURATION}s" --latency -s "$out/sold-out-fresh.lua" http://127.0.0.1:5500/api/bookings > "$out/wrk-sold-out-fresh.txt"
 note "same, a fresh token per request: $(awk '/Requests\/sec/ {print $2}' "$out/wrk-sold-out-fresh.txt") rejections/s (p99 $(awk '$1 == "99%" {print $2}' "$out/wrk-sold-out-fresh.txt"))"
-redis-benchmark -q -n 400000 -c 64 EVALSHA "$reserve" 5 "ev:{bench}:inv" "ev:{bench}:used" "ev:{bench}:holds" "ev:{bench}:holdv" "ev:{bench}:free:GA" jti 0 fingerprint GA 1 > "$out/redis-reserve.txt"
+redis-benchmark -q -n 400000 -c 64 EVALSHA "$reserve" 5 "ev:{bench}:inv" "ev:{bench}:used" "ev:{bench}:holds" "ev:{bench}:holdv" "ev:{bench}:free:GA" jti 0 fingerprint attempt GA 1 > "$out/redis-reserve.txt"
 note "redis-benchmark, same script:   $(tr '\r' '\n' < "$out/redis-reserve.txt" | grep -o '[0-9.]* requests per second' | tail -1)"
 
 redis-cli DEL "ev:{bench}:inv" >/dev/null

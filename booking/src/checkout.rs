@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use ticketing::inventory::{self, Epoch, Numbers, ReleaseMode, Reservation};
+use ticketing::inventory::{self, Epoch, HoldFor, Numbers, ReleaseMode, Reservation};
 use ticketing::rebuild::{self, When};
 use ticketing::token::{EntryClaims, TokenId};
 use tokio::time::Instant;
@@ -37,8 +37,11 @@ pub struct Checkout {
     pub tiers: Arc<EventTiers>,
 }
 
-/// Numbers held in Redis for this checkout.
+/// Numbers held in Redis for this checkout. `attempt` names this checkout to the hold: a retry
+/// with the same token that continues the hold takes it over, and this checkout then no longer
+/// releases it.
 struct Reserved {
+    attempt: String,
     epoch: Epoch,
     numbers: Numbers,
     at: Instant,
@@ -66,19 +69,17 @@ impl Checkout {
 
     async fn reserve(&self, state: &AppState) -> Result<Reserved, ApiError> {
         let fingerprint = hex(&self.fingerprint);
+        let attempt = Uuid::new_v4().simple().to_string();
+        let holder = HoldFor {
+            fingerprint: &fingerprint,
+            attempt: &attempt,
+        };
         let hold_ms = state.config.hold_ttl.as_millis() as u64;
         let event_id = self.order.event_id;
         let jti = self.claims.jti;
         let quantities = &self.order.quantities;
-        let mut reservation = inventory::reserve(
-            &state.redis,
-            event_id,
-            jti,
-            hold_ms,
-            &fingerprint,
-            quantities,
-        )
-        .await?;
+        let mut reservation =
+            inventory::reserve(&state.redis, event_id, jti, hold_ms, holder, quantities).await?;
         if reservation == Reservation::NotLoaded {
             // Redis lost this event (restart, flush, failover): rebuild it from Postgres, fenced
             // against in-flight writes, then try once more.
@@ -88,15 +89,9 @@ impl Checkout {
                     tracing::warn!(error = ?e, "inventory rebuild failed");
                     ApiError::Unavailable("ticket inventory is being restored; try again")
                 })?;
-            reservation = inventory::reserve(
-                &state.redis,
-                event_id,
-                jti,
-                hold_ms,
-                &fingerprint,
-                quantities,
-            )
-            .await?;
+            reservation =
+                inventory::reserve(&state.redis, event_id, jti, hold_ms, holder, quantities)
+                    .await?;
         }
         match reservation {
             Reservation::Held {
@@ -108,6 +103,7 @@ impl Checkout {
                     metrics::counter!("booking_holds_continued_total").increment(1);
                 }
                 Ok(Reserved {
+                    attempt,
                     epoch,
                     numbers,
                     at: Instant::now(),
@@ -337,6 +333,7 @@ impl Checkout {
             self.order.event_id,
             reserved.epoch,
             self.claims.jti,
+            Some(&reserved.attempt),
             mode,
             &self.tiers.codes(),
         )

@@ -528,7 +528,10 @@ async fn a_reservation_that_never_became_a_booking_is_released(db: PgPool) {
         event,
         ticketing::token::TokenId::new_v4(),
         0,
-        "fingerprint",
+        ticketing::inventory::HoldFor {
+            fingerprint: "fingerprint",
+            attempt: "attempt",
+        },
         &[("GA".into(), 3)],
     )
     .await
@@ -728,4 +731,92 @@ async fn one_bad_order_never_fails_its_batch(db: PgPool) {
     .await
     .unwrap();
     assert_eq!(stored, [1, 2, 3, 4, 5], "exactly the good orders' tickets");
+}
+
+/// The answer to a reservation was lost (a timeout, a killed process): the buyer's retry with the
+/// same token continues that hold — the same numbers, not `token_used` — and the lost attempt can
+/// no longer release what the retry took over.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_retry_after_a_lost_reservation_continues_its_hold(db: PgPool) {
+    use ticketing::inventory::{self, HoldFor, ReleaseMode, Released, Reservation};
+
+    let system = System::start(db).await;
+    let event = system.create_event(&[("GA", 10)], open_room()).await;
+    let (token, claims) = system.keys.token(event, 4, 60);
+    // The fingerprint the booking service keeps with the hold for this very request.
+    let fingerprint: String = booking::domain::Order {
+        event_id: event,
+        quantities: vec![("GA".into(), 2)],
+        buyer_email: "buyer@example.com".into(),
+        total_cents: 2000,
+    }
+    .fingerprint()
+    .iter()
+    .map(|b| format!("{b:02x}"))
+    .collect();
+    let lost = HoldFor {
+        fingerprint: &fingerprint,
+        attempt: "the-attempt-whose-answer-was-lost",
+    };
+    let Reservation::Held { numbers, epoch, .. } = inventory::reserve(
+        &system.redis,
+        event,
+        claims.jti,
+        30_000,
+        lost,
+        &[("GA".into(), 2)],
+    )
+    .await
+    .unwrap() else {
+        panic!("not held");
+    };
+
+    let (status, body) = system
+        .book(&token, &order(event, json!({"GA": 2})), None)
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let mut booked: Vec<i64> = body["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["number"].as_i64().unwrap())
+        .collect();
+    booked.sort_unstable();
+    let mut held: Vec<i64> = numbers["GA"].iter().map(|n| i64::from(*n)).collect();
+    held.sort_unstable();
+    assert_eq!(
+        booked, held,
+        "the retry booked the numbers its lost attempt held"
+    );
+
+    // The lost attempt wakes up and tries to release: the hold is no longer its own (or is
+    // already confirmed), so nothing goes back on sale.
+    let released = inventory::release(
+        &system.redis,
+        event,
+        epoch,
+        claims.jti,
+        Some(lost.attempt),
+        ReleaseMode::Return,
+        &["GA".to_string()],
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(released, Released::Superseded | Released::NoHold),
+        "{released:?}"
+    );
+    // A different request with the same token, after the booking: the token is used.
+    let (status, body) = system
+        .book(&token, &order(event, json!({"GA": 1})), None)
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("token_used"))
+    );
+    eventually(Duration::from_secs(5), "availability 8", || async {
+        (system.availability(event).await == json!({"GA": 8})).then_some(())
+    })
+    .await;
+    system.assert_inventory_agrees(event).await;
 }

@@ -36,7 +36,10 @@ impl Store {
             self.event,
             TokenId(jti),
             hold_ms,
-            "fp",
+            ticketing::inventory::HoldFor {
+                fingerprint: "fp",
+                attempt: "attempt",
+            },
             &[(code.to_string(), quantity)],
         )
         .await

@@ -97,15 +97,23 @@ pub enum Reservation {
     },
 }
 
+/// Who a hold is for: the request (its fingerprint) and the attempt that made or last continued
+/// it, the only one (besides the sweeper) that may release it.
+#[derive(Debug, Clone, Copy)]
+pub struct HoldFor<'a> {
+    pub fingerprint: &'a str,
+    pub attempt: &'a str,
+}
+
 /// Reserves `tiers` (code, quantity ≥ 1) for the token `jti`, holding them for `hold_ttl_ms` by
-/// Redis's clock. A token that holds numbers already for the same `fingerprint` continues that
-/// hold.
+/// Redis's clock. A token that holds numbers already for the same fingerprint continues that
+/// hold, which then belongs to this attempt.
 pub async fn reserve(
     redis: &RedisClient,
     event_id: Uuid,
     jti: TokenId,
     hold_ttl_ms: u64,
-    fingerprint: &str,
+    holder: HoldFor<'_>,
     tiers: &[(String, u32)],
 ) -> RedisResult<Reservation> {
     let keys = EventKeys::new(event_id);
@@ -117,7 +125,8 @@ pub async fn reserve(
         .key(keys.hold_numbers())
         .arg(jti)
         .arg(hold_ttl_ms)
-        .arg(fingerprint);
+        .arg(holder.fingerprint)
+        .arg(holder.attempt);
     for (code, quantity) in tiers {
         invocation
             .key(keys.free_numbers(code))
@@ -199,14 +208,18 @@ pub enum Released {
     NoHold,
     /// The inventory was rebuilt since the reservation; nothing to undo.
     Stale,
+    /// A later attempt with the same token continued the hold: it is that attempt's to end.
+    Superseded,
 }
 
-/// Ends the hold `jti` made under `epoch`. `all_tiers` lists every tier code of the event.
+/// Ends the hold `jti` made under `epoch`, if `attempt` still owns it (None: whoever does, as
+/// the sweeper releases an overdue hold). `all_tiers` lists every tier code of the event.
 pub async fn release(
     redis: &RedisClient,
     event_id: Uuid,
     epoch: Epoch,
     jti: TokenId,
+    attempt: Option<&str>,
     mode: ReleaseMode,
     all_tiers: &[String],
 ) -> RedisResult<Released> {
@@ -222,7 +235,8 @@ pub async fn release(
         .arg(match mode {
             ReleaseMode::Return => "return",
             ReleaseMode::Discard => "discard",
-        });
+        })
+        .arg(attempt.unwrap_or_default());
     for code in all_tiers {
         invocation.key(keys.free_numbers(code)).arg(code);
     }
@@ -230,6 +244,7 @@ pub async fn release(
     Ok(match reply.as_str() {
         "released" => Released::Released,
         "none" => Released::NoHold,
+        "superseded" => Released::Superseded,
         _ => Released::Stale,
     })
 }
@@ -343,9 +358,9 @@ pub async fn snapshot(redis: &RedisClient, event_id: Uuid) -> RedisResult<Snapsh
     Ok(snapshot)
 }
 
-/// Parses a hold's value, `<fingerprint>|VIP=1,2;GA=7`.
+/// Parses a hold's value, `<fingerprint>|<attempt>|VIP=1,2;GA=7`.
 pub fn parse_held(held: &str) -> Numbers {
-    let numbers = held.split_once('|').map_or(held, |(_, numbers)| numbers);
+    let numbers = held.rsplit_once('|').map_or(held, |(_, numbers)| numbers);
     numbers
         .split(';')
         .filter_map(|part| part.split_once('='))

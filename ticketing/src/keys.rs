@@ -40,8 +40,8 @@ impl EventKeys {
     pub fn holds(&self) -> String {
         self.key("holds")
     }
-    /// Hash of reservation id to the request's fingerprint and the numbers it holds,
-    /// `<fingerprint>|VIP=1,2;GA=7`.
+    /// Hash of reservation id to the request's fingerprint, the attempt that owns the hold and
+    /// the numbers it holds, `<fingerprint>|<attempt>|VIP=1,2;GA=7`.
     pub fn hold_numbers(&self) -> String {
         self.key("holdv")
     }

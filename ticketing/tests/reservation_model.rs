@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use redis::RedisError;
 use ticketing::inventory::{
-    self, Epoch, Numbers, ReleaseMode, Released, Reservation, Shortfall, TierLoad,
+    self, Epoch, HoldFor, Numbers, ReleaseMode, Released, Reservation, Shortfall, TierLoad,
 };
 use ticketing::keys::EventKeys;
 use ticketing::redis_client::RedisClient;
@@ -63,6 +63,8 @@ enum Op {
     Release(Pick, ReleaseMode),
     /// Release under an epoch the inventory no longer has.
     ReleaseStale(Index),
+    /// An earlier attempt of a token whose hold a retry continued tries to release it.
+    ReleaseSuperseded(Index),
     /// A reservation became a booking.
     Confirm(Pick),
     /// A booking is cancelled; `twice` restocks it again right away (a retried cancellation).
@@ -97,6 +99,8 @@ struct Model {
     tokens: Vec<TokenId>,
     /// The request each hold was made for.
     requests: BTreeMap<TokenId, Vec<(String, u32)>>,
+    /// The attempt that owns each hold: the last to make or continue it.
+    attempts: BTreeMap<TokenId, String>,
     booked_total: i64,
     /// The live epoch, and the last one handed out.
     epoch: i64,
@@ -232,6 +236,7 @@ impl Model {
         self.epoch = epoch;
         self.holds.clear();
         self.requests.clear();
+        self.attempts.clear();
         self.used.clear();
         for discarded in self.discarded.values_mut() {
             discarded.clear();
@@ -316,6 +321,7 @@ fn op(tiers: usize) -> impl Strategy<Value = Op> {
         1 => (any::<Index>(), request(tiers)).prop_map(|(i, r)| Op::ReserveUnknownTier(i, r)),
         3 => (pick(), mode).prop_map(|(p, m)| Op::Release(p, m)),
         1 => any::<Index>().prop_map(Op::ReleaseStale),
+        1 => any::<Index>().prop_map(Op::ReleaseSuperseded),
         3 => pick().prop_map(Op::Confirm),
         2 => (any::<Index>(), any::<bool>()).prop_map(|(pick, twice)| Op::Restock { pick, twice }),
         1 => any::<Index>().prop_map(Op::RestockStale),
@@ -404,6 +410,30 @@ impl Case {
         Ok(())
     }
 
+    async fn release_superseded(&mut self, pick: &Index) -> Result<(), TestCaseError> {
+        let Some(jti) = self.model.pick_token(pick) else {
+            return Ok(());
+        };
+        let got = inventory::release(
+            &self.redis,
+            self.event_id,
+            Epoch(self.model.epoch),
+            jti,
+            Some("an-attempt-the-hold-no-longer-belongs-to"),
+            ReleaseMode::Return,
+            &self.model.codes,
+        )
+        .await
+        .map_err(fail)?;
+        let expected = if self.model.holds.contains_key(&jti) {
+            Released::Superseded
+        } else {
+            Released::NoHold
+        };
+        prop_assert_eq!(got, expected);
+        Ok(())
+    }
+
     async fn retry(&mut self, pick: &Index) -> Result<(), TestCaseError> {
         let Some((&jti, _)) = (!self.model.holds.is_empty())
             .then(|| {
@@ -436,16 +466,23 @@ impl Case {
         if !self.model.tokens.contains(&jti) {
             self.model.tokens.push(jti);
         }
+        let attempt = TokenId::new_v4().to_string();
         let got = inventory::reserve(
             &self.redis,
             self.event_id,
             jti,
             3_600_000,
-            &fingerprint(request),
+            HoldFor {
+                fingerprint: &fingerprint(request),
+                attempt: &attempt,
+            },
             request,
         )
         .await
         .map_err(fail)?;
+        if matches!(got, Reservation::Held { .. }) {
+            self.model.attempts.insert(jti, attempt);
+        }
         match (expected, got) {
             (
                 Expected::Continued,
@@ -520,11 +557,14 @@ impl Case {
         epoch: Epoch,
         mode: ReleaseMode,
     ) -> Result<(), TestCaseError> {
+        // The owning attempt, or (for a token holding nothing) the sweeper's "any attempt".
+        let attempt = self.model.attempts.get(&jti).cloned();
         let got = inventory::release(
             &self.redis,
             self.event_id,
             epoch,
             jti,
+            attempt.as_deref(),
             mode,
             &self.model.codes,
         )
@@ -535,6 +575,7 @@ impl Case {
             return Ok(());
         }
         self.model.requests.remove(&jti);
+        self.model.attempts.remove(&jti);
         let Some(numbers) = self.model.holds.remove(&jti) else {
             prop_assert_eq!(got, Released::NoHold);
             return Ok(());
@@ -555,6 +596,7 @@ impl Case {
             .await
             .map_err(fail)?;
         self.model.requests.remove(&jti);
+        self.model.attempts.remove(&jti);
         if let Some(numbers) = self.model.holds.remove(&jti) {
             for (code, list) in &numbers {
                 let sold = self.model.sold.entry(code.clone()).or_default();
@@ -653,6 +695,7 @@ impl Case {
                 let epoch = Epoch(self.model.epoch);
                 self.release(self.model.token(pick), epoch, *mode).await
             }
+            Op::ReleaseSuperseded(pick) => self.release_superseded(pick).await,
             Op::ReleaseStale(pick) => {
                 let jti = self.model.pick_token(pick).unwrap_or_else(TokenId::new_v4);
                 self.release(jti, self.other_epoch(), ReleaseMode::Return)
@@ -807,9 +850,14 @@ async fn run(tiers: Vec<TierSpec>, ops: Vec<Op>) -> Result<(), TestCaseError> {
     };
     let outcome = async {
         let first = TokenId::new_v4();
-        let before = inventory::reserve(&case.redis, event_id, first, 0, "x", &[("x".into(), 1)])
-            .await
-            .map_err(fail)?;
+        let holder = HoldFor {
+            fingerprint: "x",
+            attempt: "x",
+        };
+        let before =
+            inventory::reserve(&case.redis, event_id, first, 0, holder, &[("x".into(), 1)])
+                .await
+                .map_err(fail)?;
         prop_assert_eq!(before, Reservation::NotLoaded, "before the load");
         case.load(&tiers).await?;
         case.check().await?;

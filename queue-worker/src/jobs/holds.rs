@@ -35,8 +35,16 @@ pub async fn sweep(db: &PgPool, redis: &RedisClient, event_id: Uuid) -> anyhow::
         match booked {
             Some(queue_id) => inventory::confirm(redis, event_id, jti, queue_id).await?,
             None => {
-                if inventory::release(redis, event_id, epoch, jti, ReleaseMode::Return, &codes)
-                    .await?
+                if inventory::release(
+                    redis,
+                    event_id,
+                    epoch,
+                    jti,
+                    None,
+                    ReleaseMode::Return,
+                    &codes,
+                )
+                .await?
                     == Released::Released
                 {
                     released += 1;
