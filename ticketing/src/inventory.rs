@@ -301,7 +301,7 @@ pub struct TierStock {
 }
 
 /// A consistent read of an event's inventory and its open holds.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
     /// None when the event's inventory is not in Redis.
     pub epoch: Option<Epoch>,
