@@ -131,12 +131,15 @@ async fn create_booking(
         .ok_or_else(|| ApiError::InvalidRequest("unknown event".into()))?;
     let order = Order::parse(request, &tiers, claims.max)?;
     let fingerprint = order.fingerprint();
+    // The 201 answer, with the access code only the booker's own answers carry.
+    let booked = |stored: StoredBooking| {
+        let code = state.access.code(stored.booking.id);
+        present(&stored, &tiers, Some(code))
+    };
 
     if let Some(key) = &key {
         if let Some(answer) = checkout::replay(state, claims.jti, key, &fingerprint).await? {
-            return answer.map(|stored| {
-                present(&stored, &tiers, Some(state.access.code(stored.booking.id)))
-            });
+            return answer.map(booked);
         }
     }
 
@@ -157,23 +160,16 @@ async fn create_booking(
     }
     .run(state.clone())
     .await;
-    match outcome {
-        Ok(stored) => Ok(present(
-            &stored,
-            &tiers,
-            Some(state.access.code(stored.booking.id)),
-        )),
+    match (outcome, key.as_deref()) {
+        (Ok(stored), _) => Ok(booked(stored)),
         // The token booked already: a retry with its key gets its first answer.
-        Err(ApiError::TokenUsed) if key.is_some() => {
-            let key = key.as_deref().unwrap_or_default();
+        (Err(ApiError::TokenUsed), Some(key)) => {
             match checkout::replay(state, jti, key, &fingerprint).await? {
-                Some(answer) => answer.map(|stored| {
-                    present(&stored, &tiers, Some(state.access.code(stored.booking.id)))
-                }),
+                Some(answer) => answer.map(booked),
                 None => Err(ApiError::TokenUsed),
             }
         }
-        Err(e) => Err(e),
+        (Err(e), _) => Err(e),
     }
 }
 
