@@ -12,8 +12,10 @@
 CREATE SEQUENCE inventory_epoch_seq AS bigint;
 SELECT setval('inventory_epoch_seq', greatest((SELECT max(inventory_epoch) FROM events), 0) + 1, false);
 
--- 1953066091 is 'tick' in ASCII: the namespace of the event locks among advisory locks.
-CREATE FUNCTION lock_event_shared(p_event uuid) RETURNS boolean
+-- Takes the event's advisory lock until the transaction ends: shared for a booking or a
+-- cancellation, exclusive for a rebuild of its Redis inventory. False, taking no lock, for an id
+-- Postgres does not have. 1953066091 is 'tick' in ASCII: the namespace of the event locks.
+CREATE FUNCTION lock_event(p_event uuid, p_exclusive boolean) RETURNS boolean
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     v_short integer;
@@ -21,22 +23,11 @@ BEGIN
     SELECT short_id INTO v_short FROM events WHERE id = p_event;
     IF NOT FOUND THEN
         RETURN false;
+    ELSIF p_exclusive THEN
+        PERFORM pg_advisory_xact_lock(1953066091, v_short);
+    ELSE
+        PERFORM pg_advisory_xact_lock_shared(1953066091, v_short);
     END IF;
-    PERFORM pg_advisory_xact_lock_shared(1953066091, v_short);
-    RETURN true;
-END
-$$;
-
-CREATE FUNCTION lock_event_exclusive(p_event uuid) RETURNS boolean
-LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    v_short integer;
-BEGIN
-    SELECT short_id INTO v_short FROM events WHERE id = p_event;
-    IF NOT FOUND THEN
-        RETURN false;
-    END IF;
-    PERFORM pg_advisory_xact_lock(1953066091, v_short);
     RETURN true;
 END
 $$;
@@ -60,7 +51,7 @@ CREATE OR REPLACE FUNCTION book_tickets(
 ) RETURNS TABLE (booked_at timestamptz, ticket_id uuid, ticket_tier uuid, ticket_number integer)
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
-    PERFORM lock_event_shared(p_event);
+    PERFORM lock_event(p_event, false);
     RETURN QUERY
     WITH b AS (
         INSERT INTO bookings (id, event_id, buyer_email, status, token_jti, queue_id,
@@ -126,7 +117,7 @@ DECLARE
 BEGIN
     -- Each event's lock, shared, held to the end of the transaction; taken in one order so two
     -- batches (and the rebuilds queued between them) can never wait on each other in a cycle.
-    PERFORM lock_event_shared(e) FROM (SELECT DISTINCT e FROM unnest(p_events) AS e ORDER BY e) AS s;
+    PERFORM lock_event(e, false) FROM (SELECT DISTINCT e FROM unnest(p_events) AS e ORDER BY e) AS s;
 
     -- Rows are collected into arrays and returned only at the end: a row returned from inside a
     -- block that then fails would stay in the result.

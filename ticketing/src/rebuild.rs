@@ -8,7 +8,7 @@
 //! took it), reads every issued ticket, and loads Redis before it commits. No number can be
 //! handed out twice.
 //!
-//! The lock is keyed inside SQL by the event's short id (`lock_event_exclusive`): an id Postgres
+//! The lock is keyed inside SQL by the event's short id (`lock_event`): an id Postgres
 //! does not have takes no lock, and two events never share one.
 
 use anyhow::Context;
@@ -49,7 +49,7 @@ async fn rebuild(
     when: When,
 ) -> anyhow::Result<Option<Epoch>> {
     let mut tx = db.begin().await?;
-    let exists: bool = sqlx::query_scalar("SELECT lock_event_exclusive($1)")
+    let exists: bool = sqlx::query_scalar("SELECT lock_event($1, true)")
         .bind(event_id)
         .fetch_one(&mut *tx)
         .await?;

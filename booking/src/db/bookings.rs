@@ -208,7 +208,7 @@ pub struct Cancelled {
 /// transaction, which a dropped future must not cut.
 pub async fn cancel(db: &PgPool, id: Uuid, event_id: Uuid) -> sqlx::Result<Option<Cancelled>> {
     let mut tx = db.begin().await?;
-    sqlx::query("SELECT lock_event_shared($1)")
+    sqlx::query("SELECT lock_event($1, false)")
         .bind(event_id)
         .execute(&mut *tx)
         .await?;

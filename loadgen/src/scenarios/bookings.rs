@@ -77,26 +77,12 @@ pub async fn run(
     let started = Instant::now();
     match load {
         Load::Open { rate } => {
-            let gap = Duration::from_secs_f64(1.0 / rate);
-            let mut sends = Vec::new();
-            let mut i = 0u32;
-            loop {
-                let intended = started + gap * i;
-                if intended.duration_since(started) >= duration {
-                    break;
-                }
-                tokio::time::sleep_until(intended.into()).await;
-                let Some(token) = take(&next) else { break };
-                let api = api.clone();
-                let body = random_order(event, tiers);
-                sends.push(tokio::spawn(async move {
-                    api.book(&token, &body, intended).await
-                }));
-                i += 1;
-            }
-            for send in sends {
-                send.await?;
-            }
+            paced(rate, duration, |_, intended| {
+                let token = take(&next)?;
+                let (api, body) = (api.clone(), random_order(event, tiers));
+                Some(async move { api.book(&token, &body, intended).await })
+            })
+            .await;
         }
         Load::Closed { concurrency } => {
             let deadline = started + duration;
@@ -124,6 +110,33 @@ pub async fn run(
 /// half random, half sharing `event`'s first 8 bytes (what an advisory lock keyed by the id's
 /// prefix would have collided with).
 pub async fn unknown_event_flood(api: Api, event: Uuid, rate: f64, duration: Duration) {
+    paced(rate, duration, |i, intended| {
+        let mut bytes = *Uuid::new_v4().as_bytes();
+        if i % 2 == 0 {
+            bytes[..8].copy_from_slice(&event.as_bytes()[..8]);
+        }
+        let unknown = Uuid::from_bytes(bytes);
+        let api = api.clone();
+        Some(async move {
+            let request = api
+                .http
+                .get(format!("{}/api/events/{unknown}/availability", api.booking));
+            api.send("GET /api/events/{unknown}/availability", request, intended)
+                .await
+        })
+    })
+    .await;
+}
+
+/// Open loop: starts `send(i, intended)` at a fixed `rate` for `duration`, each in a task of its
+/// own (latency counts from the intended time, so a slow answer never delays the next send), and
+/// waits for them all. Stops early when `send` has nothing more to send.
+async fn paced<F, Fut>(rate: f64, duration: Duration, mut send: F)
+where
+    F: FnMut(u32, Instant) -> Option<Fut>,
+    Fut: std::future::Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
     let gap = Duration::from_secs_f64(1.0 / rate);
     let started = Instant::now();
     let mut sends = Vec::new();
@@ -134,22 +147,13 @@ pub async fn unknown_event_flood(api: Api, event: Uuid, rate: f64, duration: Dur
             break;
         }
         tokio::time::sleep_until(intended.into()).await;
-        let mut bytes = *Uuid::new_v4().as_bytes();
-        if i % 2 == 0 {
-            bytes[..8].copy_from_slice(&event.as_bytes()[..8]);
-        }
-        let unknown = Uuid::from_bytes(bytes);
-        let api = api.clone();
-        sends.push(tokio::spawn(async move {
-            let request = api
-                .http
-                .get(format!("{}/api/events/{unknown}/availability", api.booking));
-            api.send("GET /api/events/{unknown}/availability", request, intended)
-                .await
-        }));
+        let Some(request) = send(i, intended) else {
+            break;
+        };
+        sends.push(tokio::spawn(request));
         i += 1;
     }
-    for send in sends {
-        let _ = send.await;
+    for sent in sends {
+        let _ = sent.await;
     }
 }
