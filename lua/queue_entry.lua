@@ -1,37 +1,50 @@
--- queue_entry.lua: join the waiting room, or poll one's place in it.
+-- queue_entry.lua: join the waiting room, or poll one's place in it (and, after Redis lost the
+-- line, put an entry back at the place its signed receipt names).
 --
--- KEYS[1]  ev:{E}:cfg      settings (enabled, admission_per_minute, paused, token_ttl_s,
---                          alive_window_s, opened) and liveness windows (aw0, aw1)
--- KEYS[2]  ev:{E}:wait     zset queue id -> place
--- KEYS[3]  ev:{E}:pre      set of queue ids that joined before the opening
--- KEYS[4]  ev:{E}:seq      place counter
--- KEYS[5]  ev:{E}:alive:0  liveness bitmap, even windows
--- KEYS[6]  ev:{E}:alive:1  liveness bitmap, odd windows
--- KEYS[7]  ev:{E}:adm      zset admitted queue id -> token expiry (ms)
--- KEYS[8]  ev:{E}:gone     hash queue id -> why it left
--- KEYS[9]  ev:{E}:tok:<queue id>  the signed entry token, if any
--- KEYS[10] ev:{E}:inv      inventory (its `soldout` flag)
--- KEYS[11] ev:{E}:stats
--- KEYS[12] ev:{E}:admsec
+-- KEYS[1]  ev:{E}:cfg      settings (enabled, token_ttl_s, on_sale_ms, alive_window_s), the
+--                          queue's generation (gen), admitted_through and the liveness windows
+--                          (aw0, aw1)
+-- KEYS[2]  ev:{E}:wait     zset queue id -> place (pre-queue: lot * 2^28 + arrival; after the
+--                          opening: 2^52 + arrival; see ticketing/src/queue/place.rs)
+-- KEYS[3]  ev:{E}:seq      arrival counter
+-- KEYS[4]  ev:{E}:alive:0  liveness bitmap by arrival number, even windows
+-- KEYS[5]  ev:{E}:alive:1  liveness bitmap by arrival number, odd windows
+-- KEYS[6]  ev:{E}:adm      zset admitted queue id -> token expiry (ms)
+-- KEYS[7]  ev:{E}:gone     hash queue id -> why it left
+-- KEYS[8]  ev:{E}:tok:<queue id>  the signed entry token, if any
+-- KEYS[9]  ev:{E}:inv      inventory (its `soldout` flag)
+-- KEYS[10] ev:{E}:stats
+-- KEYS[11] ev:{E}:admsec
+-- KEYS[12] ev:{E}:restored set of queue ids put back from a receipt in this generation
 -- ARGV[1]  "join" or "poll"
 -- ARGV[2]  queue id (raw 16 bytes)
+-- ARGV[3]  join: the lot drawn for this visitor, 1 .. 2^24 - 1 (used if it joins before the
+--          opening); poll: the place a verified receipt names, or ''
+-- ARGV[4]  poll: the generation that receipt was issued in, or ''
 --
--- Returns {state, position, expires_ms, token} where state is one of pre_queue, waiting,
--- admitted, expired, sold_out, not_found, no_config. `position` is 1-based (0 when not waiting);
--- `token` is false when the admitted entry has no signed token yet.
+-- Returns {state, position, expires_ms, token, place, generation} where state is one of
+-- pre_queue, waiting, admitted, expired, sold_out, not_found, no_config, full. `position` is
+-- 1-based once the sale is open (0 otherwise); `token` is false when the admitted entry has no
+-- signed token yet; `place` (0 unless in line) and `generation` go into the place receipt.
 --
--- A waiting entry is looked up first: in a hot sale nearly every call is a waiting poll, and this
--- keeps it to a handful of commands. (An entry with a live token is never waiting: a join
--- answers `admitted` before it would queue again.)
+-- Whether a join belongs to the pre-queue is decided here, by Redis's clock against on_sale_ms:
+-- the opening needs no script at all, so nothing can stall it. A waiting entry is looked up first:
+-- in a hot sale nearly every call is a waiting poll, and this keeps it to a handful of commands.
+
+local ARRIVALS = 268435456          -- 2^28: arrival numbers per event
+local OPENED = 4503599627370496     -- 2^52: places at or above were given after the opening
 
 local now_t = redis.call('TIME')
 local now_s = tonumber(now_t[1])
 local now = now_s * 1000 + math.floor(tonumber(now_t[2]) / 1000)
-local cfg = redis.call('HMGET', KEYS[1], 'enabled', 'token_ttl_s', 'opened', 'alive_window_s')
+local cfg = redis.call('HMGET', KEYS[1], 'enabled', 'token_ttl_s', 'on_sale_ms', 'alive_window_s',
+  'gen', 'admitted_through')
 if not cfg[1] then
-  return {'no_config', 0, 0, false}
+  return {'no_config', 0, 0, false, 0, ''}
 end
 local qid = ARGV[2]
+local before_opening = now < (tonumber(cfg[3]) or 0)
+local generation = cfg[5] or ''
 
 local function mark_alive(place)
   local window_s = tonumber(cfg[4]) or 60
@@ -39,60 +52,90 @@ local function mark_alive(place)
   local parity = w % 2
   local field = 'aw' .. parity
   if redis.call('HGET', KEYS[1], field) ~= tostring(w) then
-    redis.call('DEL', KEYS[5 + parity])
+    redis.call('DEL', KEYS[4 + parity])
     redis.call('HSET', KEYS[1], field, w)
   end
-  redis.call('SETBIT', KEYS[5 + parity], place, 1)
+  redis.call('SETBIT', KEYS[4 + parity], place % ARRIVALS, 1)
 end
 
-local soldout = redis.call('HGET', KEYS[10], 'soldout') == '1'
+local soldout = redis.call('HGET', KEYS[9], 'soldout') == '1'
+
+local function in_line(place)
+  mark_alive(place)
+  if soldout then
+    return {'sold_out', 0, 0, false, 0, generation}
+  end
+  if before_opening then
+    return {'pre_queue', 0, 0, false, place, generation}
+  end
+  return {'waiting', redis.call('ZRANK', KEYS[2], qid) + 1, 0, false, place, generation}
+end
+
 local place = redis.call('ZSCORE', KEYS[2], qid)
 if place then
-  mark_alive(tonumber(place))
-  if soldout then
-    return {'sold_out', 0, 0, false}
-  end
-  return {'waiting', redis.call('ZRANK', KEYS[2], qid) + 1, 0, false}
+  return in_line(tonumber(place))
 end
 
-local token = redis.call('GET', KEYS[9])
-local expires = redis.call('ZSCORE', KEYS[7], qid)
+local token = redis.call('GET', KEYS[8])
+local expires = redis.call('ZSCORE', KEYS[6], qid)
 if token then
-  local pttl = redis.call('PTTL', KEYS[9])
-  return {'admitted', 0, now + pttl, token}
+  local pttl = redis.call('PTTL', KEYS[8])
+  return {'admitted', 0, now + pttl, token, 0, generation}
 end
 if expires and tonumber(expires) > now then
-  return {'admitted', 0, tonumber(expires), false}
-end
-
-if redis.call('SISMEMBER', KEYS[3], qid) == 1 then
-  return {soldout and 'sold_out' or 'pre_queue', 0, 0, false}
-end
-if soldout then
-  return {'sold_out', 0, 0, false}
+  return {'admitted', 0, tonumber(expires), false, 0, generation}
 end
 
 if ARGV[1] == 'poll' then
-  if expires or redis.call('HEXISTS', KEYS[8], qid) == 1 then
-    return {'expired', 0, 0, false}
+  local left = expires or redis.call('HEXISTS', KEYS[7], qid) == 1
+  -- A receipt from another generation means Redis lost the line since it was issued. An entry
+  -- at or below admitted_through had already reached the head (admitted or dropped) before the
+  -- loss; each queue id comes back at most once per generation.
+  local receipt_place = tonumber(ARGV[3])
+  if receipt_place and ARGV[4] ~= generation and not left
+      and receipt_place > (tonumber(cfg[6]) or 0)
+      and redis.call('SADD', KEYS[12], qid) == 1 then
+    redis.call('ZADD', KEYS[2], receipt_place, qid)
+    local arrival = receipt_place % ARRIVALS
+    if (tonumber(redis.call('GET', KEYS[3])) or 0) < arrival then
+      redis.call('SET', KEYS[3], arrival)
+    end
+    redis.call('HINCRBY', KEYS[10], 'restored_total', 1)
+    return in_line(receipt_place)
   end
-  return {'not_found', 0, 0, false}
+  if soldout then
+    return {'sold_out', 0, 0, false, 0, generation}
+  end
+  if left then
+    return {'expired', 0, 0, false, 0, generation}
+  end
+  return {'not_found', 0, 0, false, 0, generation}
+end
+
+if soldout then
+  return {'sold_out', 0, 0, false, 0, generation}
 end
 
 -- A join: a returning visitor whose place expired starts again at the back.
-redis.call('HDEL', KEYS[8], qid)
-if cfg[1] ~= '1' then
+redis.call('HDEL', KEYS[7], qid)
+if cfg[1] ~= '1' and not before_opening and redis.call('ZCARD', KEYS[2]) == 0 then
+  -- No waiting room and nobody still draining from the last one: straight in.
   local until_ms = now + tonumber(cfg[2]) * 1000
-  redis.call('ZADD', KEYS[7], until_ms, qid)
-  redis.call('HINCRBY', KEYS[11], 'admitted_total', 1)
-  redis.call('HINCRBY', KEYS[12], now_s, 1)
-  return {'admitted', 0, until_ms, false}
+  redis.call('ZADD', KEYS[6], until_ms, qid)
+  redis.call('HINCRBY', KEYS[10], 'admitted_total', 1)
+  redis.call('HINCRBY', KEYS[11], now_s, 1)
+  return {'admitted', 0, until_ms, false, 0, generation}
 end
-if cfg[3] ~= '1' then
-  redis.call('SADD', KEYS[3], qid)
-  return {'pre_queue', 0, 0, false}
+local arrival = redis.call('INCR', KEYS[3])
+if arrival >= ARRIVALS then
+  redis.call('DECR', KEYS[3])
+  return {'full', 0, 0, false, 0, generation}
 end
-local seq = redis.call('INCR', KEYS[4])
-redis.call('ZADD', KEYS[2], seq, qid)
-mark_alive(seq)
-return {'waiting', redis.call('ZRANK', KEYS[2], qid) + 1, 0, false}
+local new_place
+if before_opening then
+  new_place = tonumber(ARGV[3]) * ARRIVALS + arrival
+else
+  new_place = OPENED + arrival
+end
+redis.call('ZADD', KEYS[2], new_place, qid)
+return in_line(new_place)

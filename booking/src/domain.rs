@@ -167,6 +167,7 @@ mod tests {
                 },
             ],
             max_per_booking: 8,
+            on_sale_at: chrono::Utc::now(),
         }
     }
 

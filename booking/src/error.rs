@@ -35,6 +35,8 @@ pub enum ApiError {
     Unavailable(&'static str),
     #[error("too many requests with this entry token; slow down")]
     RateLimited,
+    #[error("this event is not on sale yet")]
+    NotOnSale(chrono::DateTime<chrono::Utc>),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -53,6 +55,10 @@ impl IntoResponse for ApiError {
                 ErrorBody::new(StatusCode::FORBIDDEN, "token_event_mismatch", message)
             }
             Self::TokenUsed => ErrorBody::new(StatusCode::CONFLICT, "token_used", message),
+            Self::NotOnSale(on_sale_at) => {
+                ErrorBody::new(StatusCode::FORBIDDEN, "not_on_sale", message)
+                    .with_detail("on_sale_at", on_sale_at)
+            }
             Self::InsufficientInventory(shortfall) => {
                 ErrorBody::new(StatusCode::CONFLICT, "insufficient_inventory", message)
                     .with_detail("shortfall", shortfall)

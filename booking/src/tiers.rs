@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -19,6 +20,9 @@ pub struct TierInfo {
 pub struct EventTiers {
     pub tiers: Vec<TierInfo>,
     pub max_per_booking: u32,
+    /// Entry tokens are refused before this, whoever signed them (set at creation, never
+    /// changed, so cached like the tiers).
+    pub on_sale_at: DateTime<Utc>,
 }
 
 impl EventTiers {
@@ -107,8 +111,8 @@ impl TierCatalog {
     }
 
     async fn load(&self, db: &PgPool, event_id: Uuid) -> sqlx::Result<Option<Arc<EventTiers>>> {
-        let Some(max_per_booking): Option<i32> =
-            sqlx::query_scalar("SELECT max_per_booking FROM events WHERE id = $1")
+        let Some((max_per_booking, on_sale_at)): Option<(i32, DateTime<Utc>)> =
+            sqlx::query_as("SELECT max_per_booking, on_sale_at FROM events WHERE id = $1")
                 .bind(event_id)
                 .fetch_optional(db)
                 .await?
@@ -132,6 +136,7 @@ impl TierCatalog {
                 })
                 .collect(),
             max_per_booking: max_per_booking.max(1) as u32,
+            on_sale_at,
         });
         self.events
             .write()

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ticketing::config::{env_or, env_required, env_secret, Secret, StoreConfig};
+use ticketing::queue::ReceiptKeys;
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -15,6 +16,9 @@ pub struct GatewayConfig {
     pub admin_token: Secret,
     /// `QUEUE_ID_SECRET`: keys the hash that turns a visitor id into a queue id.
     pub queue_id_secret: Secret,
+    /// `QUEUE_RECEIPT_KEYS`: `kid:secret[,kid:secret...]`, the same on every gateway; the first
+    /// signs place receipts, every one listed verifies them (so keys rotate without losing places).
+    pub receipt_keys: ReceiptKeys,
     /// `ENTRY_KEYS_DIR`: holds `<kid>.key.pem`; `ENTRY_SIGNING_KID` picks the signing key.
     pub keys_dir: PathBuf,
     pub signing_kid: String,
@@ -41,6 +45,10 @@ impl GatewayConfig {
             addr: env_or("GATEWAY_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?,
             admin_token: Secret::new(env_required("ADMIN_TOKEN")?),
             queue_id_secret: env_secret("QUEUE_ID_SECRET")?,
+            receipt_keys: ReceiptKeys::parse(
+                "QUEUE_RECEIPT_KEYS",
+                &env_required("QUEUE_RECEIPT_KEYS")?,
+            )?,
             keys_dir: env_or("ENTRY_KEYS_DIR", PathBuf::from(".run/keys"))?,
             signing_kid: env_or("ENTRY_SIGNING_KID", "dev".to_string())?,
             booking_url: env_or("BOOKING_URL", "http://127.0.0.1:5000".to_string())?,

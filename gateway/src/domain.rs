@@ -32,7 +32,9 @@ pub struct EventDraft {
     pub starts_at: DateTime<Utc>,
     /// Defaults to now.
     pub on_sale_at: Option<DateTime<Utc>>,
-    pub waiting_room: Option<WaitingRoom>,
+    /// Any fields of the waiting room; the rest take `WaitingRoom`'s defaults (off, 600
+    /// admissions per minute, 1000 active, not paused, 600 s tokens, drain at once).
+    pub waiting_room: Option<WaitingRoomChange>,
     /// Most tickets one booking may hold (default 8).
     #[schema(minimum = 1, maximum = 100)]
     pub max_per_booking: Option<i32>,
@@ -41,6 +43,36 @@ pub struct EventDraft {
 }
 
 pub const MAX_TIERS: usize = 20;
+
+/// Any fields of a waiting room; the others keep their value (or, for a new event, the default).
+#[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitingRoomChange {
+    pub enabled: Option<bool>,
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub admission_per_minute: Option<u32>,
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub max_active: Option<u32>,
+    pub paused: Option<bool>,
+    #[schema(minimum = 30, maximum = 86400)]
+    pub token_ttl_s: Option<u32>,
+    /// With the room off, how fast those still in line are let in (per minute); 0 = at once.
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub drain_per_minute: Option<u32>,
+}
+
+impl WaitingRoomChange {
+    pub fn apply(&self, room: &mut WaitingRoom) {
+        room.enabled = self.enabled.unwrap_or(room.enabled);
+        room.admission_per_minute = self
+            .admission_per_minute
+            .unwrap_or(room.admission_per_minute);
+        room.max_active = self.max_active.unwrap_or(room.max_active);
+        room.paused = self.paused.unwrap_or(room.paused);
+        room.token_ttl_s = self.token_ttl_s.unwrap_or(room.token_ttl_s);
+        room.drain_per_minute = self.drain_per_minute.unwrap_or(room.drain_per_minute);
+    }
+}
 
 pub fn is_tier_code(code: &str) -> bool {
     (1..=32).contains(&code.len())
@@ -63,6 +95,15 @@ fn text_ok(s: &str, max: usize) -> bool {
 }
 
 impl EventDraft {
+    /// The waiting room the draft asks for: the fields it names over the defaults.
+    pub fn waiting_room(&self) -> WaitingRoom {
+        let mut room = WaitingRoom::default();
+        if let Some(change) = &self.waiting_room {
+            change.apply(&mut room);
+        }
+        room
+    }
+
     /// Every problem with the draft, or none.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
@@ -82,8 +123,8 @@ impl EventDraft {
                 problems.push("max_per_booking must be 1-100".into());
             }
         }
-        if let Some(room) = &self.waiting_room {
-            problems.extend(room_problems(room));
+        if self.waiting_room.is_some() {
+            problems.extend(room_problems(&self.waiting_room()));
         }
         if self.tiers.is_empty() || self.tiers.len() > MAX_TIERS {
             problems.push(format!("an event needs 1-{MAX_TIERS} tiers"));
@@ -129,6 +170,9 @@ pub fn room_problems(room: &WaitingRoom) -> Vec<String> {
     }
     if !(30..=86_400).contains(&room.token_ttl_s) {
         problems.push("token_ttl_s must be 30-86400".into());
+    }
+    if room.drain_per_minute > 1_000_000 {
+        problems.push("drain_per_minute must be 0-1000000".into());
     }
     problems
 }

@@ -3,10 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use ticketing::queue::WaitingRoom;
 
 use crate::db::events;
-use crate::domain::{EventDraft, TierDraft};
+use crate::domain::{EventDraft, TierDraft, WaitingRoomChange};
 
 fn tier(code: &str, name: &str, price_cents: i64, capacity: i32) -> TierDraft {
     TierDraft {
@@ -58,12 +57,11 @@ pub fn sample_events() -> Vec<EventDraft> {
         venue_name: "Madison Square Garden".into(),
         starts_at: at("2027-02-20T01:00:00Z"),
         on_sale_at: Some(at("2026-01-01T00:00:00Z")),
-        waiting_room: Some(WaitingRoom {
-            enabled: true,
-            admission_per_minute: 600,
-            max_active: 2_000,
-            paused: false,
-            token_ttl_s: 600,
+        waiting_room: Some(WaitingRoomChange {
+            enabled: Some(true),
+            admission_per_minute: Some(600),
+            max_active: Some(2_000),
+            ..WaitingRoomChange::default()
         }),
         max_per_booking: Some(6),
         tiers: vec![

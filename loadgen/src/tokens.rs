@@ -23,7 +23,7 @@ impl Minter {
     pub fn mint(&self, event: Uuid, ttl_s: i64) -> anyhow::Result<String> {
         let now = chrono::Utc::now().timestamp();
         self.signer.sign(&EntryClaims {
-            sub: Uuid::new_v4(),
+            sub: ticketing::queue::QueueId(Uuid::new_v4()),
             evt: event,
             jti: ticketing::token::TokenId::new_v4(),
             iat: now,

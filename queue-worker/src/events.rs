@@ -14,6 +14,7 @@ pub struct WatchedEvent {
     pub max_active: i32,
     pub paused: bool,
     pub token_ttl_s: i32,
+    pub drain_per_minute: i32,
 }
 
 impl WatchedEvent {
@@ -24,13 +25,15 @@ impl WatchedEvent {
             self.max_active,
             self.paused,
             self.token_ttl_s,
+            self.drain_per_minute,
         )
     }
 }
 
 pub async fn watched(db: &PgPool) -> sqlx::Result<Vec<WatchedEvent>> {
     sqlx::query_as(
-        "SELECT id, on_sale_at, wr_enabled, admission_per_minute, max_active, paused, token_ttl_s
+        "SELECT id, on_sale_at, wr_enabled, admission_per_minute, max_active, paused, token_ttl_s,
+                drain_per_minute
            FROM events WHERE starts_at > now() - interval '1 day'",
     )
     .fetch_all(db)

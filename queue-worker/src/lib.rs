@@ -26,7 +26,7 @@ use ticketing::telemetry;
 
 use crate::config::WorkerConfig;
 use crate::events::WatchedEvent;
-use crate::jobs::admission::Openings;
+use crate::jobs::admission::Admission;
 use crate::jobs::reconcile::DriftMemory;
 
 /// The worker's state, shared by its loops.
@@ -82,7 +82,7 @@ impl Worker {
             Job::SweepHolds => self.config.sweep_interval,
             Job::Reconcile => self.config.reconcile_interval,
         };
-        let mut openings = Openings::default();
+        let mut admission = Admission::default();
         let mut drift = DriftMemory::default();
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -92,7 +92,7 @@ impl Worker {
                 _ = interval.tick() => {}
             }
             match job {
-                Job::Admission => self.admission_pass(&mut openings).await,
+                Job::Admission => self.admission_pass(&mut admission).await,
                 Job::RefreshEvents => self.refresh_events().await,
                 Job::SweepHolds => self.sweep_pass().await,
                 Job::Reconcile => self.reconcile_pass(&mut drift).await,
@@ -107,17 +107,16 @@ impl Worker {
         }
     }
 
-    async fn admission_pass(&self, openings: &mut Openings) {
+    async fn admission_pass(&self, admission: &mut Admission) {
         let events = self.events();
-        match jobs::admission::tick(&self.redis, &events, openings).await {
-            Ok(()) => self
-                .last_tick_ms
-                .store(Utc::now().timestamp_millis(), Ordering::Relaxed),
-            Err(_) => {
-                // Redis may have restarted and lost the openings: check every one again.
-                *openings = Openings::default();
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
+        let report = admission.tick(&self.db, &self.redis, &events).await;
+        if report.failed == 0 || report.failed < report.events {
+            // Healthy while some event ticks: one broken event must not restart the worker.
+            self.last_tick_ms
+                .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+        } else {
+            // Every event failed: Redis is likely away; do not hammer it.
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 

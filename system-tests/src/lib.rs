@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// The place-receipt keys every gateway of a test system shares.
+pub const RECEIPT_KEYS: &str = "test:test-receipt-secret-0123";
 
 /// The machine's shared Redis (tests keep apart by using their own events).
 pub fn redis_url() -> String {
@@ -50,7 +52,7 @@ impl Keys {
     pub fn token(&self, event_id: Uuid, max: u32, ttl_s: i64) -> (String, EntryClaims) {
         let now = chrono::Utc::now().timestamp();
         let claims = EntryClaims {
-            sub: Uuid::new_v4(),
+            sub: ticketing::queue::QueueId(Uuid::new_v4()),
             evt: event_id,
             jti: ticketing::token::TokenId::new_v4(),
             iat: now,
@@ -219,6 +221,8 @@ impl System {
             addr: listener.local_addr().expect("address"),
             admin_token: Secret::new(ADMIN_TOKEN),
             queue_id_secret: Secret::new("test-queue-secret"),
+            receipt_keys: ticketing::queue::ReceiptKeys::parse("receipt keys", RECEIPT_KEYS)
+                .expect("receipt keys"),
             keys_dir: self.keys.dir.clone(),
             signing_kid: "test".into(),
             booking_url: self.bookings[0].clone(),
@@ -447,11 +451,11 @@ impl System {
     /// faster than joining over HTTP.
     pub async fn fill_queue(&self, event: Uuid, count: usize) {
         for _ in 0..count {
-            ticketing::queue::entry(
+            ticketing::queue::join(
                 &self.redis,
                 event,
-                Uuid::new_v4(),
-                ticketing::queue::EntryAction::Join,
+                ticketing::queue::QueueId(Uuid::new_v4()),
+                ticketing::queue::place::draw_lot(),
             )
             .await
             .expect("joining through the script");

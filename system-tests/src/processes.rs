@@ -219,6 +219,7 @@ impl Services {
             ("POLL_PER_SECOND", "100000".into()),
             ("POLL_BURST", "100000".into()),
             ("QUEUE_ID_SECRET", "fault-test-queue-id-secret".into()),
+            ("QUEUE_RECEIPT_KEYS", crate::RECEIPT_KEYS.into()),
             ("ACCESS_CODE_SECRET", "fault-test-access-code-secret".into()),
             // A short hold, so the sweeper acts within the test; the booking service refuses
             // to start unless twice the longest write (queue wait + acquire + statement) fits.

@@ -668,7 +668,7 @@ async fn one_bad_order_never_fails_its_batch(db: PgPool) {
         event_id: event,
         buyer_email: "batch@example.com".into(),
         token_jti: jti,
-        queue_id: Uuid::new_v4(),
+        queue_id: ticketing::queue::QueueId(Uuid::new_v4()),
         idempotency_key: None,
         request_hash: vec![0],
         total_cents: 1000 * numbers.len() as i64,

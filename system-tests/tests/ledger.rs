@@ -54,9 +54,14 @@ impl Store {
     async fn book(&self, jti: Uuid, code: &str, quantity: u32) -> Value {
         let numbers = self.reserve(jti, code, quantity, 60_000).await;
         let body = self.insert(jti, code, &numbers).await;
-        inventory::confirm(&self.redis, self.event, TokenId(jti), Uuid::nil())
-            .await
-            .expect("confirm");
+        inventory::confirm(
+            &self.redis,
+            self.event,
+            TokenId(jti),
+            ticketing::queue::QueueId(Uuid::nil()),
+        )
+        .await
+        .expect("confirm");
         body
     }
 

@@ -484,7 +484,7 @@ async fn admin_reads_and_tunes_the_waiting_room_with_validation(db: PgPool) {
     assert_eq!(status, 200);
     assert_eq!(
         changed,
-        json!({"enabled": true, "admission_per_minute": 600, "max_active": 20, "paused": false, "token_ttl_s": 600})
+        json!({"enabled": true, "admission_per_minute": 600, "max_active": 20, "paused": false, "token_ttl_s": 600, "drain_per_minute": 0})
     );
     let cfg: Vec<Option<String>> = redis::cmd("HMGET")
         .arg(EventKeys::new(event).queue_config())
@@ -501,6 +501,7 @@ async fn admin_reads_and_tunes_the_waiting_room_with_validation(db: PgPool) {
         json!({"admission_per_minute": 0}),
         json!({"max_active": -1}),
         json!({"token_ttl_s": 5}),
+        json!({"drain_per_minute": 1_000_001}),
         json!({"paused": "yes"}),
         json!({"colour": "red"}),
     ] {

@@ -32,7 +32,12 @@ pub fn env_required(name: &str) -> anyhow::Result<String> {
 /// A secret that must be set: a service refuses to start on a missing, short or placeholder
 /// value (`.env.example` shows `change-me`), rather than run with a key anyone can read.
 pub fn env_secret(name: &str) -> anyhow::Result<Secret> {
-    let value = env_required(name)?;
+    checked_secret(name, &env_required(name)?)
+}
+
+/// A secret that is not the placeholder and long enough to resist guessing; `name` says which
+/// setting it came from in the error.
+pub fn checked_secret(name: &str, value: &str) -> anyhow::Result<Secret> {
     if value.to_ascii_lowercase().contains("change-me") {
         return Err(anyhow!(
             "{name} is still the placeholder; set a random secret"

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::keys::EventKeys;
 use crate::lua_reply::{array, int, malformed, pairs, text};
+use crate::queue::QueueId;
 use crate::redis_client::RedisClient;
 use crate::token::TokenId;
 
@@ -254,7 +255,7 @@ pub async fn confirm(
     redis: &RedisClient,
     event_id: Uuid,
     jti: TokenId,
-    queue_id: Uuid,
+    queue_id: QueueId,
 ) -> RedisResult<()> {
     let keys = EventKeys::new(event_id);
     let _: i64 = CONFIRM
@@ -263,7 +264,7 @@ pub async fn confirm(
         .key(keys.admitted())
         .key(keys.stats())
         .arg(jti)
-        .arg(queue_id.as_bytes().as_slice())
+        .arg(queue_id)
         .invoke_async(&mut redis.clone())
         .await?;
     Ok(())

@@ -4,6 +4,8 @@
 
 use uuid::Uuid;
 
+use crate::queue::QueueId;
+
 /// The keys of one event.
 #[derive(Clone, Debug)]
 pub struct EventKeys {
@@ -52,23 +54,24 @@ impl EventKeys {
 
     // Waiting room.
 
-    /// Hash: the waiting-room settings, `on_sale_ms`, `opened` and the liveness windows.
+    /// Hash: the waiting-room settings, `on_sale_ms`, the liveness windows (`aw0`, `aw1`), the
+    /// queue's generation (`gen`), `admitted_through` and, after a loss, `admit_after_ms`.
     pub fn queue_config(&self) -> String {
         self.key("cfg")
     }
-    /// Sorted set of waiting queue ids by place in line.
+    /// Sorted set of queue ids in line (pre-queue included) by place (`queue::Place`).
     pub fn waiting(&self) -> String {
         self.key("wait")
     }
-    /// Set of queue ids that joined before the sale opened.
-    pub fn pre_queue(&self) -> String {
-        self.key("pre")
-    }
-    /// Counter giving each joiner its place.
+    /// Counter giving each joiner its arrival number.
     pub fn sequence(&self) -> String {
         self.key("seq")
     }
-    /// Bitmaps of places seen polling in the current and previous liveness window.
+    /// Set of queue ids put back in line from a receipt in this generation (once each).
+    pub fn restored(&self) -> String {
+        self.key("restored")
+    }
+    /// Bitmaps of arrival numbers seen polling in the current and previous liveness window.
     pub fn alive(&self, window_parity: u8) -> String {
         self.key(&format!("alive:{window_parity}"))
     }
@@ -93,8 +96,8 @@ impl EventKeys {
         self.key("bucket")
     }
     /// The signed entry token of one admitted queue id, expiring with the token.
-    pub fn entry_token(&self, queue_id: Uuid) -> String {
-        self.key(&format!("tok:{}", queue_id.simple()))
+    pub fn entry_token(&self, queue_id: QueueId) -> String {
+        self.key(&format!("tok:{}", queue_id.0.simple()))
     }
 }
 
@@ -119,7 +122,7 @@ mod tests {
             keys.used_tokens(),
             keys.queue_config(),
             keys.waiting(),
-            keys.pre_queue(),
+            keys.restored(),
             keys.sequence(),
             keys.alive(1),
             keys.admitted(),
@@ -127,7 +130,7 @@ mod tests {
             keys.stats(),
             keys.admissions_per_second(),
             keys.admission_bucket(),
-            keys.entry_token(id),
+            keys.entry_token(QueueId(id)),
         ] {
             assert!(key.contains(&tag), "{key} lacks the event's hash tag");
         }

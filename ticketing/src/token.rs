@@ -60,7 +60,7 @@ impl redis::ToRedisArgs for TokenId {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EntryClaims {
     /// The queue id of the admitted buyer.
-    pub sub: Uuid,
+    pub sub: crate::queue::QueueId,
     /// The event this token admits to.
     pub evt: Uuid,
     /// Unique token id; one booking per token.
@@ -301,7 +301,7 @@ mod tests {
     fn claims(exp_in: i64) -> EntryClaims {
         let now = chrono::Utc::now().timestamp();
         EntryClaims {
-            sub: Uuid::new_v4(),
+            sub: crate::queue::QueueId(Uuid::new_v4()),
             evt: Uuid::new_v4(),
             jti: TokenId::new_v4(),
             iat: now,

@@ -592,9 +592,14 @@ impl Case {
     }
 
     async fn confirm(&mut self, jti: TokenId) -> Result<(), TestCaseError> {
-        inventory::confirm(&self.redis, self.event_id, jti, Uuid::new_v4())
-            .await
-            .map_err(fail)?;
+        inventory::confirm(
+            &self.redis,
+            self.event_id,
+            jti,
+            ticketing::queue::QueueId(Uuid::new_v4()),
+        )
+        .await
+        .map_err(fail)?;
         self.model.requests.remove(&jti);
         self.model.attempts.remove(&jti);
         if let Some(numbers) = self.model.holds.remove(&jti) {

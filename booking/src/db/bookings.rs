@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use ticketing::inventory::Epoch;
+use ticketing::queue::QueueId;
 use ticketing::token::TokenId;
 use uuid::Uuid;
 
@@ -46,7 +47,7 @@ pub struct NewBooking {
     pub event_id: Uuid,
     pub buyer_email: String,
     pub token_jti: TokenId,
-    pub queue_id: Uuid,
+    pub queue_id: QueueId,
     pub idempotency_key: Option<String>,
     pub request_hash: Vec<u8>,
     pub total_cents: i64,
@@ -101,7 +102,7 @@ pub async fn insert_batch(
             .collect::<Vec<_>>(),
     )
     .bind(orders.iter().map(|o| o.token_jti).collect::<Vec<_>>())
-    .bind(column(|o| o.queue_id))
+    .bind(orders.iter().map(|o| o.queue_id).collect::<Vec<_>>())
     .bind(
         orders
             .iter()

@@ -129,6 +129,9 @@ async fn create_booking(
         .get(&state.db, request.event_id)
         .await?
         .ok_or_else(|| ApiError::InvalidRequest("unknown event".into()))?;
+    if chrono::Utc::now() < tiers.on_sale_at {
+        return Err(ApiError::NotOnSale(tiers.on_sale_at));
+    }
     let order = Order::parse(request, &tiers, claims.max)?;
     let fingerprint = order.fingerprint();
     // The 201 answer, with the access code only the booker's own answers carry.

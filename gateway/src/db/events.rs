@@ -21,6 +21,7 @@ pub struct EventRow {
     pub max_active: i32,
     pub paused: bool,
     pub token_ttl_s: i32,
+    pub drain_per_minute: i32,
     pub max_per_booking: i32,
 }
 
@@ -32,6 +33,7 @@ impl EventRow {
             self.max_active,
             self.paused,
             self.token_ttl_s,
+            self.drain_per_minute,
         )
     }
 }
@@ -48,7 +50,7 @@ pub struct TierRow {
 const EVENT_COLUMNS: &str =
     "e.id, e.short_id, e.name, e.venue_id, v.name AS venue_name, e.starts_at,
     e.on_sale_at, e.wr_enabled, e.admission_per_minute, e.max_active, e.paused, e.token_ttl_s,
-    e.max_per_booking";
+    e.drain_per_minute, e.max_per_booking";
 
 /// One page of events by start time; one extra row tells whether another page follows.
 pub async fn list(db: &PgPool, limit: i64, offset: i64) -> sqlx::Result<Vec<EventRow>> {
@@ -113,11 +115,11 @@ pub async fn insert(conn: &mut PgConnection, draft: &EventDraft) -> sqlx::Result
     .bind(draft.venue_name.trim())
     .fetch_one(&mut *conn)
     .await?;
-    let room = draft.waiting_room.unwrap_or_default();
+    let room = draft.waiting_room();
     let event_id: Uuid = sqlx::query_scalar(
         "INSERT INTO events (name, venue_id, starts_at, on_sale_at, wr_enabled, admission_per_minute,
-                             max_active, paused, token_ttl_s, max_per_booking)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                             max_active, paused, token_ttl_s, max_per_booking, drain_per_minute)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
     )
     .bind(draft.name.trim())
     .bind(venue_id)
@@ -129,6 +131,7 @@ pub async fn insert(conn: &mut PgConnection, draft: &EventDraft) -> sqlx::Result
     .bind(room.paused)
     .bind(room.token_ttl_s as i32)
     .bind(draft.max_per_booking.unwrap_or(8))
+    .bind(room.drain_per_minute as i32)
     .fetch_one(&mut *conn)
     .await?;
     for (position, tier) in draft.tiers.iter().enumerate() {
@@ -163,7 +166,7 @@ pub async fn exists_named(db: &PgPool, name: &str, venue_name: &str) -> sqlx::Re
 pub async fn update_waiting_room(db: &PgPool, id: Uuid, room: &WaitingRoom) -> sqlx::Result<bool> {
     let updated = sqlx::query(
         "UPDATE events SET wr_enabled = $2, admission_per_minute = $3, max_active = $4, paused = $5,
-                           token_ttl_s = $6
+                           token_ttl_s = $6, drain_per_minute = $7
           WHERE id = $1",
     )
     .bind(id)
@@ -172,6 +175,7 @@ pub async fn update_waiting_room(db: &PgPool, id: Uuid, room: &WaitingRoom) -> s
     .bind(room.max_active as i32)
     .bind(room.paused)
     .bind(room.token_ttl_s as i32)
+    .bind(room.drain_per_minute as i32)
     .execute(db)
     .await?;
     Ok(updated.rows_affected() == 1)

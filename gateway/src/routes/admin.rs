@@ -3,16 +3,15 @@
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
-use chrono::Utc;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use ticketing::queue::{self, QueueStats, WaitingRoom};
+use ticketing::queue::{self, QueueStats, Sync, WaitingRoom};
 use ticketing::rebuild::{self, When};
 use uuid::Uuid;
 
 use crate::db::events;
-use crate::domain::{room_problems, EventDraft};
+use crate::domain::{room_problems, EventDraft, WaitingRoomChange};
 use crate::error::{ApiError, Json, Path};
 use crate::routes::catalog::{assemble, Event};
 use crate::state::AppState;
@@ -46,32 +45,6 @@ pub struct WaitingRoomView {
     #[serde(flatten)]
     pub room: WaitingRoom,
     pub stats: QueueStats,
-}
-
-/// Any fields of a waiting room; the others keep their value.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct WaitingRoomChange {
-    pub enabled: Option<bool>,
-    #[schema(minimum = 1, maximum = 1000000)]
-    pub admission_per_minute: Option<u32>,
-    #[schema(minimum = 1, maximum = 1000000)]
-    pub max_active: Option<u32>,
-    pub paused: Option<bool>,
-    #[schema(minimum = 30, maximum = 86400)]
-    pub token_ttl_s: Option<u32>,
-}
-
-impl WaitingRoomChange {
-    fn apply(&self, room: &mut WaitingRoom) {
-        room.enabled = self.enabled.unwrap_or(room.enabled);
-        room.admission_per_minute = self
-            .admission_per_minute
-            .unwrap_or(room.admission_per_minute);
-        room.max_active = self.max_active.unwrap_or(room.max_active);
-        room.paused = self.paused.unwrap_or(room.paused);
-        room.token_ttl_s = self.token_ttl_s.unwrap_or(room.token_ttl_s);
-    }
 }
 
 #[utoipa::path(post, path = "/api/admin/events", request_body = EventDraft,
@@ -119,7 +92,7 @@ async fn prepare_redis(state: &AppState, row: &events::EventRow) -> anyhow::Resu
         row.id,
         &row.waiting_room(),
         row.on_sale_at.timestamp_millis(),
-        Utc::now().timestamp_millis(),
+        Sync::Settings,
     )
     .await?;
     Ok(())
@@ -180,7 +153,7 @@ pub async fn change_waiting_room(
         event_id,
         &room,
         row.on_sale_at.timestamp_millis(),
-        Utc::now().timestamp_millis(),
+        Sync::Settings,
     )
     .await?;
     tracing::info!(%event_id, ?room, "waiting room changed");

@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, TimeZone, Utc};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use ticketing::queue::{self, EntryAction, Standing};
+use ticketing::queue::{self, place, QueueId, QueueMarks, Receipt, Standing, Sync};
 use ticketing::rebuild::{self, When};
 use ticketing::token::{EntryClaims, TokenId};
 use uuid::Uuid;
@@ -39,7 +39,7 @@ pub enum QueueState {
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueueStatus {
-    pub queue_id: Uuid,
+    pub queue_id: QueueId,
     pub event_id: Uuid,
     pub state: QueueState,
     /// 1-based place in line while waiting (1 = next).
@@ -53,7 +53,19 @@ pub struct QueueStatus {
     pub token: Option<String>,
     pub token_expires_at: Option<DateTime<Utc>>,
     pub on_sale_at: DateTime<Utc>,
+    /// A signed receipt of the place in line (while pre-queued or waiting). Send the latest back
+    /// on polls (header `X-Queue-Receipt`, or query parameter `receipt`): should the queue lose
+    /// its data, the entry comes back at this place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
 }
+
+/// The longest `poll_after_ms` before jitter: with its 10 % spread, a live page polls at least
+/// every `queue::LONGEST_POLL_MS`, which is how long admission waits after a Redis data loss.
+const MAX_POLL_AFTER_MS: u64 = queue::LONGEST_POLL_MS * 10 / 11;
+
+/// The header a poll carries its place receipt in.
+pub const RECEIPT_HEADER: &str = "x-queue-receipt";
 
 #[utoipa::path(post, path = "/api/events/{event_id}/queue",
     params(("event_id" = Uuid, Path)),
@@ -96,20 +108,22 @@ pub async fn join(
         .get(event_id)
         .await?
         .ok_or(ApiError::EventNotFound)?;
-    let queue_id = queue::queue_id(
+    let queue_id = QueueId::for_visitor(
         state.config.queue_id_secret.expose().as_bytes(),
         event.short_id,
         event.id,
         &visitor_id,
     );
-    let standing = standing(&state, &event, queue_id, EntryAction::Join).await?;
+    let standing = standing(&state, &event, queue_id, Step::Join).await?;
     metrics::counter!("queue_joins_total").increment(1);
     let status = present(&state, &event, queue_id, standing).await?;
     Ok((StatusCode::ACCEPTED, Json(status)))
 }
 
 #[utoipa::path(get, path = "/api/queue/{queue_id}",
-    params(("queue_id" = Uuid, Path)),
+    params(("queue_id" = Uuid, Path),
+        ("receipt" = Option<String>, Query, description = "The latest place receipt (or header X-Queue-Receipt)"),
+        ("x-queue-receipt" = Option<String>, Header, description = "The latest place receipt")),
     responses(
         (status = 200, body = QueueStatus),
         (status = 404, body = ticketing::envelope::ErrorEnvelope),
@@ -118,14 +132,18 @@ pub async fn join(
 pub async fn poll(
     State(state): State<AppState>,
     Path(queue_id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<QueueStatus>, ApiError> {
-    let queue_id = Uuid::parse_str(&queue_id).map_err(|_| ApiError::QueueEntryNotFound)?;
+    let queue_id: QueueId = queue_id.parse().map_err(|_| ApiError::QueueEntryNotFound)?;
     let event = state
         .events
-        .by_short_id(queue::event_short_id(queue_id))
+        .by_short_id(queue_id.event_short_id())
         .await?
         .ok_or(ApiError::QueueEntryNotFound)?;
-    let standing = standing(&state, &event, queue_id, EntryAction::Poll).await?;
+    let receipt = presented_receipt(&headers, query.as_deref())
+        .and_then(|text| state.config.receipt_keys.verify(text));
+    let standing = standing(&state, &event, queue_id, Step::Poll(receipt.as_ref())).await?;
     if standing == Standing::NotFound {
         return Err(ApiError::QueueEntryNotFound);
     }
@@ -144,25 +162,53 @@ fn state_label(state: QueueState) -> &'static str {
     }
 }
 
+/// The receipt a poll presents: the header, else the query parameter. Receipts are URL-safe
+/// (base64url and dots), so the query needs no decoding.
+fn presented_receipt<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
+    headers
+        .get(RECEIPT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            query?
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("receipt="))
+        })
+        .filter(|text| !text.is_empty())
+}
+
+/// Which step of the line a request takes.
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    Join,
+    /// With the verified receipt the poll presented, if any.
+    Poll(Option<&'a Receipt>),
+}
+
 /// Runs the entry script; when Redis has lost the event (restart, flush, failover), puts its
-/// settings and inventory back from Postgres first.
+/// settings, line marks and inventory back from Postgres first.
 async fn standing(
     state: &AppState,
     event: &EventRow,
-    queue_id: Uuid,
-    action: EntryAction,
+    queue_id: QueueId,
+    step: Step<'_>,
 ) -> Result<Standing, ApiError> {
-    let standing = queue::entry(&state.redis, event.id, queue_id, action).await?;
+    let run = || async {
+        match step {
+            Step::Join => queue::join(&state.redis, event.id, queue_id, place::draw_lot()).await,
+            Step::Poll(receipt) => queue::poll(&state.redis, event.id, queue_id, receipt).await,
+        }
+    };
+    let standing = run().await?;
     if standing != Standing::NoConfig {
         return Ok(standing);
     }
-    let now_ms = Utc::now().timestamp_millis();
+    let marks = QueueMarks::load(&state.db, event.id).await?;
     queue::sync_config(
         &state.redis,
         event.id,
         &event.waiting_room(),
         event.on_sale_at.timestamp_millis(),
-        now_ms,
+        Sync::AfterLoss(marks),
     )
     .await?;
     rebuild::rebuild_inventory(&state.db, &state.redis, event.id, When::Missing)
@@ -171,7 +217,7 @@ async fn standing(
             tracing::warn!(error = ?e, "cannot restore the event's inventory");
             ApiError::Unavailable
         })?;
-    Ok(queue::entry(&state.redis, event.id, queue_id, action).await?)
+    Ok(run().await?)
 }
 
 /// Turns a standing into the wire status, signing the entry token the first time an admitted
@@ -179,7 +225,7 @@ async fn standing(
 async fn present(
     state: &AppState,
     event: &EventRow,
-    queue_id: Uuid,
+    queue_id: QueueId,
     standing: Standing,
 ) -> Result<QueueStatus, ApiError> {
     let room = event.waiting_room();
@@ -195,22 +241,38 @@ async fn present(
         token: None,
         token_expires_at: None,
         on_sale_at: event.on_sale_at,
+        receipt: None,
+    };
+    let receipt = |place, generation| {
+        Some(state.config.receipt_keys.sign(&Receipt {
+            event_id: event.id,
+            queue_id,
+            place,
+            generation,
+            issued_ms: now.timestamp_millis(),
+        }))
     };
     match standing {
-        Standing::PreQueue => {
+        Standing::PreQueue { place, generation } => {
             status.state = QueueState::PreQueue;
+            status.receipt = receipt(place, generation);
             let until_open = (event.on_sale_at - now).num_milliseconds().max(0) as u64;
-            status.poll_after_ms = jitter((until_open / 2).clamp(1_000, 20_000));
+            status.poll_after_ms = jitter((until_open / 2).clamp(1_000, MAX_POLL_AFTER_MS));
         }
-        Standing::Waiting { position } => {
+        Standing::Waiting {
+            position,
+            place,
+            generation,
+        } => {
             status.state = QueueState::Waiting;
+            status.receipt = receipt(place, generation);
             status.position = Some(position);
             status.people_ahead = Some(position.saturating_sub(1));
             let per_second = f64::from(room.admission_per_minute) / 60.0;
             let wait_s = (position as f64 / per_second).ceil() as u64;
             status.estimated_wait_s = Some(wait_s);
             // Those far back poll rarely; those near the front often enough to act at once.
-            status.poll_after_ms = jitter((wait_s * 1000 / 10).clamp(1_000, 20_000));
+            status.poll_after_ms = jitter((wait_s * 1000 / 10).clamp(1_000, MAX_POLL_AFTER_MS));
         }
         Standing::Admitted { expires_ms, token } => {
             status.state = QueueState::Admitted;
@@ -223,6 +285,7 @@ async fn present(
             status.poll_after_ms = 10_000;
         }
         Standing::SoldOut => status.state = QueueState::SoldOut,
+        Standing::Full => return Err(ApiError::Unavailable),
         Standing::Expired | Standing::NotFound | Standing::NoConfig => {}
     }
     Ok(status)
@@ -231,7 +294,7 @@ async fn present(
 async fn sign_entry(
     state: &AppState,
     event: &EventRow,
-    queue_id: Uuid,
+    queue_id: QueueId,
     expires_ms: i64,
 ) -> Result<String, ApiError> {
     let now = Utc::now();

@@ -1,67 +1,104 @@
-//! Admission: open sales at their time (placing the pre-queue in random order), then admit
-//! waiting buyers at each event's rate.
+//! Admission: every tick, for every watched event, bounded admission steps until the rate (or,
+//! with the room off, the drain) has had its due, then the line's marks saved to Postgres about
+//! once a second. Opening a sale needs nothing here: the pre-queue already stands in its drawn
+//! order, and the first step after `on_sale_at` admits from its head. One event's trouble is
+//! logged and counted; the tick goes on with the others.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use ticketing::queue;
+use sqlx::PgPool;
+use ticketing::queue::{self, admit::STEP_BOUND, AdmissionStep, QueueMarks};
 use ticketing::redis_client::RedisClient;
 use uuid::Uuid;
 
 use crate::events::WatchedEvent;
 
-/// Events known to be open, so the worker stops asking.
+/// Most steps one event takes per tick: up to 20,000 entries off its head, so a room turned off
+/// with a long line drains at once in seconds while every other event still gets its tick.
+const STEPS_PER_TICK: usize = 20;
+
+/// How often an event's marks are saved when they change.
+const SAVE_EVERY: Duration = Duration::from_secs(1);
+
+/// What the worker remembers between ticks: the marks it last saved, per event.
 #[derive(Default)]
-pub struct Openings {
-    open: HashSet<Uuid>,
+pub struct Admission {
+    saved: HashMap<Uuid, (QueueMarks, Instant)>,
 }
 
-impl Openings {
-    /// Forgets an event whose Redis state may be gone, so its opening is checked again.
-    pub fn forget(&mut self, event_id: Uuid) {
-        self.open.remove(&event_id);
+/// How one tick went.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TickReport {
+    pub events: usize,
+    pub failed: usize,
+}
+
+impl Admission {
+    pub async fn tick(
+        &mut self,
+        db: &PgPool,
+        redis: &RedisClient,
+        events: &[WatchedEvent],
+    ) -> TickReport {
+        let mut report = TickReport {
+            events: events.len(),
+            failed: 0,
+        };
+        for event in events {
+            if let Err(error) = self.admit_event(db, redis, event.id).await {
+                report.failed += 1;
+                tracing::warn!(event_id = %event.id, error = %error, "admission step failed");
+                metrics::counter!("queue_admission_errors_total", "event" => event.id.to_string())
+                    .increment(1);
+            }
+        }
+        report
+    }
+
+    async fn admit_event(
+        &mut self,
+        db: &PgPool,
+        redis: &RedisClient,
+        event_id: Uuid,
+    ) -> anyhow::Result<()> {
+        let mut total = AdmissionStep::default();
+        for _ in 0..STEPS_PER_TICK {
+            let step = queue::admit(redis, event_id, STEP_BOUND).await?;
+            total.admitted += step.admitted;
+            total.dropped += step.dropped;
+            total.expired += step.expired;
+            total.marks = step.marks;
+            if !step.more {
+                break;
+            }
+        }
+        record(event_id, &total);
+        let due = match self.saved.get(&event_id) {
+            Some((marks, at)) => *marks != total.marks && at.elapsed() >= SAVE_EVERY,
+            None => true,
+        };
+        if due {
+            total.marks.save(db, event_id).await?;
+            self.saved.insert(event_id, (total.marks, Instant::now()));
+        }
+        Ok(())
     }
 }
 
-/// One admission tick over every event with a waiting room.
-#[tracing::instrument(skip_all, err)]
-pub async fn tick(
-    redis: &RedisClient,
-    events: &[WatchedEvent],
-    openings: &mut Openings,
-) -> redis::RedisResult<()> {
-    let now = Utc::now();
-    for event in events {
-        if !event.wr_enabled {
-            // Tokens of instant admissions still expire and free their slot.
-            queue::admit(redis, event.id).await?;
-            continue;
-        }
-        if event.on_sale_at <= now && !openings.open.contains(&event.id) {
-            if let Some(placed) =
-                queue::open_sale(redis, event.id, event.on_sale_at.timestamp_millis()).await?
-            {
-                tracing::info!(event_id = %event.id, placed, "sale opened; pre-queue placed in random order");
-            }
-            if queue::is_open(redis, event.id).await? {
-                openings.open.insert(event.id);
-            }
-        }
-        let tick = queue::admit(redis, event.id).await?;
-        tracing::debug!(event_id = %event.id, ?tick, "admission tick");
-        let event_label = event.id.to_string();
-        if tick.admitted > 0 {
-            metrics::counter!("queue_admissions_total", "event" => event_label.clone())
-                .increment(tick.admitted as u64);
-        }
-        if tick.dropped > 0 {
-            metrics::counter!("queue_abandoned_total", "event" => event_label.clone())
-                .increment(tick.dropped as u64);
-        }
-        if tick.expired > 0 {
-            metrics::counter!("queue_tokens_expired_total", "event" => event_label)
-                .increment(tick.expired as u64);
-        }
+fn record(event_id: Uuid, step: &AdmissionStep) {
+    tracing::debug!(%event_id, ?step, "admission tick");
+    let event = event_id.to_string();
+    if step.admitted > 0 {
+        metrics::counter!("queue_admissions_total", "event" => event.clone())
+            .increment(step.admitted as u64);
     }
-    Ok(())
+    if step.dropped > 0 {
+        metrics::counter!("queue_abandoned_total", "event" => event.clone())
+            .increment(step.dropped as u64);
+    }
+    if step.expired > 0 {
+        metrics::counter!("queue_tokens_expired_total", "event" => event)
+            .increment(step.expired as u64);
+    }
 }

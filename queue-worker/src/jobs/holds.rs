@@ -7,6 +7,7 @@
 
 use sqlx::PgPool;
 use ticketing::inventory::{self, ReleaseMode, Released};
+use ticketing::queue::QueueId;
 use ticketing::redis_client::RedisClient;
 use uuid::Uuid;
 
@@ -27,7 +28,7 @@ pub async fn sweep(db: &PgPool, redis: &RedisClient, event_id: Uuid) -> anyhow::
             .await?;
     let mut released = 0;
     for jti in overdue {
-        let booked: Option<Uuid> =
+        let booked: Option<QueueId> =
             sqlx::query_scalar("SELECT queue_id FROM bookings WHERE token_jti = $1")
                 .bind(jti)
                 .fetch_optional(db)

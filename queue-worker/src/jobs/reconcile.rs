@@ -5,11 +5,10 @@
 
 use std::collections::HashMap;
 
-use chrono::Utc;
 use sqlx::PgPool;
 use ticketing::inventory;
 use ticketing::keys::EventKeys;
-use ticketing::queue;
+use ticketing::queue::{self, QueueMarks, Sync};
 use ticketing::rebuild::{self, When};
 use ticketing::redis_client::RedisClient;
 use ticketing::token::TokenId;
@@ -46,12 +45,17 @@ pub async fn reconcile(
     // One differing pass may be an admin change racing this read; two in a row is drift.
     let seen_before = memory.settings.insert(event.id, differs).unwrap_or(false);
     if settings == SettingsState::Missing || (differs && seen_before) {
+        let sync = if settings == SettingsState::Missing {
+            Sync::AfterLoss(QueueMarks::load(db, event.id).await?)
+        } else {
+            Sync::Settings
+        };
         queue::sync_config(
             redis,
             event.id,
             &room,
             event.on_sale_at.timestamp_millis(),
-            Utc::now().timestamp_millis(),
+            sync,
         )
         .await?;
         memory.settings.insert(event.id, false);
@@ -139,6 +143,7 @@ async fn settings_state(
             "max_active",
             "paused",
             "token_ttl_s",
+            "drain_per_minute",
         ])
         .query_async(&mut redis.clone())
         .await?;
@@ -152,6 +157,7 @@ async fn settings_state(
         room.max_active.to_string(),
         flag(room.paused),
         room.token_ttl_s.to_string(),
+        room.drain_per_minute.to_string(),
     ];
     let same = fields
         .iter()

@@ -1,0 +1,132 @@
+//! Joining the line and polling one's place in it: one script (`lua/queue_entry.lua`) for both,
+//! since a poll is a join that may not create an entry.
+
+use std::sync::LazyLock;
+
+use redis::{RedisResult, Script, ScriptInvocation, Value};
+use uuid::Uuid;
+
+use super::{Generation, Place, QueueId, Receipt};
+use crate::keys::EventKeys;
+use crate::lua_reply::{array, int, malformed, text};
+use crate::redis_client::RedisClient;
+
+static ENTRY: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../../lua/queue_entry.lua")));
+
+/// Where one entry stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// Redis has no settings for the event: it lost them, or never had them.
+    NoConfig,
+    NotFound,
+    /// The event gave every arrival number it has.
+    Full,
+    /// In line before the opening; where is not told until then.
+    PreQueue {
+        place: Place,
+        generation: Generation,
+    },
+    /// `position` is 1-based.
+    Waiting {
+        position: u64,
+        place: Place,
+        generation: Generation,
+    },
+    /// Admitted; `token` is None until the gateway signs one.
+    Admitted {
+        expires_ms: i64,
+        token: Option<String>,
+    },
+    Expired,
+    SoldOut,
+}
+
+/// Joins the line (or finds one's entry), drawing `lot` as the place in the pre-queue's lottery
+/// should the join come before the opening.
+pub async fn join(
+    redis: &RedisClient,
+    event_id: Uuid,
+    queue_id: QueueId,
+    lot: u32,
+) -> RedisResult<Standing> {
+    let mut invocation = invocation(event_id, queue_id);
+    invocation.arg("join").arg(queue_id).arg(lot).arg("");
+    run(redis, invocation).await
+}
+
+/// Reads one's place (a sign of life). With a verified `receipt` of this entry, an entry Redis
+/// lost is put back at the receipt's place, once.
+pub async fn poll(
+    redis: &RedisClient,
+    event_id: Uuid,
+    queue_id: QueueId,
+    receipt: Option<&Receipt>,
+) -> RedisResult<Standing> {
+    let mut invocation = invocation(event_id, queue_id);
+    invocation.arg("poll").arg(queue_id);
+    match receipt.filter(|r| r.queue_id == queue_id && r.event_id == event_id) {
+        Some(receipt) => invocation.arg(receipt.place).arg(receipt.generation),
+        None => invocation.arg("").arg(""),
+    };
+    run(redis, invocation).await
+}
+
+fn invocation(event_id: Uuid, queue_id: QueueId) -> ScriptInvocation<'static> {
+    let keys = EventKeys::new(event_id);
+    let mut invocation = ENTRY.prepare_invoke();
+    invocation
+        .key(keys.queue_config())
+        .key(keys.waiting())
+        .key(keys.sequence())
+        .key(keys.alive(0))
+        .key(keys.alive(1))
+        .key(keys.admitted())
+        .key(keys.gone())
+        .key(keys.entry_token(queue_id))
+        .key(keys.inventory())
+        .key(keys.stats())
+        .key(keys.admissions_per_second())
+        .key(keys.restored());
+    invocation
+}
+
+async fn run(redis: &RedisClient, invocation: ScriptInvocation<'_>) -> RedisResult<Standing> {
+    let reply: Value = invocation.invoke_async(&mut redis.clone()).await?;
+    let items = array(&reply);
+    let state = items
+        .first()
+        .and_then(text)
+        .ok_or_else(|| malformed("queue_entry"))?;
+    let number = |i: usize| items.get(i).and_then(int).unwrap_or_default();
+    let place = Place(number(4));
+    let generation = || {
+        items
+            .get(5)
+            .and_then(text)
+            .and_then(|g| g.parse().ok())
+            .map(Generation)
+            .ok_or_else(|| malformed("queue_entry"))
+    };
+    Ok(match state.as_str() {
+        "no_config" => Standing::NoConfig,
+        "not_found" => Standing::NotFound,
+        "full" => Standing::Full,
+        "pre_queue" => Standing::PreQueue {
+            place,
+            generation: generation()?,
+        },
+        "waiting" => Standing::Waiting {
+            position: number(1).max(0) as u64,
+            place,
+            generation: generation()?,
+        },
+        "admitted" => Standing::Admitted {
+            expires_ms: number(2),
+            token: items.get(3).and_then(text),
+        },
+        "expired" => Standing::Expired,
+        "sold_out" => Standing::SoldOut,
+        _ => return Err(malformed("queue_entry")),
+    })
+}

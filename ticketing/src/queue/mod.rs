@@ -1,0 +1,33 @@
+//! The waiting room in Redis, one step per module, in the order a buyer meets them:
+//! `id` (who stands in line) → `place` (where: the lot drawn before the opening, arrival order
+//! after it) → `entry` (join, poll, and coming back from a receipt after Redis lost the line) →
+//! `admit` (the worker's bounded admission step) → `entry_token` (one signed token per
+//! admission). `room` holds the settings and how they reach Redis, `receipt` the signed place
+//! receipts, `stats` the live numbers. Each Redis step is one Lua script in `lua/`.
+
+pub mod admit;
+pub mod entry;
+pub mod entry_token;
+pub mod id;
+pub mod place;
+pub mod receipt;
+pub mod room;
+pub mod stats;
+
+pub use admit::{admit, AdmissionStep};
+pub use entry::{join, poll, Standing};
+pub use entry_token::keep_entry_token;
+pub use id::QueueId;
+pub use place::Place;
+pub use receipt::{Receipt, ReceiptKeys};
+pub use room::{sync_config, Generation, QueueMarks, Sync, WaitingRoom};
+pub use stats::{stats, QueueStats};
+
+/// How long without a poll before a waiting entry counts as gone: it is dropped when it reaches
+/// the head after one to two windows of silence.
+pub const ALIVE_WINDOW_S: u32 = 60;
+
+/// The longest a live page waits between two polls (the gateway's longest `poll_after_ms` and its
+/// jitter): after a Redis data loss, admission waits this long, so every live entry has polled
+/// with its receipt and stands at its place again before anyone behind it is admitted.
+pub const LONGEST_POLL_MS: u64 = 22_000;

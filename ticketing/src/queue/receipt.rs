@@ -1,0 +1,219 @@
+//! Signed place receipts: what lets a waiting buyer's place survive a Redis data loss.
+//!
+//! The join and poll answers carry one; the page sends the latest back on each poll. When Redis
+//! lost the line (a flush, a restart without persistence, a failover to a stale replica), the
+//! queue's generation changes, and a poll that presents a receipt of an earlier generation puts its
+//! entry back at the place the receipt names (see `lua/queue_entry.lua`). Receipts are HMAC-signed
+//! with a key every gateway shares; the `kid` in front says which, so keys can rotate: the first of
+//! `QUEUE_RECEIPT_KEYS` signs, every listed key verifies.
+//!
+//! Wire form: `<kid>.<base64url(payload)>.<base64url(mac)>`, the payload 56 bytes (event id,
+//! queue id, place, generation, issue time), the MAC's first 16 bytes.
+
+use std::collections::HashMap;
+
+use anyhow::{anyhow, bail};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use uuid::Uuid;
+
+use super::{Generation, Place, QueueId};
+use crate::config::{checked_secret, Secret};
+
+const PAYLOAD_LEN: usize = 56;
+const MAC_LEN: usize = 16;
+/// Longest receipt text accepted: a kid of up to 16 characters plus the two encoded parts.
+pub const MAX_LEN: usize = 16 + 1 + 75 + 1 + 22;
+
+/// What a receipt says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    pub event_id: Uuid,
+    pub queue_id: QueueId,
+    pub place: Place,
+    pub generation: Generation,
+    pub issued_ms: i64,
+}
+
+impl Receipt {
+    fn payload(&self) -> [u8; PAYLOAD_LEN] {
+        let mut out = [0u8; PAYLOAD_LEN];
+        out[..16].copy_from_slice(self.event_id.as_bytes());
+        out[16..32].copy_from_slice(self.queue_id.as_bytes());
+        out[32..40].copy_from_slice(&self.place.0.to_be_bytes());
+        out[40..48].copy_from_slice(&self.generation.0.to_be_bytes());
+        out[48..].copy_from_slice(&self.issued_ms.to_be_bytes());
+        out
+    }
+
+    fn from_payload(bytes: &[u8; PAYLOAD_LEN]) -> Self {
+        let eight = |at: usize| <[u8; 8]>::try_from(&bytes[at..at + 8]).expect("8 bytes");
+        Self {
+            event_id: Uuid::from_slice(&bytes[..16]).expect("16 bytes"),
+            queue_id: QueueId(Uuid::from_slice(&bytes[16..32]).expect("16 bytes")),
+            place: Place(i64::from_be_bytes(eight(32))),
+            generation: Generation(u64::from_be_bytes(eight(40))),
+            issued_ms: i64::from_be_bytes(eight(48)),
+        }
+    }
+}
+
+/// The keys receipts are signed and checked with.
+#[derive(Clone)]
+pub struct ReceiptKeys {
+    signing_kid: String,
+    keys: HashMap<String, Secret>,
+}
+
+impl std::fmt::Debug for ReceiptKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiptKeys")
+            .field("signing_kid", &self.signing_kid)
+            .field("kids", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl ReceiptKeys {
+    /// `kid:secret[,kid:secret...]`; the first key signs. A kid is 1–16 of `A-Z a-z 0-9 _ -`.
+    pub fn parse(setting: &str, value: &str) -> anyhow::Result<Self> {
+        let mut keys = HashMap::new();
+        let mut signing_kid = None;
+        for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (kid, secret) = entry
+                .split_once(':')
+                .ok_or_else(|| anyhow!("{setting}: each key is kid:secret"))?;
+            let kid_ok = (1..=16).contains(&kid.len())
+                && kid
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !kid_ok {
+                bail!("{setting}: a kid is 1-16 of A-Z a-z 0-9 _ -");
+            }
+            let secret = checked_secret(&format!("{setting} ({kid})"), secret)?;
+            if keys.insert(kid.to_string(), secret).is_some() {
+                bail!("{setting}: kid {kid} is listed twice");
+            }
+            signing_kid.get_or_insert_with(|| kid.to_string());
+        }
+        let signing_kid = signing_kid.ok_or_else(|| anyhow!("{setting} names no key"))?;
+        Ok(Self { signing_kid, keys })
+    }
+
+    fn mac(secret: &Secret, kid: &str, payload: &[u8]) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
+            .expect("hmac takes keys of any length");
+        // The kid is signed too, so a receipt cannot be moved under another key's name.
+        mac.update(kid.as_bytes());
+        mac.update(b".");
+        mac.update(payload);
+        mac
+    }
+
+    pub fn sign(&self, receipt: &Receipt) -> String {
+        let payload = receipt.payload();
+        let secret = &self.keys[&self.signing_kid];
+        let tag = Self::mac(secret, &self.signing_kid, &payload)
+            .finalize()
+            .into_bytes();
+        format!(
+            "{}.{}.{}",
+            self.signing_kid,
+            URL_SAFE_NO_PAD.encode(payload),
+            URL_SAFE_NO_PAD.encode(&tag[..MAC_LEN])
+        )
+    }
+
+    /// The receipt `text` carries, if a listed key signed it; None for anything else.
+    pub fn verify(&self, text: &str) -> Option<Receipt> {
+        if text.len() > MAX_LEN {
+            return None;
+        }
+        let mut parts = text.split('.');
+        let (kid, payload, tag) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let secret = self.keys.get(kid)?;
+        let payload: [u8; PAYLOAD_LEN] = URL_SAFE_NO_PAD.decode(payload).ok()?.try_into().ok()?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        if tag.len() != MAC_LEN {
+            return None;
+        }
+        // Constant-time comparison of the truncated tag.
+        Self::mac(secret, kid, &payload)
+            .verify_truncated_left(&tag)
+            .ok()?;
+        let receipt = Receipt::from_payload(&payload);
+        receipt.place.is_valid().then_some(receipt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receipt() -> Receipt {
+        Receipt {
+            event_id: Uuid::new_v4(),
+            queue_id: QueueId(Uuid::new_v4()),
+            place: Place::pre_queue(77, 1234),
+            generation: Generation(987_654_321),
+            issued_ms: 1_764_000_000_000,
+        }
+    }
+
+    #[test]
+    fn a_signed_receipt_verifies_and_says_what_was_signed() {
+        let keys = ReceiptKeys::parse("K", "k1:0123456789abcdef0123").unwrap();
+        let r = receipt();
+        let text = keys.sign(&r);
+        assert!(text.len() <= MAX_LEN, "{} > {MAX_LEN}", text.len());
+        assert_eq!(keys.verify(&text), Some(r));
+    }
+
+    #[test]
+    fn tampered_unknown_or_malformed_receipts_are_refused() {
+        let keys = ReceiptKeys::parse("K", "k1:0123456789abcdef0123").unwrap();
+        let text = keys.sign(&receipt());
+        let (kid, rest) = text.split_once('.').unwrap();
+        let (payload, tag) = rest.split_once('.').unwrap();
+        let mut bytes = URL_SAFE_NO_PAD.decode(payload).unwrap();
+        bytes[39] ^= 1; // another place
+        let forged = format!("{kid}.{}.{tag}", URL_SAFE_NO_PAD.encode(&bytes));
+        assert_eq!(keys.verify(&forged), None);
+        assert_eq!(keys.verify(&format!("k2.{rest}")), None);
+        let other = ReceiptKeys::parse("K", "k1:another-secret-of-16-chars").unwrap();
+        assert_eq!(other.verify(&text), None);
+        for junk in ["", "a.b", "a.b.c.d", &"x".repeat(400)] {
+            assert_eq!(keys.verify(junk), None);
+        }
+    }
+
+    #[test]
+    fn rotation_signs_with_the_first_key_and_verifies_with_every_listed_one() {
+        let old = ReceiptKeys::parse("K", "old:0123456789abcdef0123").unwrap();
+        let both =
+            ReceiptKeys::parse("K", "new:fedcba9876543210fedc, old:0123456789abcdef0123").unwrap();
+        let r = receipt();
+        assert_eq!(both.verify(&old.sign(&r)), Some(r));
+        assert!(both.sign(&r).starts_with("new."));
+        assert_eq!(old.verify(&both.sign(&r)), None);
+    }
+
+    #[test]
+    fn bad_key_settings_are_refused() {
+        for bad in [
+            "",
+            "nokid",
+            "k1:short",
+            "k1:change-me-change-me",
+            "bad kid:0123456789abcdef0123",
+            "a:0123456789abcdef0123,a:0123456789abcdef0124",
+        ] {
+            assert!(ReceiptKeys::parse("K", bad).is_err(), "{bad} accepted");
+        }
+    }
+}

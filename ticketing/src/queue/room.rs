@@ -1,0 +1,202 @@
+//! A waiting room's settings, how they reach Redis, and the queue's durable high-water marks.
+
+use rand::Rng;
+use redis::RedisResult;
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{Place, ALIVE_WINDOW_S, LONGEST_POLL_MS};
+use crate::keys::{EventKeys, ACTIVE_EVENTS};
+use crate::redis_client::RedisClient;
+
+/// A waiting room's settings, as the admin API reads and writes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WaitingRoom {
+    pub enabled: bool,
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub admission_per_minute: u32,
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub max_active: u32,
+    pub paused: bool,
+    #[schema(minimum = 30, maximum = 86400)]
+    pub token_ttl_s: u32,
+    /// With the room turned off, how fast the people still in line are let in, in order
+    /// (per minute); 0 lets them all in at once.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub drain_per_minute: u32,
+}
+
+impl WaitingRoom {
+    /// The settings as the `events` row stores them; a non-positive rate or size (which the admin
+    /// API refuses, but a hand-edited row might hold) counts as 1, a negative drain rate as 0.
+    pub fn from_columns(
+        enabled: bool,
+        admission_per_minute: i32,
+        max_active: i32,
+        paused: bool,
+        token_ttl_s: i32,
+        drain_per_minute: i32,
+    ) -> Self {
+        let positive = |n: i32| n.max(1) as u32;
+        Self {
+            enabled,
+            admission_per_minute: positive(admission_per_minute),
+            max_active: positive(max_active),
+            paused,
+            token_ttl_s: positive(token_ttl_s),
+            drain_per_minute: drain_per_minute.max(0) as u32,
+        }
+    }
+}
+
+impl Default for WaitingRoom {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            admission_per_minute: 600,
+            max_active: 1000,
+            paused: false,
+            token_ttl_s: 600,
+            drain_per_minute: 0,
+        }
+    }
+}
+
+/// Which incarnation of an event's line Redis holds: drawn when its settings first reach a Redis
+/// that lacks them, so a new one after a flush, restart or failover that lost the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Generation(pub u64);
+
+impl redis::ToRedisArgs for Generation {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        out.write_arg(self.0.to_string().as_bytes())
+    }
+}
+
+/// What Postgres remembers of a line, saved by the worker about once a second: how many arrivals
+/// it gave and the highest place taken off its head. After a loss, new arrivals are numbered above
+/// the first (plus a margin for the arrivals since the last save), and no receipt at or below the
+/// second is put back in line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueMarks {
+    pub arrivals: i64,
+    pub admitted_through: Place,
+}
+
+/// Arrivals a line may have given since the worker last saved its marks (a second at 50,000
+/// joins/s, twenty times over); costs 125 KB of liveness bitmap per loss.
+pub const ARRIVAL_MARGIN: i64 = 1_000_000;
+
+impl QueueMarks {
+    pub async fn load(db: &PgPool, event_id: Uuid) -> sqlx::Result<Self> {
+        let (arrivals, admitted_through): (i64, Place) = sqlx::query_as(
+            "SELECT queue_arrivals, queue_admitted_through FROM events WHERE id = $1",
+        )
+        .bind(event_id)
+        .fetch_optional(db)
+        .await?
+        .unwrap_or_default();
+        Ok(Self {
+            arrivals,
+            admitted_through,
+        })
+    }
+
+    /// Raises the saved marks to these (they never go down).
+    pub async fn save(&self, db: &PgPool, event_id: Uuid) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE events
+                SET queue_arrivals = GREATEST(queue_arrivals, $2),
+                    queue_admitted_through = GREATEST(queue_admitted_through, $3)
+              WHERE id = $1",
+        )
+        .bind(event_id)
+        .bind(self.arrivals)
+        .bind(self.admitted_through)
+        .execute(db)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Why settings are written to Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sync {
+    /// Created or changed by the operator (or found different from Postgres).
+    Settings,
+    /// Redis lost the event's line: restore it with these marks.
+    AfterLoss(QueueMarks),
+}
+
+/// Writes an event's waiting-room settings to Redis, where every gateway and worker reads them on
+/// its next request or tick. After a loss it also numbers new arrivals above the saved marks and,
+/// if anyone was in line, holds admission for one longest poll interval so receipts bring them
+/// back first. All in one transaction: no join can take an arrival number before the floor is
+/// set, and several gateways restoring at once agree (first write wins).
+pub async fn sync_config(
+    redis: &RedisClient,
+    event_id: Uuid,
+    room: &WaitingRoom,
+    on_sale_ms: i64,
+    sync: Sync,
+) -> RedisResult<()> {
+    let keys = EventKeys::new(event_id);
+    let flag = |b: bool| if b { "1" } else { "0" };
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    if let Sync::AfterLoss(marks) = sync {
+        if marks.arrivals > 0 {
+            // Redis's clock decides admission; the gateway's is close enough for a 22 s pause.
+            let admit_after = chrono::Utc::now().timestamp_millis() + LONGEST_POLL_MS as i64;
+            pipe.cmd("SET")
+                .arg(keys.sequence())
+                .arg(marks.arrivals + ARRIVAL_MARGIN)
+                .arg("NX")
+                .ignore()
+                .cmd("HSETNX")
+                .arg(keys.queue_config())
+                .arg("admitted_through")
+                .arg(marks.admitted_through)
+                .ignore()
+                .cmd("HSETNX")
+                .arg(keys.queue_config())
+                .arg("admit_after_ms")
+                .arg(admit_after)
+                .ignore();
+        }
+    }
+    pipe.cmd("HSET")
+        .arg(keys.queue_config())
+        .arg("enabled")
+        .arg(flag(room.enabled))
+        .arg("admission_per_minute")
+        .arg(room.admission_per_minute)
+        .arg("max_active")
+        .arg(room.max_active)
+        .arg("paused")
+        .arg(flag(room.paused))
+        .arg("token_ttl_s")
+        .arg(room.token_ttl_s)
+        .arg("drain_per_minute")
+        .arg(room.drain_per_minute)
+        .arg("on_sale_ms")
+        .arg(on_sale_ms)
+        .arg("alive_window_s")
+        .arg(ALIVE_WINDOW_S)
+        .ignore()
+        .cmd("HSETNX")
+        .arg(keys.queue_config())
+        .arg("gen")
+        .arg(Generation(rand::thread_rng().gen()))
+        .ignore();
+    // The event's keys share one slot; the list of active events lives elsewhere in a cluster, so
+    // it is a call of its own.
+    pipe.query_async::<()>(&mut redis.clone()).await?;
+    redis::cmd("SADD")
+        .arg(ACTIVE_EVENTS)
+        .arg(event_id.to_string())
+        .query_async::<()>(&mut redis.clone())
+        .await
+}

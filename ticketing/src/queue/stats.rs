@@ -1,0 +1,41 @@
+//! The live numbers of a waiting room.
+
+use std::sync::LazyLock;
+
+use redis::{RedisResult, Script};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::keys::EventKeys;
+use crate::redis_client::RedisClient;
+
+static STATS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../../lua/queue_stats.lua")));
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct QueueStats {
+    /// In line, pre-queue included.
+    pub waiting: i64,
+    pub admitted_total: i64,
+    pub active: i64,
+    pub booked_total: i64,
+    pub admitted_last_minute: i64,
+}
+
+pub async fn stats(redis: &RedisClient, event_id: Uuid) -> RedisResult<QueueStats> {
+    let keys = EventKeys::new(event_id);
+    let (waiting, admitted_total, active, booked_total, admitted_last_minute) = STATS
+        .key(keys.waiting())
+        .key(keys.admitted())
+        .key(keys.stats())
+        .key(keys.admissions_per_second())
+        .invoke_async(&mut redis.clone())
+        .await?;
+    Ok(QueueStats {
+        waiting,
+        admitted_total,
+        active,
+        booked_total,
+        admitted_last_minute,
+    })
+}
