@@ -34,6 +34,9 @@ export ENTRY_PUBLIC_KEYS_DIR=${ENTRY_PUBLIC_KEYS_DIR:-$ENTRY_KEYS_DIR}
 export ENTRY_SIGNING_KID=${ENTRY_SIGNING_KID:-dev}
 [ -s .run/secrets ] || printf 'QUEUE_ID_SECRET=%s\nACCESS_CODE_SECRET=%s\n' \
   "$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')" "$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')" > .run/secrets
+# Added separately, so a .run/secrets from an earlier version gains it.
+grep -q '^QUEUE_RECEIPT_KEYS=' .run/secrets ||
+  printf 'QUEUE_RECEIPT_KEYS=k1:%s\n' "$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')" >> .run/secrets
 set -a; source .run/secrets; set +a
 
 "$bin/gateway" keygen

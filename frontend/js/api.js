@@ -157,7 +157,10 @@ export const joinQueue = (eventId, visitorId, signal) =>
     signal,
   });
 
-export const queueStatus = (queueId, signal) => request(`/api/queue/${enc(queueId)}`, { signal });
+// The place receipt goes back with every poll: should the queue lose its data, it puts the
+// entry back at its place.
+export const queueStatus = (queueId, receipt, signal) =>
+  request(`/api/queue/${enc(queueId)}`, { signal, headers: receipt ? { 'X-Queue-Receipt': receipt } : {} });
 
 let bookingBase = null;
 

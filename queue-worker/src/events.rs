@@ -30,11 +30,25 @@ impl WatchedEvent {
     }
 }
 
+/// One event's waiting room as Postgres has it now.
+pub async fn room_of(db: &PgPool, event_id: Uuid) -> sqlx::Result<Option<WaitingRoom>> {
+    let row: Option<WatchedEvent> = sqlx::query_as(
+        "SELECT id, on_sale_at, wr_enabled, admission_per_minute, max_active, paused, token_ttl_s,
+                drain_per_minute
+           FROM events WHERE id = $1",
+    )
+    .bind(event_id)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|e| e.waiting_room()))
+}
+
 pub async fn watched(db: &PgPool) -> sqlx::Result<Vec<WatchedEvent>> {
     sqlx::query_as(
         "SELECT id, on_sale_at, wr_enabled, admission_per_minute, max_active, paused, token_ttl_s,
                 drain_per_minute
-           FROM events WHERE starts_at > now() - interval '1 day'",
+           FROM events WHERE starts_at > now() - interval '1 day'
+          ORDER BY on_sale_at, id",
     )
     .fetch_all(db)
     .await

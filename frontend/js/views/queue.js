@@ -79,7 +79,7 @@ export async function show(main, { params: [eventId], signal, retry }) {
       let status;
       try {
         if (place?.queue_id) {
-          status = await queueStatus(place.queue_id, signal);
+          status = await queueStatus(place.queue_id, place.receipt, signal);
         } else {
           status = await joinQueue(eventId, visitorId(), signal);
           place = { queue_id: status.queue_id, first_position: null };
@@ -110,6 +110,7 @@ export async function show(main, { params: [eventId], signal, retry }) {
 
       failures = 0;
       setText(ui.connection, '');
+      if (status.receipt) place.receipt = status.receipt;
       if (status.position != null && status.position > (place.first_position ?? 0)) {
         place.first_position = status.position;
       }

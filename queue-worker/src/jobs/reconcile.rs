@@ -39,8 +39,17 @@ pub async fn reconcile(
     memory: &mut DriftMemory,
 ) -> anyhow::Result<Repair> {
     let mut repair = Repair::default();
-    let room = event.waiting_room();
-    let settings = settings_state(redis, event.id, &room).await?;
+    let mut room = event.waiting_room();
+    let mut settings = settings_state(redis, event.id, &room).await?;
+    if settings != SettingsState::Same {
+        // The worker's list of events is up to a second old: an operator's change (a pause!) may
+        // be newer. Putting the list's settings back would undo it, so compare with Postgres as
+        // it is now.
+        if let Some(fresh) = crate::events::room_of(db, event.id).await? {
+            room = fresh;
+            settings = settings_state(redis, event.id, &room).await?;
+        }
+    }
     let differs = settings != SettingsState::Same;
     // One differing pass may be an admin change racing this read; two in a row is drift.
     let seen_before = memory.settings.insert(event.id, differs).unwrap_or(false);

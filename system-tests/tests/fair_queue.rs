@@ -1,0 +1,658 @@
+//! The fair queue at scale: an opening under a crowd, operator toggles that keep the line's order,
+//! places that survive Redis losing its data, one event's trouble kept its own.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use system_tests::private_redis::PrivateRedis;
+use system_tests::{eventually, Options, System};
+use ticketing::keys::EventKeys;
+use ticketing::queue::{self, place, QueueId};
+use uuid::Uuid;
+
+fn room(enabled: bool, rate: u32, paused: bool) -> Value {
+    json!({"enabled": enabled, "admission_per_minute": rate, "max_active": 100000, "paused": paused})
+}
+
+async fn event_opening_at(system: &System, on_sale_at: chrono::DateTime<Utc>, room: Value) -> Uuid {
+    system
+        .create_event_from(json!({
+            "name": "Hot sale", "venue_name": "Arena", "starts_at": "2031-01-01T20:00:00Z",
+            "on_sale_at": on_sale_at.to_rfc3339(),
+            "waiting_room": room,
+            "tiers": [{"code": "GA", "name": "GA", "price_cents": 100, "capacity": 100000}]
+        }))
+        .await
+}
+
+/// Polls as the page does: with the latest place receipt in `X-Queue-Receipt`, trying again
+/// while the gateway answers 503 (reconnecting to a restarted Redis).
+async fn poll_with(system: &System, queue_id: &str, receipt: Option<&str>) -> (u16, Value) {
+    for _ in 0..50 {
+        let mut request = system
+            .http
+            .get(format!("{}/api/queue/{queue_id}", system.gateway));
+        if let Some(receipt) = receipt {
+            request = request.header("x-queue-receipt", receipt);
+        }
+        let response = request.send().await.expect("poll");
+        let status = response.status().as_u16();
+        if status != 503 {
+            return (status, response.json().await.unwrap_or(Value::Null));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the gateway stayed unavailable");
+}
+
+/// Joins `count` visitors named `<prefix>-<i>` one after another; returns their join answers.
+async fn join_in_order(system: &System, event: Uuid, prefix: &str, count: usize) -> Vec<Value> {
+    let mut answers = Vec::with_capacity(count);
+    for i in 0..count {
+        let (status, answer) = system.join(event, &format!("{prefix}-{i}")).await;
+        assert_eq!(status, 202, "{answer}");
+        answers.push(answer);
+    }
+    answers
+}
+
+fn queue_id(answer: &Value) -> String {
+    answer["queue_id"].as_str().expect("queue_id").to_string()
+}
+
+async fn stat(system: &System, event: Uuid, field: &str) -> i64 {
+    let value: Option<i64> = redis::cmd("HGET")
+        .arg(EventKeys::new(event).stats())
+        .arg(field)
+        .query_async(&mut system.redis.clone())
+        .await
+        .expect("stats");
+    value.unwrap_or(0)
+}
+
+/// The states of these entries, by one poll each (which also keeps them alive).
+async fn states(system: &System, ids: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let (_, status) = system.poll(id).await;
+        out.push(status["state"].as_str().unwrap_or("?").to_string());
+    }
+    out
+}
+
+/// Puts `count` visitors in the event's line through the join script, as many at once as Redis
+/// takes (far faster than HTTP); returns their queue ids.
+async fn seed_line(system: &System, event: Uuid, count: usize) -> Vec<QueueId> {
+    let ids: Vec<QueueId> = (0..count).map(|_| QueueId(Uuid::new_v4())).collect();
+    futures::stream::iter(ids.clone())
+        .map(|id| {
+            let redis = system.redis.clone();
+            async move {
+                let standing = queue::join(&redis, event, id, place::draw_lot())
+                    .await
+                    .expect("join script");
+                assert!(
+                    matches!(standing, queue::Standing::PreQueue { .. }),
+                    "{standing:?}"
+                );
+            }
+        })
+        .buffer_unordered(256)
+        .collect::<()>()
+        .await;
+    ids
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_pre_queue_of_200k_opens_within_a_second_while_visitors_keep_joining(db: PgPool) {
+    let redis = PrivateRedis::start().await;
+    let system = System::start_with(
+        db,
+        Options {
+            redis_url: redis.url(),
+            ..Options::default()
+        },
+    )
+    .await;
+    // Any single command (script call included) slower than 20 ms is logged.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("slowlog-log-slower-than")
+        .arg(20_000)
+        .query_async(&mut system.redis.clone())
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SLOWLOG")
+        .arg("RESET")
+        .query_async(&mut system.redis.clone())
+        .await
+        .unwrap();
+
+    let seeding_time = Duration::from_secs(40);
+    let on_sale_at = Utc::now() + chrono::Duration::from_std(seeding_time).unwrap();
+    let event = event_opening_at(&system, on_sale_at, room(true, 60_000, false)).await;
+    let started = Instant::now();
+    let seeded = seed_line(&system, event, 200_000).await;
+    let early = join_in_order(&system, event, "early", 20).await;
+    assert!(
+        Utc::now() < on_sale_at - chrono::Duration::seconds(3),
+        "seeding took {:?}, too close to the opening for the test to mean anything",
+        started.elapsed()
+    );
+    assert!(early
+        .iter()
+        .all(|a| a["state"] == "pre_queue" && a["position"].is_null()));
+    let early_ids: Vec<String> = early.iter().map(queue_id).collect();
+
+    // Visitors keep arriving across the opening, about 100 a second, one after another.
+    let arrivals_stop = Arc::new(AtomicBool::new(false));
+    let arrivals = {
+        let (stop, http, gateway) = (
+            arrivals_stop.clone(),
+            system.http.clone(),
+            system.gateway.clone(),
+        );
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let response = http
+                    .post(format!("{gateway}/api/events/{event}/queue"))
+                    .json(&json!({"visitor_id": format!("arrival-{i}")}))
+                    .send()
+                    .await
+                    .expect("join");
+                let answered_at = Utc::now();
+                let answer: Value = response.json().await.expect("join answer");
+                answers.push((answered_at, answer));
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            answers
+        })
+    };
+    let wait = (on_sale_at - Utc::now() - chrono::Duration::seconds(2))
+        .to_std()
+        .unwrap();
+    tokio::time::sleep(wait).await;
+    // Liveness: the early visitors poll as their pages do.
+    states(&system, &early_ids).await;
+
+    // The first admission, timed on this machine's clock (the same as Redis's here).
+    let first_admission = loop {
+        if stat(&system, event, "admitted_total").await > 0 {
+            break Utc::now();
+        }
+        assert!(
+            Utc::now() < on_sale_at + chrono::Duration::seconds(5),
+            "nobody admitted 5 s after the opening"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let delay = first_admission - on_sale_at;
+    assert!(
+        delay >= chrono::Duration::zero(),
+        "admitted {delay} before on_sale_at"
+    );
+    assert!(
+        delay < chrono::Duration::seconds(1),
+        "first admission {delay} after on_sale_at"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    arrivals_stop.store(true, Ordering::Relaxed);
+    let arrivals = arrivals.await.unwrap();
+    // Pause (which must not reorder anyone) so places hold still while they are compared.
+    system
+        .change_waiting_room(event, json!({"paused": true}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (before, after): (Vec<_>, Vec<_>) = arrivals
+        .iter()
+        .partition(|(_, answer)| answer["state"] == "pre_queue");
+    assert!(
+        before.len() > 50 && after.len() > 50,
+        "{} before, {} after",
+        before.len(),
+        after.len()
+    );
+    assert!(
+        before
+            .iter()
+            .all(|(at, _)| *at < on_sale_at + chrono::Duration::milliseconds(100)),
+        "a join answered well after the opening was put in the pre-queue"
+    );
+    let pre_queue_left: i64 = redis::cmd("ZCOUNT")
+        .arg(EventKeys::new(event).waiting())
+        .arg(0)
+        .arg(format!("({}", place::OPENED))
+        .query_async(&mut system.redis.clone())
+        .await
+        .unwrap();
+    assert!(pre_queue_left > 150_000, "{pre_queue_left}");
+    let mut last_position = pre_queue_left as u64;
+    for (_, answer) in &after {
+        let (status, now) = system.poll(&queue_id(answer)).await;
+        assert_eq!(status, 200, "{now}");
+        let position = now["position"].as_u64().expect("a later joiner is waiting");
+        assert!(
+            position > last_position,
+            "a later joiner at {position} is not behind the pre-queue ({pre_queue_left} left) and every earlier later joiner"
+        );
+        last_position = position;
+    }
+    // Early (HTTP) visitors were drawn into the lottery: somewhere in the first pre-queue places.
+    for id in &early_ids {
+        let (_, now) = system.poll(id).await;
+        if now["state"] == "waiting" {
+            assert!(
+                now["position"].as_u64().unwrap() <= pre_queue_left as u64,
+                "{now}"
+            );
+        }
+    }
+    assert!(seeded.len() == 200_000);
+    let slow: Vec<redis::Value> = redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(10)
+        .query_async(&mut system.redis.clone())
+        .await
+        .unwrap();
+    assert!(
+        slow.is_empty(),
+        "a command blocked Redis for more than 20 ms: {slow:?}"
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn one_admission_step_touches_at_most_its_bound(db: PgPool) {
+    let system = System::start_with(
+        db,
+        Options {
+            workers: 0,
+            ..Options::default()
+        },
+    )
+    .await;
+    let event = event_opening_at(
+        &system,
+        Utc::now() + chrono::Duration::seconds(2),
+        room(false, 600, false),
+    )
+    .await;
+    seed_line(&system, event, 2_500).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // Room off, drain at once: as many as the bound allows, and it says there is more.
+    let step = queue::admit(&system.redis, event, 1000).await.unwrap();
+    assert_eq!(step.admitted + step.dropped, 1000, "{step:?}");
+    assert!(step.more);
+    let step = queue::admit(&system.redis, event, 1000).await.unwrap();
+    assert_eq!(step.admitted + step.dropped, 1000, "{step:?}");
+    let step = queue::admit(&system.redis, event, 1000).await.unwrap();
+    assert_eq!(step.admitted + step.dropped, 500, "{step:?}");
+    assert!(!step.more);
+    assert_eq!(stat(&system, event, "admitted_total").await, 2_500);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn turning_the_room_off_admits_everyone_in_line_in_order(db: PgPool) {
+    let system = System::start(db).await;
+    let event = event_opening_at(&system, Utc::now(), room(true, 1, true)).await;
+    let line = join_in_order(&system, event, "waiting", 30).await;
+    let ids: Vec<String> = line.iter().map(queue_id).collect();
+    for (i, answer) in line.iter().enumerate() {
+        assert_eq!(answer["position"], i as u64 + 1);
+    }
+    // Off, draining 300 a minute (one every 200 ms): admissions follow the line, and whoever
+    // arrives meanwhile stands behind it.
+    system
+        .change_waiting_room(
+            event,
+            json!({"enabled": false, "paused": false, "drain_per_minute": 300}),
+        )
+        .await;
+    let mut late = None;
+    let mut seen_partial = false;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = states(&system, &ids).await;
+        let admitted = now.iter().filter(|s| *s == "admitted").count();
+        assert!(
+            now[..admitted].iter().all(|s| s == "admitted")
+                && now[admitted..].iter().all(|s| s == "waiting"),
+            "admitted out of order: {now:?}"
+        );
+        if admitted == ids.len() {
+            break;
+        }
+        if admitted > 0 && late.is_none() {
+            seen_partial = true;
+            let (_, answer) = system.join(event, "arrives-during-the-drain").await;
+            assert_eq!(answer["state"], "waiting", "{answer}");
+            let behind = states(&system, &ids)
+                .await
+                .iter()
+                .filter(|s| *s == "waiting")
+                .count();
+            assert!(
+                answer["position"].as_u64().unwrap() > behind as u64,
+                "an arrival during the drain stands behind it: {answer}"
+            );
+            late = Some(queue_id(&answer));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the line was not drained: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen_partial, "the drain rate was not applied");
+    let late = late.unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "the late arrival admitted after the line",
+        || async { (system.poll(&late).await.1["state"] == "admitted").then_some(()) },
+    )
+    .await;
+    // Once the line is empty, a room that is off lets visitors straight in.
+    let (_, walk_in) = system.join(event, "walks-in").await;
+    assert_eq!(walk_in["state"], "admitted", "{walk_in}");
+
+    // On again: new arrivals queue, in arrival order.
+    system
+        .change_waiting_room(
+            event,
+            json!({"enabled": true, "admission_per_minute": 1, "paused": true}),
+        )
+        .await;
+    let again = join_in_order(&system, event, "after", 3).await;
+    let positions: Vec<u64> = again
+        .iter()
+        .map(|a| a["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(positions, vec![1, 2, 3]);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_room_turned_off_before_the_opening_admits_nobody_before_it(db: PgPool) {
+    let system = System::start(db).await;
+    let on_sale_at = Utc::now() + chrono::Duration::seconds(4);
+    let event = event_opening_at(&system, on_sale_at, room(true, 1, false)).await;
+    let line = join_in_order(&system, event, "early", 10).await;
+    let ids: Vec<String> = line.iter().map(queue_id).collect();
+    system
+        .change_waiting_room(event, json!({"enabled": false}))
+        .await;
+    // Booking refuses entry tokens before the opening, whoever signed them.
+    let (token, _) = system.keys.token(event, 2, 60);
+    let (status, answer) = system
+        .book(
+            &token,
+            &json!({"event_id": event, "tiers": {"GA": 1}, "buyer_email": "a@b.co"}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (403, Some("not_on_sale")),
+        "{answer}"
+    );
+    while Utc::now() < on_sale_at - chrono::Duration::milliseconds(300) {
+        assert!(
+            states(&system, &ids).await.iter().all(|s| s == "pre_queue"),
+            "admitted before on_sale_at"
+        );
+        let (_, walk_in) = system.join(event, "walk-in-before").await;
+        assert_eq!(walk_in["state"], "pre_queue", "{walk_in}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eventually(
+        Duration::from_secs(5),
+        "the pre-queue admitted at the opening",
+        || async {
+            states(&system, &ids)
+                .await
+                .iter()
+                .all(|s| s == "admitted")
+                .then_some(())
+        },
+    )
+    .await;
+    let (status, _) = system
+        .book(
+            &token,
+            &json!({"event_id": event, "tiers": {"GA": 1}, "buyer_email": "a@b.co"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 201);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn pre_queue_entries_that_left_long_before_the_opening_are_not_admitted(db: PgPool) {
+    let system = System::start(db).await;
+    let on_sale_at = Utc::now() + chrono::Duration::seconds(4);
+    let event = event_opening_at(&system, on_sale_at, room(true, 60_000, false)).await;
+    // Shorten the liveness window from a minute to one second for the test.
+    let _: () = redis::cmd("HSET")
+        .arg(EventKeys::new(event).queue_config())
+        .arg("alive_window_s")
+        .arg(1)
+        .query_async(&mut system.redis.clone())
+        .await
+        .unwrap();
+    let line = join_in_order(&system, event, "v", 10).await;
+    let (stay, leave): (Vec<String>, Vec<String>) = {
+        let ids: Vec<String> = line.iter().map(queue_id).collect();
+        (ids[..5].to_vec(), ids[5..].to_vec())
+    };
+    while Utc::now() < on_sale_at + chrono::Duration::seconds(2) {
+        states(&system, &stay).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(states(&system, &stay).await.iter().all(|s| s == "admitted"));
+    assert!(
+        states(&system, &leave).await.iter().all(|s| s == "expired"),
+        "pre-queue entries that stopped polling were admitted"
+    );
+    assert_eq!(stat(&system, event, "admitted_total").await, 5);
+    assert_eq!(stat(&system, event, "dropped_total").await, 5);
+}
+
+/// A line of 1,000, some of them admitted before Redis loses everything.
+async fn places_survive(db: PgPool, lose: impl AsyncFnOnce(&mut PrivateRedis, &System)) {
+    let mut redis = PrivateRedis::start().await;
+    let system = System::start_with(
+        db,
+        Options {
+            redis_url: redis.url(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let event = event_opening_at(&system, Utc::now(), room(true, 600, false)).await;
+    // The first ten reach the head and are admitted; the rest wait, paused.
+    let first = join_in_order(&system, event, "first", 10).await;
+    eventually(Duration::from_secs(5), "the first ten admitted", || async {
+        (stat(&system, event, "admitted_total").await == 10).then_some(())
+    })
+    .await;
+    system
+        .change_waiting_room(event, json!({"paused": true}))
+        .await;
+    let line: Vec<Value> = futures::stream::iter(0..1_000)
+        .map(|i| {
+            let system = &system;
+            async move { system.join(event, &format!("waiting-{i}")).await.1 }
+        })
+        .buffered(32)
+        .collect()
+        .await;
+    let mut before: HashMap<String, (u64, String)> = HashMap::new();
+    for answer in &line {
+        let (_, now) = system.poll(&queue_id(answer)).await;
+        assert_eq!(now["state"], "waiting", "{now}");
+        before.insert(
+            queue_id(answer),
+            (
+                now["position"].as_u64().unwrap(),
+                now["receipt"].as_str().expect("a receipt").to_string(),
+            ),
+        );
+    }
+    // The worker saves the line's marks about once a second.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+
+    lose(&mut redis, &system).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The test's own connection learns of a restart on its next command.
+    let _ = redis::cmd("PING")
+        .query_async::<String>(&mut system.redis.clone())
+        .await;
+
+    // Every waiting entry comes back at its place with its next poll.
+    let mut restored = Vec::new();
+    for (id, (position, receipt)) in &before {
+        let (status, now) = poll_with(&system, id, Some(receipt)).await;
+        assert_eq!(status, 200, "{now}");
+        assert_eq!(now["state"], "waiting", "{now}");
+        restored.push((*position, id.clone()));
+    }
+    restored.sort();
+    for (id_position, id) in &restored {
+        let (_, now) = system.poll(id).await;
+        assert_eq!(
+            now["position"].as_u64().unwrap(),
+            *id_position,
+            "not back at its place"
+        );
+    }
+    // The admitted ten are not put back in line, even with a receipt from their waiting days.
+    for answer in &first {
+        let (status, now) = poll_with(&system, &queue_id(answer), answer["receipt"].as_str()).await;
+        assert_ne!(
+            now["state"], "waiting",
+            "an admitted entry was put back in line: {now}"
+        );
+        assert!(status == 404 || now["state"] == "expired", "{status} {now}");
+    }
+    // A newcomer stands behind all of them.
+    let (_, newcomer) = system.join(event, "newcomer").await;
+    assert_eq!(newcomer["position"].as_u64().unwrap(), 1_001, "{newcomer}");
+    // Admission waits for the others' polls: none in the first seconds even when unpaused.
+    system
+        .change_waiting_room(event, json!({"paused": false}))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        stat(&system, event, "admitted_total").await,
+        0,
+        "admitted before the restore window ended"
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_redis_flush_puts_every_waiting_buyer_back_at_their_place(db: PgPool) {
+    places_survive(db, async |_, system| {
+        let _: () = redis::cmd("FLUSHALL")
+            .query_async(&mut system.redis.clone())
+            .await
+            .unwrap();
+    })
+    .await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_redis_restart_puts_every_waiting_buyer_back_at_their_place(db: PgPool) {
+    places_survive(db, async |redis, _| redis.restart_empty().await).await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn one_broken_event_does_not_stop_admission_for_the_others(db: PgPool) {
+    let system = System::start(db).await;
+    // The worker goes through events by opening time: the broken one comes first.
+    let broken = event_opening_at(
+        &system,
+        Utc::now() - chrono::Duration::seconds(1),
+        room(true, 60_000, false),
+    )
+    .await;
+    let healthy = event_opening_at(&system, Utc::now(), room(true, 60_000, true)).await;
+    // A key of the wrong type makes every admission step of `broken` fail.
+    let _: () = redis::cmd("SET")
+        .arg(EventKeys::new(broken).waiting())
+        .arg("not a sorted set")
+        .query_async(&mut system.redis.clone())
+        .await
+        .unwrap();
+    let line = join_in_order(&system, healthy, "v", 5).await;
+    system
+        .change_waiting_room(healthy, json!({"paused": false}))
+        .await;
+    let ids: Vec<String> = line.iter().map(queue_id).collect();
+    eventually(
+        Duration::from_secs(5),
+        "the healthy event's line admitted",
+        || async {
+            states(&system, &ids)
+                .await
+                .iter()
+                .all(|s| s == "admitted")
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn an_operators_pause_is_never_undone_by_the_worker(db: PgPool) {
+    // Reconcile passes far more often than the worker refreshes its list of events (1 s).
+    let system = System::start_with(
+        db,
+        Options {
+            reconcile_interval: Duration::from_millis(100),
+            ..Options::default()
+        },
+    )
+    .await;
+    let event = event_opening_at(&system, Utc::now(), room(true, 60_000, false)).await;
+    for round in 0..3 {
+        system
+            .change_waiting_room(event, json!({"paused": true}))
+            .await;
+        let before = stat(&system, event, "admitted_total").await;
+        let line = join_in_order(&system, event, &format!("round-{round}"), 20).await;
+        let ids: Vec<String> = line.iter().map(queue_id).collect();
+        // Longer than the worker's event list refresh (1 s) and two reconcile passes.
+        for _ in 0..8 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            states(&system, &ids).await;
+        }
+        assert_eq!(
+            stat(&system, event, "admitted_total").await,
+            before,
+            "admitted while the operator had paused the room"
+        );
+        system
+            .change_waiting_room(event, json!({"paused": false}))
+            .await;
+        eventually(
+            Duration::from_secs(5),
+            "the line admitted on resume",
+            || async {
+                states(&system, &ids)
+                    .await
+                    .iter()
+                    .all(|s| s == "admitted")
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+}
