@@ -17,6 +17,8 @@ source scripts/lib.sh
 CONCURRENCY=${CONCURRENCY:-16}
 DURATION=${DURATION:-20}
 VISITORS=${VISITORS:-20000}
+OPENING_COUNT=${OPENING_COUNT:-1000000}
+OPENING_LEAD=${OPENING_LEAD:-150}
 out=test-output/bench
 mkdir -p "$out"
 summary=$out/summary.txt
@@ -175,9 +177,10 @@ wrk -t2 -c64 -d"${DURATION}s" --latency "http://127.0.0.1:3500/api/queue/$qid" >
 note "polls, wrk client:              $(awk '/Requests\/sec/ {print $2}' "$out/wrk-poll.txt")/s (p99 $(awk '$1 == "99%" {print $2}' "$out/wrk-poll.txt"))"
 entry=$(redis-cli SCRIPT LOAD "$(cat lua/queue_entry.lua)")
 k="ev:{qbench}"
-redis-cli HSET "$k:cfg" enabled 1 token_ttl_s 600 opened 1 alive_window_s 60 >/dev/null
-redis-cli EVALSHA "$entry" 12 "$k:cfg" "$k:wait" "$k:pre" "$k:seq" "$k:alive:0" "$k:alive:1" "$k:adm" "$k:gone" "$k:tok:x" "$k:inv" "$k:stats" "$k:admsec" join benchqueueid0001 >/dev/null
-redis-benchmark -q -n 400000 -c 64 EVALSHA "$entry" 12 "$k:cfg" "$k:wait" "$k:pre" "$k:seq" "$k:alive:0" "$k:alive:1" "$k:adm" "$k:gone" "$k:tok:x" "$k:inv" "$k:stats" "$k:admsec" poll benchqueueid0001 > "$out/redis-poll.txt"
+redis-cli HSET "$k:cfg" enabled 1 token_ttl_s 600 on_sale_ms 0 alive_window_s 60 gen 1 >/dev/null
+entry_keys=(12 "$k:cfg" "$k:wait" "$k:seq" "$k:alive:0" "$k:alive:1" "$k:adm" "$k:gone" "$k:tok:x" "$k:inv" "$k:stats" "$k:admsec" "$k:restored")
+redis-cli EVALSHA "$entry" "${entry_keys[@]}" join benchqueueid0001 1 "" >/dev/null
+redis-benchmark -q -n 400000 -c 64 EVALSHA "$entry" "${entry_keys[@]}" poll benchqueueid0001 "" "" > "$out/redis-poll.txt"
 note "redis-benchmark, same script:   $(tr '\r' '\n' < "$out/redis-poll.txt" | grep -o '[0-9.]* requests per second' | tail -1)"
 redis-cli DEL "ev:{bench}:inv" >/dev/null
 redis-cli --scan --pattern "ev:{qbench}:*" | xargs -r redis-cli DEL >/dev/null
@@ -190,16 +193,27 @@ sleep 0.5
 r() { redis-cli -p "$port" "$@"; }
 entry=$(r SCRIPT LOAD "$(cat lua/queue_entry.lua)")
 k="ev:{mem}"
-r HSET "$k:cfg" enabled 1 token_ttl_s 600 opened 1 alive_window_s 60 >/dev/null
+# on_sale_ms far ahead: every join lands in the pre-queue, with a drawn lot (the biggest place
+# scores); the same bytes as after the opening, where places are arrival numbers.
+r HSET "$k:cfg" enabled 1 token_ttl_s 600 on_sale_ms 99999999999999 alive_window_s 60 gen 1 >/dev/null
+entry_keys=(12 "$k:cfg" "$k:wait" "$k:seq" "$k:alive:0" "$k:alive:1" "$k:adm" "$k:gone" "$k:tok:x" "$k:inv" "$k:stats" "$k:admsec" "$k:restored")
 before=$(r INFO memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r')
 # __rand_int__ makes each join a new 16-byte id (q + 12 digits + padding); a few of the
 # million draws repeat, so the count of distinct visitors is reported.
-redis-benchmark -p "$port" -q -n 1000000 -r 100000000 -c 32 -P 16 EVALSHA "$entry" 12 "$k:cfg" "$k:wait" "$k:pre" "$k:seq" "$k:alive:0" "$k:alive:1" "$k:adm" "$k:gone" "$k:tok:x" "$k:inv" "$k:stats" "$k:admsec" join "q__rand_int__xyz" > /dev/null
+redis-benchmark -p "$port" -q -n 1000000 -r 100000000 -c 32 -P 16 EVALSHA "$entry" "${entry_keys[@]}" join "q__rand_int__xyz" 7 "" > /dev/null
 after=$(r INFO memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r')
 waiting=$(r ZCARD "$k:wait")
 r SHUTDOWN NOSAVE >/dev/null 2>&1 || true
 note "waiting visitors:               $waiting"
 note "memory:                         $(( (after - before) / 1024 / 1024 )) MiB ($(( (after - before) / waiting )) bytes per visitor)"
+
+note ""
+note "== 8. the opening: $OPENING_COUNT pre-queued (join script), 300 arrivals/s over HTTP across on_sale_at"
+lg opening --count "$OPENING_COUNT" --arrivals-per-second 300 --lead "$OPENING_LEAD" --out "$out/opening" > "$out/opening.txt"
+note "first admission after on_sale:  $(field "$out/opening.json" "r['first_admission_after_on_sale_ms']") ms"
+note "pre-queue seeded:               $(field "$out/opening.json" "r['pre_queued']") in $(field "$out/opening.json" "round(r['seeding_s'], 1)") s ($(field "$out/opening.json" "r['bytes_per_visitor']") bytes of Redis per visitor)"
+note "later joiners behind it:        $(field "$out/opening.json" "r['every_later_joiner_behind_the_pre_queue']") ($(field "$out/opening.json" "r['arrivals_after_opening']") after, $(field "$out/opening.json" "r['arrivals_before_opening']") before)"
+note "SLOWLOG over 10 ms:             $(field "$out/opening.json" "r['slowlog_entries_over_10ms']") (slowest command $(field "$out/opening.json" "r['slowest_command_us']") us; admission step bound $(field "$out/opening.json" "r['admission_step_bound']") entries)"
 
 note ""
 note "== 7. on-sale replay, $VISITORS visitors in a burst, 6000 admissions/min"

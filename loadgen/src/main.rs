@@ -27,6 +27,8 @@ scenarios:
   booking-ceiling  bookings straight at the booking service with minted tokens
   sold-out-storm   bookings against a sold-out event
   queue-storm      joins and polls only
+  opening          a pre-queue of --count opens while visitors keep arriving: time to the first
+                   admission, order of later joiners, Redis bytes per visitor, SLOWLOG
   original         the original app's SKIP LOCKED algorithm in Postgres (baseline)
   mint             prints --count entry tokens (default 1) for --event, one per line (for other
                    load tools)
@@ -43,7 +45,9 @@ booking-ceiling: --mode closed|open --concurrency 32 --rate 500
                  sharing the event's first 8 bytes, sent at a fixed rate beside the bookings)
 sold-out-storm:  --concurrency 64
 queue-storm:     --concurrency 64 (joins for half the duration, polls for the other half)
-original:        --concurrency 32 --rows 300000";
+original:        --concurrency 32 --rows 300000
+opening:         --count 1000000 --arrivals-per-second 300 --lead 120 (seconds from creating
+                 the event to on_sale_at; seeding must fit) --redis-url $REDIS_URL";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -66,6 +70,14 @@ async fn main() -> anyhow::Result<()> {
         for _ in 0..args.get("count", 1u32)? {
             println!("{}", minter.mint(event, ttl)?);
         }
+        return Ok(());
+    }
+    if scenario == "opening" {
+        let out = PathBuf::from(args.text("out", "test-output/loadgen/opening"));
+        let result = scenarios::opening::run(&args).await?;
+        std::fs::create_dir_all(out.parent().unwrap_or(&out))?;
+        std::fs::write(out.with_extension("json"), serde_json::to_vec_pretty(&result)?)?;
+        println!("{result}");
         return Ok(());
     }
     let recorder = Recorder::new();
