@@ -9,6 +9,8 @@
 #   5. redis-benchmark of the queue entry script (poll) vs  loadgen queue-storm
 #   6. Redis memory for 1,000,000 waiting visitors (private redis-server)
 #   7. loadgen on-sale (visitors from $VISITORS, default 20000)
+#   8. loadgen opening: $OPENING_COUNT (default 1,000,000) pre-queued through the join script
+#      while visitors keep joining over HTTP (run before 7)
 # Results: test-output/bench/summary.txt and the loadgen JSON/HTML reports beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
