@@ -76,7 +76,10 @@ async fn main() -> anyhow::Result<()> {
         let out = PathBuf::from(args.text("out", "test-output/loadgen/opening"));
         let result = scenarios::opening::run(&args).await?;
         std::fs::create_dir_all(out.parent().unwrap_or(&out))?;
-        std::fs::write(out.with_extension("json"), serde_json::to_vec_pretty(&result)?)?;
+        std::fs::write(
+            out.with_extension("json"),
+            serde_json::to_vec_pretty(&result)?,
+        )?;
         println!("{result}");
         return Ok(());
     }

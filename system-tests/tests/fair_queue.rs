@@ -656,3 +656,65 @@ async fn an_operators_pause_is_never_undone_by_the_worker(db: PgPool) {
         .await;
     }
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_new_event_may_name_only_some_waiting_room_settings(db: PgPool) {
+    let system = System::start(db).await;
+    let create =
+        |room: Value| {
+            let system = &system;
+            async move {
+                let response = system
+                .admin(system.http.post(format!("{}/api/admin/events", system.gateway)))
+                .json(&json!({
+                    "name": "Partial", "venue_name": "Hall", "starts_at": "2031-01-01T20:00:00Z",
+                    "waiting_room": room,
+                    "tiers": [{"code": "GA", "name": "GA", "price_cents": 100, "capacity": 10}]
+                }))
+                .send()
+                .await
+                .unwrap();
+                let status = response.status().as_u16();
+                (status, response.json::<Value>().await.unwrap())
+            }
+        };
+    let (status, event) = create(json!({"enabled": false})).await;
+    assert_eq!(status, 201, "{event}");
+    let id: Uuid = event["id"].as_str().unwrap().parse().unwrap();
+    let room = system.waiting_room(id).await;
+    for (field, default) in [
+        ("enabled", json!(false)),
+        ("admission_per_minute", json!(600)),
+        ("max_active", json!(1000)),
+        ("paused", json!(false)),
+        ("token_ttl_s", json!(600)),
+        ("drain_per_minute", json!(0)),
+    ] {
+        assert_eq!(room[field], default, "{field} in {room}");
+    }
+    let (status, event) = create(json!({"enabled": true, "max_active": 5})).await;
+    assert_eq!(status, 201, "{event}");
+    let room = system
+        .waiting_room(event["id"].as_str().unwrap().parse().unwrap())
+        .await;
+    assert_eq!(
+        (
+            room["enabled"].clone(),
+            room["max_active"].clone(),
+            room["admission_per_minute"].clone()
+        ),
+        (json!(true), json!(5), json!(600))
+    );
+    for bad in [
+        json!({"max_active": 0}),
+        json!({"colour": "red"}),
+        json!({"drain_per_minute": -1}),
+    ] {
+        let (status, answer) = create(bad.clone()).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (422, Some("invalid_request")),
+            "{bad}"
+        );
+    }
+}

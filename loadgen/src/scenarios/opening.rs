@@ -150,13 +150,11 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
     };
     let arrivals = arrivals.await?;
     // Paused, places hold still while they are compared.
-    http.put(format!(
-        "{gateway}/api/admin/events/{event}/waiting-room"
-    ))
-    .bearer_auth(&admin_token)
-    .json(&json!({"paused": true}))
-    .send()
-    .await?;
+    http.put(format!("{gateway}/api/admin/events/{event}/waiting-room"))
+        .bearer_auth(&admin_token)
+        .json(&json!({"paused": true}))
+        .send()
+        .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pre_queue_left: i64 = command("ZCOUNT")
         .arg(EventKeys::new(event).waiting())
