@@ -168,7 +168,7 @@ export async function show(main, { params: [eventId], signal, retry }) {
 function stateSentence(status, event) {
   switch (status.state) {
     case 'pre_queue':
-      return `The sale opens at ${formatWhen(event.on_sale_at) || 'the announced time'}; you are in the pre-queue, your place will be drawn at random at opening.`;
+      return `The sale opens at ${formatWhen(event.on_sale_at) || 'the announced time'}; you are in the pre-queue. Everyone who joins before then gets a place drawn at random, shown when the sale opens, and everyone who comes later stands behind you.`;
     case 'waiting':
       return status.position != null ? `You are number ${status.position} in line.` : 'You are in line.';
     case 'admitted':
