@@ -6,7 +6,7 @@ use axum::http::{header, StatusCode};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use ticketing::queue::{self, QueueStats, Sync, WaitingRoom};
+use ticketing::queue::{self, QueueMarks, QueueStats, Sync, WaitingRoom};
 use ticketing::rebuild::{self, When};
 use uuid::Uuid;
 
@@ -148,12 +148,17 @@ pub async fn change_waiting_room(
     state.events.forget(event_id);
     // Postgres holds the change; the worker re-syncs Redis from it within its next pass should
     // this write fail.
+    let sync = if queue::room::config_exists(&state.redis, event_id).await? {
+        Sync::Settings
+    } else {
+        Sync::AfterLoss(QueueMarks::load(&state.db, event_id).await?)
+    };
     queue::sync_config(
         &state.redis,
         event_id,
         &room,
         row.on_sale_at.timestamp_millis(),
-        Sync::Settings,
+        sync,
     )
     .await?;
     tracing::info!(%event_id, ?room, "waiting room changed");

@@ -181,7 +181,10 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
             .await?
             .json()
             .await?;
-        later_behind &= now["position"].as_u64().unwrap_or(0) > pre_queue_left as u64;
+        // One admitted already came after the whole pre-queue (admission takes the head only).
+        if now["state"] == "waiting" {
+            later_behind &= now["position"].as_u64().unwrap_or(0) > pre_queue_left as u64;
+        }
     }
     let slow: Vec<(i64, i64, i64, Vec<redis::Value>)> = command("SLOWLOG")
         .arg("GET")

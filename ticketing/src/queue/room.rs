@@ -130,6 +130,16 @@ pub enum Sync {
     AfterLoss(QueueMarks),
 }
 
+/// Whether Redis holds the event's settings: when it does not, settings written now are a
+/// restore ([`Sync::AfterLoss`]), so an operator's change arriving first after a loss still
+/// numbers new arrivals above everyone who was in line.
+pub async fn config_exists(redis: &RedisClient, event_id: Uuid) -> RedisResult<bool> {
+    redis::cmd("EXISTS")
+        .arg(EventKeys::new(event_id).queue_config())
+        .query_async(&mut redis.clone())
+        .await
+}
+
 /// Writes an event's waiting-room settings to Redis, where every gateway and worker reads them on
 /// its next request or tick. After a loss it also numbers new arrivals above the saved marks and,
 /// if anyone was in line, holds admission for one longest poll interval so receipts bring them
