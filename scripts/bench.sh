@@ -40,8 +40,11 @@ export ADMIN_TOKEN=bench-admin-token LOG_LEVEL=warn DATABASE_MAX_CONNECTIONS=$CO
 export ENTRY_KEYS_DIR=$work/keys ENTRY_PUBLIC_KEYS_DIR=$work/keys ENTRY_SIGNING_KID=bench
 export GATEWAY_ADDR=127.0.0.1:3500 BOOKING_ADDR=127.0.0.1:5500 WORKER_ADDR=127.0.0.1:5510
 export BOOKING_URL=http://127.0.0.1:5500
-# Every load comes from one address here, so per-client limits are lifted for the benchmark.
-export JOIN_PER_SECOND=1000000 JOIN_BURST=1000000 POLL_PER_SECOND=1000000 POLL_BURST=1000000
+# Every load comes from one address here (wrk polls one queue id), so per-client limits and the
+# proof-of-work thresholds are lifted for the benchmark.
+export JOIN_PER_VISITOR_PER_SECOND=1000000 JOIN_PER_ADDRESS_PER_SECOND=1000000
+export POLL_PER_QUEUE_ID_PER_SECOND=1000000 POLL_PER_ADDRESS_PER_SECOND=1000000
+export PROOF_ADDRESS_JOINS_PER_SECOND=1000000 PROOF_JOINS_PER_SECOND=1000000
 $bin/gateway keygen >/dev/null
 $bin/gateway migrate >/dev/null
 

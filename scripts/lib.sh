@@ -103,4 +103,5 @@ wait_for() {
 random_secrets() {
   export QUEUE_ID_SECRET=${QUEUE_ID_SECRET:-$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')}
   export ACCESS_CODE_SECRET=${ACCESS_CODE_SECRET:-$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')}
+  export PROOF_SECRET=${PROOF_SECRET:-$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')}
 }

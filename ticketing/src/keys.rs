@@ -96,6 +96,11 @@ impl EventKeys {
     pub fn entry_token(&self, queue_id: Uuid) -> String {
         self.key(&format!("tok:{}", queue_id.simple()))
     }
+    /// Marks one proof-of-work challenge (by its id) as spent, expiring with the challenge, so
+    /// each solution joins once.
+    pub fn spent_proof(&self, challenge_id: &str) -> String {
+        self.key(&format!("pow:{challenge_id}"))
+    }
 }
 
 /// Set of event ids the queue-worker looks after (non hash-tagged: read on its own).
@@ -128,6 +133,7 @@ mod tests {
             keys.admissions_per_second(),
             keys.admission_bucket(),
             keys.entry_token(id),
+            keys.spent_proof("abc"),
         ] {
             assert!(key.contains(&tag), "{key} lacks the event's hash tag");
         }
