@@ -28,7 +28,7 @@ ensure_redis
 # Tens of thousands of visitors need as many sockets.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cargo build -q --release -p gateway -p booking -p queue-worker -p loadgen
-bin=target/release
+bin=${CARGO_TARGET_DIR:-target}/release
 
 db=ticket_booking_bench
 psql -h "$PG_HOST" -U "$PG_USER" -d postgres -qc "drop database if exists $db with (force)"
