@@ -3,4 +3,5 @@
 pub mod baseline;
 pub mod bookings;
 pub mod onsale;
+pub mod proof_joins;
 pub mod queue_storm;
