@@ -174,10 +174,10 @@ redis-cli DEL "ev:{bench}:inv" >/dev/null
 
 note ""
 proof_joins=${PROOF_JOINS:-$([ "${BENCH_QUICK:-0}" = 1 ] && echo 30000 || echo 100000)}
-note "== 4b. joins with proof of work on (proofs solved before the timed phase) vs off, $proof_joins joins each"
-lg proof-joins --proof-gateway http://127.0.0.1:3501 --joins "$proof_joins" --concurrency 64 --out "$out/proof-joins" > "$out/proof-joins.txt"
-note "joins/s, proof off / on / off:  $(field "$out/proof-joins.json" "'%.0f / %.0f / %.0f' % (r['proof_joins']['off_per_s'], r['proof_joins']['on_per_s'], r['proof_joins']['off_after_per_s'])")"
-note "with proof / without:           $(field "$out/proof-joins.json" "'%.2f' % r['proof_joins']['ratio']") (joins not answered 202: $(field "$out/proof-joins.json" "r['proof_joins']['not_accepted']"))"
+note "== 4b. joins with proof of work on (proofs solved before the timed phase) vs off, $proof_joins joins each, in 10 alternating rounds"
+lg proof-joins --proof-gateway http://127.0.0.1:3501 --joins "$proof_joins" --rounds 10 --concurrency 64 --out "$out/proof-joins" > "$out/proof-joins.txt"
+note "joins/s, proof off / on:        $(field "$out/proof-joins.json" "'%.0f / %.0f' % (r['proof_joins']['off_per_s'], r['proof_joins']['on_per_s'])")"
+note "with proof / without:           $(field "$out/proof-joins.json" "'%.2f (rounds %.2f-%.2f)' % (r['proof_joins']['ratio'], *r['proof_joins']['round_ratio_range'])") (joins not answered 202: $(field "$out/proof-joins.json" "r['proof_joins']['not_accepted']"))"
 
 if [ "${BENCH_QUICK:-0}" = 1 ]; then cat "$summary"; exit 0; fi
 

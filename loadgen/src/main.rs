@@ -45,7 +45,8 @@ booking-ceiling: --mode closed|open --concurrency 32 --rate 500
                  sharing the event's first 8 bytes, sent at a fixed rate beside the bookings)
 sold-out-storm:  --concurrency 64
 queue-storm:     --concurrency 64 (joins for half the duration, polls for the other half)
-proof-joins:     --proof-gateway http://127.0.0.1:3001 --joins 20000 (per phase) --concurrency 64
+proof-joins:     --proof-gateway http://127.0.0.1:3001 --joins 20000 (per mode) --rounds 10
+                 (alternating slices of each mode) --concurrency 64
 original:        --concurrency 32 --rows 300000";
 
 #[tokio::main]
@@ -207,6 +208,7 @@ async fn main() -> anyhow::Result<()> {
                 &proof_api,
                 id,
                 args.get("joins", 20_000)?,
+                args.get("rounds", 10)?,
                 args.get("concurrency", 64)?,
             )
             .await?;

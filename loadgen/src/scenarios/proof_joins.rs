@@ -4,9 +4,11 @@
 //! Two gateways on the same stores: one never asks for proofs, the other asks every join
 //! (`PROOF_ADDRESS_JOINS_PER_SECOND=0`). Before the timed phases, the load generator collects one
 //! challenge per join from the second gateway (its 428 answers) and solves them all, so the timed
-//! joins carry ready proofs and the client's hashing is not measured. Then: the same number of
-//! joins of fresh visitors without proofs, with proofs, and without again (this machine's speed
-//! drifts; the "off" rate is the mean of the runs around the "on" one).
+//! joins carry ready proofs and the client's hashing is not measured. Then `rounds` rounds, each a
+//! slice of joins of fresh visitors without proofs and a slice with, in alternating order (off-on,
+//! on-off, …): this machine's speed drifts from second to second (two cores shared with the
+//! database, Redis and whatever else runs), and interleaving short slices exposes both modes to
+//! the same drift. Each mode's rate is its joins over its time, summed over the rounds.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -21,16 +23,18 @@ use crate::client::Api;
 
 #[derive(Debug, Serialize)]
 pub struct Outcome {
-    pub joins_per_phase: usize,
+    pub joins_per_mode: usize,
+    pub rounds: usize,
     pub concurrency: usize,
     pub difficulty: u64,
     pub off_per_s: f64,
     pub on_per_s: f64,
-    pub off_after_per_s: f64,
-    /// `on_per_s` over the mean of the two "off" runs.
+    /// `on_per_s / off_per_s`.
     pub ratio: f64,
-    /// Timed joins not answered 202, per phase.
-    pub not_accepted: [usize; 3],
+    /// The same ratio round by round, lowest and highest.
+    pub round_ratio_range: [f64; 2],
+    /// Timed joins not answered 202: without proofs, with.
+    pub not_accepted: [usize; 2],
 }
 
 /// One solved challenge, ready to send.
@@ -41,8 +45,12 @@ pub async fn run(
     on: &Api,
     event: Uuid,
     joins: usize,
+    rounds: usize,
     concurrency: usize,
 ) -> anyhow::Result<Outcome> {
+    let rounds = rounds.clamp(1, joins.max(1));
+    let slice = joins / rounds;
+    let joins = slice * rounds;
     let run = Uuid::new_v4().simple().to_string()[..8].to_string();
     let (challenges, difficulty) = collect_challenges(on, event, joins, concurrency, &run).await?;
     eprintln!("solving {joins} challenges at {difficulty} bits before the timed phases");
@@ -58,28 +66,49 @@ pub async fn run(
     .await?;
     let proofs = Arc::new(proofs);
 
-    let (off_per_s, off_refused) = phase(off, event, joins, concurrency, &run, "off", None).await?;
-    let (on_per_s, on_refused) = phase(
-        on,
-        event,
-        joins,
-        concurrency,
-        &run,
-        "on",
-        Some(proofs.clone()),
-    )
-    .await?;
-    let (off_after_per_s, off_after_refused) =
-        phase(off, event, joins, concurrency, &run, "off-after", None).await?;
+    let (mut off_time, mut on_time) = (Duration::ZERO, Duration::ZERO);
+    let (mut off_refused, mut on_refused) = (0, 0);
+    let mut round_ratios = Vec::new();
+    for round in 0..rounds {
+        let mut times = [Duration::ZERO; 2];
+        let order = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for with_proof in order {
+            let first = round * slice;
+            let (api, proofs, name) = match with_proof {
+                true => (on, Some((proofs.clone(), first)), "on"),
+                false => (off, None, "off"),
+            };
+            let (took, refused) =
+                phase(api, event, first, slice, concurrency, &run, name, proofs).await?;
+            times[usize::from(with_proof)] = took;
+            if with_proof {
+                on_refused += refused;
+            } else {
+                off_refused += refused;
+            }
+        }
+        off_time += times[0];
+        on_time += times[1];
+        round_ratios.push(times[0].as_secs_f64() / times[1].as_secs_f64());
+    }
+    let rate = |time: Duration| joins as f64 / time.as_secs_f64();
+    let (lowest, highest) = round_ratios
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
     Ok(Outcome {
-        joins_per_phase: joins,
+        joins_per_mode: joins,
+        rounds,
         concurrency,
         difficulty: difficulty.into(),
-        off_per_s,
-        on_per_s,
-        off_after_per_s,
-        ratio: 2.0 * on_per_s / (off_per_s + off_after_per_s),
-        not_accepted: [off_refused, on_refused, off_after_refused],
+        off_per_s: rate(off_time),
+        on_per_s: rate(on_time),
+        ratio: off_time.as_secs_f64() / on_time.as_secs_f64(),
+        round_ratio_range: [lowest, highest],
+        not_accepted: [off_refused, on_refused],
     })
 }
 
@@ -143,29 +172,34 @@ async fn futures_join<T>(
     results
 }
 
-/// `joins` joins of fresh visitors by `concurrency` clients; joins per second, and how many were
-/// not answered 202.
+/// Joins `first..first + count` (fresh visitors; with `proofs[i]` when given) by `concurrency`
+/// clients: how long they took, and how many were not answered 202.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site, each argument named there"
+)]
 async fn phase(
     api: &Api,
     event: Uuid,
-    joins: usize,
+    first: usize,
+    count: usize,
     concurrency: usize,
     run: &str,
     name: &str,
-    proofs: Option<Arc<Vec<Proof>>>,
-) -> anyhow::Result<(f64, usize)> {
+    proofs: Option<(Arc<Vec<Proof>>, usize)>,
+) -> anyhow::Result<(Duration, usize)> {
     let endpoint = format!("POST /api/events/{{id}}/queue (proof {name})");
-    let next = Arc::new(AtomicUsize::new(0));
+    let next = Arc::new(AtomicUsize::new(first));
     let refused = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let workers = (0..concurrency).map(|_| {
-        let (api, next, refused, proofs) =
-            (api.clone(), next.clone(), refused.clone(), proofs.clone());
+        let (api, next, refused) = (api.clone(), next.clone(), refused.clone());
+        let proofs = proofs.as_ref().map(|(p, _)| p.clone());
         let (endpoint, visitor) = (endpoint.clone(), format!("pow-{run}-{name}"));
         tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= joins {
+                if i >= first + count {
                     return;
                 }
                 let mut body = json!({"visitor_id": format!("{visitor}-{i}")});
@@ -182,10 +216,10 @@ async fn phase(
     for worker in futures_join(workers).await {
         worker?;
     }
-    let elapsed = started.elapsed().max(Duration::from_millis(1));
-    let per_s = joins as f64 / elapsed.as_secs_f64();
-    eprintln!("proof {name}: {joins} joins in {elapsed:.2?}, {per_s:.0}/s");
-    Ok((per_s, refused.load(Ordering::Relaxed)))
+    Ok((
+        started.elapsed().max(Duration::from_micros(1)),
+        refused.load(Ordering::Relaxed),
+    ))
 }
 
 /// The smallest decimal nonce whose `challenge:nonce` hash starts with `difficulty` zero bits.
