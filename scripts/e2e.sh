@@ -12,6 +12,7 @@ db=ticket_booking_e2e
 psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d postgres -qc "drop database if exists $db with (force)"
 create_database "$db"
 cargo build -q -p gateway -p booking -p queue-worker
+bin=${CARGO_TARGET_DIR:-target}/debug
 
 work=$(mktemp -d)
 out=${TEST_OUTPUT:-test-output/e2e}
@@ -22,7 +23,7 @@ export ADMIN_TOKEN=e2e-admin-token
 export ENTRY_KEYS_DIR=$work/keys ENTRY_PUBLIC_KEYS_DIR=$work/keys ENTRY_SIGNING_KID=e2e
 export GATEWAY_ADDR=127.0.0.1:3300 BOOKING_ADDR=127.0.0.1:5300 WORKER_ADDR=127.0.0.1:5310
 export BOOKING_URL=http://127.0.0.1:5300 CORS_ORIGINS=http://127.0.0.1:3300
-target/debug/gateway keygen >/dev/null
+$bin/gateway keygen >/dev/null
 
 pids=()
 cleanup() {
@@ -31,12 +32,16 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-target/debug/gateway serve > "$out/gateway.log" 2>&1 & pids+=("$!")
-target/debug/booking > "$out/booking.log" 2>&1 & pids+=("$!")
-target/debug/queue-worker > "$out/queue-worker.log" 2>&1 & pids+=("$!")
+$bin/gateway serve > "$out/gateway.log" 2>&1 & pids+=("$!")
+$bin/booking > "$out/booking.log" 2>&1 & pids+=("$!")
+$bin/queue-worker > "$out/queue-worker.log" 2>&1 & pids+=("$!")
+# A second gateway on the same stores that asks every join for proof of work (a threshold of
+# 0), for the test that the page solves it; the other tests use the first.
+GATEWAY_ADDR=127.0.0.1:3301 PROOF_ADDRESS_JOINS_PER_SECOND=0 $bin/gateway serve > "$out/gateway-proof.log" 2>&1 & pids+=("$!")
 wait_for http://127.0.0.1:3300/readyz
 wait_for http://127.0.0.1:5300/readyz
+wait_for http://127.0.0.1:3301/readyz
 
 cd frontend/tests
 npm ci --silent --no-audit --no-fund
-GATEWAY_URL=http://127.0.0.1:3300 TEST_OUTPUT="$(cd ../.. && realpath "$out")" npm test
+GATEWAY_URL=http://127.0.0.1:3300 PROOF_GATEWAY_URL=http://127.0.0.1:3301 TEST_OUTPUT="$(cd ../.. && realpath "$out")" npm test

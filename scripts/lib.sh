@@ -104,4 +104,5 @@ random_secrets() {
   export QUEUE_ID_SECRET=${QUEUE_ID_SECRET:-$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')}
   export ACCESS_CODE_SECRET=${ACCESS_CODE_SECRET:-$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')}
   export QUEUE_RECEIPT_KEYS=${QUEUE_RECEIPT_KEYS:-k1:$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')}
+  export PROOF_SECRET=${PROOF_SECRET:-$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')}
 }

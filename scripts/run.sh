@@ -32,11 +32,14 @@ export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 export ENTRY_KEYS_DIR=${ENTRY_KEYS_DIR:-.run/keys}
 export ENTRY_PUBLIC_KEYS_DIR=${ENTRY_PUBLIC_KEYS_DIR:-$ENTRY_KEYS_DIR}
 export ENTRY_SIGNING_KID=${ENTRY_SIGNING_KID:-dev}
-[ -s .run/secrets ] || printf 'QUEUE_ID_SECRET=%s\nACCESS_CODE_SECRET=%s\n' \
-  "$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')" "$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')" > .run/secrets
-# Added separately, so a .run/secrets from an earlier version gains it.
+# Each secret is made once and kept; one added by a newer version is appended to an older file.
+touch .run/secrets
+for name in QUEUE_ID_SECRET ACCESS_CODE_SECRET PROOF_SECRET; do
+  grep -q "^$name=" .run/secrets || echo "$name=$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')" >> .run/secrets
+done
+# Receipt keys are kid:secret (the first signs; see .env.example).
 grep -q '^QUEUE_RECEIPT_KEYS=' .run/secrets ||
-  printf 'QUEUE_RECEIPT_KEYS=k1:%s\n' "$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')" >> .run/secrets
+  echo "QUEUE_RECEIPT_KEYS=k1:$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')" >> .run/secrets
 set -a; source .run/secrets; set +a
 
 "$bin/gateway" keygen

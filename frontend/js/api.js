@@ -150,10 +150,11 @@ export const listEvents = (page, limit, signal) =>
 
 export const getEvent = (eventId, signal) => request(`/api/events/${enc(eventId)}`, { signal });
 
-export const joinQueue = (eventId, visitorId, signal) =>
+/** Joins the line; `proof` is the solved challenge of an earlier 428 `proof_required`. */
+export const joinQueue = (eventId, visitorId, signal, proof = null) =>
   request(`/api/events/${enc(eventId)}/queue`, {
     method: 'POST',
-    body: { visitor_id: visitorId },
+    body: proof ? { visitor_id: visitorId, proof } : { visitor_id: visitorId },
     signal,
   });
 

@@ -5,17 +5,20 @@
 //   ADMIN_TOKEN  admin bearer token (default dev-admin-token)
 //   TEST_OUTPUT  where final screenshots go (default ../../test-output/e2e, from this folder)
 //   CHROMIUM     the browser binary (default /usr/bin/chromium)
+//   PROOF_GATEWAY_URL  a gateway on the same stores that asks every join for proof of work
+//                (PROOF_ADDRESS_JOINS_PER_SECOND=0; default http://127.0.0.1:3301)
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 const GATEWAY = (process.env.GATEWAY_URL || 'http://127.0.0.1:3000').replace(/\/+$/, '');
 const ADMIN_TOKEN = process.env.ADMIN_TOKEN || 'dev-admin-token';
+const PROOF_GATEWAY = (process.env.PROOF_GATEWAY_URL || 'http://127.0.0.1:3301').replace(/\/+$/, '');
 const here = path.dirname(fileURLToPath(import.meta.url));
 const OUTPUT = process.env.TEST_OUTPUT
   ? path.resolve(process.env.TEST_OUTPUT)
@@ -107,7 +110,8 @@ async function waitUntilAdmitted(entry, timeoutMs = 20_000) {
   while (status.state !== 'admitted') {
     assert.ok(['waiting', 'pre_queue'].includes(status.state), `unexpected queue state ${status.state}`);
     assert.ok(Date.now() < deadline, `not admitted within ${timeoutMs} ms (last: ${JSON.stringify(status)})`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
+    // As often as the page polls at most: the gateway limits polls per queue id.
+    await new Promise((resolve) => setTimeout(resolve, 600));
     const polled = await call('GET', `/api/queue/${entry.queue_id}`);
     assert.equal(polled.status, 200, `polling the queue: ${polled.text}`);
     status = polled.body;
@@ -273,5 +277,47 @@ test('reloading the queue page keeps the same place in line', { timeout: TEST_TI
     assert.deepEqual(joins, [], 'the reload polled the remembered entry instead of joining again');
     // At one admission a minute, someone ahead may just have been let in.
     assert.ok(after === before || after === before - 1, `position ${before} before the reload, ${after} after`);
+  });
+});
+
+test('a buyer asked for proof of work solves it in the page and gets in line', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const event = await createEvent('proof of work', {
+    waitingRoom: waitingRoom(1),
+    tiers: [{ code: 'GA', name: 'General admission', price_cents: 1500, capacity: 10 }],
+  });
+  await joinQueue(event.id, `filler-${randomUUID()}`);
+
+  await withPage('proof-of-work', async (page) => {
+    const joins = [];
+    page.on('response', async (response) => {
+      const request = response.request();
+      if (request.method() === 'POST' && /\/api\/events\/[^/]+\/queue$/.test(request.url())) {
+        joins.push({ status: response.status(), sent: request.postDataJSON() });
+      }
+    });
+    await page.goto(`${PROOF_GATEWAY}/#/events/${event.id}`);
+    await page.click(testid('join-queue'));
+    await waitForState(page, 'waiting', 30_000);
+    assert.match(await page.textContent(testid('queue-state')), /You are number \d+ in line/);
+
+    assert.deepEqual(
+      joins.map((j) => j.status),
+      [428, 202],
+      `the gateway at ${PROOF_GATEWAY} asks every join for a proof (PROOF_ADDRESS_JOINS_PER_SECOND=0), and the page answered it once`,
+    );
+    assert.equal(joins[0].sent.proof, undefined);
+    assert.equal(joins[1].sent.visitor_id, joins[0].sent.visitor_id);
+    assert.match(joins[1].sent.proof.nonce, /^\d+$/);
+
+    // The solver at the default difficulty (18 bits), in this browser's worker, for the record.
+    const timing = await page.evaluate(async () => {
+      const { solveProof } = await import('/js/proof.js');
+      const started = performance.now();
+      const proof = await solveProof({ challenge: 'A'.repeat(67), difficulty: 18 }, new AbortController().signal);
+      return { ms: Math.round(performance.now() - started), nonce: proof.nonce };
+    });
+    const digest = createHash('sha256').update(`${'A'.repeat(67)}:${timing.nonce}`).digest();
+    assert.equal(digest[0] | digest[1] | (digest[2] & 0xc0), 0, 'the worker found 18 leading zero bits');
+    console.log(`# proof of work, 18 bits, headless Chromium worker: ${timing.ms} ms (nonce ${timing.nonce})`);
   });
 });

@@ -2,6 +2,7 @@
 // browser tests rely on exist, module imports resolve, and labels point at real inputs.
 
 import { test } from 'node:test';
+import { createHash } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { readFile, readdir, access } from 'node:fs/promises';
 import path from 'node:path';
@@ -101,5 +102,42 @@ test('every label in the static pages points at an element that exists', async (
         return !wrapped && !(id && labelled.has(id));
       });
     assert.deepEqual(unlabelled, [], `${page}: inputs without a label`);
+  }
+});
+
+// The page's SHA-256 (for the join's proof of work) is its own code: it must agree with Node's.
+async function pageSha256() {
+  const source = await readFile(path.join(frontend, 'js', 'sha256.js'), 'utf8');
+  return import(`data:text/javascript,${encodeURIComponent(source)}`);
+}
+
+test("the page's SHA-256 agrees with Node's on every length across two blocks", async () => {
+  const { sha256 } = await pageSha256();
+  for (let length = 0; length <= 200; length += 1) {
+    const bytes = Uint8Array.from({ length }, (_, i) => (i * 151 + length) & 0xff);
+    assert.equal(Buffer.from(sha256(bytes)).toString('hex'), createHash('sha256').update(bytes).digest('hex'), `length ${length}`);
+  }
+});
+
+test('the proof solver finds a nonce the gateway accepts, also in slices', async () => {
+  const { solve } = await pageSha256();
+  const zeroBits = (text) => {
+    const digest = createHash('sha256').update(text).digest();
+    let bits = 0;
+    for (const byte of digest) {
+      if (byte) return bits + Math.clz32(byte) - 24;
+      bits += 8;
+    }
+    return bits;
+  };
+  // A challenge as the gateway makes them (67 characters), and shorter and longer ones.
+  for (const challenge of ['AQ' + 'x'.repeat(65), 'short', 'y'.repeat(130)]) {
+    const { nonce, hashes } = solve(challenge, 12);
+    assert.match(nonce, /^\d+$/);
+    assert.ok(zeroBits(`${challenge}:${nonce}`) >= 12, `${challenge}:${nonce}`);
+    assert.equal(hashes, Number(nonce) + 1, 'the smallest nonce, found in order');
+    const before = solve(challenge, 12, { start: 0, count: Number(nonce) });
+    assert.equal(before.nonce, null, 'no smaller nonce solves it');
+    assert.equal(solve(challenge, 12, { start: Number(nonce), count: 1 }).nonce, nonce);
   }
 });

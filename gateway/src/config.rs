@@ -4,8 +4,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::{anyhow, bail};
 use ticketing::config::{env_or, env_required, env_secret, Secret, StoreConfig};
 use ticketing::queue::ReceiptKeys;
+
+use crate::client_addr::TrustedProxies;
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -26,20 +29,103 @@ pub struct GatewayConfig {
     pub booking_url: String,
     /// `FRONTEND_DIR`: the static frontend.
     pub frontend_dir: PathBuf,
-    /// `TRUST_FORWARDED_FOR`: key rate limits on `X-Forwarded-For` (only behind a trusted proxy).
-    pub trust_forwarded_for: bool,
-    /// `JOIN_PER_SECOND` / `JOIN_BURST`: joins per client IP.
-    pub join_per_second: u64,
-    pub join_burst: u32,
-    /// `POLL_PER_SECOND` / `POLL_BURST`: polls per client IP.
-    pub poll_per_second: u64,
-    pub poll_burst: u32,
+    /// `TRUSTED_PROXIES`: comma-separated networks (`10.0.0.0/8`, `fd00::/8`, `192.0.2.7`) whose
+    /// `X-Forwarded-For` is believed; empty (the default) believes no one.
+    pub trusted_proxies: TrustedProxies,
+    pub limits: LimitSettings,
+    pub proof: ProofSettings,
     /// `REQUEST_TIMEOUT_MS`.
     pub request_timeout: Duration,
 }
 
+/// A sustained rate and the burst allowed on top of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl Rate {
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        Self { per_second, burst }
+    }
+
+    /// `name` in requests per second (at least 1), with a burst of two seconds' worth, so a
+    /// client that was quiet may catch up at once.
+    fn from_env(name: &str, default: u32) -> anyhow::Result<Self> {
+        let per_second: u32 = env_or(name, default)?;
+        if per_second == 0 {
+            bail!("{name} must be at least 1");
+        }
+        Ok(Self::new(per_second, per_second.saturating_mul(2)))
+    }
+}
+
+/// The waiting room's rate limits (429 `rate_limited` beyond them).
+#[derive(Debug, Clone)]
+pub struct LimitSettings {
+    /// `JOIN_PER_VISITOR_PER_SECOND` (1): joins per visitor id and event.
+    pub join_per_visitor: Rate,
+    /// `JOIN_PER_ADDRESS_PER_SECOND` (200): joins per client address, generous since a crowd
+    /// may share one NAT; 428 answers do not count.
+    pub join_per_address: Rate,
+    /// `POLL_PER_QUEUE_ID_PER_SECOND` (2): polls per queue entry (the page polls at most every
+    /// 500 ms).
+    pub poll_per_queue_id: Rate,
+    /// `POLL_PER_ADDRESS_PER_SECOND` (1000): polls per client address.
+    pub poll_per_address: Rate,
+    /// `LIMITER_MAX_KEYS` (100,000): most keys one limiter keeps; beyond it (after idle keys are
+    /// forgotten) it starts afresh.
+    pub max_keys: usize,
+}
+
+/// When and how hard joins must prove work (see `proof.rs`).
+#[derive(Debug, Clone)]
+pub struct ProofSettings {
+    /// `PROOF_SECRET`: signs challenges; the same on every gateway.
+    pub secret: Secret,
+    /// `PROOF_ADDRESS_JOINS_PER_SECOND` (20): above this many joins a second from one address,
+    /// joins without a proof are asked for one; 0 asks always.
+    pub address_joins_per_second: u32,
+    /// `PROOF_JOINS_PER_SECOND` (2000): the same, over all of this gateway's joins.
+    pub joins_per_second: u32,
+    /// `PROOF_DIFFICULTY` (18): leading zero bits asked for, 0-64; 18 bits is about 262,000
+    /// hashes, about a second on a mid-range phone.
+    pub difficulty: u8,
+    /// `PROOF_TTL_S` (300): how long a challenge may be solved and used.
+    pub ttl: Duration,
+}
+
+fn difficulty(bits: u8) -> anyhow::Result<u8> {
+    if bits > 64 {
+        bail!("PROOF_DIFFICULTY must be 0-64 bits");
+    }
+    Ok(bits)
+}
+
+/// Settings this gateway used to read: refusing to start is kinder than silently keying every
+/// client on its proxy's address.
+const REPLACED: [(&str, &str); 5] = [
+    ("TRUST_FORWARDED_FOR", "TRUSTED_PROXIES"),
+    (
+        "JOIN_PER_SECOND",
+        "JOIN_PER_VISITOR_PER_SECOND and JOIN_PER_ADDRESS_PER_SECOND",
+    ),
+    ("JOIN_BURST", "JOIN_PER_ADDRESS_PER_SECOND"),
+    (
+        "POLL_PER_SECOND",
+        "POLL_PER_QUEUE_ID_PER_SECOND and POLL_PER_ADDRESS_PER_SECOND",
+    ),
+    ("POLL_BURST", "POLL_PER_ADDRESS_PER_SECOND"),
+];
+
 impl GatewayConfig {
     pub fn from_env() -> anyhow::Result<Self> {
+        for (old, new) in REPLACED {
+            if std::env::var_os(old).is_some() {
+                bail!("{old} is no longer read; use {new}");
+            }
+        }
         Ok(Self {
             store: StoreConfig::from_env()?,
             addr: env_or("GATEWAY_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?,
@@ -53,11 +139,22 @@ impl GatewayConfig {
             signing_kid: env_or("ENTRY_SIGNING_KID", "dev".to_string())?,
             booking_url: env_or("BOOKING_URL", "http://127.0.0.1:5000".to_string())?,
             frontend_dir: env_or("FRONTEND_DIR", PathBuf::from("frontend"))?,
-            trust_forwarded_for: env_or("TRUST_FORWARDED_FOR", false)?,
-            join_per_second: env_or("JOIN_PER_SECOND", 5)?,
-            join_burst: env_or("JOIN_BURST", 20)?,
-            poll_per_second: env_or("POLL_PER_SECOND", 20)?,
-            poll_burst: env_or("POLL_BURST", 60)?,
+            trusted_proxies: TrustedProxies::parse(&env_or("TRUSTED_PROXIES", String::new())?)
+                .map_err(|e| anyhow!("TRUSTED_PROXIES: {e}"))?,
+            limits: LimitSettings {
+                join_per_visitor: Rate::from_env("JOIN_PER_VISITOR_PER_SECOND", 1)?,
+                join_per_address: Rate::from_env("JOIN_PER_ADDRESS_PER_SECOND", 200)?,
+                poll_per_queue_id: Rate::from_env("POLL_PER_QUEUE_ID_PER_SECOND", 2)?,
+                poll_per_address: Rate::from_env("POLL_PER_ADDRESS_PER_SECOND", 1_000)?,
+                max_keys: env_or("LIMITER_MAX_KEYS", 100_000)?,
+            },
+            proof: ProofSettings {
+                secret: env_secret("PROOF_SECRET")?,
+                address_joins_per_second: env_or("PROOF_ADDRESS_JOINS_PER_SECOND", 20)?,
+                joins_per_second: env_or("PROOF_JOINS_PER_SECOND", 2_000)?,
+                difficulty: difficulty(env_or("PROOF_DIFFICULTY", 18)?)?,
+                ttl: Duration::from_secs(env_or("PROOF_TTL_S", 300)?.max(1)),
+            },
             request_timeout: Duration::from_millis(env_or("REQUEST_TIMEOUT_MS", 10_000)?),
         })
     }

@@ -23,6 +23,12 @@ pub enum ApiError {
     Unauthorized,
     #[error("a dependency is unavailable")]
     Unavailable,
+    #[error("too many requests from this client; slow down")]
+    RateLimited { retry_after: std::time::Duration },
+    #[error("solve the proof of work and join again with it")]
+    ProofRequired(crate::proof::ProofRequired),
+    #[error("cannot identify the client")]
+    UnknownClient,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -54,6 +60,21 @@ impl IntoResponse for ApiError {
                 "try again shortly",
             )
             .retry_after(1),
+            Self::RateLimited { retry_after } => {
+                ErrorBody::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+                    // Whole seconds, rounded up: a client waiting the truncated value would
+                    // come back a moment too early and be refused again.
+                    .retry_after(retry_after.as_secs_f64().ceil() as u64)
+            }
+            Self::ProofRequired(required) => {
+                ErrorBody::new(StatusCode::PRECONDITION_REQUIRED, "proof_required", message)
+                    .with_detail("challenge", required.challenge)
+                    .with_detail("difficulty", required.difficulty)
+                    .with_detail("reason", required.reason.as_str())
+            }
+            Self::UnknownClient => {
+                ErrorBody::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+            }
             Self::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
                 ErrorBody::new(

@@ -1,30 +1,28 @@
 //! The gateway: catalog, waiting room, admin API and the static frontend.
 
+pub mod client_addr;
 pub mod config;
 pub mod db;
 pub mod directory;
 pub mod domain;
 pub mod error;
+pub mod limits;
+pub mod proof;
 pub mod routes;
 pub mod seed;
 pub mod state;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderValue};
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
-use tower_governor::governor::GovernorConfigBuilder;
-use tower_governor::key_extractor::{KeyExtractor, PeerIpKeyExtractor, SmartIpKeyExtractor};
-use tower_governor::{GovernorError, GovernorLayer};
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use ticketing::envelope::ErrorBody;
 use ticketing::http::{health_routes, not_found, serve, with_common_layers};
 use ticketing::queue;
 use ticketing::telemetry;
@@ -37,39 +35,15 @@ const BODY_LIMIT: usize = 16 * 1024;
 
 pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
+    // Join limits are checked inside the handler, after the proof-of-work exchange (a 428 must
+    // not count); polls have no such exchange and are limited in front of the handler.
     let join = Router::new().route("/api/events/{event_id}/queue", post(queue_routes::join));
-    let poll = Router::new().route("/api/queue/{queue_id}", get(queue_routes::poll));
-    let (join, poll) = if config.trust_forwarded_for {
-        (
-            limited(
-                join,
-                SmartIpKeyExtractor,
-                config.join_per_second,
-                config.join_burst,
-            ),
-            limited(
-                poll,
-                SmartIpKeyExtractor,
-                config.poll_per_second,
-                config.poll_burst,
-            ),
-        )
-    } else {
-        (
-            limited(
-                join,
-                PeerIpKeyExtractor,
-                config.join_per_second,
-                config.join_burst,
-            ),
-            limited(
-                poll,
-                PeerIpKeyExtractor,
-                config.poll_per_second,
-                config.poll_burst,
-            ),
-        )
-    };
+    let poll = Router::new()
+        .route("/api/queue/{queue_id}", get(queue_routes::poll))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::limit_polls,
+        ));
     let api = Router::new()
         .route("/api/events", get(catalog::list))
         .route("/api/events/{event_id}", get(catalog::show))
@@ -99,38 +73,6 @@ pub fn router(state: AppState) -> Router {
         ),
     ));
     with_common_layers(router, "gateway", config.request_timeout)
-}
-
-fn limited<K>(routes: Router<AppState>, key: K, per_second: u64, burst: u32) -> Router<AppState>
-where
-    K: KeyExtractor + Send + Sync + 'static,
-    K::Key: Send + Sync,
-{
-    let period = Duration::from_nanos(1_000_000_000 / per_second.max(1));
-    let config = GovernorConfigBuilder::default()
-        .key_extractor(key)
-        .period(period)
-        .burst_size(burst.max(1))
-        .error_handler(|error| match error {
-            GovernorError::TooManyRequests { wait_time, .. } => ErrorBody::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many requests from this client; slow down",
-            )
-            .retry_after(wait_time)
-            .into_response(),
-            _ => ErrorBody::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "cannot identify the client",
-            )
-            .into_response(),
-        })
-        .finish()
-        .expect("rate limit periods and bursts are positive");
-    routes.layer(GovernorLayer {
-        config: Arc::new(config),
-    })
 }
 
 /// Serves until `shutdown`, publishing queue gauges in the background.

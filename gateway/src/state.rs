@@ -9,6 +9,8 @@ use ticketing::token::EntrySigner;
 
 use crate::config::GatewayConfig;
 use crate::directory::EventDirectory;
+use crate::limits::{self, Limits};
+use crate::proof::ProofOfWork;
 
 /// Catalog reads go to the read pool (a replica when `DATABASE_READ_URL` is set).
 #[derive(Clone)]
@@ -22,6 +24,8 @@ pub struct AppState {
     pub signer: Arc<EntrySigner>,
     pub config: Arc<GatewayConfig>,
     pub events: EventDirectory,
+    pub limits: Arc<Limits>,
+    pub proof_of_work: Arc<ProofOfWork>,
 }
 
 impl AppState {
@@ -64,8 +68,13 @@ impl AppState {
         redis: RedisClient,
         signer: Arc<EntrySigner>,
     ) -> Self {
+        let limits = Arc::new(Limits::new(&config.limits));
+        let proof_of_work = Arc::new(ProofOfWork::new(&config.proof, config.limits.max_keys));
+        limits::sweep_in_background(&limits, &proof_of_work);
         Self {
             events: EventDirectory::new(db.clone()),
+            limits,
+            proof_of_work,
             db,
             read_db: ReadDb(read_db),
             redis,

@@ -93,6 +93,15 @@ impl Api {
             .await
     }
 
+    /// A join with any body, recorded under `endpoint`.
+    pub async fn join_with(&self, endpoint: &str, event: Uuid, body: Value) -> Answer {
+        let request = self
+            .http
+            .post(format!("{}/api/events/{event}/queue", self.gateway))
+            .json(&body);
+        self.send(endpoint, request, Instant::now()).await
+    }
+
     pub async fn poll(&self, queue_id: &str) -> Answer {
         let request = self
             .http

@@ -29,6 +29,8 @@ scenarios:
   queue-storm      joins and polls only
   opening          a pre-queue of --count opens while visitors keep arriving: time to the first
                    admission, order of later joiners, Redis bytes per visitor, SLOWLOG
+  proof-joins      joins/s with proof of work on (proofs solved before the timed phase) against
+                   off, in one run: --gateway never asks, --proof-gateway always asks
   original         the original app's SKIP LOCKED algorithm in Postgres (baseline)
   mint             prints --count entry tokens (default 1) for --event, one per line (for other
                    load tools)
@@ -45,6 +47,8 @@ booking-ceiling: --mode closed|open --concurrency 32 --rate 500
                  sharing the event's first 8 bytes, sent at a fixed rate beside the bookings)
 sold-out-storm:  --concurrency 64
 queue-storm:     --concurrency 64 (joins for half the duration, polls for the other half)
+proof-joins:     --proof-gateway http://127.0.0.1:3001 --joins 20000 (per mode) --rounds 10
+                 (alternating slices of each mode) --concurrency 64
 original:        --concurrency 32 --rows 300000
 opening:         --count 1000000 --arrivals-per-second 300 --lead 120 (seconds from creating
                  the event to on_sale_at; seeding must fit) --redis-url $REDIS_URL";
@@ -197,6 +201,35 @@ async fn main() -> anyhow::Result<()> {
             window = measured.elapsed() / 2;
             progress.abort();
             report["joined"] = json!(joined);
+        }
+        "proof-joins" => {
+            let id = api
+                .create_event(
+                    &format!("loadgen proof joins {run_id}"),
+                    &tiers(&[("GA", 1000)]),
+                    json!({"enabled": true, "admission_per_minute": 1, "max_active": 1, "paused": true, "token_ttl_s": 600}),
+                )
+                .await?;
+            event = Some(id);
+            let proof_api = Api::new(
+                args.text("proof-gateway", "http://127.0.0.1:3001"),
+                api.booking.clone(),
+                api.admin_token.clone(),
+                recorder.clone(),
+            )?;
+            let measured = std::time::Instant::now();
+            let outcome = scenarios::proof_joins::run(
+                &api,
+                &proof_api,
+                id,
+                args.get("joins", 20_000)?,
+                args.get("rounds", 10)?,
+                args.get("concurrency", 64)?,
+            )
+            .await?;
+            window = measured.elapsed();
+            println!("proof joins: {}", serde_json::to_string_pretty(&outcome)?);
+            report["proof_joins"] = serde_json::to_value(&outcome)?;
         }
         "on-sale" => {
             let rate: f64 = args.get("admission-per-minute", 6000.0)?;

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use gateway::config::Rate;
 use serde_json::{json, Value};
 use sqlx::{ConnectOptions, PgPool};
 use ticketing::config::{Secret, StoreConfig};
@@ -23,6 +24,8 @@ use uuid::Uuid;
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 /// The place-receipt keys every gateway of a test system shares.
 pub const RECEIPT_KEYS: &str = "test:test-receipt-secret-0123";
+/// The gateways' `PROOF_SECRET` in tests, so a test can sign a challenge of its own.
+pub const PROOF_SECRET: &str = "test-proof-of-work-secret";
 
 /// The machine's shared Redis (tests keep apart by using their own events).
 pub fn redis_url() -> String {
@@ -227,11 +230,26 @@ impl System {
             signing_kid: "test".into(),
             booking_url: self.bookings[0].clone(),
             frontend_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../frontend")),
-            trust_forwarded_for: false,
-            join_per_second: self.options.join_per_second,
-            join_burst: self.options.join_burst,
-            poll_per_second: 10_000,
-            poll_burst: 10_000,
+            trusted_proxies: Default::default(),
+            // Every test client shares one address: only the per-address join ceiling is set
+            // by the test; the rest never get in the way.
+            limits: gateway::config::LimitSettings {
+                join_per_visitor: Rate::new(10_000, 10_000),
+                join_per_address: Rate::new(
+                    u32::try_from(self.options.join_per_second).unwrap_or(u32::MAX),
+                    self.options.join_burst,
+                ),
+                poll_per_queue_id: Rate::new(10_000, 10_000),
+                poll_per_address: Rate::new(10_000, 10_000),
+                max_keys: 100_000,
+            },
+            proof: gateway::config::ProofSettings {
+                secret: Secret::new(PROOF_SECRET),
+                address_joins_per_second: u32::MAX,
+                joins_per_second: u32::MAX,
+                difficulty: 8,
+                ttl: Duration::from_secs(60),
+            },
             request_timeout: Duration::from_secs(10),
         };
         let state = gateway::AppState::with_stores(

@@ -214,12 +214,15 @@ impl Services {
             ("BOOKING_ADDR", format!("127.0.0.1:{booking}")),
             ("WORKER_ADDR", format!("127.0.0.1:{worker}")),
             ("BOOKING_URL", format!("http://127.0.0.1:{booking}")),
-            ("JOIN_PER_SECOND", "100000".into()),
-            ("JOIN_BURST", "100000".into()),
-            ("POLL_PER_SECOND", "100000".into()),
-            ("POLL_BURST", "100000".into()),
+            // Every buyer of the fault tests shares one address and joins once.
+            ("JOIN_PER_ADDRESS_PER_SECOND", "100000".into()),
+            ("POLL_PER_QUEUE_ID_PER_SECOND", "100000".into()),
+            ("POLL_PER_ADDRESS_PER_SECOND", "100000".into()),
+            ("PROOF_ADDRESS_JOINS_PER_SECOND", "100000".into()),
+            ("PROOF_JOINS_PER_SECOND", "100000".into()),
             ("QUEUE_ID_SECRET", "fault-test-queue-id-secret".into()),
             ("QUEUE_RECEIPT_KEYS", crate::RECEIPT_KEYS.into()),
+            ("PROOF_SECRET", crate::PROOF_SECRET.into()),
             ("ACCESS_CODE_SECRET", "fault-test-access-code-secret".into()),
             // A short hold, so the sweeper acts within the test; the booking service refuses
             // to start unless twice the longest write (queue wait + acquire + statement) fits.
@@ -366,5 +369,79 @@ impl PrivatePostgres {
         };
         replica.start_server();
         replica
+    }
+}
+
+/// The gateway binary alone, on a free port, against the test's database and the machine's
+/// Redis: enough for the waiting room's joins and polls (no worker admits anyone).
+pub struct GatewayProcess {
+    pub url: String,
+    child: Child,
+    dir: PathBuf,
+}
+
+impl GatewayProcess {
+    /// Starts it with the settings every test needs, then `settings` on top.
+    pub async fn start(database_url: &str, settings: &[(&str, &str)]) -> Self {
+        let dir = std::env::temp_dir().join(format!("ticketing-gw-{}", uuid::Uuid::new_v4()));
+        let keys = dir.join("keys");
+        ticketing::token::ensure_key_pair(&keys, "gw").expect("keys");
+        let port = free_port();
+        let log = std::fs::File::create(dir.join("gateway.log")).expect("log file");
+        let child = Command::new(binary("gateway"))
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs([
+                ("DATABASE_URL", database_url.to_string()),
+                ("REDIS_URL", crate::redis_url()),
+                ("ADMIN_TOKEN", crate::ADMIN_TOKEN.to_string()),
+                ("QUEUE_ID_SECRET", "gateway-test-queue-id-secret".into()),
+                ("PROOF_SECRET", crate::PROOF_SECRET.into()),
+                ("ENTRY_KEYS_DIR", keys.to_string_lossy().into_owned()),
+                ("ENTRY_SIGNING_KID", "gw".into()),
+                ("GATEWAY_ADDR", format!("127.0.0.1:{port}")),
+                ("LOG_LEVEL", "warn".into()),
+            ])
+            .envs(settings.iter().copied())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("starting the gateway");
+        let mut gateway = Self {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+            dir,
+        };
+        gateway.wait_ready().await;
+        gateway
+    }
+
+    async fn wait_ready(&mut self) {
+        let http = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the gateway exited ({status}): {}", self.log());
+            }
+            let ready = http.get(format!("{}/readyz", self.url)).send().await;
+            if ready.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the gateway did not become ready: {}", self.log());
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("gateway.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -99,6 +99,11 @@ impl EventKeys {
     pub fn entry_token(&self, queue_id: QueueId) -> String {
         self.key(&format!("tok:{}", queue_id.0.simple()))
     }
+    /// Marks one proof-of-work challenge (by its id) as spent, expiring with the challenge, so
+    /// each solution joins once.
+    pub fn spent_proof(&self, challenge_id: &str) -> String {
+        self.key(&format!("pow:{challenge_id}"))
+    }
 }
 
 /// Set of event ids the queue-worker looks after (non hash-tagged: read on its own).
@@ -131,6 +136,7 @@ mod tests {
             keys.admissions_per_second(),
             keys.admission_bucket(),
             keys.entry_token(QueueId(id)),
+            keys.spent_proof("abc"),
         ] {
             assert!(key.contains(&tag), "{key} lacks the event's hash tag");
         }

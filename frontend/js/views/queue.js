@@ -16,6 +16,7 @@ import {
 } from '../visitor.js';
 import { navigate } from '../router.js';
 import { errorNotice, describeError } from './error.js';
+import { solveProof } from '../proof.js';
 
 // Bounds on the server's poll_after_ms: never hammer, never look frozen.
 const MIN_POLL_MS = 500;
@@ -74,6 +75,9 @@ export async function show(main, { params: [eventId], signal, retry }) {
   async function waitInLine() {
     let place = queuePlace(eventId);
     let failures = 0;
+    // The solved challenge to join with, after a 428; kept across a lost answer (if the join
+    // went through, the next one hears `reused` and solves again).
+    let proof = null;
 
     while (!signal.aborted) {
       let status;
@@ -81,7 +85,8 @@ export async function show(main, { params: [eventId], signal, retry }) {
         if (place?.queue_id) {
           status = await queueStatus(place.queue_id, place.receipt, signal);
         } else {
-          status = await joinQueue(eventId, visitorId(), signal);
+          status = await joinQueue(eventId, visitorId(), signal, proof);
+          proof = null;
           place = { queue_id: status.queue_id, first_position: null };
         }
       } catch (err) {
@@ -91,6 +96,13 @@ export async function show(main, { params: [eventId], signal, retry }) {
           // id gives the place back if it still exists.
           forgetQueuePlace(eventId);
           place = null;
+          continue;
+        }
+        if (err.status === 428 && err.code === 'proof_required' && err.details?.challenge) {
+          // Joins are coming fast: the gateway asks this browser for about a second of work.
+          ui.state.dataset.state = 'checking';
+          setText(ui.state, 'Checking your browser…');
+          proof = await solveProof(err.details, signal);
           continue;
         }
         if (err.status === 429) {

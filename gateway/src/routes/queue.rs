@@ -14,9 +14,11 @@ use ticketing::rebuild::{self, When};
 use ticketing::token::{EntryClaims, TokenId};
 use uuid::Uuid;
 
+use crate::client_addr::ClientAddr;
 use crate::db::events::EventRow;
 use crate::domain::is_visitor_id;
 use crate::error::{ApiError, Json, Path};
+use crate::proof::Proof;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -25,6 +27,28 @@ pub struct JoinRequest {
     /// same entry. A random one is made when absent.
     #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,64}$")]
     pub visitor_id: Option<String>,
+    /// The solved challenge of a 428 `proof_required` answer.
+    pub proof: Option<Proof>,
+}
+
+/// The 428 answer: `{"error": {"code": "proof_required", "message", "challenge", "difficulty",
+/// "reason"}}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ProofRequiredEnvelope {
+    pub error: ProofRequiredDetail,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ProofRequiredDetail {
+    /// `proof_required`.
+    pub code: String,
+    pub message: String,
+    /// Send back unchanged in `proof.challenge`.
+    pub challenge: String,
+    /// Leading zero bits SHA-256(`challenge:nonce`) must have.
+    pub difficulty: u8,
+    /// Why: `missing`, `wrong`, `expired` or `reused`.
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -73,12 +97,16 @@ pub const RECEIPT_HEADER: &str = "x-queue-receipt";
     responses(
         (status = 202, body = QueueStatus),
         (status = 404, body = ticketing::envelope::ErrorEnvelope),
+        (status = 400, body = ticketing::envelope::ErrorEnvelope),
         (status = 413, body = ticketing::envelope::ErrorEnvelope),
         (status = 422, body = ticketing::envelope::ErrorEnvelope),
+        (status = 428, body = ProofRequiredEnvelope,
+            description = "Joins are coming fast: solve the challenge and join again with `proof`"),
         (status = 429, body = ticketing::envelope::ErrorEnvelope,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again")))))]
 pub async fn join(
     State(state): State<AppState>,
+    client: ClientAddr,
     Path(event_id): Path<Uuid>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<QueueStatus>), ApiError> {
@@ -94,15 +122,24 @@ pub async fn join(
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::InvalidBody(e.to_string()))?
     };
-    let visitor_id = match request.and_then(|r| r.visitor_id) {
-        Some(id) if is_visitor_id(&id) => id,
+    let (visitor_id, proof) = request.map_or((None, None), |r| (r.visitor_id, r.proof));
+    let chosen = match visitor_id {
+        Some(id) if is_visitor_id(&id) => Some(id),
         Some(_) => {
             return Err(ApiError::InvalidBody(
                 "visitor_id must be 1-64 of A-Z a-z 0-9 _ - . :".into(),
             ))
         }
-        None => Uuid::new_v4().simple().to_string(),
+        None => None,
     };
+    // Proof first, limits next, the event last: a 428 charges no limiter, and a flood of joins
+    // (even for made-up events) is turned away before it costs a Postgres lookup.
+    state
+        .proof_of_work
+        .admit(&state.redis, event_id, client, proof.as_ref())
+        .await?;
+    state.limits.join(event_id, chosen.as_deref(), client)?;
+    let visitor_id = chosen.unwrap_or_else(|| Uuid::new_v4().simple().to_string());
     let event = state
         .events
         .get(event_id)

@@ -4,4 +4,5 @@ pub mod baseline;
 pub mod bookings;
 pub mod onsale;
 pub mod opening;
+pub mod proof_joins;
 pub mod queue_storm;

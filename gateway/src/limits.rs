@@ -1,0 +1,278 @@
+//! Rate limits on the waiting room, each keyed by what it protects:
+//!
+//! - joins per visitor id (per event): a client-chosen id stays valid, but flooding one costs
+//!   that id alone;
+//! - polls per queue id: a refused poll belongs to the one entry that polled too often, never to
+//!   a neighbour behind the same address, so a live buyer is never made to look abandoned;
+//! - a generous ceiling per client address on each, since a whole crowd may share one NAT.
+//!
+//! Join limits are checked inside the join handler after the proof-of-work exchange, so a 428
+//! charges nothing; poll limits run as a layer in front of the poll route. Memory is bounded:
+//! keys idle long enough to be back at a full burst are forgotten every second, and a limiter
+//! that still holds more than `LIMITER_MAX_KEYS` keys is emptied (`rate_limiter_resets_total`).
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hash};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use uuid::Uuid;
+
+use crate::client_addr::ClientAddr;
+use crate::config::{LimitSettings, Rate};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// One keyed limiter and its name (for metrics and logs).
+pub struct Keyed<K: Hash + Eq + Clone> {
+    name: &'static str,
+    quota: Quota,
+    // governor cannot empty a keyed limiter in place: the lock lets the sweep swap in a fresh
+    // one. Checks only read-lock it, never across an await.
+    limiter: RwLock<DefaultKeyedRateLimiter<K>>,
+}
+
+impl<K: Hash + Eq + Clone> Keyed<K> {
+    /// `per_second` sustained, `burst` at once; `per_second` is at least 1.
+    pub fn new(name: &'static str, per_second: u32, burst: u32) -> Self {
+        let rate = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(burst).unwrap_or(rate);
+        let quota = Quota::per_second(rate).allow_burst(burst);
+        Self {
+            name,
+            quota,
+            limiter: RwLock::new(RateLimiter::keyed(quota)),
+        }
+    }
+
+    fn of(name: &'static str, rate: Rate) -> Self {
+        Self::new(name, rate.per_second, rate.burst)
+    }
+
+    /// Counts one request for `key`; when it is over, how long until it would be allowed.
+    pub fn check(&self, key: &K) -> Result<(), Duration> {
+        self.limiter
+            .read()
+            .expect("a limiter check never panics")
+            .check_key(key)
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+
+    /// Forgets idle keys; empties the limiter if it still holds more than `max_keys`.
+    pub fn sweep(&self, max_keys: usize) {
+        let keys = {
+            let limiter = self.limiter.read().expect("a limiter check never panics");
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+            limiter.len()
+        };
+        if keys > max_keys {
+            tracing::warn!(
+                limiter = self.name,
+                keys,
+                max_keys,
+                "rate limiter over its key cap; forgetting every key"
+            );
+            metrics::counter!("rate_limiter_resets_total", "limiter" => self.name).increment(1);
+            *self.limiter.write().expect("a limiter check never panics") =
+                RateLimiter::keyed(self.quota);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.limiter
+            .read()
+            .expect("a limiter check never panics")
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The waiting room's limits.
+pub struct Limits {
+    join_per_visitor: Keyed<u64>,
+    join_per_address: Keyed<IpAddr>,
+    poll_per_queue_id: Keyed<Uuid>,
+    poll_per_address: Keyed<IpAddr>,
+    // Visitor ids are up to 64 bytes each: the limiter keeps a 64-bit hash of (event, visitor)
+    // instead, under a key chosen at start so nobody can aim collisions at someone else's id.
+    hasher: RandomState,
+    max_keys: usize,
+}
+
+impl Limits {
+    pub fn new(settings: &LimitSettings) -> Self {
+        Self {
+            join_per_visitor: Keyed::of("join_per_visitor", settings.join_per_visitor),
+            join_per_address: Keyed::of("join_per_address", settings.join_per_address),
+            poll_per_queue_id: Keyed::of("poll_per_queue_id", settings.poll_per_queue_id),
+            poll_per_address: Keyed::of("poll_per_address", settings.poll_per_address),
+            hasher: RandomState::new(),
+            max_keys: settings.max_keys,
+        }
+    }
+
+    /// A join by `visitor_id` (None when the gateway made the id up: nothing to count) from
+    /// `client`. The visitor is counted first, so a flood of one id does not use up its
+    /// address's ceiling for the crowd behind it.
+    pub fn join(
+        &self,
+        event_id: Uuid,
+        visitor_id: Option<&str>,
+        client: ClientAddr,
+    ) -> Result<(), ApiError> {
+        if let Some(visitor_id) = visitor_id {
+            let key = self.hasher.hash_one((event_id, visitor_id));
+            self.join_per_visitor.check(&key).map_err(refused)?;
+        }
+        self.join_per_address
+            .check(&client.limit_key())
+            .map_err(refused)
+    }
+
+    /// A poll of `queue_id` (None when the path holds no queue id: the handler answers 404, the
+    /// address still pays) from `client`.
+    pub fn poll(&self, queue_id: Option<Uuid>, client: ClientAddr) -> Result<(), ApiError> {
+        if let Some(queue_id) = queue_id {
+            self.poll_per_queue_id.check(&queue_id).map_err(refused)?;
+        }
+        self.poll_per_address
+            .check(&client.limit_key())
+            .map_err(refused)
+    }
+
+    pub fn sweep(&self) {
+        self.join_per_visitor.sweep(self.max_keys);
+        self.join_per_address.sweep(self.max_keys);
+        self.poll_per_queue_id.sweep(self.max_keys);
+        self.poll_per_address.sweep(self.max_keys);
+    }
+}
+
+fn refused(wait: Duration) -> ApiError {
+    ApiError::RateLimited { retry_after: wait }
+}
+
+/// The poll route's limits, as a layer: polls have no exchange that must stay free, and so the
+/// poll handler stays as it is.
+pub async fn limit_polls(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    request: Request,
+    next: Next,
+) -> Response {
+    let queue_id = request
+        .uri()
+        .path()
+        .rsplit('/')
+        .next()
+        .and_then(|id| Uuid::parse_str(id).ok());
+    match state.limits.poll(queue_id, client) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// Sweeps the limiters every second for as long as they are in use.
+pub fn sweep_in_background(limits: &Arc<Limits>, proofs: &Arc<crate::proof::ProofOfWork>) {
+    let (limits, proofs) = (Arc::downgrade(limits), Arc::downgrade(proofs));
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            let (Some(limits), Some(proofs)) = (limits.upgrade(), proofs.upgrade()) else {
+                return;
+            };
+            limits.sweep();
+            proofs.sweep();
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> LimitSettings {
+        LimitSettings {
+            join_per_visitor: Rate::new(1, 2),
+            join_per_address: Rate::new(100, 5),
+            poll_per_queue_id: Rate::new(1, 2),
+            poll_per_address: Rate::new(100, 5),
+            max_keys: 1_000,
+        }
+    }
+
+    fn client(text: &str) -> ClientAddr {
+        ClientAddr(text.parse().unwrap())
+    }
+
+    #[test]
+    fn one_visitor_id_is_limited_without_touching_its_neighbours() {
+        let limits = Limits::new(&settings());
+        let event = Uuid::new_v4();
+        let home = client("198.51.100.1");
+        assert!(limits.join(event, Some("flood"), home).is_ok());
+        assert!(limits.join(event, Some("flood"), home).is_ok());
+        let Err(ApiError::RateLimited { retry_after }) = limits.join(event, Some("flood"), home)
+        else {
+            panic!("the third join of one id at once is refused");
+        };
+        assert!(retry_after > Duration::ZERO && retry_after <= Duration::from_secs(1));
+        assert!(limits.join(event, Some("neighbour"), home).is_ok());
+        assert!(
+            limits.join(Uuid::new_v4(), Some("flood"), home).is_ok(),
+            "the same id for another event is another key"
+        );
+    }
+
+    #[test]
+    fn an_address_has_a_ceiling_over_all_its_visitors() {
+        let limits = Limits::new(&settings());
+        let event = Uuid::new_v4();
+        let nat = client("198.51.100.2");
+        for i in 0..5 {
+            assert!(limits.join(event, Some(&format!("v{i}")), nat).is_ok());
+        }
+        assert!(limits.join(event, Some("v5"), nat).is_err());
+        assert!(limits
+            .join(event, Some("v5"), client("198.51.100.3"))
+            .is_ok());
+    }
+
+    #[test]
+    fn polls_are_limited_per_queue_id() {
+        let limits = Limits::new(&settings());
+        let nat = client("198.51.100.4");
+        let (busy, quiet) = (Uuid::new_v4(), Uuid::new_v4());
+        assert!(limits.poll(Some(busy), nat).is_ok());
+        assert!(limits.poll(Some(busy), nat).is_ok());
+        assert!(limits.poll(Some(busy), nat).is_err());
+        assert!(
+            limits.poll(Some(quiet), nat).is_ok(),
+            "a neighbour still polls"
+        );
+    }
+
+    #[test]
+    fn a_limiter_over_its_key_cap_is_emptied() {
+        let keyed: Keyed<u32> = Keyed::new("test", 1, 1);
+        for key in 0..50 {
+            assert!(keyed.check(&key).is_ok());
+        }
+        keyed.sweep(100);
+        assert_eq!(keyed.len(), 50, "keys still limited are kept under the cap");
+        keyed.sweep(10);
+        assert!(keyed.is_empty());
+    }
+}

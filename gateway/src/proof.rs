@@ -1,0 +1,444 @@
+//! Adaptive proof of work at join: fair to crowds, costly for bots.
+//!
+//! When joins come faster than a threshold — from one address, or to this gateway overall — a
+//! join without a valid proof is answered 428 `proof_required` with a challenge; the client finds
+//! a decimal `nonce` such that SHA-256(`challenge:nonce`) starts with `difficulty` zero bits and
+//! joins again with `proof: {challenge, nonce}`. A crowd behind one NAT pays about a second per
+//! person once; a bot pays for every identity it invents.
+//!
+//! Challenges are stateless: the gateway signs (HMAC-SHA256, `PROOF_SECRET`, the same on every
+//! gateway) the event id, the time of issue, the difficulty and 8 random bytes, so any gateway
+//! verifies one in microseconds without storage. Only a solved challenge is stored, in Redis
+//! under the event's hash tag, with `SET NX` expiring with the challenge: each solution joins once.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use ticketing::keys::EventKeys;
+use ticketing::redis_client::RedisClient;
+use uuid::Uuid;
+
+use crate::client_addr::ClientAddr;
+use crate::config::ProofSettings;
+use crate::error::ApiError;
+use crate::limits::Keyed;
+
+const VERSION: u8 = 1;
+/// version, event id, issued at (ms), difficulty, random.
+const BODY_LEN: usize = 1 + 16 + 8 + 1 + 8;
+const TAG_LEN: usize = 16;
+/// Base64url of the 50 signed bytes: 67 characters, so `challenge:` fills the first 64-byte
+/// SHA-256 block by itself and a solver hashes that block once, then one block per nonce.
+pub const CHALLENGE_LEN: usize = (BODY_LEN + TAG_LEN).div_ceil(3) * 4 - 1;
+/// A challenge issued by a gateway whose clock is ahead of this one's is still good.
+const CLOCK_SKEW_MS: i64 = 5_000;
+/// Longest nonce accepted: a u64 in decimal.
+const MAX_NONCE_LEN: usize = 20;
+
+/// What a client sends back.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+pub struct Proof {
+    /// The challenge from the 428 answer, unchanged.
+    pub challenge: String,
+    /// A decimal string such that SHA-256 of `challenge:nonce` starts with `difficulty` zero bits.
+    pub nonce: String,
+}
+
+/// Why a join has to (re)do the exchange; sent as `reason` beside the fresh challenge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Missing,
+    Wrong,
+    Expired,
+    Reused,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Wrong => "wrong",
+            Self::Expired => "expired",
+            Self::Reused => "reused",
+        }
+    }
+}
+
+/// The 428 answer's details.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProofRequired {
+    pub challenge: String,
+    pub difficulty: u8,
+    pub reason: Refusal,
+}
+
+/// A proof whose signature, event, age and hash are right; still to be spent.
+#[derive(Debug, PartialEq, Eq)]
+struct Solved {
+    /// Names the challenge in Redis: its random bytes, unique per challenge.
+    id: String,
+    expires_ms: i64,
+}
+
+pub struct ProofOfWork {
+    key: Hmac<Sha256>,
+    difficulty: u8,
+    ttl: Duration,
+    /// None: every join without a proof is asked for one (a threshold of 0).
+    per_address: Option<Keyed<IpAddr>>,
+    overall: Option<DefaultDirectRateLimiter>,
+    max_keys: usize,
+}
+
+impl ProofOfWork {
+    pub fn new(settings: &ProofSettings, max_keys: usize) -> Self {
+        let threshold = |per_second: u32| {
+            // A burst of one second's worth: "more than N joins within a second" asks.
+            NonZeroU32::new(per_second).map(|n| Quota::per_second(n).allow_burst(n))
+        };
+        Self {
+            key: Hmac::new_from_slice(settings.secret.expose().as_bytes())
+                .expect("hmac takes keys of any length"),
+            difficulty: settings.difficulty,
+            ttl: settings.ttl,
+            per_address: NonZeroU32::new(settings.address_joins_per_second)
+                .map(|n| Keyed::new("proof_per_address", n.get(), n.get())),
+            overall: threshold(settings.joins_per_second).map(RateLimiter::direct),
+            max_keys,
+        }
+    }
+
+    /// Lets a join through, or answers why it must prove work first. A join carrying a proof
+    /// that holds is let through whatever the load; one with a proof that does not hold is
+    /// treated as one without (asked only when a proof is required right now). Answers 428 with
+    /// a fresh challenge, or 503 when Redis cannot say whether the proof was spent.
+    pub async fn admit(
+        &self,
+        redis: &RedisClient,
+        event_id: Uuid,
+        client: ClientAddr,
+        proof: Option<&Proof>,
+    ) -> Result<(), ApiError> {
+        let refusal = match proof {
+            None => Refusal::Missing,
+            Some(proof) => match self.verify(event_id, proof, now_ms()) {
+                Ok(solved) => match spend(redis, event_id, &solved).await? {
+                    true => {
+                        metrics::counter!("proofs_accepted_total").increment(1);
+                        return Ok(());
+                    }
+                    false => Refusal::Reused,
+                },
+                Err(refusal) => refusal,
+            },
+        };
+        if proof.is_some() {
+            metrics::counter!("proofs_refused_total", "reason" => refusal.as_str()).increment(1);
+        }
+        if !self.required(client) {
+            return Ok(());
+        }
+        metrics::counter!("proofs_required_total").increment(1);
+        Err(ApiError::ProofRequired(ProofRequired {
+            challenge: self.issue(event_id),
+            difficulty: self.difficulty,
+            reason: refusal,
+        }))
+    }
+
+    /// Whether joins are over a threshold: this client's, or this gateway's overall. Counts the
+    /// join it is asked about.
+    pub fn required(&self, client: ClientAddr) -> bool {
+        let Some(per_address) = &self.per_address else {
+            return true;
+        };
+        let Some(overall) = &self.overall else {
+            return true;
+        };
+        overall.check().is_err() || per_address.check(&client.limit_key()).is_err()
+    }
+
+    /// A fresh challenge for a join to `event_id`, at the configured difficulty.
+    pub fn issue(&self, event_id: Uuid) -> String {
+        self.issue_at(event_id, now_ms(), self.difficulty)
+    }
+
+    /// A challenge as if issued at `issued_ms` with `difficulty`: what `issue` does, open to
+    /// tests that need an old or easy one signed with the same secret.
+    pub fn issue_at(&self, event_id: Uuid, issued_ms: i64, difficulty: u8) -> String {
+        let mut signed = [0u8; BODY_LEN + TAG_LEN];
+        signed[0] = VERSION;
+        signed[1..17].copy_from_slice(event_id.as_bytes());
+        signed[17..25].copy_from_slice(&issued_ms.to_be_bytes());
+        signed[25] = difficulty;
+        rand::thread_rng().fill_bytes(&mut signed[26..BODY_LEN]);
+        let mut mac = self.key.clone();
+        mac.update(&signed[..BODY_LEN]);
+        let tag = mac.finalize().into_bytes();
+        signed[BODY_LEN..].copy_from_slice(&tag[..TAG_LEN]);
+        URL_SAFE_NO_PAD.encode(signed)
+    }
+
+    /// Everything but single use: the signature, the event, the age, the work.
+    fn verify(&self, event_id: Uuid, proof: &Proof, now_ms: i64) -> Result<Solved, Refusal> {
+        if proof.challenge.len() != CHALLENGE_LEN
+            || proof.nonce.is_empty()
+            || proof.nonce.len() > MAX_NONCE_LEN
+            || !proof.nonce.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(Refusal::Wrong);
+        }
+        let signed = URL_SAFE_NO_PAD
+            .decode(&proof.challenge)
+            .map_err(|_| Refusal::Wrong)?;
+        if signed.len() != BODY_LEN + TAG_LEN || signed[0] != VERSION {
+            return Err(Refusal::Wrong);
+        }
+        let (body, tag) = signed.split_at(BODY_LEN);
+        let mut mac = self.key.clone();
+        mac.update(body);
+        mac.verify_truncated_left(tag).map_err(|_| Refusal::Wrong)?;
+        if body[1..17] != event_id.as_bytes()[..] {
+            return Err(Refusal::Wrong);
+        }
+        let issued_ms = i64::from_be_bytes(body[17..25].try_into().expect("8 bytes"));
+        let expires_ms = issued_ms.saturating_add(self.ttl.as_millis() as i64);
+        if issued_ms > now_ms + CLOCK_SKEW_MS {
+            return Err(Refusal::Wrong);
+        }
+        if expires_ms <= now_ms {
+            return Err(Refusal::Expired);
+        }
+        if zero_bits(&proof.challenge, &proof.nonce) < u32::from(body[25]) {
+            return Err(Refusal::Wrong);
+        }
+        Ok(Solved {
+            id: URL_SAFE_NO_PAD.encode(&body[26..BODY_LEN]),
+            expires_ms,
+        })
+    }
+
+    pub fn sweep(&self) {
+        if let Some(per_address) = &self.per_address {
+            per_address.sweep(self.max_keys);
+        }
+    }
+}
+
+/// Marks a solved challenge spent; false when it already was.
+async fn spend(redis: &RedisClient, event_id: Uuid, solved: &Solved) -> redis::RedisResult<bool> {
+    let ttl_ms = (solved.expires_ms - now_ms()).max(1);
+    let set: Option<String> = redis::cmd("SET")
+        .arg(EventKeys::new(event_id).spent_proof(&solved.id))
+        .arg(1)
+        .arg("NX")
+        .arg("PX")
+        .arg(ttl_ms)
+        .query_async(&mut redis.clone())
+        .await?;
+    Ok(set.is_some())
+}
+
+/// Leading zero bits of SHA-256(`challenge:nonce`).
+pub fn zero_bits(challenge: &str, nonce: &str) -> u32 {
+    let hash = Sha256::new()
+        .chain_update(challenge.as_bytes())
+        .chain_update(b":")
+        .chain_update(nonce.as_bytes())
+        .finalize();
+    let mut bits = 0;
+    for byte in hash {
+        bits += byte.leading_zeros();
+        if byte != 0 {
+            break;
+        }
+    }
+    bits
+}
+
+/// The smallest nonce that solves `challenge` at `difficulty`: what a client does (tests and
+/// tools; the browser has its own in `frontend/js/proof-worker.js`).
+pub fn solve(challenge: &str, difficulty: u8) -> String {
+    (0u64..)
+        .map(|n| n.to_string())
+        .find(|nonce| zero_bits(challenge, nonce) >= u32::from(difficulty))
+        .expect("some nonce below 2^64 solves any difficulty up to 64 bits")
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ticketing::config::Secret;
+
+    fn gate(address_threshold: u32, overall: u32) -> ProofOfWork {
+        ProofOfWork::new(
+            &ProofSettings {
+                secret: Secret::new("a-test-proof-secret"),
+                address_joins_per_second: address_threshold,
+                joins_per_second: overall,
+                difficulty: 8,
+                ttl: Duration::from_secs(60),
+            },
+            1_000,
+        )
+    }
+
+    fn solved(gate: &ProofOfWork, event: Uuid) -> Proof {
+        let challenge = gate.issue(event);
+        let nonce = solve(&challenge, gate.difficulty);
+        Proof { challenge, nonce }
+    }
+
+    #[test]
+    fn a_challenge_fills_the_first_hash_block_with_its_separator() {
+        let challenge = gate(0, 0).issue(Uuid::new_v4());
+        assert_eq!(challenge.len(), CHALLENGE_LEN);
+        assert_eq!(challenge.len() + 1, 68);
+        assert!(challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    }
+
+    #[test]
+    fn a_solved_challenge_verifies_and_names_itself() {
+        let gate = gate(0, 0);
+        let event = Uuid::new_v4();
+        let proof = solved(&gate, event);
+        let now = now_ms();
+        let ok = gate
+            .verify(event, &proof, now)
+            .expect("a solved proof holds");
+        assert!(ok.expires_ms > now && ok.expires_ms <= now + 60_000);
+        assert_ne!(
+            ok.id,
+            gate.verify(event, &solved(&gate, event), now).unwrap().id
+        );
+    }
+
+    #[test]
+    fn wrong_proofs_are_refused() {
+        let gate = gate(0, 0);
+        let event = Uuid::new_v4();
+        let proof = solved(&gate, event);
+        let now = now_ms();
+        let wrong = |p: Proof| gate.verify(event, &p, now);
+        assert_eq!(
+            gate.verify(Uuid::new_v4(), &proof, now),
+            Err(Refusal::Wrong),
+            "for another event"
+        );
+        let unsolved = (0u64..)
+            .map(|n| n.to_string())
+            .find(|n| zero_bits(&proof.challenge, n) < 8)
+            .unwrap();
+        for (challenge, nonce) in [
+            (proof.challenge.clone(), unsolved),
+            (proof.challenge.clone(), format!("{} ", proof.nonce)),
+            (proof.challenge.clone(), "-1".into()),
+            (proof.challenge.clone(), "1".repeat(21)),
+            (proof.challenge.clone(), String::new()),
+            (proof.challenge[1..].to_string(), proof.nonce.clone()),
+            ("!".repeat(CHALLENGE_LEN), proof.nonce.clone()),
+        ] {
+            assert_eq!(wrong(Proof { challenge, nonce }), Err(Refusal::Wrong));
+        }
+        // Signed with another secret, at difficulty 0: no work, no entry.
+        let forged = ProofOfWork::new(
+            &ProofSettings {
+                secret: Secret::new("another-proof-secret"),
+                ..gate_settings()
+            },
+            10,
+        )
+        .issue_at(event, now, 0);
+        assert_eq!(
+            wrong(Proof {
+                challenge: forged,
+                nonce: "0".into()
+            }),
+            Err(Refusal::Wrong)
+        );
+    }
+
+    fn gate_settings() -> ProofSettings {
+        ProofSettings {
+            secret: Secret::new("a-test-proof-secret"),
+            address_joins_per_second: 0,
+            joins_per_second: 0,
+            difficulty: 8,
+            ttl: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn old_and_future_challenges_are_refused() {
+        let gate = gate(0, 0);
+        let event = Uuid::new_v4();
+        let now = now_ms();
+        let old = gate.issue_at(event, now - 60_001, 4);
+        let nonce = solve(&old, 4);
+        assert_eq!(
+            gate.verify(
+                event,
+                &Proof {
+                    challenge: old,
+                    nonce
+                },
+                now
+            ),
+            Err(Refusal::Expired)
+        );
+        let future = gate.issue_at(event, now + 60_000, 4);
+        let nonce = solve(&future, 4);
+        assert_eq!(
+            gate.verify(
+                event,
+                &Proof {
+                    challenge: future,
+                    nonce
+                },
+                now
+            ),
+            Err(Refusal::Wrong)
+        );
+    }
+
+    #[test]
+    fn proofs_are_asked_for_above_a_threshold_per_address_or_overall() {
+        let client = |ip: &str| ClientAddr(ip.parse().unwrap());
+        let always = gate(0, 1_000);
+        assert!(always.required(client("198.51.100.1")));
+        let per_address = gate(3, 1_000);
+        for _ in 0..3 {
+            assert!(!per_address.required(client("198.51.100.1")));
+        }
+        assert!(per_address.required(client("198.51.100.1")));
+        assert!(!per_address.required(client("198.51.100.2")));
+        let overall = gate(1_000, 2);
+        assert!(!overall.required(client("198.51.100.1")));
+        assert!(!overall.required(client("198.51.100.2")));
+        assert!(overall.required(client("198.51.100.3")));
+    }
+
+    #[test]
+    fn zero_bits_counts_leading_zeros_of_the_hash() {
+        // SHA-256("abc:0") starts 0x5f (0101…): one leading zero bit.
+        assert_eq!(zero_bits("abc", "0"), 1);
+        // SHA-256("abc:181") starts 0x0036 (0000 0000 0011…): ten.
+        assert_eq!(zero_bits("abc", "181"), 10);
+        let nonce = solve("abc", 12);
+        assert!(zero_bits("abc", &nonce) >= 12);
+    }
+}
