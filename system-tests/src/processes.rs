@@ -398,6 +398,7 @@ impl GatewayProcess {
                 ("ADMIN_TOKEN", crate::ADMIN_TOKEN.to_string()),
                 ("QUEUE_ID_SECRET", "gateway-test-queue-id-secret".into()),
                 ("PROOF_SECRET", crate::PROOF_SECRET.into()),
+                ("QUEUE_RECEIPT_KEYS", crate::RECEIPT_KEYS.into()),
                 ("ENTRY_KEYS_DIR", keys.to_string_lossy().into_owned()),
                 ("ENTRY_SIGNING_KID", "gw".into()),
                 ("GATEWAY_ADDR", format!("127.0.0.1:{port}")),
