@@ -50,8 +50,9 @@ queue-storm:     --concurrency 64 (joins for half the duration, polls for the ot
 proof-joins:     --proof-gateway http://127.0.0.1:3001 --joins 20000 (per mode) --rounds 10
                  (alternating slices of each mode) --concurrency 64
 original:        --concurrency 32 --rows 300000
-opening:         --count 1000000 --arrivals-per-second 300 --lead 120 (seconds from creating
-                 the event to on_sale_at; seeding must fit) --redis-url $REDIS_URL";
+opening:         --count 1000000 --arrivals-per-second 300 --lead 45 (seconds from creating
+                 the event to on_sale_at; seeding must fit, and the seeded visitors count as
+                 alive for a minute) --redis-url $REDIS_URL";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
