@@ -10,6 +10,7 @@ pub mod limits;
 pub mod proof;
 pub mod routes;
 pub mod seed;
+pub mod signs_of_life;
 pub mod state;
 
 use std::time::Duration;

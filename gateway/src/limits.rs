@@ -179,7 +179,17 @@ pub async fn limit_polls(
         .and_then(|id| Uuid::parse_str(id).ok());
     match state.limits.poll(queue_id, client) {
         Ok(()) => next.run(request).await,
-        Err(refusal) => refusal.into_response(),
+        Err(refusal) => {
+            // Refused, but a live page asked: its entry must not look abandoned.
+            let receipt =
+                crate::routes::queue::presented_receipt(request.headers(), request.uri().query())
+                    .and_then(|text| state.config.receipt_keys.verify(text))
+                    .filter(|r| Some(r.queue_id.0) == queue_id);
+            if let Some(receipt) = receipt {
+                state.signs_of_life.note(&receipt);
+            }
+            refusal.into_response()
+        }
     }
 }
 

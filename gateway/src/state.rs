@@ -11,6 +11,7 @@ use crate::config::GatewayConfig;
 use crate::directory::EventDirectory;
 use crate::limits::{self, Limits};
 use crate::proof::ProofOfWork;
+use crate::signs_of_life::{self, SignsOfLife};
 
 /// Catalog reads go to the read pool (a replica when `DATABASE_READ_URL` is set).
 #[derive(Clone)]
@@ -26,6 +27,7 @@ pub struct AppState {
     pub events: EventDirectory,
     pub limits: Arc<Limits>,
     pub proof_of_work: Arc<ProofOfWork>,
+    pub signs_of_life: Arc<SignsOfLife>,
 }
 
 impl AppState {
@@ -71,7 +73,10 @@ impl AppState {
         let limits = Arc::new(Limits::new(&config.limits));
         let proof_of_work = Arc::new(ProofOfWork::new(&config.proof, config.limits.max_keys));
         limits::sweep_in_background(&limits, &proof_of_work);
+        let signs_of_life = Arc::new(SignsOfLife::default());
+        signs_of_life::flush_in_background(&signs_of_life, redis.clone());
         Self {
+            signs_of_life,
             events: EventDirectory::new(db.clone()),
             limits,
             proof_of_work,

@@ -77,6 +77,8 @@ pub struct Options {
     pub workers: usize,
     pub join_per_second: u64,
     pub join_burst: u32,
+    /// The gateways' per-address poll ceiling: (per second, burst).
+    pub poll_per_address: (u32, u32),
     pub admit_interval: Duration,
     pub reconcile_interval: Duration,
     pub sweep_interval: Duration,
@@ -95,6 +97,7 @@ impl Default for Options {
             workers: 1,
             join_per_second: 10_000,
             join_burst: 10_000,
+            poll_per_address: (10_000, 10_000),
             admit_interval: Duration::from_millis(50),
             reconcile_interval: Duration::from_millis(500),
             sweep_interval: Duration::from_millis(500),
@@ -240,7 +243,10 @@ impl System {
                     self.options.join_burst,
                 ),
                 poll_per_queue_id: Rate::new(10_000, 10_000),
-                poll_per_address: Rate::new(10_000, 10_000),
+                poll_per_address: Rate::new(
+                    self.options.poll_per_address.0,
+                    self.options.poll_per_address.1,
+                ),
                 max_keys: 100_000,
             },
             proof: gateway::config::ProofSettings {

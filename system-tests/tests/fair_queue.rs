@@ -718,3 +718,77 @@ async fn a_new_event_may_name_only_some_waiting_room_settings(db: PgPool) {
         );
     }
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn polls_refused_by_the_address_ceiling_still_keep_their_entry_alive(db: PgPool) {
+    // One poll a second for the whole address: a crowd behind one NAT that outgrew its ceiling.
+    let system = System::start_with(
+        db,
+        Options {
+            poll_per_address: (1, 1),
+            ..Options::default()
+        },
+    )
+    .await;
+    let on_sale_at = Utc::now() + chrono::Duration::seconds(5);
+    let event = event_opening_at(&system, on_sale_at, room(true, 60_000, false)).await;
+    // Shorten the liveness window from a minute to one second for the test.
+    let _: () = redis::cmd("HSET")
+        .arg(EventKeys::new(event).queue_config())
+        .arg("alive_window_s")
+        .arg(1)
+        .query_async(&mut system.redis.clone())
+        .await
+        .unwrap();
+    let line = join_in_order(&system, event, "v", 2).await;
+    let (live, receipt) = (
+        queue_id(&line[0]),
+        line[0]["receipt"].as_str().unwrap().to_string(),
+    );
+    // Until past the opening, another client's poll takes the address's one token right before
+    // each of the live page's polls, which are refused; the second visitor never polls again.
+    let eater = Uuid::new_v4().to_string();
+    let (mut refused, mut polls) = (0, 0);
+    while Utc::now() < on_sale_at + chrono::Duration::seconds(2) {
+        system.poll(&eater).await;
+        let (status, _) = poll_with_once(&system, &live, &receipt).await;
+        polls += 1;
+        if status == 429 {
+            refused += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        refused + 1 >= polls,
+        "the live page's polls got through: {refused} of {polls} refused"
+    );
+    eventually(Duration::from_secs(5), "both reach the head", || async {
+        (stat(&system, event, "admitted_total").await + stat(&system, event, "dropped_total").await
+            == 2)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        stat(&system, event, "admitted_total").await,
+        1,
+        "the live page whose polls were refused was dropped as abandoned"
+    );
+    assert_eq!(
+        stat(&system, event, "dropped_total").await,
+        1,
+        "the silent one is gone"
+    );
+}
+
+/// One poll with a receipt, whatever the answer.
+async fn poll_with_once(system: &System, queue_id: &str, receipt: &str) -> (u16, Value) {
+    let response = system
+        .http
+        .get(format!("{}/api/queue/{queue_id}", system.gateway))
+        .header("x-queue-receipt", receipt)
+        .send()
+        .await
+        .expect("poll");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}

@@ -201,7 +201,7 @@ fn state_label(state: QueueState) -> &'static str {
 
 /// The receipt a poll presents: the header, else the query parameter. Receipts are URL-safe
 /// (base64url and dots), so the query needs no decoding.
-fn presented_receipt<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
+pub fn presented_receipt<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
     headers
         .get(RECEIPT_HEADER)
         .and_then(|v| v.to_str().ok())

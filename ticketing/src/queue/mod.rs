@@ -9,6 +9,7 @@ pub mod admit;
 pub mod entry;
 pub mod entry_token;
 pub mod id;
+pub mod liveness;
 pub mod place;
 pub mod receipt;
 pub mod room;
