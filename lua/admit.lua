@@ -69,7 +69,8 @@ else
   allowed = math.huge
 end
 if enabled then
-  allowed = math.min(allowed, tonumber(cfg[3]) - redis.call('ZCARD', KEYS[3]))
+  -- Live tokens only: expired ones are cleared at most `bound` per step.
+  allowed = math.min(allowed, tonumber(cfg[3]) - redis.call('ZCOUNT', KEYS[3], '(' .. now, '+inf'))
 end
 local want = math.min(allowed, bound)
 

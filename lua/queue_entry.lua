@@ -38,13 +38,20 @@ local now_t = redis.call('TIME')
 local now_s = tonumber(now_t[1])
 local now = now_s * 1000 + math.floor(tonumber(now_t[2]) / 1000)
 local cfg = redis.call('HMGET', KEYS[1], 'enabled', 'token_ttl_s', 'on_sale_ms', 'alive_window_s',
-  'gen', 'admitted_through')
+  'gen', 'admitted_through', 'admit_after_ms')
 if not cfg[1] then
   return {'no_config', 0, 0, false, 0, ''}
 end
 local qid = ARGV[2]
 local before_opening = now < (tonumber(cfg[3]) or 0)
-local generation = cfg[5] or ''
+local generation = cfg[5]
+if not generation then
+  -- Settings written by a release before generations: give the line one now (microseconds of
+  -- Redis's clock; any value differing from a later one will do).
+  generation = now_t[1] .. string.format('%06d', tonumber(now_t[2]))
+  redis.call('HSETNX', KEYS[1], 'gen', generation)
+  generation = redis.call('HGET', KEYS[1], 'gen')
+end
 
 local function mark_alive(place)
   local window_s = tonumber(cfg[4]) or 60
@@ -118,8 +125,10 @@ end
 
 -- A join: a returning visitor whose place expired starts again at the back.
 redis.call('HDEL', KEYS[7], qid)
-if cfg[1] ~= '1' and not before_opening and redis.call('ZCARD', KEYS[2]) == 0 then
-  -- No waiting room and nobody still draining from the last one: straight in.
+if cfg[1] ~= '1' and not before_opening and now >= (tonumber(cfg[7]) or 0)
+    and redis.call('ZCARD', KEYS[2]) == 0 then
+  -- No waiting room, nobody still draining from the last one, and not in the grace after a
+  -- loss (when the line may yet come back from its receipts): straight in.
   local until_ms = now + tonumber(cfg[2]) * 1000
   redis.call('ZADD', KEYS[6], until_ms, qid)
   redis.call('HINCRBY', KEYS[10], 'admitted_total', 1)

@@ -176,8 +176,11 @@ impl Case {
                 match self.model.visitors.get(&v) {
                     Some(Where::InLine(_) | Where::Admitted) => {}
                     None | Some(Where::Unknown) => {
-                        let walks_in =
-                            !room.enabled && self.model.opened && self.model.line.is_empty();
+                        // Not during the grace after a loss: the line may yet come back.
+                        let walks_in = !room.enabled
+                            && self.model.opened
+                            && !self.model.grace
+                            && self.model.line.is_empty();
                         if walks_in {
                             self.model.visitors.insert(v, Where::Admitted);
                         } else {
