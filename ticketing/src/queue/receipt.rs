@@ -3,29 +3,35 @@
 //! The join and poll answers carry one; the page sends the latest back on each poll. When Redis
 //! lost the line (a flush, a restart without persistence, a failover to a stale replica), the
 //! queue's generation changes, and a poll that presents a receipt of an earlier generation puts its
-//! entry back at the place the receipt names (see `lua/queue_entry.lua`). Receipts are HMAC-signed
-//! with a key every gateway shares; the `kid` in front says which, so keys can rotate: the first of
-//! `QUEUE_RECEIPT_KEYS` signs, every listed key verifies.
+//! entry back at the place the receipt names (see `lua/queue_entry.lua`). Receipts are sealed
+//! (ChaCha20-Poly1305) with a key every gateway shares: nobody can forge one, and nobody can read
+//! one either — a pre-queue place holds the lot drawn at join, which stays hidden until the
+//! opening (a bot holding many identities must not learn which ones drew well). The `kid` in
+//! front says which key, so keys can rotate: the first of `QUEUE_RECEIPT_KEYS` seals, every
+//! listed key opens.
 //!
-//! Wire form: `<kid>.<base64url(payload)>.<base64url(mac)>`, the payload 56 bytes (event id,
-//! queue id, place, generation, issue time), the MAC's first 16 bytes.
+//! Wire form: `<kid>.<base64url(nonce ‖ sealed payload ‖ tag)>`: a random 12-byte nonce, the
+//! 56-byte payload (event id, queue id, place, generation, issue time) encrypted, a 16-byte tag;
+//! the kid is authenticated as associated data.
 
 use std::collections::HashMap;
 
 use anyhow::{anyhow, bail};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
+use ring::rand::{SecureRandom, SystemRandom};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{Generation, Place, QueueId};
-use crate::config::{checked_secret, Secret};
+use crate::config::checked_secret;
 
 const PAYLOAD_LEN: usize = 56;
-const MAC_LEN: usize = 16;
-/// Longest receipt text accepted: a kid of up to 16 characters plus the two encoded parts.
-pub const MAX_LEN: usize = 16 + 1 + 75 + 1 + 22;
+const TAG_LEN: usize = 16;
+const SEALED_LEN: usize = NONCE_LEN + PAYLOAD_LEN + TAG_LEN;
+/// Longest receipt text accepted: a kid of up to 16 characters, a dot, the encoded seal.
+pub const MAX_LEN: usize = 16 + 1 + (SEALED_LEN * 4).div_ceil(3);
 
 /// What a receipt says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,11 +66,11 @@ impl Receipt {
     }
 }
 
-/// The keys receipts are signed and checked with.
+/// The keys receipts are sealed and opened with.
 #[derive(Clone)]
 pub struct ReceiptKeys {
     signing_kid: String,
-    keys: HashMap<String, Secret>,
+    keys: HashMap<String, std::sync::Arc<LessSafeKey>>,
 }
 
 impl std::fmt::Debug for ReceiptKeys {
@@ -93,7 +99,17 @@ impl ReceiptKeys {
                 bail!("{setting}: a kid is 1-16 of A-Z a-z 0-9 _ -");
             }
             let secret = checked_secret(&format!("{setting} ({kid})"), secret)?;
-            if keys.insert(kid.to_string(), secret).is_some() {
+            // The secret is text of any length; the cipher wants 32 bytes.
+            let derived = Sha256::new()
+                .chain_update(b"queue receipt key\0")
+                .chain_update(secret.expose().as_bytes())
+                .finalize();
+            let key = UnboundKey::new(&CHACHA20_POLY1305, &derived)
+                .map_err(|_| anyhow!("{setting}: cannot make a key of {kid}"))?;
+            if keys
+                .insert(kid.to_string(), std::sync::Arc::new(LessSafeKey::new(key)))
+                .is_some()
+            {
                 bail!("{setting}: kid {kid} is listed twice");
             }
             signing_kid.get_or_insert_with(|| kid.to_string());
@@ -102,51 +118,45 @@ impl ReceiptKeys {
         Ok(Self { signing_kid, keys })
     }
 
-    fn mac(secret: &Secret, kid: &str, payload: &[u8]) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
-            .expect("hmac takes keys of any length");
-        // The kid is signed too, so a receipt cannot be moved under another key's name.
-        mac.update(kid.as_bytes());
-        mac.update(b".");
-        mac.update(payload);
-        mac
-    }
-
+    /// Seals a receipt under the first key.
     pub fn sign(&self, receipt: &Receipt) -> String {
-        let payload = receipt.payload();
-        let secret = &self.keys[&self.signing_kid];
-        let tag = Self::mac(secret, &self.signing_kid, &payload)
-            .finalize()
-            .into_bytes();
-        format!(
-            "{}.{}.{}",
-            self.signing_kid,
-            URL_SAFE_NO_PAD.encode(payload),
-            URL_SAFE_NO_PAD.encode(&tag[..MAC_LEN])
-        )
+        let mut nonce = [0u8; NONCE_LEN];
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .expect("the system's random source works");
+        let mut sealed = Vec::with_capacity(SEALED_LEN);
+        sealed.extend_from_slice(&nonce);
+        sealed.extend_from_slice(&receipt.payload());
+        let key = &self.keys[&self.signing_kid];
+        let tag = key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(self.signing_kid.as_bytes()),
+                &mut sealed[NONCE_LEN..],
+            )
+            .expect("sealing 56 bytes cannot fail");
+        sealed.extend_from_slice(tag.as_ref());
+        format!("{}.{}", self.signing_kid, URL_SAFE_NO_PAD.encode(sealed))
     }
 
-    /// The receipt `text` carries, if a listed key signed it; None for anything else.
+    /// The receipt `text` carries, if a listed key sealed it; None for anything else.
     pub fn verify(&self, text: &str) -> Option<Receipt> {
         if text.len() > MAX_LEN {
             return None;
         }
-        let mut parts = text.split('.');
-        let (kid, payload, tag) = (parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() {
+        let (kid, sealed) = text.split_once('.')?;
+        let key = self.keys.get(kid)?;
+        let mut sealed = URL_SAFE_NO_PAD.decode(sealed).ok()?;
+        if sealed.len() != SEALED_LEN {
             return None;
         }
-        let secret = self.keys.get(kid)?;
-        let payload: [u8; PAYLOAD_LEN] = URL_SAFE_NO_PAD.decode(payload).ok()?.try_into().ok()?;
-        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
-        if tag.len() != MAC_LEN {
-            return None;
-        }
-        // Constant-time comparison of the truncated tag.
-        Self::mac(secret, kid, &payload)
-            .verify_truncated_left(&tag)
+        let (nonce, in_out) = sealed.split_at_mut(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let payload = key
+            .open_in_place(nonce, Aad::from(kid.as_bytes()), in_out)
             .ok()?;
-        let receipt = Receipt::from_payload(&payload);
+        let payload: &[u8; PAYLOAD_LEN] = (&*payload).try_into().ok()?;
+        let receipt = Receipt::from_payload(payload);
         receipt.place.is_valid().then_some(receipt)
     }
 }
@@ -178,18 +188,32 @@ mod tests {
     fn tampered_unknown_or_malformed_receipts_are_refused() {
         let keys = ReceiptKeys::parse("K", "k1:0123456789abcdef0123").unwrap();
         let text = keys.sign(&receipt());
-        let (kid, rest) = text.split_once('.').unwrap();
-        let (payload, tag) = rest.split_once('.').unwrap();
-        let mut bytes = URL_SAFE_NO_PAD.decode(payload).unwrap();
-        bytes[39] ^= 1; // another place
-        let forged = format!("{kid}.{}.{tag}", URL_SAFE_NO_PAD.encode(&bytes));
+        let (kid, sealed) = text.split_once('.').unwrap();
+        let mut bytes = URL_SAFE_NO_PAD.decode(sealed).unwrap();
+        bytes[NONCE_LEN + 39] ^= 1; // another place
+        let forged = format!("{kid}.{}", URL_SAFE_NO_PAD.encode(&bytes));
         assert_eq!(keys.verify(&forged), None);
-        assert_eq!(keys.verify(&format!("k2.{rest}")), None);
+        assert_eq!(keys.verify(&format!("k2.{sealed}")), None);
         let other = ReceiptKeys::parse("K", "k1:another-secret-of-16-chars").unwrap();
         assert_eq!(other.verify(&text), None);
-        for junk in ["", "a.b", "a.b.c.d", &"x".repeat(400)] {
+        for junk in ["", "a.b", "k1.", "k1.b.c", &"x".repeat(400)] {
             assert_eq!(keys.verify(junk), None);
         }
+    }
+
+    #[test]
+    fn a_receipt_does_not_show_its_place() {
+        let keys = ReceiptKeys::parse("K", "k1:0123456789abcdef0123").unwrap();
+        let r = receipt();
+        let sealed = URL_SAFE_NO_PAD
+            .decode(keys.sign(&r).split_once('.').unwrap().1)
+            .unwrap();
+        let place = r.place.0.to_be_bytes();
+        assert!(
+            !sealed.windows(place.len()).any(|w| w == place),
+            "the place can be read off the receipt"
+        );
+        assert_ne!(keys.sign(&r), keys.sign(&r), "a fresh nonce per receipt");
     }
 
     #[test]
