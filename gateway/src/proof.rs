@@ -80,9 +80,18 @@ pub struct ProofRequired {
     pub reason: Refusal,
 }
 
+/// What the first half of the check decided.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// No proof to spend: none was required.
+    Open,
+    /// A proof that holds, to be spent once the join limits pass.
+    Spend(Solved),
+}
+
 /// A proof whose signature, event, age and hash are right; still to be spent.
 #[derive(Debug, PartialEq, Eq)]
-struct Solved {
+pub struct Solved {
     /// Names the challenge in Redis: its random bytes, unique per challenge.
     id: String,
     expires_ms: i64,
@@ -116,31 +125,56 @@ impl ProofOfWork {
         }
     }
 
-    /// Lets a join through, or answers why it must prove work first. A join carrying a proof
-    /// that holds is let through whatever the load; one with a proof that does not hold is
-    /// treated as one without (asked only when a proof is required right now). Answers 428 with
-    /// a fresh challenge, or 503 when Redis cannot say whether the proof was spent.
-    pub async fn admit(
+    /// The first half of letting a join through, before the join limits: no Redis, no spending.
+    /// A join carrying a proof that holds passes whatever the load (to be spent once the limits
+    /// let it through, so a join refused by a limit keeps its proof for the retry); one without,
+    /// or with a proof that does not hold, is asked for one only when proofs are required right
+    /// now (a 428 with a fresh challenge, which no limit counts).
+    pub fn check(
+        &self,
+        event_id: Uuid,
+        client: ClientAddr,
+        proof: Option<&Proof>,
+    ) -> Result<Gate, ApiError> {
+        let refusal = match proof {
+            None => Refusal::Missing,
+            Some(proof) => match self.verify(event_id, proof, now_ms()) {
+                Ok(solved) => return Ok(Gate::Spend(solved)),
+                Err(refusal) => refusal,
+            },
+        };
+        self.refuse(event_id, client, proof.is_some(), refusal)?;
+        Ok(Gate::Open)
+    }
+
+    /// The second half, once the limits let the join through: spends its proof (each works once).
+    /// Answers 503 when Redis cannot say whether the proof was spent.
+    pub async fn spend(
         &self,
         redis: &RedisClient,
         event_id: Uuid,
         client: ClientAddr,
-        proof: Option<&Proof>,
+        gate: Gate,
     ) -> Result<(), ApiError> {
-        let refusal = match proof {
-            None => Refusal::Missing,
-            Some(proof) => match self.verify(event_id, proof, now_ms()) {
-                Ok(solved) => match spend(redis, event_id, &solved).await? {
-                    true => {
-                        metrics::counter!("proofs_accepted_total").increment(1);
-                        return Ok(());
-                    }
-                    false => Refusal::Reused,
-                },
-                Err(refusal) => refusal,
-            },
+        let Gate::Spend(solved) = gate else {
+            return Ok(());
         };
-        if proof.is_some() {
+        if spend(redis, event_id, &solved).await? {
+            metrics::counter!("proofs_accepted_total").increment(1);
+            return Ok(());
+        }
+        self.refuse(event_id, client, true, Refusal::Reused)
+    }
+
+    /// A join without a proof that holds: through when proofs are not required now, else 428.
+    fn refuse(
+        &self,
+        event_id: Uuid,
+        client: ClientAddr,
+        had_proof: bool,
+        refusal: Refusal,
+    ) -> Result<(), ApiError> {
+        if had_proof {
             metrics::counter!("proofs_refused_total", "reason" => refusal.as_str()).increment(1);
         }
         if !self.required(client) {

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, TimeZone, Utc};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use ticketing::queue::{self, place, QueueId, QueueMarks, Receipt, Standing, Sync};
+use ticketing::queue::{self, place, Place, QueueId, QueueMarks, Receipt, Standing, Sync};
 use ticketing::rebuild::{self, When};
 use ticketing::token::{EntryClaims, TokenId};
 use uuid::Uuid;
@@ -103,7 +103,9 @@ pub const RECEIPT_HEADER: &str = "x-queue-receipt";
         (status = 428, body = ProofRequiredEnvelope,
             description = "Joins are coming fast: solve the challenge and join again with `proof`"),
         (status = 429, body = ticketing::envelope::ErrorEnvelope,
-            headers(("Retry-After" = u64, description = "Seconds to wait before trying again")))))]
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
+        (status = 503, body = ticketing::envelope::ErrorEnvelope,
+            description = "Redis or Postgres cannot answer now, or the line is full")))]
 pub async fn join(
     State(state): State<AppState>,
     client: ClientAddr,
@@ -132,13 +134,17 @@ pub async fn join(
         }
         None => None,
     };
-    // Proof first, limits next, the event last: a 428 charges no limiter, and a flood of joins
-    // (even for made-up events) is turned away before it costs a Postgres lookup.
+    // Proof first, limits next, the event last: a 428 charges no limiter, a proof is spent only
+    // once the limits let its join through (a 429 leaves it good for the retry), and a flood of
+    // joins (even for made-up events) is turned away before it costs a Postgres lookup.
+    let gate = state
+        .proof_of_work
+        .check(event_id, client, proof.as_ref())?;
+    state.limits.join(event_id, chosen.as_deref(), client)?;
     state
         .proof_of_work
-        .admit(&state.redis, event_id, client, proof.as_ref())
+        .spend(&state.redis, event_id, client, gate)
         .await?;
-    state.limits.join(event_id, chosen.as_deref(), client)?;
     let visitor_id = chosen.unwrap_or_else(|| Uuid::new_v4().simple().to_string());
     let event = state
         .events
@@ -163,9 +169,13 @@ pub async fn join(
         ("x-queue-receipt" = Option<String>, Header, description = "The latest place receipt")),
     responses(
         (status = 200, body = QueueStatus),
+        (status = 400, body = ticketing::envelope::ErrorEnvelope,
+            description = "The client's address cannot be told"),
         (status = 404, body = ticketing::envelope::ErrorEnvelope),
         (status = 429, body = ticketing::envelope::ErrorEnvelope,
-            headers(("Retry-After" = u64, description = "Seconds to wait before trying again")))))]
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
+        (status = 503, body = ticketing::envelope::ErrorEnvelope,
+            description = "Redis or Postgres cannot answer now")))]
 pub async fn poll(
     State(state): State<AppState>,
     Path(queue_id): Path<String>,
@@ -240,10 +250,14 @@ async fn standing(
         return Ok(standing);
     }
     let marks = QueueMarks::load(&state.db, event.id).await?;
+    // The directory's copy may be a second old: an operator's pause just made must not be undone.
+    let room = crate::db::events::find(&state.db, event.id)
+        .await?
+        .map_or_else(|| event.waiting_room(), |fresh| fresh.waiting_room());
     queue::sync_config(
         &state.redis,
         event.id,
-        &event.waiting_room(),
+        &room,
         event.on_sale_at.timestamp_millis(),
         Sync::AfterLoss(marks),
     )
@@ -294,7 +308,7 @@ async fn present(
             status.state = QueueState::PreQueue;
             status.receipt = receipt(place, generation);
             let until_open = (event.on_sale_at - now).num_milliseconds().max(0) as u64;
-            status.poll_after_ms = jitter((until_open / 2).clamp(1_000, MAX_POLL_AFTER_MS));
+            status.poll_after_ms = pre_queue_poll_after(until_open, place);
         }
         Standing::Waiting {
             position,
@@ -348,6 +362,20 @@ async fn sign_entry(
     metrics::counter!("entry_tokens_signed_total").increment(1);
     let ttl_ms = expires_ms - now.timestamp_millis();
     Ok(queue::keep_entry_token(&state.redis, event.id, queue_id, &token, ttl_ms).await?)
+}
+
+/// A pre-queue page polls at the longest interval until the opening nears; then its next poll is
+/// set for just after the opening, spread by its lot over the longest interval: those drawn near
+/// the front learn first, and a million pre-queued pages never poll in the same second (before,
+/// the interval shrank with the time left, so every page polled every second at the opening).
+/// Pages stay alive: no two of their polls are more than three intervals apart, well inside the
+/// two liveness windows.
+fn pre_queue_poll_after(until_open_ms: u64, place: Place) -> u64 {
+    if until_open_ms > 2 * MAX_POLL_AFTER_MS {
+        return jitter(MAX_POLL_AFTER_MS);
+    }
+    let share = place.lot_share();
+    until_open_ms + 500 + (share * MAX_POLL_AFTER_MS as f64) as u64
 }
 
 /// Spreads polls of people who joined together so they do not arrive in waves.

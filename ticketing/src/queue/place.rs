@@ -59,6 +59,16 @@ impl Place {
         (self.0 as u64) < OPENED
     }
 
+    /// Where in the pre-queue's lottery this place fell, from 0 (front) to 1 (back); 1 for a place
+    /// given after the opening.
+    pub fn lot_share(self) -> f64 {
+        if self.is_pre_queue() {
+            (self.0 as u64 / ARRIVALS) as f64 / f64::from(LOTS)
+        } else {
+            1.0
+        }
+    }
+
     /// A place as a score: exact, since every place is below 2^53.
     pub fn score(self) -> f64 {
         self.0 as f64
@@ -106,6 +116,9 @@ mod tests {
         }
         assert_eq!(Place::pre_queue(7, 12_345).arrival(), 12_345);
         assert_eq!(Place::after_opening(99).arrival(), 99);
+        assert!(Place::pre_queue(1, 5).lot_share() < 0.001);
+        assert!(Place::pre_queue(LOTS - 1, 5).lot_share() > 0.999);
+        assert_eq!(Place::after_opening(5).lot_share(), 1.0);
     }
 
     #[test]
