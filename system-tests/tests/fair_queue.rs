@@ -792,3 +792,50 @@ async fn poll_with_once(system: &System, queue_id: &str, receipt: &str) -> (u16,
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn visitors_pre_queued_by_the_previous_release_are_moved_into_the_line(db: PgPool) {
+    let system = System::start(db).await;
+    let event = event_opening_at(
+        &system,
+        Utc::now() + chrono::Duration::seconds(60),
+        room(true, 600, false),
+    )
+    .await;
+    // The previous release kept its pre-queue in a set of raw queue ids.
+    let short_id: i32 = sqlx::query_scalar("SELECT short_id FROM events WHERE id = $1")
+        .bind(event)
+        .fetch_one(&system.db)
+        .await
+        .unwrap();
+    let legacy: Vec<QueueId> = (0..5)
+        .map(|i| QueueId::for_visitor(b"the previous release", short_id, event, &format!("v{i}")))
+        .collect();
+    let mut sadd = redis::cmd("SADD");
+    sadd.arg(EventKeys::new(event).legacy_pre_queue());
+    for id in &legacy {
+        sadd.arg(id.as_bytes().as_slice());
+    }
+    let _: i64 = sadd.query_async(&mut system.redis.clone()).await.unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "the reconciler adopting them",
+        || async {
+            let left: i64 = redis::cmd("SCARD")
+                .arg(EventKeys::new(event).legacy_pre_queue())
+                .query_async(&mut system.redis.clone())
+                .await
+                .unwrap();
+            (left == 0).then_some(())
+        },
+    )
+    .await;
+    for id in &legacy {
+        let (status, answer) = system.poll(&id.to_string()).await;
+        assert_eq!(
+            (status, answer["state"].as_str()),
+            (200, Some("pre_queue")),
+            "{answer}"
+        );
+    }
+}

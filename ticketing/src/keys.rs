@@ -63,6 +63,11 @@ impl EventKeys {
     pub fn waiting(&self) -> String {
         self.key("wait")
     }
+    /// Set of queue ids pre-queued by the release before place lots (it shuffled this set at the
+    /// opening); the reconciler moves any it finds into the line (`queue::entry::adopt_legacy`).
+    pub fn legacy_pre_queue(&self) -> String {
+        self.key("pre")
+    }
     /// Counter giving each joiner its arrival number.
     pub fn sequence(&self) -> String {
         self.key("seq")
@@ -128,6 +133,7 @@ mod tests {
             keys.queue_config(),
             keys.waiting(),
             keys.restored(),
+            keys.legacy_pre_queue(),
             keys.sequence(),
             keys.alive(1),
             keys.admitted(),

@@ -71,6 +71,14 @@ pub async fn reconcile(
         repair.restored_settings = true;
     }
 
+    let adopted = queue::entry::adopt_legacy(redis, event.id, 1000).await?;
+    if adopted > 0 {
+        tracing::info!(
+            adopted,
+            "moved visitors pre-queued by the previous release into the line"
+        );
+    }
+
     let snapshot = inventory::snapshot(redis, event.id).await?;
     let pg_epoch: i64 = sqlx::query_scalar("SELECT inventory_epoch FROM events WHERE id = $1")
         .bind(event.id)

@@ -72,6 +72,31 @@ pub async fn poll(
     run(redis, invocation).await
 }
 
+/// Moves visitors pre-queued by the release before place lots (a set, shuffled at the opening)
+/// into the line, each through the join script with a lot of its own, at most `bound` per call.
+/// Returns how many it moved; run until 0 after an upgrade, so nobody pre-queued then is lost.
+pub async fn adopt_legacy(redis: &RedisClient, event_id: Uuid, bound: usize) -> RedisResult<usize> {
+    let legacy = EventKeys::new(event_id).legacy_pre_queue();
+    let members: Vec<Vec<u8>> = redis::cmd("SRANDMEMBER")
+        .arg(&legacy)
+        .arg(bound)
+        .query_async(&mut redis.clone())
+        .await?;
+    // Joined first, removed after: a failure half-way leaves the rest for the next pass, and a
+    // second join of the same id finds its place.
+    for member in &members {
+        if let Ok(id) = Uuid::from_slice(member) {
+            join(redis, event_id, QueueId(id), super::place::draw_lot()).await?;
+        }
+        redis::cmd("SREM")
+            .arg(&legacy)
+            .arg(member.as_slice())
+            .query_async::<i64>(&mut redis.clone())
+            .await?;
+    }
+    Ok(members.len())
+}
+
 fn invocation(event_id: Uuid, queue_id: QueueId) -> ScriptInvocation<'static> {
     let keys = EventKeys::new(event_id);
     let mut invocation = ENTRY.prepare_invoke();
