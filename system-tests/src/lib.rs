@@ -471,6 +471,18 @@ impl System {
         assert_eq!(empty, 0, "bookings without tickets");
     }
 
+    /// Shortens the event's liveness window from a minute to one second (until its settings are
+    /// next written), so a test sees entries that stop polling count as gone within seconds.
+    pub async fn shorten_liveness_window(&self, event: Uuid) {
+        let _: () = redis::cmd("HSET")
+            .arg(ticketing::keys::EventKeys::new(event).queue_config())
+            .arg("alive_window_s")
+            .arg(1)
+            .query_async(&mut self.redis.clone())
+            .await
+            .expect("shortening the liveness window");
+    }
+
     /// Puts `count` fresh entries in the event's line straight through the join script, which is
     /// faster than joining over HTTP.
     pub async fn fill_queue(&self, event: Uuid, count: usize) {

@@ -86,6 +86,18 @@ async fn states(system: &System, ids: &[String]) -> Vec<String> {
     out
 }
 
+/// Waits (up to 5 s, polling as pages do) until every one of these entries is admitted.
+async fn all_admitted(system: &System, ids: &[String], what: &str) {
+    eventually(Duration::from_secs(5), what, || async {
+        states(system, ids)
+            .await
+            .iter()
+            .all(|s| s == "admitted")
+            .then_some(())
+    })
+    .await;
+}
+
 /// Puts `count` visitors in the event's line through the join script, as many at once as Redis
 /// takes (far faster than HTTP); returns their queue ids.
 async fn seed_line(system: &System, event: Uuid, count: usize) -> Vec<QueueId> {
@@ -414,18 +426,7 @@ async fn a_room_turned_off_before_the_opening_admits_nobody_before_it(db: PgPool
         assert_eq!(walk_in["state"], "pre_queue", "{walk_in}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    eventually(
-        Duration::from_secs(5),
-        "the pre-queue admitted at the opening",
-        || async {
-            states(&system, &ids)
-                .await
-                .iter()
-                .all(|s| s == "admitted")
-                .then_some(())
-        },
-    )
-    .await;
+    all_admitted(&system, &ids, "the pre-queue admitted at the opening").await;
     let (status, _) = system
         .book(
             &token,
@@ -441,14 +442,7 @@ async fn pre_queue_entries_that_left_long_before_the_opening_are_not_admitted(db
     let system = System::start(db).await;
     let on_sale_at = Utc::now() + chrono::Duration::seconds(4);
     let event = event_opening_at(&system, on_sale_at, room(true, 60_000, false)).await;
-    // Shorten the liveness window from a minute to one second for the test.
-    let _: () = redis::cmd("HSET")
-        .arg(EventKeys::new(event).queue_config())
-        .arg("alive_window_s")
-        .arg(1)
-        .query_async(&mut system.redis.clone())
-        .await
-        .unwrap();
+    system.shorten_liveness_window(event).await;
     let line = join_in_order(&system, event, "v", 10).await;
     let (stay, leave): (Vec<String>, Vec<String>) = {
         let ids: Vec<String> = line.iter().map(queue_id).collect();
@@ -598,18 +592,7 @@ async fn one_broken_event_does_not_stop_admission_for_the_others(db: PgPool) {
         .change_waiting_room(healthy, json!({"paused": false}))
         .await;
     let ids: Vec<String> = line.iter().map(queue_id).collect();
-    eventually(
-        Duration::from_secs(5),
-        "the healthy event's line admitted",
-        || async {
-            states(&system, &ids)
-                .await
-                .iter()
-                .all(|s| s == "admitted")
-                .then_some(())
-        },
-    )
-    .await;
+    all_admitted(&system, &ids, "the healthy event's line admitted").await;
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -644,18 +627,7 @@ async fn an_operators_pause_is_never_undone_by_the_worker(db: PgPool) {
         system
             .change_waiting_room(event, json!({"paused": false}))
             .await;
-        eventually(
-            Duration::from_secs(5),
-            "the line admitted on resume",
-            || async {
-                states(&system, &ids)
-                    .await
-                    .iter()
-                    .all(|s| s == "admitted")
-                    .then_some(())
-            },
-        )
-        .await;
+        all_admitted(&system, &ids, "the line admitted on resume").await;
     }
 }
 
@@ -734,14 +706,7 @@ async fn polls_refused_by_the_address_ceiling_still_keep_their_entry_alive(db: P
     .await;
     let on_sale_at = Utc::now() + chrono::Duration::seconds(5);
     let event = event_opening_at(&system, on_sale_at, room(true, 60_000, false)).await;
-    // Shorten the liveness window from a minute to one second for the test.
-    let _: () = redis::cmd("HSET")
-        .arg(EventKeys::new(event).queue_config())
-        .arg("alive_window_s")
-        .arg(1)
-        .query_async(&mut system.redis.clone())
-        .await
-        .unwrap();
+    system.shorten_liveness_window(event).await;
     let line = join_in_order(&system, event, "v", 2).await;
     let (live, receipt) = (
         queue_id(&line[0]),

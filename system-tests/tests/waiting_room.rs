@@ -287,14 +287,7 @@ async fn entries_that_stop_polling_lose_their_place(db: PgPool) {
     let event = system
         .create_event(&[("GA", 100)], room(6000, 1000, true))
         .await;
-    // Shorten the liveness window from a minute to one second for the test.
-    let _: () = redis::cmd("HSET")
-        .arg(EventKeys::new(event).queue_config())
-        .arg("alive_window_s")
-        .arg(1)
-        .query_async(&mut system.redis.clone())
-        .await
-        .unwrap();
+    system.shorten_liveness_window(event).await;
     let (_, gone) = system.join(event, "leaves").await;
     let (_, stays) = system.join(event, "stays").await;
     let stays_id = stays["queue_id"].as_str().unwrap().to_string();
