@@ -94,7 +94,12 @@ if expires and tonumber(expires) > now then
 end
 
 if ARGV[1] == 'poll' then
-  local left = expires or redis.call('HEXISTS', KEYS[7], qid) == 1
+  local why = redis.call('HGET', KEYS[7], qid)
+  if why == 'left' then
+    -- The buyer left the line: its entry is no more (a join starts again at the back).
+    return {'not_found', 0, 0, false, 0, generation}
+  end
+  local left = expires or why
   -- A receipt from another generation means Redis lost the line since it was issued. An entry
   -- at or below admitted_through had already reached the head (admitted or dropped) before the
   -- loss; each queue id comes back at most once per generation.

@@ -160,6 +160,8 @@ export const joinQueue = (eventId, visitorId, signal, proof = null) =>
 
 // The place receipt goes back with every poll: should the queue lose its data, it puts the
 // entry back at its place.
+export const leaveQueue = (queueId, signal) =>
+  request(`/api/queue/${enc(queueId)}`, { method: 'DELETE', signal });
 export const queueStatus = (queueId, receipt, signal) =>
   request(`/api/queue/${enc(queueId)}`, { signal, headers: receipt ? { 'X-Queue-Receipt': receipt } : {} });
 

@@ -280,6 +280,38 @@ test('reloading the queue page keeps the same place in line', { timeout: TEST_TI
   });
 });
 
+test('a buyer sends its place receipt with each poll, and leaving the line frees the place', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const event = await createEvent('leave', {
+    waitingRoom: waitingRoom(1),
+    tiers: [{ code: 'GA', name: 'General admission', price_cents: 1500, capacity: 10 }],
+  });
+  await joinQueue(event.id, `filler-${randomUUID()}`);
+
+  await withPage('queue-leave', async (page) => {
+    const receipts = [];
+    page.on('request', (request) => {
+      if (request.method() === 'GET' && request.url().includes('/api/queue/')) {
+        receipts.push(request.headers()['x-queue-receipt'] ?? null);
+      }
+    });
+    await page.goto(`${GATEWAY}/#/events/${event.id}`);
+    await page.click(testid('join-queue'));
+    await waitForState(page, 'waiting');
+    const place = await page.evaluate((id) => JSON.parse(localStorage.getItem(`queue:${id}`)), event.id);
+    // A reload polls the remembered entry, with the receipt the join answered.
+    await page.reload();
+    await waitForState(page, 'waiting');
+    assert.ok(receipts.length > 0 && receipts.every((r) => typeof r === 'string' && r.length > 20), `polls carried receipts: ${receipts}`);
+
+    await page.click(testid('leave'));
+    await waitForState(page, 'left');
+    const stored = await page.evaluate((id) => localStorage.getItem(`queue:${id}`), event.id);
+    assert.equal(stored, null, 'the page forgot the place');
+    const poll = await fetch(`${GATEWAY}/api/queue/${place.queue_id}`);
+    assert.equal(poll.status, 404, 'the server forgot the entry');
+  });
+});
+
 test('a buyer asked for proof of work solves it in the page and gets in line', { timeout: TEST_TIMEOUT_MS }, async () => {
   const event = await createEvent('proof of work', {
     waitingRoom: waitingRoom(1),

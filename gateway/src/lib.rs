@@ -40,7 +40,10 @@ pub fn router(state: AppState) -> Router {
     // not count); polls have no such exchange and are limited in front of the handler.
     let join = Router::new().route("/api/events/{event_id}/queue", post(queue_routes::join));
     let poll = Router::new()
-        .route("/api/queue/{queue_id}", get(queue_routes::poll))
+        .route(
+            "/api/queue/{queue_id}",
+            get(queue_routes::poll).delete(queue_routes::leave),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             limits::limit_polls,

@@ -806,3 +806,66 @@ async fn visitors_pre_queued_by_the_previous_release_are_moved_into_the_line(db:
         );
     }
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn leaving_frees_the_place_and_the_admission_slot_at_once(db: PgPool) {
+    let system = System::start(db).await;
+    let event = system
+        .create_event(
+            &[("GA", 100)],
+            json!({"enabled": true, "admission_per_minute": 60000, "max_active": 1}),
+        )
+        .await;
+    let (_, first) = system.join(event, "first").await;
+    let first = queue_id(&first);
+    all_admitted(&system, std::slice::from_ref(&first), "the first admitted").await;
+    let line = join_in_order(&system, event, "waits", 2).await;
+    let (second, third) = (queue_id(&line[0]), queue_id(&line[1]));
+    assert_eq!(system.poll(&third).await.1["position"], 2);
+
+    let leave = |id: String| {
+        let system = &system;
+        async move {
+            let response = system
+                .http
+                .delete(format!("{}/api/queue/{id}", system.gateway))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    // Leaving from the line: the place is gone at once and everyone behind moves up.
+    assert_eq!(leave(second.clone()).await.0, 204);
+    let (status, answer) = system.poll(&second).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (404, Some("queue_entry_not_found"))
+    );
+    assert_eq!(system.poll(&third).await.1["position"], 1);
+    let (status, answer) = leave(second.clone()).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (404, Some("queue_entry_not_found"))
+    );
+    let (status, _) = leave(Uuid::new_v4().to_string()).await;
+    assert_eq!(status, 404);
+    // Giving back an admission: its slot goes to the next in line without waiting for the
+    // token to expire.
+    assert_eq!(leave(first.clone()).await.0, 204);
+    assert_eq!(system.poll(&first).await.0, 404);
+    all_admitted(
+        &system,
+        std::slice::from_ref(&third),
+        "the next one admitted into the freed slot",
+    )
+    .await;
+    assert_eq!(stat(&system, event, "left_total").await, 2);
+    // Joining again starts at the back.
+    let (_, again) = system.join(event, "waits-0").await;
+    assert_eq!(again["state"], "waiting", "{again}");
+}

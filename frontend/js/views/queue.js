@@ -2,7 +2,7 @@
 // for, until admitted (→ booking form), expired or sold out. This is the page tens of
 // thousands of phones sit on, so it backs off hard whenever the servers struggle.
 
-import { getEvent, joinQueue, queueStatus, serverNow, sleep, backoffMs } from '../api.js';
+import { getEvent, joinQueue, leaveQueue, queueStatus, serverNow, sleep, backoffMs } from '../api.js';
 import { h, heading, fill, setText } from '../dom.js';
 import { formatWait, formatWhen } from '../format.js';
 import {
@@ -63,9 +63,13 @@ export async function show(main, { params: [eventId], signal, retry }) {
     h('p', { class: 'meta' }, 'Keep this page open. When it is your turn you go to the booking form by yourself; reloading keeps your place.'),
   );
 
+  // Leaving the line stops the polling (and nothing it was doing may bring the place back).
+  const stay = new AbortController();
+  const active = AbortSignal.any([signal, stay.signal]);
+
   // Polls in the background: the page is usable now.
   waitInLine().catch((err) => {
-    if (signal.aborted) return;
+    if (active.aborted) return;
     ui.state.dataset.state = 'error';
     setText(ui.state, 'We could not check your place in line.');
     setText(ui.connection, '');
@@ -79,18 +83,18 @@ export async function show(main, { params: [eventId], signal, retry }) {
     // went through, the next one hears `reused` and solves again).
     let proof = null;
 
-    while (!signal.aborted) {
+    while (!active.aborted) {
       let status;
       try {
         if (place?.queue_id) {
-          status = await queueStatus(place.queue_id, place.receipt, signal);
+          status = await queueStatus(place.queue_id, place.receipt, active);
         } else {
-          status = await joinQueue(eventId, visitorId(), signal, proof);
+          status = await joinQueue(eventId, visitorId(), active, proof);
           proof = null;
           place = { queue_id: status.queue_id, first_position: null };
         }
       } catch (err) {
-        if (signal.aborted) return;
+        if (active.aborted) return;
         if (err.status === 404 && place?.queue_id) {
           // The entry is gone (e.g. the server forgot it); joining with the same visitor
           // id gives the place back if it still exists.
@@ -102,24 +106,25 @@ export async function show(main, { params: [eventId], signal, retry }) {
           // Joins are coming fast: the gateway asks this browser for about a second of work.
           ui.state.dataset.state = 'checking';
           setText(ui.state, 'Checking your browser…');
-          proof = await solveProof(err.details, signal);
+          proof = await solveProof(err.details, active);
           continue;
         }
         if (err.status === 429) {
           const seconds = err.retryAfter ?? 5;
           setText(ui.connection, `The queue is very busy; checking again in ${seconds} s. You keep your place.`);
-          await nap(seconds * 1000, signal);
+          await nap(seconds * 1000, active);
           continue;
         }
         if (err.transient) {
           failures += 1;
           setText(ui.connection, 'Connection lost, retrying…');
-          await nap(backoffMs(failures), signal);
+          await nap(backoffMs(failures), active);
           continue;
         }
         throw err;
       }
 
+      if (active.aborted) return;
       failures = 0;
       setText(ui.connection, '');
       if (status.receipt) place.receipt = status.receipt;
@@ -137,7 +142,7 @@ export async function show(main, { params: [eventId], signal, retry }) {
       if (status.state === 'expired' || status.state === 'sold_out') return;
 
       const pollMs = Number(status.poll_after_ms) || DEFAULT_POLL_MS;
-      await nap(Math.min(MAX_POLL_MS, Math.max(MIN_POLL_MS, pollMs)), signal);
+      await nap(Math.min(MAX_POLL_MS, Math.max(MIN_POLL_MS, pollMs)), active);
     }
   }
 
@@ -167,9 +172,38 @@ export async function show(main, { params: [eventId], signal, retry }) {
         h('p', { class: 'notice', testid: 'sold-out' }, h('strong', null, 'Sold out.'), ' Every ticket has been sold.'),
         h('a', { class: 'button', href: '#/' }, 'Back to events'),
       );
+    } else if (state === 'waiting' || state === 'pre_queue') {
+      fill(
+        ui.actions,
+        h('button', { type: 'button', testid: 'leave', onclick: leaveLine }, 'Leave the line'),
+      );
     } else {
       fill(ui.actions);
     }
+  }
+
+  // Gives the place up for good (its admission slot too), so the line moves for everyone behind.
+  async function leaveLine() {
+    const place = queuePlace(eventId);
+    stay.abort();
+    try {
+      if (place?.queue_id) await leaveQueue(place.queue_id, signal);
+    } catch (err) {
+      if (signal.aborted) return;
+      if (err.status !== 404) {
+        fill(ui.actions, errorNotice(describeError(err), retryButton()));
+        return;
+      }
+    }
+    forgetQueuePlace(eventId);
+    ui.state.dataset.state = 'left';
+    setText(ui.state, 'You left the line; your place went to the people behind you.');
+    setText(ui.connection, '');
+    fill(
+      ui.actions,
+      h('button', { type: 'button', class: 'primary', testid: 'rejoin', onclick: () => { startOver(eventId); retry(); } }, 'Join again (at the back)'),
+      h('a', { class: 'button', href: '#/' }, 'Back to events'),
+    );
   }
 
   function retryButton() {

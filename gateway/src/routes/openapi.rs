@@ -15,6 +15,7 @@ use super::{admin, catalog, health, queue};
         catalog::frontend_config,
         queue::join,
         queue::poll,
+        queue::leave,
         admin::create_event,
         admin::show_waiting_room,
         admin::change_waiting_room,

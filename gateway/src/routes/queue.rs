@@ -182,12 +182,7 @@ pub async fn poll(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Json<QueueStatus>, ApiError> {
-    let queue_id: QueueId = queue_id.parse().map_err(|_| ApiError::QueueEntryNotFound)?;
-    let event = state
-        .events
-        .by_short_id(queue_id.event_short_id())
-        .await?
-        .ok_or(ApiError::QueueEntryNotFound)?;
+    let (queue_id, event) = entry_of(&state, &queue_id).await?;
     let receipt = presented_receipt(&headers, query.as_deref())
         .and_then(|text| state.config.receipt_keys.verify(text));
     let standing = standing(&state, &event, queue_id, Step::Poll(receipt.as_ref())).await?;
@@ -197,6 +192,42 @@ pub async fn poll(
     let status = present(&state, &event, queue_id, standing).await?;
     metrics::counter!("queue_polls_total", "state" => state_label(status.state)).increment(1);
     Ok(Json(status))
+}
+
+#[utoipa::path(delete, path = "/api/queue/{queue_id}",
+    params(("queue_id" = Uuid, Path)),
+    responses(
+        (status = 204, description = "Left the line: the place and any admission slot are free; polls now answer 404"),
+        (status = 400, body = ticketing::envelope::ErrorEnvelope,
+            description = "The client's address cannot be told"),
+        (status = 404, body = ticketing::envelope::ErrorEnvelope,
+            description = "No such entry in line or admitted"),
+        (status = 429, body = ticketing::envelope::ErrorEnvelope,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
+        (status = 503, body = ticketing::envelope::ErrorEnvelope,
+            description = "Redis or Postgres cannot answer now")))]
+pub async fn leave(
+    State(state): State<AppState>,
+    Path(queue_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let (queue_id, event) = entry_of(&state, &queue_id).await?;
+    // One script: a client gone mid-request either left or did not, never half.
+    if !queue::leave(&state.redis, event.id, queue_id).await? {
+        return Err(ApiError::QueueEntryNotFound);
+    }
+    metrics::counter!("queue_left_total").increment(1);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The queue id a path names and the event whose line it stands in (its first four bytes).
+async fn entry_of(state: &AppState, queue_id: &str) -> Result<(QueueId, Arc<EventRow>), ApiError> {
+    let queue_id: QueueId = queue_id.parse().map_err(|_| ApiError::QueueEntryNotFound)?;
+    let event = state
+        .events
+        .by_short_id(queue_id.event_short_id())
+        .await?
+        .ok_or(ApiError::QueueEntryNotFound)?;
+    Ok((queue_id, event))
 }
 
 fn state_label(state: QueueState) -> &'static str {

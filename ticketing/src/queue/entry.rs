@@ -13,6 +13,8 @@ use crate::redis_client::RedisClient;
 
 static ENTRY: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../../lua/queue_entry.lua")));
+static LEAVE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../../lua/queue_leave.lua")));
 
 /// Where one entry stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +72,22 @@ pub async fn poll(
         None => invocation.arg("").arg(""),
     };
     run(redis, invocation).await
+}
+
+/// The buyer leaves the line, or gives back an admission it will not use: its place and any
+/// admission slot are free at once. False when there was nothing to leave.
+pub async fn leave(redis: &RedisClient, event_id: Uuid, queue_id: QueueId) -> RedisResult<bool> {
+    let keys = EventKeys::new(event_id);
+    let left: i64 = LEAVE
+        .key(keys.waiting())
+        .key(keys.admitted())
+        .key(keys.gone())
+        .key(keys.entry_token(queue_id))
+        .key(keys.stats())
+        .arg(queue_id)
+        .invoke_async(&mut redis.clone())
+        .await?;
+    Ok(left == 1)
 }
 
 /// Moves visitors pre-queued by the release before place lots (a set, shuffled at the opening)

@@ -16,7 +16,7 @@ pub mod room;
 pub mod stats;
 
 pub use admit::{admit, AdmissionStep};
-pub use entry::{join, poll, Standing};
+pub use entry::{join, leave, poll, Standing};
 pub use entry_token::keep_entry_token;
 pub use id::QueueId;
 pub use place::Place;
