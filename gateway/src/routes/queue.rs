@@ -77,9 +77,10 @@ pub struct QueueStatus {
     pub token: Option<String>,
     pub token_expires_at: Option<DateTime<Utc>>,
     pub on_sale_at: DateTime<Utc>,
-    /// A signed receipt of the place in line (while pre-queued or waiting). Send the latest back
+    /// A sealed receipt of the place in line (while pre-queued or waiting). Send the latest back
     /// on polls (header `X-Queue-Receipt`, or query parameter `receipt`): should the queue lose
-    /// its data, the entry comes back at this place.
+    /// its data, the entry comes back at this place. Absent when the poll presented a receipt
+    /// that still holds (keep that one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt: Option<String>,
 }
@@ -159,7 +160,7 @@ pub async fn join(
     );
     let standing = standing(&state, &event, queue_id, Step::Join).await?;
     metrics::counter!("queue_joins_total").increment(1);
-    let status = present(&state, &event, queue_id, standing).await?;
+    let status = present(&state, &event, queue_id, standing, None).await?;
     Ok((StatusCode::ACCEPTED, Json(status)))
 }
 
@@ -189,7 +190,7 @@ pub async fn poll(
     if standing == Standing::NotFound {
         return Err(ApiError::QueueEntryNotFound);
     }
-    let status = present(&state, &event, queue_id, standing).await?;
+    let status = present(&state, &event, queue_id, standing, receipt.as_ref()).await?;
     metrics::counter!("queue_polls_total", "state" => state_label(status.state)).increment(1);
     Ok(Json(status))
 }
@@ -303,12 +304,13 @@ async fn standing(
 }
 
 /// Turns a standing into the wire status, signing the entry token the first time an admitted
-/// entry is seen.
+/// entry is seen. `held` is the verified receipt the poll presented, if any.
 async fn present(
     state: &AppState,
     event: &EventRow,
     queue_id: QueueId,
     standing: Standing,
+    held: Option<&Receipt>,
 ) -> Result<QueueStatus, ApiError> {
     let room = event.waiting_room();
     let now = Utc::now();
@@ -325,7 +327,15 @@ async fn present(
         on_sale_at: event.on_sale_at,
         receipt: None,
     };
+    // A poll whose receipt already names this entry's place and generation keeps it (the page
+    // keeps what it holds when the answer has none): sealing a new one on every poll, a random
+    // nonce and an encryption, would buy nothing.
     let receipt = |place, generation| {
+        let current =
+            |r: &&Receipt| r.queue_id == queue_id && r.place == place && r.generation == generation;
+        if held.filter(current).is_some() {
+            return None;
+        }
         Some(state.config.receipt_keys.sign(&Receipt {
             event_id: event.id,
             queue_id,
