@@ -12,7 +12,15 @@
 -- KEYS[9]  ev:{E}:alive:1
 -- KEYS[10] ev:{E}:inv
 -- KEYS[11] ev:{E}:seq
--- ARGV[1]  most entries this call may take off the head (admitted or dropped)
+-- KEYS[12] ev:{E}:wish     queue id -> wish "GA=2;VIP=1"
+-- KEYS[13] ev:{E}:parked   queue ids whose wish cannot be met, by place
+-- KEYS[14] ev:{E}:admw     admitted queue id -> what it counts against the stock
+-- KEYS[15] ev:{E}:admd     tier -> sum of admw, hundredths of tickets
+-- KEYS[16] ev:{E}:holds
+-- KEYS[17] ev:{E}:holdv
+-- KEYS[16+2i] ev:{E}:want:<tier i>, KEYS[17+2i] ev:{E}:free:<tier i>, for every tier
+-- ARGV[1]  most entries this call may look at off the head (admitted, dropped, parked or passed)
+-- ARGV[1+i] tier i's code
 --
 -- Nobody is admitted before on_sale_ms (Redis's clock), nor before admit_after_ms (set after a
 -- Redis data loss, so entries coming back from their receipts are in line before anyone behind
@@ -25,26 +33,51 @@
 -- admission; admitted_through records the highest place taken off the head, so a receipt for a
 -- place at or below it is never put back in line.
 --
--- Returns {admitted, dropped, expired, more, arrivals, admitted_through}; `more` is 1 when this
--- step stopped at its bound with people it could admit now still in line.
+-- The rate is a ceiling; the stock decides (room on or off). Per tier t, an entry is admitted only
+-- while the tickets admitted buyers want stay within what is left plus headroom_pct:
+--   sum over admitted of demand_t  <=  avail_t * (1 + headroom_pct/100)
+-- where a buyer's demand is its wish, or, without one, the sale's average tickets of t per booking
+-- (2 before the first booking). With hold_on_admission, admission instead reserves the wish at
+-- once (a hold under the queue id, until the token expires; booking claims it) and needs the wish
+-- on sale now; such buyers count no demand, their tickets are out of avail already.
+-- An entry whose wish cannot be met at all (a tier has less left, held included, than wished) is
+-- parked: out of the line's head, at its place, until the buyer changes the wish. An entry that
+-- must wait for stock (held tickets may come back, admitted buyers may leave) stays in place, and
+-- so does every later one that needs one of the same tiers (the line's order holds per tier);
+-- later entries wanting other tiers go ahead, so one sold-out tier never stalls the rest.
+--
+-- Returns {admitted, dropped, expired, more, arrivals, admitted_through, parked}; `more` is 1 when
+-- this step stopped at its bound with people it could admit now still in line.
 
 local now_t = redis.call('TIME')
 local now_s = tonumber(now_t[1])
 local now = now_s * 1000 + math.floor(tonumber(now_t[2]) / 1000)
 local cfg = redis.call('HMGET', KEYS[1], 'enabled', 'admission_per_minute', 'max_active', 'paused',
   'token_ttl_s', 'on_sale_ms', 'alive_window_s', 'aw0', 'aw1', 'drain_per_minute',
-  'admit_after_ms', 'admitted_through')
+  'admit_after_ms', 'admitted_through', 'headroom_pct', 'hold_on_admission')
 if not cfg[1] then
-  return {0, 0, 0, 0, 0, 0}
+  return {0, 0, 0, 0, 0, 0, 0}
 end
 local bound = tonumber(ARGV[1])
 local arrivals = tonumber(redis.call('GET', KEYS[11])) or 0
 local through = tonumber(cfg[12]) or 0
 
+-- What an admitted buyer counted against the stock stops counting when it leaves.
+local function forget_demand(qid)
+  local demand = redis.call('HGET', KEYS[14], qid)
+  if demand then
+    for code, hundredths in string.gmatch(demand, '([^|=;]+)=(%d+)') do
+      redis.call('HINCRBY', KEYS[15], code, -tonumber(hundredths))
+    end
+    redis.call('HDEL', KEYS[14], qid)
+  end
+end
+
 local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, bound)
 for _, qid in ipairs(expired) do
   redis.call('HSET', KEYS[7], qid, 'expired')
   redis.call('ZREM', KEYS[3], qid)
+  forget_demand(qid)
 end
 
 local enabled = cfg[1] == '1'
@@ -53,7 +86,7 @@ local soldout = redis.call('HGET', KEYS[10], 'soldout') == '1'
 if cfg[4] == '1' or soldout or now < (tonumber(cfg[6]) or 0) or now < (tonumber(cfg[11]) or 0) then
   -- Nothing accrues while closed or paused, so opening or resuming does not release a burst.
   redis.call('HSET', KEYS[4], 'tokens', 0, 'ts', now)
-  return {0, 0, #expired, 0, arrivals, through}
+  return {0, 0, #expired, 0, arrivals, through, 0}
 end
 
 -- How many the rate and max_active allow now; this step takes at most `bound` of them.
@@ -72,7 +105,145 @@ if enabled then
   -- Live tokens only: expired ones are cleared at most `bound` per step.
   allowed = math.min(allowed, tonumber(cfg[3]) - redis.call('ZCOUNT', KEYS[3], '(' .. now, '+inf'))
 end
-local want = math.min(allowed, bound)
+
+-- The stock, per tier.
+local codes, avail, held, demand, wanting, free, average = {}, {}, {}, {}, {}, {}, {}
+local booked = tonumber(redis.call('HGET', KEYS[5], 'booked_total')) or 0
+for i = 1, #ARGV - 1 do
+  local code = ARGV[1 + i]
+  codes[i] = code
+  local stock = redis.call('HMGET', KEYS[10], code .. ':avail', code .. ':held')
+  avail[code] = tonumber(stock[1]) or 0
+  held[code] = tonumber(stock[2]) or 0
+  demand[code] = tonumber(redis.call('HGET', KEYS[15], code)) or 0
+  wanting[code] = KEYS[16 + 2 * i]
+  free[code] = KEYS[17 + 2 * i]
+  if booked == 0 then
+    average[code] = 200
+  else
+    local sold = tonumber(redis.call('HGET', KEYS[5], 'sold:' .. code)) or 0
+    average[code] = math.floor(100 * sold / booked + 0.5)
+  end
+end
+local headroom = 100 + (tonumber(cfg[13]) or 10)
+local hold_on_admission = cfg[14] == '1'
+
+local function parse_wish(text)
+  if not text then
+    return nil
+  end
+  local wish = {}
+  for code, quantity in string.gmatch(text, '([^=;]+)=(%d+)') do
+    wish[#wish + 1] = {code, tonumber(quantity)}
+  end
+  return wish
+end
+
+-- One entry at the head: 'park', 'wait' (with the tiers it waits for), 'hold', or 'count' with
+-- what it will count against each tier (hundredths).
+local function judge(wish)
+  if wish then
+    for _, want in ipairs(wish) do
+      local code, quantity = want[1], want[2]
+      if avail[code] == nil or avail[code] + held[code] < quantity then
+        return 'park'
+      end
+    end
+    local short = {}
+    for _, want in ipairs(wish) do
+      local code, quantity = want[1], want[2]
+      if hold_on_admission then
+        if avail[code] < quantity then
+          short[#short + 1] = code
+        end
+      elseif demand[code] + 100 * quantity > avail[code] * headroom then
+        short[#short + 1] = code
+      end
+    end
+    if #short > 0 then
+      return 'wait', short
+    end
+    if hold_on_admission then
+      return 'hold'
+    end
+    local counts = {}
+    for _, want in ipairs(wish) do
+      counts[#counts + 1] = {want[1], 100 * want[2]}
+    end
+    return 'count', counts
+  end
+  -- No wish: the sale's average per buyer, for the tiers still on sale.
+  local counts, short, on_sale = {}, {}, false
+  for _, code in ipairs(codes) do
+    if avail[code] > 0 then
+      on_sale = true
+      if demand[code] + average[code] > avail[code] * headroom then
+        short[#short + 1] = code
+      end
+      counts[#counts + 1] = {code, average[code]}
+    end
+  end
+  if not on_sale or #short > 0 then
+    return 'wait', short
+  end
+  return 'count', counts
+end
+
+-- The hold's id is the queue id in the form reservation ids have (a token jti: hyphenated hex).
+local function hold_id(qid)
+  local hex = string.gsub(qid, '.', function(c)
+    return string.format('%02x', string.byte(c))
+  end)
+  return string.sub(hex, 1, 8) .. '-' .. string.sub(hex, 9, 12) .. '-' .. string.sub(hex, 13, 16)
+    .. '-' .. string.sub(hex, 17, 20) .. '-' .. string.sub(hex, 21, 32)
+end
+
+-- Reserves the wish for qid until `until_ms` (as reserve.lua does for a token).
+local function hold(qid, wish, until_ms)
+  local parts, quantities = {}, {}
+  for _, want in ipairs(wish) do
+    local code, quantity = want[1], want[2]
+    local numbers = redis.call('SPOP', free[code], quantity)
+    local fresh = quantity - #numbers
+    if fresh > 0 then
+      local last = redis.call('HINCRBY', KEYS[10], code .. ':next', fresh)
+      for n = last - fresh + 1, last do
+        numbers[#numbers + 1] = tostring(n)
+      end
+    end
+    redis.call('HINCRBY', KEYS[10], code .. ':avail', -quantity)
+    redis.call('HINCRBY', KEYS[10], code .. ':held', quantity)
+    avail[code] = avail[code] - quantity
+    held[code] = held[code] + quantity
+    parts[#parts + 1] = code .. '=' .. table.concat(numbers, ',')
+    quantities[#quantities + 1] = code .. ':' .. quantity
+  end
+  local id = hold_id(qid)
+  redis.call('ZADD', KEYS[16], until_ms, id)
+  redis.call('HSET', KEYS[17], id, 'admission|admission|' .. table.concat(parts, ';'))
+  redis.call('HSET', KEYS[14], qid, 'h|' .. table.concat(quantities, ';'))
+end
+
+local function count(qid, kind, counts)
+  local parts = {}
+  for _, c in ipairs(counts) do
+    demand[c[1]] = demand[c[1]] + c[2]
+    redis.call('HINCRBY', KEYS[15], c[1], c[2])
+    parts[#parts + 1] = c[1] .. '=' .. c[2]
+  end
+  redis.call('HSET', KEYS[14], qid, kind .. '|' .. table.concat(parts, ';'))
+end
+
+local function out_of_line(qid, wish)
+  if wish then
+    for _, want in ipairs(wish) do
+      if wanting[want[1]] then
+        redis.call('ZREM', wanting[want[1]], qid)
+      end
+    end
+    redis.call('HDEL', KEYS[12], qid)
+  end
+end
 
 local window_s = tonumber(cfg[7]) or 60
 local w = math.floor(now_s / window_s)
@@ -88,36 +259,91 @@ local function seen(place)
   return false
 end
 
-local admitted, dropped = 0, 0
+local admitted, dropped, parked, passed = 0, 0, 0, 0
+-- Tiers an earlier entry waits for: later entries needing them wait too. `nowish_waits`: a
+-- buyer without a wish waits, so do later ones without.
+local waiting_for, nowish_waits = {}, false
 local until_ms = now + tonumber(cfg[5]) * 1000
-while admitted < want and admitted + dropped < bound do
-  local head = redis.call('ZRANGE', KEYS[2], 0, math.min(want - admitted, bound - admitted - dropped) - 1,
-    'WITHSCORES')
+local done = false
+while not done and admitted < allowed and admitted + dropped + parked + passed < bound do
+  local page = math.min(allowed - admitted, bound - admitted - dropped - parked - passed)
+  local head = redis.call('ZRANGE', KEYS[2], passed, passed + page - 1, 'WITHSCORES')
   if #head == 0 then
     break
   end
   for i = 1, #head, 2 do
     local qid, place = head[i], tonumber(head[i + 1])
-    redis.call('ZREM', KEYS[2], qid)
-    if place > through then
-      through = place
-    end
-    if seen(place) then
-      redis.call('ZADD', KEYS[3], until_ms, qid)
-      admitted = admitted + 1
+    local wish = parse_wish(redis.call('HGET', KEYS[12], qid))
+    local verdict, detail
+    if not seen(place) then
+      verdict = 'drop'
     else
-      redis.call('HSET', KEYS[7], qid, 'abandoned')
-      dropped = dropped + 1
+      verdict, detail = judge(wish)
+      if verdict ~= 'park' then
+        local blocked = (wish == nil and nowish_waits)
+        for _, want in ipairs(wish or {}) do
+          if waiting_for[want[1]] then
+            blocked = true
+          end
+        end
+        if blocked then
+          verdict, detail = 'wait', {}
+        end
+      end
     end
+    if verdict == 'wait' then
+      passed = passed + 1
+      if wish then
+        for _, want in ipairs(wish) do
+          waiting_for[want[1]] = true
+        end
+      else
+        nowish_waits = true
+      end
+      for _, code in ipairs(detail) do
+        waiting_for[code] = true
+      end
+    else
+      redis.call('ZREM', KEYS[2], qid)
+      if place > through then
+        through = place
+      end
+      if verdict == 'park' then
+        redis.call('ZADD', KEYS[13], place, qid)
+        parked = parked + 1
+      else
+        out_of_line(qid, wish)
+        if verdict == 'drop' then
+          redis.call('HSET', KEYS[7], qid, 'abandoned')
+          dropped = dropped + 1
+        else
+          if verdict == 'hold' then
+            hold(qid, wish, until_ms)
+          else
+            count(qid, wish and 'w' or 'a', detail)
+          end
+          redis.call('ZADD', KEYS[3], until_ms, qid)
+          admitted = admitted + 1
+        end
+      end
+    end
+    if admitted >= allowed then
+      done = true
+      break
+    end
+  end
+  if #head < 2 * page then
+    break
   end
 end
 local more = 0
-if admitted < allowed and admitted + dropped >= bound and redis.call('ZCARD', KEYS[2]) > 0 then
+if admitted < allowed and admitted + dropped + parked + passed >= bound
+    and redis.call('ZCARD', KEYS[2]) > passed then
   more = 1
 end
 
 redis.call('HSET', KEYS[4], 'tokens', tostring(math.max(0, tokens - admitted)), 'ts', now)
-if admitted + dropped > 0 then
+if admitted + dropped + parked > 0 then
   -- %.17g keeps every integer place below 2^53 exact (tostring would round it).
   redis.call('HSET', KEYS[1], 'admitted_through', string.format('%.17g', through))
 end
@@ -128,6 +354,9 @@ end
 if dropped > 0 then
   redis.call('HINCRBY', KEYS[5], 'dropped_total', dropped)
 end
+if parked > 0 then
+  redis.call('HINCRBY', KEYS[5], 'parked_total', parked)
+end
 -- Keep two minutes of per-second admissions.
 if now_s % 10 == 0 then
   for _, second in ipairs(redis.call('HKEYS', KEYS[6])) do
@@ -136,4 +365,4 @@ if now_s % 10 == 0 then
     end
   end
 end
-return {admitted, dropped, #expired, more, arrivals, through}
+return {admitted, dropped, #expired, more, arrivals, through, parked}

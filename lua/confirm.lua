@@ -3,17 +3,51 @@
 -- KEYS[1]  ev:{E}:holds
 -- KEYS[2]  ev:{E}:holdv
 -- KEYS[3]  ev:{E}:adm     admitted buyers (the buyer's slot is freed)
--- KEYS[4]  ev:{E}:stats
+-- KEYS[4]  ev:{E}:stats   booked_total, and sold:<code> (tickets per tier, for the average a
+--                         buyer without a wish is counted at, see admit.lua)
+-- KEYS[5]  ev:{E}:inv     the tiers' held counts, and the sold-out flag
+-- KEYS[6]  ev:{E}:admw    what each admitted buyer counts against the stock
+-- KEYS[7]  ev:{E}:admd    its sum per tier
 -- ARGV[1]  reservation id
 -- ARGV[2]  queue id of the buyer (raw 16 bytes)
 --
 -- Returns 1 when the hold existed, 0 when it was already gone (confirmed by another process, or
 -- dropped by a rebuild); only the first confirmation counts the booking.
+--
+-- The event is sold out when no tier has anything left or held: held numbers may come back, and
+-- until they are sold the line keeps waiting for them.
 
-local had = redis.call('HDEL', KEYS[2], ARGV[1])
+local held = redis.call('HGET', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[2])
-if had == 1 then
-  redis.call('HINCRBY', KEYS[4], 'booked_total', 1)
+local demand = redis.call('HGET', KEYS[6], ARGV[2])
+if demand then
+  for code, hundredths in string.gmatch(demand, '([^|=;]+)=(%d+)') do
+    redis.call('HINCRBY', KEYS[7], code, -tonumber(hundredths))
+  end
+  redis.call('HDEL', KEYS[6], ARGV[2])
 end
-return had
+if not held then
+  return 0
+end
+redis.call('HINCRBY', KEYS[4], 'booked_total', 1)
+for part in string.gmatch(string.match(held, '^[^|]*|[^|]*|(.*)$'), '[^;]+') do
+  local code, list = string.match(part, '^(.-)=(.*)$')
+  local count = 0
+  for _ in string.gmatch(list, '%d+') do
+    count = count + 1
+  end
+  redis.call('HINCRBY', KEYS[5], code .. ':held', -count)
+  redis.call('HINCRBY', KEYS[4], 'sold:' .. code, count)
+end
+local fields = redis.call('HGETALL', KEYS[5])
+for i = 1, #fields, 2 do
+  local field = fields[i]
+  if (string.sub(field, -6) == ':avail' or string.sub(field, -5) == ':held')
+      and tonumber(fields[i + 1]) > 0 then
+    return 1
+  end
+end
+redis.call('HSET', KEYS[5], 'soldout', '1')
+return 1

@@ -16,16 +16,25 @@
 -- KEYS[10] ev:{E}:stats
 -- KEYS[11] ev:{E}:admsec
 -- KEYS[12] ev:{E}:restored set of queue ids put back from a receipt in this generation
+-- KEYS[13] ev:{E}:wish     queue id -> wish "GA=2;VIP=1"
+-- KEYS[14] ev:{E}:parked   entries whose wish cannot be met, by place (see admit.lua)
+-- KEYS[15] ev:{E}:admw     admitted queue id -> its wish as admitted ("h|GA:2" when held)
+-- KEYS[16] ev:{E}:leaving  entries that asked to leave after a grace: a poll cancels it
+-- KEYS[16+i] ev:{E}:want:<tier i>
 -- ARGV[1]  "join" or "poll"
 -- ARGV[2]  queue id (raw 16 bytes)
 -- ARGV[3]  join: the lot drawn for this visitor, 1 .. 2^24 - 1 (used if it joins before the
 --          opening); poll: the place a verified receipt names, or ''
 -- ARGV[4]  poll: the generation that receipt was issued in, or ''
+-- ARGV[4+i] tier i's code
 --
--- Returns {state, position, expires_ms, token, place, generation} where state is one of
--- pre_queue, waiting, admitted, expired, sold_out, not_found, no_config, full. `position` is
--- 1-based once the sale is open (0 otherwise); `token` is false when the admitted entry has no
--- signed token yet; `place` (0 unless in line) and `generation` go into the place receipt.
+-- Returns {state, position, expires_ms, token, place, generation, wish, stock, admitted_as}
+-- where state is one of pre_queue, waiting, admitted, expired, sold_out, not_found, no_config,
+-- full. `position` is 1-based once the sale is open (0 otherwise); `token` is false when the
+-- admitted entry has no signed token yet; `place` (0 unless in line) and `generation` go into the
+-- place receipt. In line: `wish` (or ''), and `stock`, per tier in ARGV's order, available,
+-- held, and how many people ahead wish for it (-1 before the opening, when the order is not
+-- told). Admitted: `admitted_as`, the admw entry.
 --
 -- Whether a join belongs to the pre-queue is decided here, by Redis's clock against on_sale_ms:
 -- the opening needs no script at all, so nothing can stall it. A waiting entry is looked up first:
@@ -65,32 +74,95 @@ local function mark_alive(place)
   redis.call('SETBIT', KEYS[4 + parity], place % ARRIVALS, 1)
 end
 
+-- Sold out: no tier has anything left or held (confirm.lua sets it).
 local soldout = redis.call('HGET', KEYS[9], 'soldout') == '1'
 
-local function in_line(place)
+local TIERS = #ARGV - 4
+local avail, held = {}, {}
+local function read_stock()
+  for i = 1, TIERS do
+    local code = ARGV[4 + i]
+    local stock = redis.call('HMGET', KEYS[9], code .. ':avail', code .. ':held')
+    avail[code] = tonumber(stock[1]) or 0
+    held[code] = tonumber(stock[2]) or 0
+  end
+end
+
+local function exact(place)
+  -- %.17g keeps every place below 2^53 exact (tostring would round it).
+  return string.format('%.17g', place)
+end
+
+local function stock(place)
+  local out = {}
+  for i = 1, TIERS do
+    local code = ARGV[4 + i]
+    out[#out + 1] = avail[code]
+    out[#out + 1] = held[code]
+    if before_opening then
+      out[#out + 1] = -1
+    else
+      out[#out + 1] = redis.call('ZCOUNT', KEYS[16 + i], '-inf', '(' .. exact(place))
+    end
+  end
+  return out
+end
+
+local function in_line(place, position)
   mark_alive(place)
+  -- A poll is a live page: a leave it asked for on closing was a reload.
+  redis.call('ZREM', KEYS[16], qid)
   if soldout then
     return {'sold_out', 0, 0, false, 0, generation}
   end
+  read_stock()
+  local wish = redis.call('HGET', KEYS[13], qid) or ''
   if before_opening then
-    return {'pre_queue', 0, 0, false, place, generation}
+    return {'pre_queue', 0, 0, false, place, generation, wish, stock(place)}
   end
-  return {'waiting', redis.call('ZRANK', KEYS[2], qid) + 1, 0, false, place, generation}
+  return {'waiting', position(), 0, false, place, generation, wish, stock(place)}
+end
+
+local function rank()
+  return redis.call('ZRANK', KEYS[2], qid) + 1
 end
 
 local place = redis.call('ZSCORE', KEYS[2], qid)
 if place then
-  return in_line(tonumber(place))
+  return in_line(tonumber(place), rank)
+end
+
+place = redis.call('ZSCORE', KEYS[14], qid)
+if place then
+  -- Parked: back in line at its place once its wish can be met again (tickets came back).
+  place = tonumber(place)
+  read_stock()
+  local met = true
+  for code, quantity in string.gmatch(redis.call('HGET', KEYS[13], qid) or '', '([^=;]+)=(%d+)') do
+    if (avail[code] or 0) + (held[code] or 0) < tonumber(quantity) then
+      met = false
+    end
+  end
+  if met then
+    redis.call('ZREM', KEYS[14], qid)
+    redis.call('ZADD', KEYS[2], exact(place), qid)
+    return in_line(place, rank)
+  end
+  return in_line(place, function()
+    return redis.call('ZCOUNT', KEYS[2], '-inf', '(' .. exact(place)) + 1
+  end)
 end
 
 local token = redis.call('GET', KEYS[8])
 local expires = redis.call('ZSCORE', KEYS[6], qid)
 if token then
   local pttl = redis.call('PTTL', KEYS[8])
-  return {'admitted', 0, now + pttl, token, 0, generation}
+  return {'admitted', 0, now + pttl, token, 0, generation, '', {},
+    redis.call('HGET', KEYS[15], qid) or ''}
 end
 if expires and tonumber(expires) > now then
-  return {'admitted', 0, tonumber(expires), false, 0, generation}
+  return {'admitted', 0, tonumber(expires), false, 0, generation, '', {},
+    redis.call('HGET', KEYS[15], qid) or ''}
 end
 
 if ARGV[1] == 'poll' then
@@ -113,7 +185,7 @@ if ARGV[1] == 'poll' then
       redis.call('SET', KEYS[3], arrival)
     end
     redis.call('HINCRBY', KEYS[10], 'restored_total', 1)
-    return in_line(receipt_place)
+    return in_line(receipt_place, rank)
   end
   if soldout then
     return {'sold_out', 0, 0, false, 0, generation}
@@ -151,5 +223,5 @@ if before_opening then
 else
   new_place = OPENED + arrival
 end
-redis.call('ZADD', KEYS[2], new_place, qid)
-return in_line(new_place)
+redis.call('ZADD', KEYS[2], exact(new_place), qid)
+return in_line(new_place, rank)

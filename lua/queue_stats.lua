@@ -5,13 +5,13 @@
 -- KEYS[3]  ev:{E}:stats
 -- KEYS[4]  ev:{E}:admsec
 --
--- Returns {waiting, admitted_total, active, booked_total, admitted_last_minute}; `waiting`
--- counts the pre-queue too (it stands in the same sorted set).
+-- Returns {waiting, admitted_total, active, booked_total, admitted_last_minute, dropped_total};
+-- `waiting` counts the pre-queue too (it stands in the same sorted set).
 
 local now_t = redis.call('TIME')
 local now_s = tonumber(now_t[1])
 local now = now_s * 1000 + math.floor(tonumber(now_t[2]) / 1000)
-local stats = redis.call('HMGET', KEYS[3], 'admitted_total', 'booked_total')
+local stats = redis.call('HMGET', KEYS[3], 'admitted_total', 'booked_total', 'dropped_total')
 local last_minute = 0
 local per_second = redis.call('HGETALL', KEYS[4])
 for i = 1, #per_second, 2 do
@@ -25,4 +25,5 @@ return {
   redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf'),
   tonumber(stats[2]) or 0,
   last_minute,
+  tonumber(stats[3]) or 0,
 }

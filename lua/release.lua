@@ -8,7 +8,8 @@
 -- ARGV[1]  the inventory epoch the reservation was made under
 -- ARGV[2]  reservation id
 -- ARGV[3]  "return" puts the numbers back on sale; "discard" drops them (they may be sold in
---          Postgres already; the reconciler will rebuild the event)
+--          Postgres already; the reconciler will rebuild the event). Either way they are no
+--          longer counted as held.
 -- ARGV[4]  the attempt releasing it; empty for the sweeper (any attempt, once overdue)
 -- ARGV[5..] tier codes, matching KEYS[5..]
 --
@@ -30,25 +31,38 @@ if ARGV[4] ~= '' and attempt ~= ARGV[4] then
   return 'superseded'
 end
 held = numbers
-if ARGV[3] == 'return' then
-  local free = {}
-  for i = 5, #ARGV do
-    free[ARGV[i]] = KEYS[i]
-  end
-  for part in string.gmatch(held, '[^;]+') do
-    local code, list = string.match(part, '^(.-)=(.*)$')
-    local back = 0
-    for n in string.gmatch(list, '%d+') do
+local free = {}
+for i = 5, #ARGV do
+  free[ARGV[i]] = KEYS[i]
+end
+for part in string.gmatch(held, '[^;]+') do
+  local code, list = string.match(part, '^(.-)=(.*)$')
+  local count, back = 0, 0
+  for n in string.gmatch(list, '%d+') do
+    count = count + 1
+    if ARGV[3] == 'return' then
       back = back + redis.call('SADD', free[code], n)
     end
-    if back > 0 then
-      redis.call('HINCRBY', KEYS[1], code .. ':avail', back)
-      redis.call('HSET', KEYS[1], 'soldout', '0')
-    end
+  end
+  redis.call('HINCRBY', KEYS[1], code .. ':held', -count)
+  if back > 0 then
+    redis.call('HINCRBY', KEYS[1], code .. ':avail', back)
+    redis.call('HSET', KEYS[1], 'soldout', '0')
   end
 end
-
 redis.call('SREM', KEYS[2], ARGV[2])
 redis.call('HDEL', KEYS[4], ARGV[2])
 redis.call('ZREM', KEYS[3], ARGV[2])
+if ARGV[3] ~= 'return' then
+  -- Discarded numbers are neither held nor on sale: sold out if nothing else is.
+  local fields = redis.call('HGETALL', KEYS[1])
+  for i = 1, #fields, 2 do
+    local field = fields[i]
+    if (string.sub(field, -6) == ':avail' or string.sub(field, -5) == ':held')
+        and tonumber(fields[i + 1]) > 0 then
+      return 'released'
+    end
+  end
+  redis.call('HSET', KEYS[1], 'soldout', '1')
+end
 return 'released'

@@ -70,9 +70,10 @@ impl Checkout {
     async fn reserve(&self, state: &AppState) -> Result<Reserved, ApiError> {
         let fingerprint = hex(&self.fingerprint);
         let attempt = Uuid::new_v4().simple().to_string();
-        let holder = HoldFor {
+        let mut holder = HoldFor {
             fingerprint: &fingerprint,
             attempt: &attempt,
+            claim: Some(self.claims.sub),
         };
         let hold_ms = state.config.hold_ttl.as_millis() as u64;
         let event_id = self.order.event_id;
@@ -80,6 +81,24 @@ impl Checkout {
         let quantities = &self.order.quantities;
         let mut reservation =
             inventory::reserve(&state.redis, event_id, jti, hold_ms, holder, quantities).await?;
+        if let Reservation::ClaimDiffers(epoch) = reservation {
+            // The buyer books something else than the wish admission reserved: that hold goes
+            // back on sale first (anyone may take it meanwhile: the buyer changed their mind).
+            inventory::release(
+                &state.redis,
+                event_id,
+                epoch,
+                inventory::admission_hold_id(self.claims.sub),
+                None,
+                ReleaseMode::Return,
+                &self.tiers.codes(),
+            )
+            .await?;
+            holder.claim = None;
+            reservation =
+                inventory::reserve(&state.redis, event_id, jti, hold_ms, holder, quantities)
+                    .await?;
+        }
         if reservation == Reservation::NotLoaded {
             // Redis lost this event (restart, flush, failover): rebuild it from Postgres, fenced
             // against in-flight writes, then try once more.
@@ -126,6 +145,9 @@ impl Checkout {
             ))),
             Reservation::NotLoaded => Err(ApiError::Unavailable(
                 "ticket inventory is being restored; try again",
+            )),
+            Reservation::ClaimDiffers(_) => Err(ApiError::Unavailable(
+                "your reserved tickets are being returned; try again",
             )),
             Reservation::TokenUsed => Err(ApiError::TokenUsed),
             // This token still holds numbers for an earlier, different request whose outcome is

@@ -59,6 +59,11 @@ pub struct WaitingRoomChange {
     /// With the room off, how fast those still in line are let in (per minute); 0 = at once.
     #[schema(minimum = 0, maximum = 1000000)]
     pub drain_per_minute: Option<u32>,
+    /// How far (percent) the tickets active buyers want may exceed what is left.
+    #[schema(minimum = 0, maximum = 1000)]
+    pub headroom_pct: Option<u32>,
+    /// Reserve each buyer's wish at admission.
+    pub hold_on_admission: Option<bool>,
 }
 
 impl WaitingRoomChange {
@@ -71,6 +76,8 @@ impl WaitingRoomChange {
         room.paused = self.paused.unwrap_or(room.paused);
         room.token_ttl_s = self.token_ttl_s.unwrap_or(room.token_ttl_s);
         room.drain_per_minute = self.drain_per_minute.unwrap_or(room.drain_per_minute);
+        room.headroom_pct = self.headroom_pct.unwrap_or(room.headroom_pct);
+        room.hold_on_admission = self.hold_on_admission.unwrap_or(room.hold_on_admission);
     }
 }
 
@@ -173,6 +180,9 @@ pub fn room_problems(room: &WaitingRoom) -> Vec<String> {
     }
     if room.drain_per_minute > 1_000_000 {
         problems.push("drain_per_minute must be 0-1000000".into());
+    }
+    if room.headroom_pct > 1_000 {
+        problems.push("headroom_pct must be 0-1000".into());
     }
     problems
 }

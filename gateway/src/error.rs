@@ -29,6 +29,10 @@ pub enum ApiError {
     ProofRequired(crate::proof::ProofRequired),
     #[error("cannot identify the client")]
     UnknownClient,
+    #[error("the entry is no longer waiting (admitted, or gone)")]
+    NotWaiting,
+    #[error("not enough tickets left for this choice")]
+    WishShort(Vec<ticketing::inventory::Shortfall>),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -74,6 +78,11 @@ impl IntoResponse for ApiError {
             }
             Self::UnknownClient => {
                 ErrorBody::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+            }
+            Self::NotWaiting => ErrorBody::new(StatusCode::CONFLICT, "not_waiting", message),
+            Self::WishShort(shortfall) => {
+                ErrorBody::new(StatusCode::CONFLICT, "insufficient_inventory", message)
+                    .with_detail("shortfall", shortfall)
             }
             Self::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");

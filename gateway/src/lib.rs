@@ -12,13 +12,14 @@ pub mod routes;
 pub mod seed;
 pub mod signs_of_life;
 pub mod state;
+pub mod wait;
 
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue};
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::services::ServeDir;
@@ -44,6 +45,7 @@ pub fn router(state: AppState) -> Router {
             "/api/queue/{queue_id}",
             get(queue_routes::poll).delete(queue_routes::leave),
         )
+        .route("/api/queue/{queue_id}/wish", put(queue_routes::set_wish))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             limits::limit_polls,

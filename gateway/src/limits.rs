@@ -171,11 +171,12 @@ pub async fn limit_polls(
     request: Request,
     next: Next,
 ) -> Response {
+    // `/api/queue/{queue_id}` and the paths below it (`/wish`).
     let queue_id = request
         .uri()
         .path()
-        .rsplit('/')
-        .next()
+        .strip_prefix("/api/queue/")
+        .and_then(|rest| rest.split('/').next())
         .and_then(|id| Uuid::parse_str(id).ok());
     match state.limits.poll(queue_id, client) {
         Ok(()) => next.run(request).await,

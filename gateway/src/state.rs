@@ -12,6 +12,7 @@ use crate::directory::EventDirectory;
 use crate::limits::{self, Limits};
 use crate::proof::ProofOfWork;
 use crate::signs_of_life::{self, SignsOfLife};
+use crate::wait::SalePace;
 
 /// Catalog reads go to the read pool (a replica when `DATABASE_READ_URL` is set).
 #[derive(Clone)]
@@ -28,6 +29,7 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     pub proof_of_work: Arc<ProofOfWork>,
     pub signs_of_life: Arc<SignsOfLife>,
+    pub pace: SalePace,
 }
 
 impl AppState {
@@ -77,6 +79,7 @@ impl AppState {
         signs_of_life::flush_in_background(&signs_of_life, redis.clone());
         Self {
             signs_of_life,
+            pace: SalePace::default(),
             events: EventDirectory::new(db.clone()),
             limits,
             proof_of_work,

@@ -2,41 +2,39 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use ticketing::queue::WaitingRoom;
+use ticketing::queue::{RoomColumns, WaitingRoom, ROOM_COLUMNS};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct WatchedEvent {
     pub id: Uuid,
     pub on_sale_at: DateTime<Utc>,
-    pub wr_enabled: bool,
-    pub admission_per_minute: i32,
-    pub max_active: i32,
-    pub paused: bool,
-    pub token_ttl_s: i32,
-    pub drain_per_minute: i32,
+    #[sqlx(flatten)]
+    pub room: RoomColumns,
+    /// The event's tier codes in their order (tiers never change once the event exists).
+    pub tier_codes: Vec<String>,
 }
 
 impl WatchedEvent {
     pub fn waiting_room(&self) -> WaitingRoom {
-        WaitingRoom::from_columns(
-            self.wr_enabled,
-            self.admission_per_minute,
-            self.max_active,
-            self.paused,
-            self.token_ttl_s,
-            self.drain_per_minute,
-        )
+        WaitingRoom::from_columns(self.room)
     }
+}
+
+fn watched_columns() -> String {
+    format!(
+        "id, on_sale_at, {ROOM_COLUMNS},
+         ARRAY(SELECT t.code FROM ticket_tiers t WHERE t.event_id = events.id ORDER BY t.position)
+             AS tier_codes"
+    )
 }
 
 /// One event's waiting room as Postgres has it now.
 pub async fn room_of(db: &PgPool, event_id: Uuid) -> sqlx::Result<Option<WaitingRoom>> {
-    let row: Option<WatchedEvent> = sqlx::query_as(
-        "SELECT id, on_sale_at, wr_enabled, admission_per_minute, max_active, paused, token_ttl_s,
-                drain_per_minute
-           FROM events WHERE id = $1",
-    )
+    let row: Option<WatchedEvent> = sqlx::query_as(&format!(
+        "SELECT {} FROM events WHERE id = $1",
+        watched_columns()
+    ))
     .bind(event_id)
     .fetch_optional(db)
     .await?;
@@ -44,12 +42,10 @@ pub async fn room_of(db: &PgPool, event_id: Uuid) -> sqlx::Result<Option<Waiting
 }
 
 pub async fn watched(db: &PgPool) -> sqlx::Result<Vec<WatchedEvent>> {
-    sqlx::query_as(
-        "SELECT id, on_sale_at, wr_enabled, admission_per_minute, max_active, paused, token_ttl_s,
-                drain_per_minute
-           FROM events WHERE starts_at > now() - interval '1 day'
-          ORDER BY on_sale_at, id",
-    )
+    sqlx::query_as(&format!(
+        "SELECT {} FROM events WHERE starts_at > now() - interval '1 day' ORDER BY on_sale_at, id",
+        watched_columns()
+    ))
     .fetch_all(db)
     .await
 }

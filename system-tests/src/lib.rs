@@ -492,6 +492,7 @@ impl System {
                 event,
                 ticketing::queue::QueueId(Uuid::new_v4()),
                 ticketing::queue::place::draw_lot(),
+                &[],
             )
             .await
             .expect("joining through the script");

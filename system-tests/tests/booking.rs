@@ -531,6 +531,7 @@ async fn a_reservation_that_never_became_a_booking_is_released(db: PgPool) {
         ticketing::inventory::HoldFor {
             fingerprint: "fingerprint",
             attempt: "attempt",
+            claim: None,
         },
         &[("GA".into(), 3)],
     )
@@ -757,6 +758,7 @@ async fn a_retry_after_a_lost_reservation_continues_its_hold(db: PgPool) {
     let lost = HoldFor {
         fingerprint: &fingerprint,
         attempt: "the-attempt-whose-answer-was-lost",
+        claim: None,
     };
     let Reservation::Held { numbers, epoch, .. } = inventory::reserve(
         &system.redis,

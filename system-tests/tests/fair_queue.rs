@@ -106,7 +106,7 @@ async fn seed_line(system: &System, event: Uuid, count: usize) -> Vec<QueueId> {
         .map(|id| {
             let redis = system.redis.clone();
             async move {
-                let standing = queue::join(&redis, event, id, place::draw_lot())
+                let standing = queue::join(&redis, event, id, place::draw_lot(), &[])
                     .await
                     .expect("join script");
                 assert!(
@@ -303,12 +303,18 @@ async fn one_admission_step_touches_at_most_its_bound(db: PgPool) {
     seed_line(&system, event, 2_500).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
     // Room off, drain at once: as many as the bound allows, and it says there is more.
-    let step = queue::admit(&system.redis, event, 1000).await.unwrap();
+    let step = queue::admit(&system.redis, event, 1000, &["GA".to_string()])
+        .await
+        .unwrap();
     assert_eq!(step.admitted + step.dropped, 1000, "{step:?}");
     assert!(step.more);
-    let step = queue::admit(&system.redis, event, 1000).await.unwrap();
+    let step = queue::admit(&system.redis, event, 1000, &["GA".to_string()])
+        .await
+        .unwrap();
     assert_eq!(step.admitted + step.dropped, 1000, "{step:?}");
-    let step = queue::admit(&system.redis, event, 1000).await.unwrap();
+    let step = queue::admit(&system.redis, event, 1000, &["GA".to_string()])
+        .await
+        .unwrap();
     assert_eq!(step.admitted + step.dropped, 500, "{step:?}");
     assert!(!step.more);
     assert_eq!(stat(&system, event, "admitted_total").await, 2_500);

@@ -39,6 +39,7 @@ impl Store {
             ticketing::inventory::HoldFor {
                 fingerprint: "fp",
                 attempt: "attempt",
+                claim: None,
             },
             &[(code.to_string(), quantity)],
         )

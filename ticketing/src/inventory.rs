@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
 
 use redis::{RedisResult, Script, Value};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::keys::EventKeys;
@@ -65,7 +65,7 @@ pub const LOAD_CHUNK: usize = 1000;
 const STAGE_TTL_S: i64 = 600;
 
 /// A tier that could not supply the requested quantity.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Shortfall {
     pub tier: String,
     pub requested: i64,
@@ -87,6 +87,9 @@ pub enum Reservation {
     TokenUsed,
     /// This token holds numbers for a different request.
     OtherRequest,
+    /// The buyer's admission hold (made under this epoch) is for other tiers or quantities
+    /// than this request: release it, then reserve without the claim.
+    ClaimDiffers(Epoch),
     UnknownTier(String),
     /// A tier was listed twice in one request.
     DuplicateTier(String),
@@ -99,11 +102,21 @@ pub enum Reservation {
 }
 
 /// Who a hold is for: the request (its fingerprint) and the attempt that made or last continued
-/// it, the only one (besides the sweeper) that may release it.
+/// it, the only one (besides the sweeper) that may release it. `claim`: the buyer's queue id,
+/// whose admission hold (hold on admission) this reservation takes over when it is for the same
+/// tiers and quantities.
 #[derive(Debug, Clone, Copy)]
 pub struct HoldFor<'a> {
     pub fingerprint: &'a str,
     pub attempt: &'a str,
+    pub claim: Option<QueueId>,
+}
+
+/// The id of the hold admission makes for a queue id: the queue id in the form reservation ids
+/// (token `jti`s) have, which no token ever takes (ids are random), so the sweeper finds no
+/// booking under it and returns the numbers once the deadline (the entry token's expiry) passes.
+pub fn admission_hold_id(queue_id: QueueId) -> TokenId {
+    TokenId(queue_id.0)
 }
 
 /// Reserves `tiers` (code, quantity ≥ 1) for the token `jti`, holding them for `hold_ttl_ms` by
@@ -127,7 +140,13 @@ pub async fn reserve(
         .arg(jti)
         .arg(hold_ttl_ms)
         .arg(holder.fingerprint)
-        .arg(holder.attempt);
+        .arg(holder.attempt)
+        .arg(
+            // An empty argument, not none: the script's argument positions are fixed.
+            holder
+                .claim
+                .map_or_else(String::new, |q| admission_hold_id(q).to_string()),
+        );
     for (code, quantity) in tiers {
         invocation
             .key(keys.free_numbers(code))
@@ -172,6 +191,13 @@ pub async fn reserve(
         "not_loaded" => Reservation::NotLoaded,
         "used" => Reservation::TokenUsed,
         "other_request" => Reservation::OtherRequest,
+        "claim_differs" => Reservation::ClaimDiffers(
+            items
+                .get(1)
+                .and_then(text)
+                .and_then(|e| e.parse().ok())
+                .ok_or_else(|| malformed("reserve"))?,
+        ),
         "unknown_tier" => Reservation::UnknownTier(items.get(1).and_then(text).unwrap_or_default()),
         "duplicate_tier" => {
             Reservation::DuplicateTier(items.get(1).and_then(text).unwrap_or_default())
@@ -263,6 +289,9 @@ pub async fn confirm(
         .key(keys.hold_numbers())
         .key(keys.admitted())
         .key(keys.stats())
+        .key(keys.inventory())
+        .key(keys.admitted_demand())
+        .key(keys.demand())
         .arg(jti)
         .arg(queue_id)
         .invoke_async(&mut redis.clone())
@@ -299,6 +328,8 @@ pub struct TierStock {
     pub capacity: i64,
     pub next: i64,
     pub available: i64,
+    /// Numbers in open holds, as the scripts count them.
+    pub held: i64,
 }
 
 /// A consistent read of an event's inventory and its open holds.
@@ -347,6 +378,7 @@ pub async fn snapshot(redis: &RedisClient, event_id: Uuid) -> RedisResult<Snapsh
             "cap" => tier.capacity = n,
             "next" => tier.next = n,
             "avail" => tier.available = n,
+            "held" => tier.held = n,
             _ => {}
         }
     }

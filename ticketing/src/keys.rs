@@ -25,7 +25,8 @@ impl EventKeys {
 
     // Inventory.
 
-    /// Hash: `epoch`, `soldout`, and per tier `<code>:cap`, `<code>:next`, `<code>:avail`.
+    /// Hash: `epoch`, `soldout`, and per tier `<code>:cap`, `<code>:next`, `<code>:avail`,
+    /// `<code>:held` (numbers reserved, not yet confirmed or released).
     pub fn inventory(&self) -> String {
         self.key("inv")
     }
@@ -88,7 +89,37 @@ impl EventKeys {
     pub fn gone(&self) -> String {
         self.key("gone")
     }
-    /// Hash: `admitted_total`, `booked_total`, `dropped_total`.
+    /// Hash of queue id to its wish, `GA=2;VIP=1` (`queue::Wish`).
+    pub fn wishes(&self) -> String {
+        self.key("wish")
+    }
+    /// Sorted set of queue ids in line whose wish includes `tier`, by place: how many people
+    /// ahead want it is one `ZCOUNT`.
+    pub fn wanting(&self, tier: &str) -> String {
+        self.key(&format!("want:{tier}"))
+    }
+    /// Sorted set of queue ids whose wish cannot be met (a tier has less left, held included,
+    /// than wished), by place: out of the line's head so they never stall it, back in line at
+    /// the same place once the wish changes.
+    pub fn parked(&self) -> String {
+        self.key("parked")
+    }
+    /// Hash of admitted queue id to the tickets it counts against each tier's stock,
+    /// `GA=200;VIP=100` in hundredths (a buyer without a wish counts the sale's average), or
+    /// `held` when admission reserved its wish.
+    pub fn admitted_demand(&self) -> String {
+        self.key("admw")
+    }
+    /// Hash of tier code to the sum of `admitted_demand` over admitted buyers, in hundredths.
+    pub fn demand(&self) -> String {
+        self.key("admd")
+    }
+    /// Sorted set of queue ids that asked to leave after a grace (a closed page), by when.
+    pub fn leaving(&self) -> String {
+        self.key("leaving")
+    }
+    /// Hash: `admitted_total`, `booked_total`, `dropped_total`, `sold:<code>` (tickets booked
+    /// through the line, for the average per buyer).
     pub fn stats(&self) -> String {
         self.key("stats")
     }
@@ -143,6 +174,12 @@ mod tests {
             keys.admission_bucket(),
             keys.entry_token(QueueId(id)),
             keys.spent_proof("abc"),
+            keys.wishes(),
+            keys.wanting("GA"),
+            keys.parked(),
+            keys.admitted_demand(),
+            keys.demand(),
+            keys.leaving(),
         ] {
             assert!(key.contains(&tag), "{key} lacks the event's hash tag");
         }

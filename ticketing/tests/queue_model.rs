@@ -107,7 +107,13 @@ fn room(enabled: bool, paused: bool) -> WaitingRoom {
         paused,
         token_ttl_s: 600,
         drain_per_minute: 0,
+        ..WaitingRoom::default()
     }
+}
+
+/// This model is about order and receipts: one tier with more stock than the line could want.
+fn tiers() -> Vec<String> {
+    vec!["GA".to_string()]
 }
 
 impl Case {
@@ -115,14 +121,27 @@ impl Case {
         let room = self.model.room.expect("a room");
         queue::sync_config(&self.redis, self.event_id, &room, self.on_sale_ms, sync)
             .await
-            .map_err(fail)
+            .map_err(fail)?;
+        redis::cmd("HSETNX")
+            .arg(self.keys.inventory())
+            .arg("GA:avail")
+            .arg(1_000_000)
+            .query_async::<i64>(&mut self.redis.clone())
+            .await
+            .map_err(fail)?;
+        Ok(())
     }
 
     /// Checks a standing against the model and learns the generation and receipt it carries.
     fn observe(&mut self, visitor: usize, standing: &Standing) -> Result<(), TestCaseError> {
         let expected = self.model.visitors.get(&visitor).copied();
         match (standing, expected) {
-            (Standing::PreQueue { place, generation }, Some(Where::InLine(at))) => {
+            (
+                Standing::PreQueue {
+                    place, generation, ..
+                },
+                Some(Where::InLine(at)),
+            ) => {
                 prop_assert!(!self.model.opened, "pre_queue after the opening");
                 prop_assert_eq!(*place, at);
                 self.learn(visitor, *place, *generation)?;
@@ -132,6 +151,7 @@ impl Case {
                     position,
                     place,
                     generation,
+                    ..
                 },
                 Some(Where::InLine(at)),
             ) => {
@@ -168,10 +188,15 @@ impl Case {
     async fn apply(&mut self, op: &Op) -> Result<(), TestCaseError> {
         match *op {
             Op::Join(v) => {
-                let standing =
-                    queue::join(&self.redis, self.event_id, self.ids[v], place::draw_lot())
-                        .await
-                        .map_err(fail)?;
+                let standing = queue::join(
+                    &self.redis,
+                    self.event_id,
+                    self.ids[v],
+                    place::draw_lot(),
+                    &tiers(),
+                )
+                .await
+                .map_err(fail)?;
                 let room = self.model.room.expect("a room");
                 match self.model.visitors.get(&v) {
                     Some(Where::InLine(_) | Where::Admitted) => {}
@@ -217,7 +242,7 @@ impl Case {
                 self.observe(v, &standing)
             }
             Op::Poll(v) => {
-                let standing = queue::poll(&self.redis, self.event_id, self.ids[v], None)
+                let standing = queue::poll(&self.redis, self.event_id, self.ids[v], None, &tiers())
                     .await
                     .map_err(fail)?;
                 self.observe(v, &standing)
@@ -232,10 +257,17 @@ impl Case {
                     place,
                     generation,
                     issued_ms: 0,
+                    wait: None,
                 };
-                let standing = queue::poll(&self.redis, self.event_id, self.ids[v], Some(&receipt))
-                    .await
-                    .map_err(fail)?;
+                let standing = queue::poll(
+                    &self.redis,
+                    self.event_id,
+                    self.ids[v],
+                    Some(&receipt),
+                    &tiers(),
+                )
+                .await
+                .map_err(fail)?;
                 let comes_back = self.model.visitors.get(&v) == Some(&Where::Unknown)
                     && Some(generation) != self.model.generation
                     && place > self.model.admitted_through
@@ -272,7 +304,7 @@ impl Case {
     }
 
     async fn admit(&mut self, bound: u32) -> Result<(), TestCaseError> {
-        let step = queue::admit(&self.redis, self.event_id, bound)
+        let step = queue::admit(&self.redis, self.event_id, bound, &tiers())
             .await
             .map_err(fail)?;
         let room = self.model.room.expect("a room");
@@ -370,7 +402,10 @@ impl Case {
             .arg(keys.stats())
             .arg(keys.admissions_per_second())
             .arg(keys.admission_bucket())
-            .arg(keys.restored());
+            .arg(keys.restored())
+            .arg(keys.inventory())
+            .arg(keys.demand())
+            .arg(keys.admitted_demand());
         for id in &self.ids {
             del.arg(keys.entry_token(*id));
         }

@@ -195,7 +195,11 @@ impl Model {
         if short.is_empty() {
             Expected::Held
         } else {
-            let sold_out = self.capacity.keys().all(|code| self.available(code) == 0);
+            // Sold out: nothing on sale nor held (held numbers may come back).
+            let sold_out = self
+                .capacity
+                .keys()
+                .all(|code| self.available(code) == 0 && self.held(code).is_empty());
             Expected::Short(short, sold_out)
         }
     }
@@ -475,6 +479,7 @@ impl Case {
             HoldFor {
                 fingerprint: &fingerprint(request),
                 attempt: &attempt,
+                claim: None,
             },
             request,
         )
@@ -756,7 +761,9 @@ impl Case {
             let next = u32::try_from(stock.next).unwrap_or(0);
             let expected_free: BTreeSet<u32> = (1..=next).filter(|n| !taken.contains(n)).collect();
             prop_assert_eq!(free, expected_free, "free numbers of {}", code);
-            left += available;
+            let held = self.model.held(code).len() as i64;
+            prop_assert_eq!(stock.held, held, "{} held", code);
+            left += available + held;
         }
 
         let held: BTreeMap<String, Numbers> = snapshot
@@ -858,6 +865,7 @@ async fn run(tiers: Vec<TierSpec>, ops: Vec<Op>) -> Result<(), TestCaseError> {
         let holder = HoldFor {
             fingerprint: "x",
             attempt: "x",
+            claim: None,
         };
         let before =
             inventory::reserve(&case.redis, event_id, first, 0, holder, &[("x".into(), 1)])

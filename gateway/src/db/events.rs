@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
-use ticketing::queue::WaitingRoom;
+use ticketing::queue::{RoomColumns, WaitingRoom};
 use uuid::Uuid;
 
 use crate::domain::EventDraft;
@@ -16,25 +16,16 @@ pub struct EventRow {
     pub venue_name: String,
     pub starts_at: DateTime<Utc>,
     pub on_sale_at: DateTime<Utc>,
-    pub wr_enabled: bool,
-    pub admission_per_minute: i32,
-    pub max_active: i32,
-    pub paused: bool,
-    pub token_ttl_s: i32,
-    pub drain_per_minute: i32,
+    #[sqlx(flatten)]
+    pub room: RoomColumns,
     pub max_per_booking: i32,
+    /// The event's tier codes in their order (tiers never change once the event exists).
+    pub tier_codes: Vec<String>,
 }
 
 impl EventRow {
     pub fn waiting_room(&self) -> WaitingRoom {
-        WaitingRoom::from_columns(
-            self.wr_enabled,
-            self.admission_per_minute,
-            self.max_active,
-            self.paused,
-            self.token_ttl_s,
-            self.drain_per_minute,
-        )
+        WaitingRoom::from_columns(self.room)
     }
 }
 
@@ -50,7 +41,9 @@ pub struct TierRow {
 const EVENT_COLUMNS: &str =
     "e.id, e.short_id, e.name, e.venue_id, v.name AS venue_name, e.starts_at,
     e.on_sale_at, e.wr_enabled, e.admission_per_minute, e.max_active, e.paused, e.token_ttl_s,
-    e.drain_per_minute, e.max_per_booking";
+    e.drain_per_minute, e.headroom_pct, e.hold_on_admission, e.max_per_booking,
+    ARRAY(SELECT t.code FROM ticket_tiers t WHERE t.event_id = e.id ORDER BY t.position)
+        AS tier_codes";
 
 /// One page of events by start time; one extra row tells whether another page follows.
 pub async fn list(db: &PgPool, limit: i64, offset: i64) -> sqlx::Result<Vec<EventRow>> {
@@ -118,8 +111,9 @@ pub async fn insert(conn: &mut PgConnection, draft: &EventDraft) -> sqlx::Result
     let room = draft.waiting_room();
     let event_id: Uuid = sqlx::query_scalar(
         "INSERT INTO events (name, venue_id, starts_at, on_sale_at, wr_enabled, admission_per_minute,
-                             max_active, paused, token_ttl_s, max_per_booking, drain_per_minute)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+                             max_active, paused, token_ttl_s, max_per_booking, drain_per_minute,
+                             headroom_pct, hold_on_admission)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
     )
     .bind(draft.name.trim())
     .bind(venue_id)
@@ -132,6 +126,8 @@ pub async fn insert(conn: &mut PgConnection, draft: &EventDraft) -> sqlx::Result
     .bind(room.token_ttl_s as i32)
     .bind(draft.max_per_booking.unwrap_or(8))
     .bind(room.drain_per_minute as i32)
+    .bind(room.headroom_pct as i32)
+    .bind(room.hold_on_admission)
     .fetch_one(&mut *conn)
     .await?;
     for (position, tier) in draft.tiers.iter().enumerate() {
@@ -166,7 +162,8 @@ pub async fn exists_named(db: &PgPool, name: &str, venue_name: &str) -> sqlx::Re
 pub async fn update_waiting_room(db: &PgPool, id: Uuid, room: &WaitingRoom) -> sqlx::Result<bool> {
     let updated = sqlx::query(
         "UPDATE events SET wr_enabled = $2, admission_per_minute = $3, max_active = $4, paused = $5,
-                           token_ttl_s = $6, drain_per_minute = $7
+                           token_ttl_s = $6, drain_per_minute = $7, headroom_pct = $8,
+                           hold_on_admission = $9
           WHERE id = $1",
     )
     .bind(id)
@@ -176,6 +173,8 @@ pub async fn update_waiting_room(db: &PgPool, id: Uuid, room: &WaitingRoom) -> s
     .bind(room.paused)
     .bind(room.token_ttl_s as i32)
     .bind(room.drain_per_minute as i32)
+    .bind(room.headroom_pct as i32)
+    .bind(room.hold_on_admission)
     .execute(db)
     .await?;
     Ok(updated.rows_affected() == 1)

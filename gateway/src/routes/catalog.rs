@@ -164,7 +164,7 @@ pub async fn assemble(
             starts_at: row.starts_at,
             on_sale_at: row.on_sale_at,
             waiting_room: RoomFlag {
-                enabled: row.wr_enabled,
+                enabled: row.room.wr_enabled,
             },
             max_per_booking: row.max_per_booking,
             sold_out: tiers.iter().all(|t| t.available == 0),

@@ -16,6 +16,7 @@ use super::{admin, catalog, health, queue};
         queue::join,
         queue::poll,
         queue::leave,
+        queue::set_wish,
         admin::create_event,
         admin::show_waiting_room,
         admin::change_waiting_room,

@@ -4,12 +4,17 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use std::collections::BTreeMap;
+
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, TimeZone, Utc};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use ticketing::queue::{self, place, Place, QueueId, QueueMarks, Receipt, Standing, Sync};
+use ticketing::inventory::Shortfall;
+use ticketing::queue::{
+    self, place, Leaving, Line, Place, QueueId, QueueMarks, Receipt, Standing, Sync, Wish, WishSet,
+};
 use ticketing::rebuild::{self, When};
 use ticketing::token::{EntryClaims, TokenId};
 use uuid::Uuid;
@@ -20,6 +25,7 @@ use crate::domain::is_visitor_id;
 use crate::error::{ApiError, Json, Path};
 use crate::proof::Proof;
 use crate::state::AppState;
+use crate::wait::{self, WaitNote};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct JoinRequest {
@@ -83,6 +89,50 @@ pub struct QueueStatus {
     /// that still holds (keep that one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt: Option<String>,
+    /// `[low, high]` seconds, from the sale's measured pace; the upper bound grows at most 20 %
+    /// from one answer to the next unless `wait_note` says why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_wait_range_s: Option<[u64; 2]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_note: Option<WaitNote>,
+    /// The tiers and quantities chosen while waiting (`PUT /api/queue/{queue_id}/wish`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wish: Option<BTreeMap<String, u32>>,
+    /// Every tier of the event while in line: on sale, held, and people ahead wishing for it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tiers: Vec<TierStatus>,
+    /// Tiers of the wish that cannot be met at all (less left, held included, than wished): the
+    /// place is kept, but admission waits until the wish changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wish_shortfall: Vec<Shortfall>,
+    /// Nothing is on sale now, but some tickets are held by buyers and may come back: keep
+    /// waiting (it is not sold out).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held_only: bool,
+    /// Admitted with the wish's tickets reserved (hold on admission): booking it is one step.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wish_held: bool,
+}
+
+/// One tier as a buyer in line sees it.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TierStatus {
+    pub code: String,
+    /// On sale now.
+    pub available: i64,
+    /// Reserved by buyers now; they may come back.
+    pub held: i64,
+    /// People ahead whose wish includes this tier (absent before the opening).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wanted_ahead: Option<u64>,
+}
+
+/// `PUT /api/queue/{queue_id}/wish`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WishRequest {
+    /// Tier code → quantity (≥ 1; in all at most the event's `max_per_booking`); `{}` clears it.
+    pub tiers: BTreeMap<String, u32>,
 }
 
 /// The longest `poll_after_ms` before jitter: with its 10 % spread, a live page polls at least
@@ -196,9 +246,10 @@ pub async fn poll(
 }
 
 #[utoipa::path(delete, path = "/api/queue/{queue_id}",
-    params(("queue_id" = Uuid, Path)),
+    params(("queue_id" = Uuid, Path),
+        ("grace_s" = Option<u32>, Query, description = "Leave only after this many seconds (1-60), unless the entry polls meanwhile: what a page sends when it is closed, so a reload keeps the place")),
     responses(
-        (status = 204, description = "Left the line: the place and any admission slot are free; polls now answer 404"),
+        (status = 204, description = "Left the line (or will after the grace): the place and any admission slot are free; polls now answer 404"),
         (status = 400, body = ticketing::envelope::ErrorEnvelope,
             description = "The client's address cannot be told"),
         (status = 404, body = ticketing::envelope::ErrorEnvelope,
@@ -210,14 +261,91 @@ pub async fn poll(
 pub async fn leave(
     State(state): State<AppState>,
     Path(queue_id): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<StatusCode, ApiError> {
+    let when = match query_value(query.as_deref(), "grace_s") {
+        None => Leaving::Now,
+        Some(text) => match text.parse::<u64>() {
+            Ok(s @ 1..=60) => Leaving::After(s * 1000),
+            _ => return Err(ApiError::BadQuery("grace_s must be 1-60".into())),
+        },
+    };
     let (queue_id, event) = entry_of(&state, &queue_id).await?;
     // One script: a client gone mid-request either left or did not, never half.
-    if !queue::leave(&state.redis, event.id, queue_id).await? {
+    if !queue::leave(&state.redis, event.id, queue_id, when, &event.tier_codes).await? {
         return Err(ApiError::QueueEntryNotFound);
     }
-    metrics::counter!("queue_left_total").increment(1);
+    let how = if when == Leaving::Now {
+        "asked"
+    } else {
+        "closed"
+    };
+    metrics::counter!("queue_left_total", "how" => how).increment(1);
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(put, path = "/api/queue/{queue_id}/wish",
+    params(("queue_id" = Uuid, Path)),
+    request_body = WishRequest,
+    responses(
+        (status = 200, body = QueueStatus, description = "The wish is set; the status as a poll answers it"),
+        (status = 404, body = ticketing::envelope::ErrorEnvelope),
+        (status = 409, body = ticketing::envelope::ErrorEnvelope,
+            description = "`insufficient_inventory` with `shortfall`: a tier has less left (held included) than wished; `not_waiting`: admitted already"),
+        (status = 422, body = ticketing::envelope::ErrorEnvelope,
+            description = "An unknown tier, a quantity below 1, or more in all than `max_per_booking`"),
+        (status = 429, body = ticketing::envelope::ErrorEnvelope,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
+        (status = 503, body = ticketing::envelope::ErrorEnvelope)))]
+pub async fn set_wish(
+    State(state): State<AppState>,
+    Path(queue_id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    Json(request): Json<WishRequest>,
+) -> Result<Json<QueueStatus>, ApiError> {
+    let (queue_id, event) = entry_of(&state, &queue_id).await?;
+    let mut wish = Wish::default();
+    for code in &event.tier_codes {
+        if let Some(quantity) = request.tiers.get(code) {
+            wish.0.push((code.clone(), *quantity));
+        }
+    }
+    if let Some(unknown) = request.tiers.keys().find(|c| !event.tier_codes.contains(c)) {
+        return Err(ApiError::InvalidBody(format!("unknown tier {unknown:?}")));
+    }
+    if wish.0.iter().any(|(_, quantity)| *quantity == 0) {
+        return Err(ApiError::InvalidBody(
+            "each quantity must be at least 1".into(),
+        ));
+    }
+    let most = event.max_per_booking.max(1) as u32;
+    if wish.total() > most {
+        return Err(ApiError::InvalidBody(format!(
+            "at most {most} tickets per booking"
+        )));
+    }
+    match queue::set_wish(&state.redis, event.id, queue_id, &wish, &event.tier_codes).await? {
+        WishSet::Set => {}
+        WishSet::NotFound => return Err(ApiError::QueueEntryNotFound),
+        WishSet::NotWaiting => return Err(ApiError::NotWaiting),
+        WishSet::Short(shortfall) => return Err(ApiError::WishShort(shortfall)),
+    }
+    metrics::counter!("queue_wishes_set_total").increment(1);
+    let receipt = presented_receipt(&headers, query.as_deref())
+        .and_then(|text| state.config.receipt_keys.verify(text));
+    let standing = standing(&state, &event, queue_id, Step::Poll(receipt.as_ref())).await?;
+    Ok(Json(
+        present(&state, &event, queue_id, standing, receipt.as_ref()).await?,
+    ))
+}
+
+/// The value of `name` in a query string (no decoding: our parameters are plain).
+fn query_value<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then_some(value)
+    })
 }
 
 /// The queue id a path names and the event whose line it stands in (its first four bytes).
@@ -247,11 +375,7 @@ pub fn presented_receipt<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> 
     headers
         .get(RECEIPT_HEADER)
         .and_then(|v| v.to_str().ok())
-        .or_else(|| {
-            query?
-                .split('&')
-                .find_map(|pair| pair.strip_prefix("receipt="))
-        })
+        .or_else(|| query_value(query, "receipt"))
         .filter(|text| !text.is_empty())
 }
 
@@ -273,8 +397,19 @@ async fn standing(
 ) -> Result<Standing, ApiError> {
     let run = || async {
         match step {
-            Step::Join => queue::join(&state.redis, event.id, queue_id, place::draw_lot()).await,
-            Step::Poll(receipt) => queue::poll(&state.redis, event.id, queue_id, receipt).await,
+            Step::Join => {
+                queue::join(
+                    &state.redis,
+                    event.id,
+                    queue_id,
+                    place::draw_lot(),
+                    &event.tier_codes,
+                )
+                .await
+            }
+            Step::Poll(receipt) => {
+                queue::poll(&state.redis, event.id, queue_id, receipt, &event.tier_codes).await
+            }
         }
     };
     let standing = run().await?;
@@ -326,13 +461,21 @@ async fn present(
         token_expires_at: None,
         on_sale_at: event.on_sale_at,
         receipt: None,
+        estimated_wait_range_s: None,
+        wait_note: None,
+        wish: None,
+        tiers: Vec::new(),
+        wish_shortfall: Vec::new(),
+        held_only: false,
+        wish_held: false,
     };
-    // A poll whose receipt already names this entry's place and generation keeps it (the page
-    // keeps what it holds when the answer has none): sealing a new one on every poll, a random
-    // nonce and an encryption, would buy nothing.
-    let receipt = |place, generation| {
+    // A poll whose receipt already says all a new one would (place, generation, the estimate
+    // shown) keeps it (the page keeps what it holds when the answer has none): sealing a new
+    // one, a random nonce and an encryption, would buy nothing.
+    let held = held.filter(|r| r.queue_id == queue_id && r.event_id == event.id);
+    let receipt = |place, generation, wait| {
         let current =
-            |r: &&Receipt| r.queue_id == queue_id && r.place == place && r.generation == generation;
+            |r: &&Receipt| r.place == place && r.generation == generation && r.wait == wait;
         if held.filter(current).is_some() {
             return None;
         }
@@ -342,31 +485,46 @@ async fn present(
             place,
             generation,
             issued_ms: now.timestamp_millis(),
+            wait,
         }))
     };
     match standing {
-        Standing::PreQueue { place, generation } => {
+        Standing::PreQueue {
+            place,
+            generation,
+            line,
+        } => {
             status.state = QueueState::PreQueue;
-            status.receipt = receipt(place, generation);
+            status.receipt = receipt(place, generation, None);
             let until_open = (event.on_sale_at - now).num_milliseconds().max(0) as u64;
             status.poll_after_ms = pre_queue_poll_after(until_open, place);
+            describe_line(&mut status, &line);
         }
         Standing::Waiting {
             position,
             place,
             generation,
+            line,
         } => {
             status.state = QueueState::Waiting;
-            status.receipt = receipt(place, generation);
             status.position = Some(position);
             status.people_ahead = Some(position.saturating_sub(1));
-            let per_second = f64::from(room.admission_per_minute) / 60.0;
-            let wait_s = (position as f64 / per_second).ceil() as u64;
-            status.estimated_wait_s = Some(wait_s);
+            let sale = state.pace.of(&state.redis, event.id).await?;
+            let estimate = wait::estimate(position, &room, &sale, held.and_then(|r| r.wait));
+            status.estimated_wait_range_s = Some([estimate.low_s, estimate.high_s]);
+            status.estimated_wait_s = Some((estimate.low_s + estimate.high_s).div_ceil(2));
+            status.wait_note = estimate.note;
+            status.receipt = receipt(place, generation, Some(estimate.shown));
             // Those far back poll rarely; those near the front often enough to act at once.
-            status.poll_after_ms = jitter((wait_s * 1000 / 10).clamp(1_000, MAX_POLL_AFTER_MS));
+            status.poll_after_ms =
+                jitter((estimate.low_s * 1000 / 10).clamp(1_000, MAX_POLL_AFTER_MS));
+            describe_line(&mut status, &line);
         }
-        Standing::Admitted { expires_ms, token } => {
+        Standing::Admitted {
+            expires_ms,
+            token,
+            admitted_as,
+        } => {
             status.state = QueueState::Admitted;
             let token = match token {
                 Some(token) => token,
@@ -375,12 +533,37 @@ async fn present(
             status.token = Some(token);
             status.token_expires_at = Utc.timestamp_millis_opt(expires_ms).single();
             status.poll_after_ms = 10_000;
+            if let Some(admitted_as) = admitted_as {
+                status.wish = admitted_as.wish.as_ref().map(wish_map);
+                status.wish_held = admitted_as.held;
+            }
         }
         Standing::SoldOut => status.state = QueueState::SoldOut,
         Standing::Full => return Err(ApiError::Unavailable),
         Standing::Expired | Standing::NotFound | Standing::NoConfig => {}
     }
     Ok(status)
+}
+
+/// What the line tells a buyer of the stock and of their wish.
+fn describe_line(status: &mut QueueStatus, line: &Line) {
+    status.wish = line.wish.as_ref().map(wish_map);
+    status.tiers = line
+        .tiers
+        .iter()
+        .map(|t| TierStatus {
+            code: t.code.clone(),
+            available: t.available,
+            held: t.held,
+            wanted_ahead: t.wanted_ahead,
+        })
+        .collect();
+    status.wish_shortfall = line.shortfall();
+    status.held_only = line.held_only();
+}
+
+fn wish_map(wish: &Wish) -> BTreeMap<String, u32> {
+    wish.0.iter().cloned().collect()
 }
 
 async fn sign_entry(

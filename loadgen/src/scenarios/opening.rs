@@ -84,7 +84,14 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
         .map(|_| {
             let redis = redis.clone();
             async move {
-                queue::join(&redis, event, QueueId(Uuid::new_v4()), place::draw_lot()).await
+                queue::join(
+                    &redis,
+                    event,
+                    QueueId(Uuid::new_v4()),
+                    place::draw_lot(),
+                    &[],
+                )
+                .await
             }
         })
         .buffer_unordered(512)

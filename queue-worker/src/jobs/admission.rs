@@ -2,13 +2,14 @@
 //! with the room off, the drain) has had its due, then the line's marks saved to Postgres about
 //! once a second. Opening a sale needs nothing here: the pre-queue already stands in its drawn
 //! order, and the first step after `on_sale_at` admits from its head. One event's trouble is
-//! logged and counted; the tick goes on with the others.
+//! logged and counted; the tick goes on with the others. Pages that were closed asked to leave
+//! after a grace; those still due leave here, before the step, so their slots go to the next.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
-use ticketing::queue::{self, admit::STEP_BOUND, AdmissionStep, QueueMarks};
+use ticketing::queue::{self, admit::STEP_BOUND, AdmissionStep, Leaving, QueueMarks};
 use ticketing::redis_client::RedisClient;
 use uuid::Uuid;
 
@@ -17,6 +18,9 @@ use crate::events::WatchedEvent;
 /// Most steps one event takes per tick: up to 20,000 entries off its head, so a room turned off
 /// with a long line drains at once in seconds while every other event still gets its tick.
 const STEPS_PER_TICK: usize = 20;
+
+/// Most closed pages' leaves one event takes per tick.
+const LEAVES_PER_TICK: usize = 500;
 
 /// How often an event's marks are saved when they change.
 const SAVE_EVERY: Duration = Duration::from_secs(1);
@@ -46,7 +50,7 @@ impl Admission {
             failed: 0,
         };
         for event in events {
-            if let Err(error) = self.admit_event(db, redis, event.id).await {
+            if let Err(error) = self.admit_event(db, redis, event).await {
                 report.failed += 1;
                 tracing::warn!(event_id = %event.id, error = %error, "admission step failed");
                 metrics::counter!("queue_admission_errors_total", "event" => event.id.to_string())
@@ -60,14 +64,23 @@ impl Admission {
         &mut self,
         db: &PgPool,
         redis: &RedisClient,
-        event_id: Uuid,
+        event: &WatchedEvent,
     ) -> anyhow::Result<()> {
+        let (event_id, tiers) = (event.id, &event.tier_codes);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        for queue_id in queue::due_to_leave(redis, event_id, now_ms, LEAVES_PER_TICK).await? {
+            // The script checks again by Redis's clock, and that no poll cancelled it.
+            if queue::leave(redis, event_id, queue_id, Leaving::IfDue, tiers).await? {
+                metrics::counter!("queue_left_total", "how" => "closed").increment(1);
+            }
+        }
         let mut total = AdmissionStep::default();
         for _ in 0..STEPS_PER_TICK {
-            let step = queue::admit(redis, event_id, STEP_BOUND).await?;
+            let step = queue::admit(redis, event_id, STEP_BOUND, tiers).await?;
             total.admitted += step.admitted;
             total.dropped += step.dropped;
             total.expired += step.expired;
+            total.parked += step.parked;
             total.marks = step.marks;
             if !step.more {
                 break;
@@ -96,6 +109,10 @@ fn record(event_id: Uuid, step: &AdmissionStep) {
     if step.dropped > 0 {
         metrics::counter!("queue_abandoned_total", "event" => event.clone())
             .increment(step.dropped as u64);
+    }
+    if step.parked > 0 {
+        metrics::counter!("queue_parked_total", "event" => event.clone())
+            .increment(step.parked as u64);
     }
     if step.expired > 0 {
         metrics::counter!("queue_tokens_expired_total", "event" => event)

@@ -152,34 +152,19 @@ async fn settings_state(
     event_id: Uuid,
     room: &queue::WaitingRoom,
 ) -> redis::RedisResult<SettingsState> {
+    let expected = room.redis_fields();
     let fields: Vec<Option<String>> = redis::cmd("HMGET")
         .arg(EventKeys::new(event_id).queue_config())
-        .arg(&[
-            "enabled",
-            "admission_per_minute",
-            "max_active",
-            "paused",
-            "token_ttl_s",
-            "drain_per_minute",
-        ])
+        .arg(expected.iter().map(|(name, _)| *name).collect::<Vec<_>>())
         .query_async(&mut redis.clone())
         .await?;
     if fields.iter().all(Option::is_none) {
         return Ok(SettingsState::Missing);
     }
-    let flag = |b: bool| if b { "1" } else { "0" }.to_string();
-    let expected = [
-        flag(room.enabled),
-        room.admission_per_minute.to_string(),
-        room.max_active.to_string(),
-        flag(room.paused),
-        room.token_ttl_s.to_string(),
-        room.drain_per_minute.to_string(),
-    ];
     let same = fields
         .iter()
         .zip(expected.iter())
-        .all(|(a, b)| a.as_deref() == Some(b.as_str()));
+        .all(|(a, (_, b))| a.as_deref() == Some(b.as_str()));
     Ok(if same {
         SettingsState::Same
     } else {

@@ -3,18 +3,19 @@
 
 use std::sync::LazyLock;
 
-use redis::{RedisResult, Script};
+use redis::{RedisResult, Script, Value};
 use uuid::Uuid;
 
 use super::{Place, QueueMarks};
 use crate::keys::EventKeys;
+use crate::lua_reply::{array, int, malformed};
 use crate::redis_client::RedisClient;
 
 static ADMIT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../../lua/admit.lua")));
 
-/// Most entries one step takes off the head (admitted or dropped), and most expired tokens it
-/// clears: about a millisecond of Redis.
+/// Most entries one step looks at off the head (admitted, dropped, parked, or passed waiting for
+/// stock), and most expired tokens it clears: about a millisecond of Redis.
 pub const STEP_BOUND: u32 = 1000;
 
 /// What one admission step did.
@@ -23,22 +24,24 @@ pub struct AdmissionStep {
     pub admitted: i64,
     pub dropped: i64,
     pub expired: i64,
+    /// Taken off the head because their wish cannot be met (they keep the place).
+    pub parked: i64,
     /// Stopped at its bound with people it may admit now still in line.
     pub more: bool,
     /// The line's marks as Redis has them now.
     pub marks: QueueMarks,
 }
 
-pub async fn admit(redis: &RedisClient, event_id: Uuid, bound: u32) -> RedisResult<AdmissionStep> {
+/// One admission step. `tiers`: the event's tier codes, whose stock gates admission.
+pub async fn admit(
+    redis: &RedisClient,
+    event_id: Uuid,
+    bound: u32,
+    tiers: &[String],
+) -> RedisResult<AdmissionStep> {
     let keys = EventKeys::new(event_id);
-    let (admitted, dropped, expired, more, arrivals, admitted_through): (
-        i64,
-        i64,
-        i64,
-        i64,
-        i64,
-        i64,
-    ) = ADMIT
+    let mut invocation = ADMIT.prepare_invoke();
+    invocation
         .key(keys.queue_config())
         .key(keys.waiting())
         .key(keys.admitted())
@@ -50,13 +53,29 @@ pub async fn admit(redis: &RedisClient, event_id: Uuid, bound: u32) -> RedisResu
         .key(keys.alive(1))
         .key(keys.inventory())
         .key(keys.sequence())
-        .arg(bound.max(1))
-        .invoke_async(&mut redis.clone())
-        .await?;
+        .key(keys.wishes())
+        .key(keys.parked())
+        .key(keys.admitted_demand())
+        .key(keys.demand())
+        .key(keys.holds())
+        .key(keys.hold_numbers())
+        .arg(bound.max(1));
+    for code in tiers {
+        invocation
+            .key(keys.wanting(code))
+            .key(keys.free_numbers(code))
+            .arg(code);
+    }
+    let reply: Value = invocation.invoke_async(&mut redis.clone()).await?;
+    let n: Vec<i64> = array(&reply).iter().filter_map(int).collect();
+    let [admitted, dropped, expired, more, arrivals, admitted_through, parked] = n[..] else {
+        return Err(malformed("admit"));
+    };
     Ok(AdmissionStep {
         admitted,
         dropped,
         expired,
+        parked,
         more: more == 1,
         marks: QueueMarks {
             arrivals,

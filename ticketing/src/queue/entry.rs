@@ -6,7 +6,8 @@ use std::sync::LazyLock;
 use redis::{RedisResult, Script, ScriptInvocation, Value};
 use uuid::Uuid;
 
-use super::{Generation, Place, QueueId, Receipt};
+use super::{AdmittedAs, Generation, Line, Place, QueueId, Receipt};
+use crate::inventory::admission_hold_id;
 use crate::keys::EventKeys;
 use crate::lua_reply::{array, int, malformed, text};
 use crate::redis_client::RedisClient;
@@ -28,33 +29,38 @@ pub enum Standing {
     PreQueue {
         place: Place,
         generation: Generation,
+        line: Line,
     },
-    /// `position` is 1-based.
+    /// `position` is 1-based. A buyer whose wish cannot be met (see `Line::shortfall`) waits
+    /// here too, keeping the place, but is not admitted until the wish changes.
     Waiting {
         position: u64,
         place: Place,
         generation: Generation,
+        line: Line,
     },
     /// Admitted; `token` is None until the gateway signs one.
     Admitted {
         expires_ms: i64,
         token: Option<String>,
+        admitted_as: Option<AdmittedAs>,
     },
     Expired,
     SoldOut,
 }
 
 /// Joins the line (or finds one's entry), drawing `lot` as the place in the pre-queue's lottery
-/// should the join come before the opening.
+/// should the join come before the opening. `tiers`: the event's tier codes, in order.
 pub async fn join(
     redis: &RedisClient,
     event_id: Uuid,
     queue_id: QueueId,
     lot: u32,
+    tiers: &[String],
 ) -> RedisResult<Standing> {
-    let mut invocation = invocation(event_id, queue_id);
+    let mut invocation = invocation(event_id, queue_id, tiers);
     invocation.arg("join").arg(queue_id).arg(lot).arg("");
-    run(redis, invocation).await
+    run(redis, invocation, tiers).await
 }
 
 /// Reads one's place (a sign of life). With a verified `receipt` of this entry, an entry Redis
@@ -64,30 +70,90 @@ pub async fn poll(
     event_id: Uuid,
     queue_id: QueueId,
     receipt: Option<&Receipt>,
+    tiers: &[String],
 ) -> RedisResult<Standing> {
-    let mut invocation = invocation(event_id, queue_id);
+    let mut invocation = invocation(event_id, queue_id, tiers);
     invocation.arg("poll").arg(queue_id);
     match receipt.filter(|r| r.queue_id == queue_id && r.event_id == event_id) {
         Some(receipt) => invocation.arg(receipt.place).arg(receipt.generation),
         None => invocation.arg("").arg(""),
     };
-    run(redis, invocation).await
+    run(redis, invocation, tiers).await
 }
 
-/// The buyer leaves the line, or gives back an admission it will not use: its place and any
-/// admission slot are free at once. False when there was nothing to leave.
-pub async fn leave(redis: &RedisClient, event_id: Uuid, queue_id: QueueId) -> RedisResult<bool> {
+/// When a leave takes effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leaving {
+    /// At once (the buyer pressed "leave").
+    Now,
+    /// After this many ms, unless the entry polls meanwhile: a page closing says this, and a
+    /// reload's first poll cancels it.
+    After(u64),
+    /// If a leave asked with a grace is still asked and due (the worker's pass).
+    IfDue,
+}
+
+/// The buyer leaves the line, or gives back an admission it will not use: its place, wish and
+/// any admission slot are free at once, and its admission hold (if any) goes back on sale at the
+/// sweeper's next pass. False when there was nothing to leave (for `After`: nothing to leave
+/// later).
+pub async fn leave(
+    redis: &RedisClient,
+    event_id: Uuid,
+    queue_id: QueueId,
+    when: Leaving,
+    tiers: &[String],
+) -> RedisResult<bool> {
     let keys = EventKeys::new(event_id);
-    let left: i64 = LEAVE
+    let (mode, grace_ms) = match when {
+        Leaving::Now => ("now", 0),
+        Leaving::After(ms) => ("later", ms),
+        Leaving::IfDue => ("due", 0),
+    };
+    let mut invocation = LEAVE.prepare_invoke();
+    invocation
         .key(keys.waiting())
         .key(keys.admitted())
         .key(keys.gone())
         .key(keys.entry_token(queue_id))
         .key(keys.stats())
+        .key(keys.parked())
+        .key(keys.wishes())
+        .key(keys.admitted_demand())
+        .key(keys.demand())
+        .key(keys.leaving())
+        .key(keys.holds())
         .arg(queue_id)
-        .invoke_async(&mut redis.clone())
-        .await?;
+        .arg(mode)
+        .arg(grace_ms)
+        .arg(admission_hold_id(queue_id));
+    for code in tiers {
+        invocation.key(keys.wanting(code)).arg(code);
+    }
+    let left: i64 = invocation.invoke_async(&mut redis.clone()).await?;
     Ok(left == 1)
+}
+
+/// Queue ids whose leave-after-grace is due, at most `bound`.
+pub async fn due_to_leave(
+    redis: &RedisClient,
+    event_id: Uuid,
+    now_ms: i64,
+    bound: usize,
+) -> RedisResult<Vec<QueueId>> {
+    let members: Vec<Vec<u8>> = redis::cmd("ZRANGEBYSCORE")
+        .arg(EventKeys::new(event_id).leaving())
+        .arg("-inf")
+        .arg(now_ms)
+        .arg("LIMIT")
+        .arg(0)
+        .arg(bound)
+        .query_async(&mut redis.clone())
+        .await?;
+    Ok(members
+        .iter()
+        .filter_map(|m| Uuid::from_slice(m).ok().map(QueueId))
+        .collect())
 }
 
 /// Moves visitors pre-queued by the release before place lots (a set, shuffled at the opening)
@@ -104,7 +170,7 @@ pub async fn adopt_legacy(redis: &RedisClient, event_id: Uuid, bound: usize) -> 
     // second join of the same id finds its place.
     for member in &members {
         if let Ok(id) = Uuid::from_slice(member) {
-            join(redis, event_id, QueueId(id), super::place::draw_lot()).await?;
+            join(redis, event_id, QueueId(id), super::place::draw_lot(), &[]).await?;
         }
         redis::cmd("SREM")
             .arg(&legacy)
@@ -115,7 +181,7 @@ pub async fn adopt_legacy(redis: &RedisClient, event_id: Uuid, bound: usize) -> 
     Ok(members.len())
 }
 
-fn invocation(event_id: Uuid, queue_id: QueueId) -> ScriptInvocation<'static> {
+fn invocation(event_id: Uuid, queue_id: QueueId, tiers: &[String]) -> ScriptInvocation<'static> {
     let keys = EventKeys::new(event_id);
     let mut invocation = ENTRY.prepare_invoke();
     invocation
@@ -130,11 +196,25 @@ fn invocation(event_id: Uuid, queue_id: QueueId) -> ScriptInvocation<'static> {
         .key(keys.inventory())
         .key(keys.stats())
         .key(keys.admissions_per_second())
-        .key(keys.restored());
+        .key(keys.restored())
+        .key(keys.wishes())
+        .key(keys.parked())
+        .key(keys.admitted_demand())
+        .key(keys.leaving());
+    for code in tiers {
+        invocation.key(keys.wanting(code));
+    }
     invocation
 }
 
-async fn run(redis: &RedisClient, invocation: ScriptInvocation<'_>) -> RedisResult<Standing> {
+async fn run(
+    redis: &RedisClient,
+    mut invocation: ScriptInvocation<'_>,
+    tiers: &[String],
+) -> RedisResult<Standing> {
+    for code in tiers {
+        invocation.arg(code);
+    }
     let reply: Value = invocation.invoke_async(&mut redis.clone()).await?;
     let items = array(&reply);
     let state = items
@@ -151,6 +231,7 @@ async fn run(redis: &RedisClient, invocation: ScriptInvocation<'_>) -> RedisResu
             .map(Generation)
             .ok_or_else(|| malformed("queue_entry"))
     };
+    let line = || Line::from_reply(items.get(6), items.get(7), tiers);
     Ok(match state.as_str() {
         "no_config" => Standing::NoConfig,
         "not_found" => Standing::NotFound,
@@ -158,15 +239,21 @@ async fn run(redis: &RedisClient, invocation: ScriptInvocation<'_>) -> RedisResu
         "pre_queue" => Standing::PreQueue {
             place,
             generation: generation()?,
+            line: line(),
         },
         "waiting" => Standing::Waiting {
             position: number(1).max(0) as u64,
             place,
             generation: generation()?,
+            line: line(),
         },
         "admitted" => Standing::Admitted {
             expires_ms: number(2),
             token: items.get(3).and_then(text),
+            admitted_as: items
+                .get(8)
+                .and_then(text)
+                .and_then(|t| AdmittedAs::parse(&t)),
         },
         "expired" => Standing::Expired,
         "sold_out" => Standing::SoldOut,

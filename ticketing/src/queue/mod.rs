@@ -3,7 +3,7 @@
 //! after it) → `entry` (join, poll, and coming back from a receipt after Redis lost the line) →
 //! `admit` (the worker's bounded admission step) → `entry_token` (one signed token per
 //! admission). `room` holds the settings and how they reach Redis, `receipt` the signed place
-//! receipts, `stats` the live numbers. Each Redis step is one Lua script in `lua/`.
+//! receipts, `stats` the live numbers, `wish` what a buyer in line wants and is told of the stock. Each Redis step is one Lua script in `lua/`.
 
 pub mod admit;
 pub mod entry;
@@ -14,15 +14,17 @@ pub mod place;
 pub mod receipt;
 pub mod room;
 pub mod stats;
+pub mod wish;
 
 pub use admit::{admit, AdmissionStep};
-pub use entry::{join, leave, poll, Standing};
+pub use entry::{due_to_leave, join, leave, poll, Leaving, Standing};
 pub use entry_token::keep_entry_token;
 pub use id::QueueId;
 pub use place::Place;
 pub use receipt::{Receipt, ReceiptKeys};
-pub use room::{sync_config, Generation, QueueMarks, Sync, WaitingRoom};
+pub use room::{sync_config, Generation, QueueMarks, RoomColumns, Sync, WaitingRoom, ROOM_COLUMNS};
 pub use stats::{stats, QueueStats};
+pub use wish::{set_wish, AdmittedAs, Line, TierLine, Wish, WishSet};
 
 /// How long without a poll before a waiting entry counts as gone: it is dropped when it reaches
 /// the head after one to two windows of silence.

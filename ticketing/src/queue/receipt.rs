@@ -10,9 +10,15 @@
 //! front says which key, so keys can rotate: the first of `QUEUE_RECEIPT_KEYS` seals, every
 //! listed key opens.
 //!
+//! A receipt also remembers the wait estimate last shown with it (its upper bound, and the
+//! admission rate it was made under), so the next answer's bound can be held to at most 20 %
+//! more than the last unless the room was paused or slowed meanwhile, without any per-visitor
+//! state on the servers.
+//!
 //! Wire form: `<kid>.<base64url(nonce ‖ sealed payload ‖ tag)>`: a random 12-byte nonce, the
-//! 56-byte payload (event id, queue id, place, generation, issue time) encrypted, a 16-byte tag;
-//! the kid is authenticated as associated data.
+//! 64-byte payload (event id, queue id, place, generation, issue time, last wait bound, its rate)
+//! encrypted, a 16-byte tag; the kid is authenticated as associated data. Receipts of the
+//! release before (a 56-byte payload, no estimate) still open.
 
 use std::collections::HashMap;
 
@@ -27,7 +33,9 @@ use uuid::Uuid;
 use super::{Generation, Place, QueueId};
 use crate::config::checked_secret;
 
-const PAYLOAD_LEN: usize = 56;
+const PAYLOAD_LEN: usize = 64;
+/// The payload of the release before, without the wait estimate.
+const PAYLOAD_V1_LEN: usize = 56;
 const TAG_LEN: usize = 16;
 const SEALED_LEN: usize = NONCE_LEN + PAYLOAD_LEN + TAG_LEN;
 /// Longest receipt text accepted: a kid of up to 16 characters, a dot, the encoded seal.
@@ -41,6 +49,16 @@ pub struct Receipt {
     pub place: Place,
     pub generation: Generation,
     pub issued_ms: i64,
+    /// The wait estimate shown with this receipt, if any.
+    pub wait: Option<WaitShown>,
+}
+
+/// A wait estimate as shown: its upper bound and the admission rate (per minute, 0 while
+/// paused) it was made under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitShown {
+    pub high_s: u32,
+    pub rate_per_minute: u32,
 }
 
 impl Receipt {
@@ -50,19 +68,38 @@ impl Receipt {
         out[16..32].copy_from_slice(self.queue_id.as_bytes());
         out[32..40].copy_from_slice(&self.place.0.to_be_bytes());
         out[40..48].copy_from_slice(&self.generation.0.to_be_bytes());
-        out[48..].copy_from_slice(&self.issued_ms.to_be_bytes());
+        out[48..56].copy_from_slice(&self.issued_ms.to_be_bytes());
+        // A bound of 0 never shows (a wait is at least a second): it stands for none.
+        let wait = self.wait.unwrap_or(WaitShown {
+            high_s: 0,
+            rate_per_minute: 0,
+        });
+        out[56..60].copy_from_slice(&wait.high_s.to_be_bytes());
+        out[60..].copy_from_slice(&wait.rate_per_minute.to_be_bytes());
         out
     }
 
-    fn from_payload(bytes: &[u8; PAYLOAD_LEN]) -> Self {
+    /// Reads a payload of this release or the one before.
+    fn from_payload(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != PAYLOAD_LEN && bytes.len() != PAYLOAD_V1_LEN {
+            return None;
+        }
         let eight = |at: usize| <[u8; 8]>::try_from(&bytes[at..at + 8]).expect("8 bytes");
-        Self {
+        let four = |at: usize| <[u8; 4]>::try_from(&bytes[at..at + 4]).expect("4 bytes");
+        let wait = (bytes.len() == PAYLOAD_LEN)
+            .then(|| WaitShown {
+                high_s: u32::from_be_bytes(four(56)),
+                rate_per_minute: u32::from_be_bytes(four(60)),
+            })
+            .filter(|w| w.high_s > 0);
+        Some(Self {
             event_id: Uuid::from_slice(&bytes[..16]).expect("16 bytes"),
             queue_id: QueueId(Uuid::from_slice(&bytes[16..32]).expect("16 bytes")),
             place: Place(i64::from_be_bytes(eight(32))),
             generation: Generation(u64::from_be_bytes(eight(40))),
             issued_ms: i64::from_be_bytes(eight(48)),
-        }
+            wait,
+        })
     }
 }
 
@@ -134,7 +171,7 @@ impl ReceiptKeys {
                 Aad::from(self.signing_kid.as_bytes()),
                 &mut sealed[NONCE_LEN..],
             )
-            .expect("sealing 56 bytes cannot fail");
+            .expect("sealing 64 bytes cannot fail");
         sealed.extend_from_slice(tag.as_ref());
         format!("{}.{}", self.signing_kid, URL_SAFE_NO_PAD.encode(sealed))
     }
@@ -147,7 +184,8 @@ impl ReceiptKeys {
         let (kid, sealed) = text.split_once('.')?;
         let key = self.keys.get(kid)?;
         let mut sealed = URL_SAFE_NO_PAD.decode(sealed).ok()?;
-        if sealed.len() != SEALED_LEN {
+        let v1 = NONCE_LEN + PAYLOAD_V1_LEN + TAG_LEN;
+        if sealed.len() != SEALED_LEN && sealed.len() != v1 {
             return None;
         }
         let (nonce, in_out) = sealed.split_at_mut(NONCE_LEN);
@@ -155,8 +193,7 @@ impl ReceiptKeys {
         let payload = key
             .open_in_place(nonce, Aad::from(kid.as_bytes()), in_out)
             .ok()?;
-        let payload: &[u8; PAYLOAD_LEN] = (&*payload).try_into().ok()?;
-        let receipt = Receipt::from_payload(payload);
+        let receipt = Receipt::from_payload(payload)?;
         receipt.place.is_valid().then_some(receipt)
     }
 }
@@ -172,7 +209,31 @@ mod tests {
             place: Place::pre_queue(77, 1234),
             generation: Generation(987_654_321),
             issued_ms: 1_764_000_000_000,
+            wait: Some(WaitShown {
+                high_s: 600,
+                rate_per_minute: 300,
+            }),
         }
+    }
+
+    #[test]
+    fn a_receipt_of_the_release_before_still_opens() {
+        let keys = ReceiptKeys::parse("K", "k1:0123456789abcdef0123").unwrap();
+        let r = receipt();
+        let key = &keys.keys["k1"];
+        let nonce = [7u8; NONCE_LEN];
+        let mut sealed = nonce.to_vec();
+        sealed.extend_from_slice(&r.payload()[..PAYLOAD_V1_LEN]);
+        let tag = key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(b"k1"),
+                &mut sealed[NONCE_LEN..],
+            )
+            .unwrap();
+        sealed.extend_from_slice(tag.as_ref());
+        let text = format!("k1.{}", URL_SAFE_NO_PAD.encode(sealed));
+        assert_eq!(keys.verify(&text), Some(Receipt { wait: None, ..r }));
     }
 
     #[test]

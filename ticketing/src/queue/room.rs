@@ -26,28 +26,76 @@ pub struct WaitingRoom {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 1000000)]
     pub drain_per_minute: u32,
+    /// Admission is a ceiling per tier: buyers are admitted while the tickets the active ones
+    /// want stay within what is left plus this percentage (some admitted buyers book nothing).
+    #[serde(default = "default_headroom_pct")]
+    #[schema(minimum = 0, maximum = 1000)]
+    pub headroom_pct: u32,
+    /// Admission reserves the buyer's wish at once, held until the entry token expires or the
+    /// buyer leaves; booking claims the hold, so an admitted buyer never finds the wish sold out.
+    #[serde(default)]
+    pub hold_on_admission: bool,
 }
+
+fn default_headroom_pct() -> u32 {
+    DEFAULT_HEADROOM_PCT
+}
+
+/// 10 %: the issue's default, and what the rehearsal's refusals suggest is enough.
+pub const DEFAULT_HEADROOM_PCT: u32 = 10;
+
+/// A waiting room as the `events` row stores it (the `wr_*`-era column names kept).
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct RoomColumns {
+    pub wr_enabled: bool,
+    pub admission_per_minute: i32,
+    pub max_active: i32,
+    pub paused: bool,
+    pub token_ttl_s: i32,
+    pub drain_per_minute: i32,
+    pub headroom_pct: i32,
+    pub hold_on_admission: bool,
+}
+
+/// The columns of [`RoomColumns`], for a `SELECT` list (of `events`, aliased `e` or not).
+pub const ROOM_COLUMNS: &str = "wr_enabled, admission_per_minute, max_active, paused, \
+    token_ttl_s, drain_per_minute, headroom_pct, hold_on_admission";
 
 impl WaitingRoom {
     /// The settings as the `events` row stores them; a non-positive rate or size (which the admin
-    /// API refuses, but a hand-edited row might hold) counts as 1, a negative drain rate as 0.
-    pub fn from_columns(
-        enabled: bool,
-        admission_per_minute: i32,
-        max_active: i32,
-        paused: bool,
-        token_ttl_s: i32,
-        drain_per_minute: i32,
-    ) -> Self {
+    /// API refuses, but a hand-edited row might hold) counts as 1, a negative drain rate or
+    /// headroom as 0.
+    pub fn from_columns(c: RoomColumns) -> Self {
         let positive = |n: i32| n.max(1) as u32;
         Self {
-            enabled,
-            admission_per_minute: positive(admission_per_minute),
-            max_active: positive(max_active),
-            paused,
-            token_ttl_s: positive(token_ttl_s),
-            drain_per_minute: drain_per_minute.max(0) as u32,
+            enabled: c.wr_enabled,
+            admission_per_minute: positive(c.admission_per_minute),
+            max_active: positive(c.max_active),
+            paused: c.paused,
+            token_ttl_s: positive(c.token_ttl_s),
+            drain_per_minute: c.drain_per_minute.max(0) as u32,
+            headroom_pct: c.headroom_pct.max(0) as u32,
+            hold_on_admission: c.hold_on_admission,
         }
+    }
+
+    /// The settings as the event's Redis config hash holds them, field by field: what
+    /// [`sync_config`] writes and the reconciler compares.
+    pub fn redis_fields(&self) -> [(&'static str, String); 8] {
+        let flag = |b: bool| if b { "1" } else { "0" }.to_string();
+        [
+            ("enabled", flag(self.enabled)),
+            (
+                "admission_per_minute",
+                self.admission_per_minute.to_string(),
+            ),
+            ("max_active", self.max_active.to_string()),
+            ("paused", flag(self.paused)),
+            ("token_ttl_s", self.token_ttl_s.to_string()),
+            ("drain_per_minute", self.drain_per_minute.to_string()),
+            ("headroom_pct", self.headroom_pct.to_string()),
+            ("hold_on_admission", flag(self.hold_on_admission)),
+        ]
     }
 }
 
@@ -60,6 +108,8 @@ impl Default for WaitingRoom {
             paused: false,
             token_ttl_s: 600,
             drain_per_minute: 0,
+            headroom_pct: DEFAULT_HEADROOM_PCT,
+            hold_on_admission: false,
         }
     }
 }
@@ -153,7 +203,6 @@ pub async fn sync_config(
     sync: Sync,
 ) -> RedisResult<()> {
     let keys = EventKeys::new(event_id);
-    let flag = |b: bool| if b { "1" } else { "0" };
     let mut pipe = redis::pipe();
     pipe.atomic();
     if let Sync::AfterLoss(marks) = sync {
@@ -179,18 +228,7 @@ pub async fn sync_config(
     }
     pipe.cmd("HSET")
         .arg(keys.queue_config())
-        .arg("enabled")
-        .arg(flag(room.enabled))
-        .arg("admission_per_minute")
-        .arg(room.admission_per_minute)
-        .arg("max_active")
-        .arg(room.max_active)
-        .arg("paused")
-        .arg(flag(room.paused))
-        .arg("token_ttl_s")
-        .arg(room.token_ttl_s)
-        .arg("drain_per_minute")
-        .arg(room.drain_per_minute)
+        .arg(&room.redis_fields()[..])
         .arg("on_sale_ms")
         .arg(on_sale_ms)
         .arg("alive_window_s")

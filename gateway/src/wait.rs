@@ -1,0 +1,198 @@
+//! Wait estimates as a range, from the sale's measured pace, and held steady between polls: the
+//! upper bound rises at most 20 % from one answer to the next unless the room was paused or its
+//! rate lowered, which the answer then names. The bound last shown travels in the place receipt
+//! (`ticketing::queue::receipt::WaitShown`), so no server keeps anything per visitor.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use ticketing::queue::receipt::WaitShown;
+use ticketing::queue::{self, QueueStats, WaitingRoom};
+use ticketing::redis_client::RedisClient;
+use uuid::Uuid;
+
+/// Most the upper bound may grow between two answers, unless the note says why.
+const MOST_GROWTH: f64 = 1.2;
+
+/// Why an estimate grew more than it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitNote {
+    /// The operator paused admissions (now, or since the last answer).
+    Paused,
+    /// The operator lowered the admission rate since the last answer.
+    RateLowered,
+}
+
+/// An estimate, seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Estimate {
+    pub low_s: u64,
+    pub high_s: u64,
+    pub note: Option<WaitNote>,
+    /// What the receipt remembers of it.
+    pub shown: WaitShown,
+}
+
+/// The wait of the entry at 1-based `position`, given the room's settings, the sale's numbers,
+/// and the estimate shown with the receipt the poll presented.
+pub fn estimate(
+    position: u64,
+    room: &WaitingRoom,
+    sale: &QueueStats,
+    before: Option<WaitShown>,
+) -> Estimate {
+    let paused = room.enabled && room.paused;
+    // The ceiling: the set rate, or with the room off the drain rate (0 = all at once).
+    let set = if room.enabled {
+        f64::from(room.admission_per_minute)
+    } else if room.drain_per_minute == 0 {
+        60_000.0
+    } else {
+        f64::from(room.drain_per_minute)
+    };
+    // The slow end: what the last minute admitted (the stock or max_active may hold admission
+    // below the rate), once the sale has run a minute's worth; never below a twentieth of the
+    // rate, or one buyer out of stock would make the bound endless.
+    let measured = sale.admitted_last_minute as f64;
+    let slow = if (sale.admitted_total as f64) < set {
+        set / 2.0
+    } else {
+        measured
+    }
+    .clamp(set / 20.0, set);
+    // Some ahead will have left by their turn: the fast end counts the sale's share of them.
+    let reached = (sale.admitted_total + sale.dropped_total) as f64;
+    let abandon = if reached > 0.0 {
+        (sale.dropped_total as f64 / reached).min(0.9)
+    } else {
+        0.0
+    };
+    let ahead = position.saturating_sub(1) as f64;
+    let mut low = (ahead * (1.0 - abandon) / set * 60.0).floor() as u64;
+    let mut high = ((position as f64) / slow * 60.0).ceil().max(1.0) as u64;
+    let rate_now = if paused { 0 } else { set as u32 };
+    let note = match before {
+        _ if paused => Some(WaitNote::Paused),
+        Some(b) if b.rate_per_minute == 0 => Some(WaitNote::Paused),
+        Some(b) if rate_now < b.rate_per_minute => Some(WaitNote::RateLowered),
+        Some(b) => {
+            high = high.min((f64::from(b.high_s) * MOST_GROWTH).floor() as u64);
+            None
+        }
+        None => None,
+    };
+    low = low.min(high);
+    Estimate {
+        low_s: low,
+        high_s: high,
+        note,
+        shown: WaitShown {
+            high_s: u32::try_from(high).unwrap_or(u32::MAX).max(1),
+            rate_per_minute: rate_now,
+        },
+    }
+}
+
+/// Each event's sale numbers, read from Redis at most once a second per gateway: every waiting
+/// poll needs them, and they move slowly.
+#[derive(Clone, Default)]
+pub struct SalePace {
+    by_event: Arc<RwLock<HashMap<Uuid, (Instant, QueueStats)>>>,
+}
+
+const FRESH_FOR: Duration = Duration::from_secs(1);
+
+impl SalePace {
+    pub async fn of(&self, redis: &RedisClient, event_id: Uuid) -> redis::RedisResult<QueueStats> {
+        let cached = self
+            .by_event
+            .read()
+            .expect("pace lock")
+            .get(&event_id)
+            .copied();
+        if let Some((at, stats)) = cached {
+            if at.elapsed() < FRESH_FOR {
+                return Ok(stats);
+            }
+        }
+        let stats = queue::stats(redis, event_id).await?;
+        let mut map = self.by_event.write().expect("pace lock");
+        // Events whose sale ended stop asking; forget them now and then.
+        if map.len() > 10_000 {
+            map.retain(|_, (at, _)| at.elapsed() < FRESH_FOR);
+        }
+        map.insert(event_id, (Instant::now(), stats));
+        Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room(rate: u32) -> WaitingRoom {
+        WaitingRoom {
+            enabled: true,
+            admission_per_minute: rate,
+            ..WaitingRoom::default()
+        }
+    }
+
+    fn sale(admitted_total: i64, last_minute: i64, dropped: i64) -> QueueStats {
+        QueueStats {
+            admitted_total,
+            admitted_last_minute: last_minute,
+            dropped_total: dropped,
+            ..QueueStats::default()
+        }
+    }
+
+    #[test]
+    fn the_range_spans_the_set_rate_and_the_measured_pace() {
+        let e = estimate(601, &room(600), &sale(10_000, 300, 0), None);
+        assert_eq!((e.low_s, e.high_s, e.note), (60, 121, None));
+        assert_eq!(e.shown.rate_per_minute, 600);
+    }
+
+    #[test]
+    fn abandonment_shortens_the_low_end() {
+        let e = estimate(601, &room(600), &sale(7_500, 600, 2_500), None);
+        assert_eq!(e.low_s, 45);
+    }
+
+    #[test]
+    fn the_upper_bound_grows_at_most_a_fifth_between_answers() {
+        let before = WaitShown {
+            high_s: 100,
+            rate_per_minute: 600,
+        };
+        // Admission slowed to a trickle (the stock holds it): the bound may not jump.
+        let e = estimate(601, &room(600), &sale(10_000, 30, 0), Some(before));
+        assert_eq!((e.high_s, e.note), (120, None));
+        assert!(e.low_s <= e.high_s);
+    }
+
+    #[test]
+    fn a_pause_or_a_lower_rate_may_grow_it_and_says_so() {
+        let before = WaitShown {
+            high_s: 100,
+            rate_per_minute: 600,
+        };
+        let slower = estimate(601, &room(60), &sale(10_000, 60, 0), Some(before));
+        assert_eq!(slower.note, Some(WaitNote::RateLowered));
+        assert!(slower.high_s > 120);
+        let paused_room = WaitingRoom {
+            paused: true,
+            ..room(600)
+        };
+        let paused = estimate(601, &paused_room, &sale(10_000, 0, 0), Some(before));
+        assert_eq!(paused.note, Some(WaitNote::Paused));
+        assert_eq!(paused.shown.rate_per_minute, 0);
+        // The answer after the pause may still grow, once, and says why.
+        let resumed = estimate(601, &room(600), &sale(10_000, 0, 0), Some(paused.shown));
+        assert_eq!(resumed.note, Some(WaitNote::Paused));
+    }
+}
