@@ -36,8 +36,9 @@
 -- The rate is a ceiling; the stock decides (room on or off). Per tier t, an entry is admitted only
 -- while the tickets admitted buyers want stay within what is left plus headroom_pct:
 --   sum over admitted of demand_t  <=  avail_t * (1 + headroom_pct/100)
--- where a buyer's demand is its wish, or, without one, the sale's average tickets of t per booking
--- (2 before the first booking). With hold_on_admission, admission instead reserves the wish at
+-- where a buyer's demand is its wish. A buyer without a wish may take any tier, so it is gated by
+-- the stock as a whole (the same sum over the tiers on sale) and counts the sale's average tickets
+-- of each tier per booking (2 before the first booking). With hold_on_admission, admission instead reserves the wish at
 -- once (a hold under the queue id, until the token expires; booking claims it) and needs the wish
 -- on sale now; such buyers count no demand, their tickets are out of avail already.
 -- An entry whose wish cannot be met at all (a tier has less left, held included, than wished) is
@@ -67,7 +68,7 @@ local function forget_demand(qid)
   local demand = redis.call('HGET', KEYS[14], qid)
   if demand then
     for code, hundredths in string.gmatch(demand, '([^|=;]+)=(%d+)') do
-      redis.call('HINCRBY', KEYS[15], code, -tonumber(hundredths))
+      redis.call('HINCRBY', KEYS[15], code, 0 - tonumber(hundredths))
     end
     redis.call('HDEL', KEYS[14], qid)
   end
@@ -172,19 +173,22 @@ local function judge(wish)
     end
     return 'count', counts
   end
-  -- No wish: the sale's average per buyer, for the tiers still on sale.
-  local counts, short, on_sale = {}, {}, false
+  -- No wish: the buyer may take any tier still on sale, so the gate is the stock as a whole
+  -- (one scarce tier must not hold back buyers who may well want another): counted at the
+  -- sale's average per tier, at least one ticket and at most what is left in all.
+  local counts, on_sale, total, wanted, left = {}, false, 0, 0, 0
   for _, code in ipairs(codes) do
     if avail[code] > 0 then
       on_sale = true
-      if demand[code] + average[code] > avail[code] * headroom then
-        short[#short + 1] = code
-      end
       counts[#counts + 1] = {code, average[code]}
+      total = total + average[code]
+      wanted = wanted + demand[code]
+      left = left + avail[code]
     end
   end
-  if not on_sale or #short > 0 then
-    return 'wait', short
+  -- It cannot take more than is left: with one ticket left, one such buyer still goes in.
+  if not on_sale or wanted + math.min(math.max(total, 100), left * 100) > left * headroom then
+    return 'wait', {}
   end
   return 'count', counts
 end
@@ -227,9 +231,12 @@ end
 local function count(qid, kind, counts)
   local parts = {}
   for _, c in ipairs(counts) do
-    demand[c[1]] = demand[c[1]] + c[2]
-    redis.call('HINCRBY', KEYS[15], c[1], c[2])
-    parts[#parts + 1] = c[1] .. '=' .. c[2]
+    -- Zero shares are not written ('-0' is no integer to Redis when given back).
+    if c[2] > 0 then
+      demand[c[1]] = demand[c[1]] + c[2]
+      redis.call('HINCRBY', KEYS[15], c[1], c[2])
+      parts[#parts + 1] = c[1] .. '=' .. c[2]
+    end
   end
   redis.call('HSET', KEYS[14], qid, kind .. '|' .. table.concat(parts, ';'))
 end

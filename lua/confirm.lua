@@ -24,7 +24,7 @@ redis.call('ZREM', KEYS[3], ARGV[2])
 local demand = redis.call('HGET', KEYS[6], ARGV[2])
 if demand then
   for code, hundredths in string.gmatch(demand, '([^|=;]+)=(%d+)') do
-    redis.call('HINCRBY', KEYS[7], code, -tonumber(hundredths))
+    redis.call('HINCRBY', KEYS[7], code, 0 - tonumber(hundredths))
   end
   redis.call('HDEL', KEYS[6], ARGV[2])
 end

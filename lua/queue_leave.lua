@@ -54,7 +54,7 @@ redis.call('HDEL', KEYS[7], qid)
 local demand = redis.call('HGET', KEYS[8], qid)
 if demand then
   for code, hundredths in string.gmatch(demand, '([^|=;]+)=(%d+)') do
-    redis.call('HINCRBY', KEYS[9], code, -tonumber(hundredths))
+    redis.call('HINCRBY', KEYS[9], code, 0 - tonumber(hundredths))
   end
   redis.call('HDEL', KEYS[8], qid)
 end

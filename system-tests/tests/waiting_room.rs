@@ -177,7 +177,8 @@ async fn admission_holds_the_configured_rate_within_two_percent(db: PgPool) {
     let system = System::start(db).await;
     // 3000 per minute is 50 per second: over a 20 s window, 1000 ± 20.
     let event = system
-        .create_event(&[("GA", 100)], room(3000, 100_000, true))
+        // Stock for every admission: the rate, not the stock, is what this measures.
+        .create_event(&[("GA", 100_000)], room(3000, 100_000, true))
         .await;
     let keys = EventKeys::new(event);
     system.fill_queue(event, 1600).await;
@@ -381,7 +382,8 @@ async fn two_workers_never_admit_anyone_twice_nor_beat_the_rate(db: PgPool) {
     )
     .await;
     let event = system
-        .create_event(&[("GA", 100)], room(1200, 100_000, true))
+        // Stock for every admission: the rate, not the stock, is what this measures.
+        .create_event(&[("GA", 100_000)], room(1200, 100_000, true))
         .await;
     system.fill_queue(event, 400).await;
     system
@@ -477,7 +479,8 @@ async fn admin_reads_and_tunes_the_waiting_room_with_validation(db: PgPool) {
     assert_eq!(status, 200);
     assert_eq!(
         changed,
-        json!({"enabled": true, "admission_per_minute": 600, "max_active": 20, "paused": false, "token_ttl_s": 600, "drain_per_minute": 0})
+        json!({"enabled": true, "admission_per_minute": 600, "max_active": 20, "paused": false, "token_ttl_s": 600, "drain_per_minute": 0,
+               "headroom_pct": 10, "hold_on_admission": false})
     );
     let cfg: Vec<Option<String>> = redis::cmd("HMGET")
         .arg(EventKeys::new(event).queue_config())
@@ -495,6 +498,8 @@ async fn admin_reads_and_tunes_the_waiting_room_with_validation(db: PgPool) {
         json!({"max_active": -1}),
         json!({"token_ttl_s": 5}),
         json!({"drain_per_minute": 1_000_001}),
+        json!({"headroom_pct": 1001}),
+        json!({"hold_on_admission": "yes"}),
         json!({"paused": "yes"}),
         json!({"colour": "red"}),
     ] {

@@ -428,6 +428,16 @@ pub async fn availability(
     ))
 }
 
+/// Whether the admission hold of `queue_id` (hold on admission) is still there: a rebuild drops
+/// it, and a booking claims it.
+pub async fn holds(redis: &RedisClient, event_id: Uuid, queue_id: QueueId) -> RedisResult<bool> {
+    redis::cmd("HEXISTS")
+        .arg(EventKeys::new(event_id).hold_numbers())
+        .arg(admission_hold_id(queue_id))
+        .query_async(&mut redis.clone())
+        .await
+}
+
 /// Reservation ids whose hold deadline passed by Redis's clock, at most 500.
 pub async fn overdue_holds(redis: &RedisClient, event_id: Uuid) -> RedisResult<Vec<TokenId>> {
     let ids: Vec<String> = OVERDUE

@@ -535,7 +535,10 @@ async fn present(
             status.poll_after_ms = 10_000;
             if let Some(admitted_as) = admitted_as {
                 status.wish = admitted_as.wish.as_ref().map(wish_map);
-                status.wish_held = admitted_as.held;
+                // A rebuild of the inventory (after a Redis loss or drift) drops every hold:
+                // say it is held only while it is.
+                status.wish_held = admitted_as.held
+                    && ticketing::inventory::holds(&state.redis, event.id, queue_id).await?;
             }
         }
         Standing::SoldOut => status.state = QueueState::SoldOut,

@@ -1,0 +1,360 @@
+//! The inventory-aware waiting room end to end: buyers choose while they wait, are told each
+//! tier's stock at their next poll, and are admitted only for what the stock can serve; with hold
+//! on admission the wish is theirs the moment they are admitted. Admission is stepped by hand
+//! (the worker's admission tick is set an hour apart) so each step's outcome can be named; the
+//! worker still sweeps holds. Every test ends with the ledger: Redis agrees with Postgres.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use system_tests::{eventually, Options, System};
+use ticketing::inventory;
+use ticketing::queue::{self, QueueId};
+use uuid::Uuid;
+
+const TIERS: [&str; 2] = ["GA", "VIP"];
+
+async fn start(db: PgPool) -> System {
+    System::start_with(
+        db,
+        Options {
+            admit_interval: Duration::from_secs(3600),
+            sweep_interval: Duration::from_millis(100),
+            ..Options::default()
+        },
+    )
+    .await
+}
+
+async fn open_event(system: &System, ga: i32, vip: i32, hold_on_admission: bool) -> Uuid {
+    let event = system
+        .create_event(
+            &[("GA", ga), ("VIP", vip)],
+            json!({"enabled": true, "admission_per_minute": 60000, "max_active": 1000,
+                   "paused": false, "token_ttl_s": 600, "hold_on_admission": hold_on_admission}),
+        )
+        .await;
+    assert_eq!(admit(system, event).await.admitted, 0, "nobody in line yet");
+    event
+}
+
+fn tiers() -> Vec<String> {
+    TIERS.iter().map(|t| t.to_string()).collect()
+}
+
+/// One admission step, as the worker takes it. The rate (1,000 a second) refills its bucket
+/// between steps; the first step of an event only starts the bucket, so `open_event` takes it.
+async fn admit(system: &System, event: Uuid) -> queue::AdmissionStep {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    queue::admit(&system.redis, event, 1000, &tiers())
+        .await
+        .expect("admission step")
+}
+
+/// Joins as `visitor` and returns the queue id.
+async fn join(system: &System, event: Uuid, visitor: &str) -> String {
+    let (status, body) = system.join(event, visitor).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["state"], "waiting", "{body}");
+    body["queue_id"].as_str().expect("queue id").to_string()
+}
+
+async fn wish(system: &System, queue_id: &str, tiers: Value) -> (u16, Value) {
+    let response = system
+        .http
+        .put(format!("{}/api/queue/{queue_id}/wish", system.gateway))
+        .json(&json!({ "tiers": tiers }))
+        .send()
+        .await
+        .expect("wish");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn tier<'a>(status: &'a Value, code: &str) -> &'a Value {
+    status["tiers"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["code"] == code))
+        .unwrap_or_else(|| panic!("no {code} in {status}"))
+}
+
+/// Polls until admitted and books `tiers` with the entry token it got.
+async fn book(system: &System, event: Uuid, queue_id: &str, tiers: Value) -> (u16, Value) {
+    let (status, body) = system.poll(queue_id).await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("admitted")),
+        "{body}"
+    );
+    let token = body["token"].as_str().expect("token");
+    system
+        .book(
+            token,
+            &json!({"event_id": event, "tiers": tiers, "buyer_email": "fan@example.com"}),
+            None,
+        )
+        .await
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_tier_selling_out_first_is_told_at_the_next_poll_and_never_admitted_for(db: PgPool) {
+    let system = start(db).await;
+    let event = open_event(&system, 4, 20, false).await;
+    let ga = [
+        join(&system, event, "ga-1").await,
+        join(&system, event, "ga-2").await,
+        join(&system, event, "ga-3").await,
+    ];
+    let vip = join(&system, event, "vip-1").await;
+    for queue_id in &ga {
+        let (status, body) = wish(&system, queue_id, json!({"GA": 2})).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["wish"], json!({"GA": 2}));
+    }
+    assert_eq!(wish(&system, &vip, json!({"VIP": 1})).await.0, 200);
+
+    // Bad wishes are refused plainly.
+    let (status, body) = wish(&system, &vip, json!({"Balcony": 1})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("invalid_request"))
+    );
+    let (status, _) = wish(&system, &vip, json!({"VIP": 9})).await;
+    assert_eq!(status, 422, "above max_per_booking (8)");
+    let (status, body) = wish(&system, &vip, json!({"GA": 5})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("insufficient_inventory"))
+    );
+    assert_eq!(body["error"]["shortfall"][0]["available"], 4);
+
+    // The third GA buyer sees the stock and the two ahead who want it.
+    let (_, third) = system.poll(&ga[2]).await;
+    assert_eq!(tier(&third, "GA")["available"], 4);
+    assert_eq!(tier(&third, "GA")["wanted_ahead"], 2);
+    assert_eq!(tier(&third, "VIP")["wanted_ahead"], 0);
+    let range = third["estimated_wait_range_s"].as_array().expect("a range");
+    assert!(range[0].as_u64() <= range[1].as_u64(), "{third}");
+
+    // 4 GA with 10 % headroom serve two buyers of 2; the third waits for GA, and the VIP buyer
+    // behind is not held up by it.
+    let step = admit(&system, event).await;
+    assert_eq!(step.admitted, 3, "{step:?}");
+    assert_eq!(system.poll(&ga[2]).await.1["state"], "waiting");
+    assert_eq!(system.poll(&vip).await.1["state"], "admitted");
+
+    for queue_id in &ga[..2] {
+        let (status, body) = book(&system, event, queue_id, json!({"GA": 2})).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    // GA is gone (nothing on sale, nothing held): told at the next poll, place kept.
+    let (_, third) = system.poll(&ga[2]).await;
+    assert_eq!(third["state"], "waiting", "{third}");
+    assert_eq!(third["position"], 1, "{third}");
+    assert_eq!(third["wish_shortfall"][0]["tier"], "GA", "{third}");
+    assert_eq!(tier(&third, "GA")["available"], 0);
+    assert_eq!(tier(&third, "GA")["held"], 0);
+
+    // A later VIP buyer goes in past the buyer whose wish cannot be met, who is parked.
+    let late = join(&system, event, "vip-2").await;
+    assert_eq!(wish(&system, &late, json!({"VIP": 1})).await.0, 200);
+    let step = admit(&system, event).await;
+    assert_eq!((step.admitted, step.parked), (1, 1), "{step:?}");
+    assert_eq!(system.poll(&late).await.1["state"], "admitted");
+    let (_, third) = system.poll(&ga[2]).await;
+    assert_eq!(third["state"], "waiting", "parked, not admitted: {third}");
+
+    // Changing the wish to what is left puts the buyer back at the same place: next in.
+    let (status, body) = wish(&system, &ga[2], json!({"VIP": 2})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["wish_shortfall"], Value::Null, "{body}");
+    assert_eq!(body["position"], 1, "{body}");
+    assert_eq!(admit(&system, event).await.admitted, 1);
+    let (status, body) = book(&system, event, &ga[2], json!({"VIP": 2})).await;
+    assert_eq!(status, 201, "{body}");
+
+    // Nobody admitted was refused for stock; the ledger holds.
+    for queue_id in [&vip, &late] {
+        assert_eq!(
+            book(&system, event, queue_id, json!({"VIP": 1})).await.0,
+            201
+        );
+    }
+    system.assert_inventory_agrees(event).await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn hold_on_admission_reserves_the_wish_and_booking_claims_it(db: PgPool) {
+    let system = start(db).await;
+    let event = open_event(&system, 3, 10, true).await;
+    let first = join(&system, event, "first").await;
+    let second = join(&system, event, "second").await;
+    assert_eq!(wish(&system, &first, json!({"GA": 2})).await.0, 200);
+    assert_eq!(wish(&system, &second, json!({"GA": 2})).await.0, 200);
+
+    // The first is admitted with 2 GA held; the second must wait (1 on sale, 2 held: they may
+    // come back).
+    assert_eq!(admit(&system, event).await.admitted, 1);
+    let (_, admitted) = system.poll(&first).await;
+    assert_eq!(admitted["state"], "admitted", "{admitted}");
+    assert_eq!(admitted["wish_held"], true, "{admitted}");
+    assert_eq!(admitted["wish"], json!({"GA": 2}));
+    let (_, waiting) = system.poll(&second).await;
+    assert_eq!(tier(&waiting, "GA")["available"], 1, "{waiting}");
+    assert_eq!(tier(&waiting, "GA")["held"], 2, "{waiting}");
+    assert_eq!(
+        waiting["wish_shortfall"],
+        Value::Null,
+        "held tickets may come back: {waiting}"
+    );
+
+    // Booking the wish claims the hold: the same numbers, no second reservation.
+    let first_id = QueueId(first.parse().unwrap());
+    let hold = inventory::admission_hold_id(first_id);
+    let before = inventory::snapshot(&system.redis, event).await.unwrap();
+    let held_numbers = before
+        .holds
+        .get(&hold)
+        .cloned()
+        .expect("the admission hold");
+    let (status, booking) = book(&system, event, &first, json!({"GA": 2})).await;
+    assert_eq!(status, 201, "{booking}");
+    let mut numbers: Vec<i64> = booking["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["number"].as_i64().unwrap())
+        .collect();
+    numbers.sort();
+    let mut expected: Vec<i64> = held_numbers["GA"].iter().map(|n| i64::from(*n)).collect();
+    expected.sort();
+    assert_eq!(numbers, expected, "the held numbers were booked");
+    let after = inventory::snapshot(&system.redis, event).await.unwrap();
+    assert!(!after.holds.contains_key(&hold), "the hold was claimed");
+    assert_eq!(after.tiers["GA"].held, 0);
+
+    // Now 1 GA is left and none held: the second's wish cannot be met; it is parked and told.
+    let step = admit(&system, event).await;
+    assert_eq!((step.admitted, step.parked), (0, 1), "{step:?}");
+    assert_eq!(
+        system.poll(&second).await.1["wish_shortfall"][0]["available"],
+        1
+    );
+    assert_eq!(wish(&system, &second, json!({"GA": 1})).await.0, 200);
+    assert_eq!(admit(&system, event).await.admitted, 1);
+    assert_eq!(system.poll(&second).await.1["wish_held"], true);
+
+    // The second leaves instead of booking: the hold returns to sale at the sweeper's next pass.
+    let response = system
+        .http
+        .delete(format!("{}/api/queue/{second}", system.gateway))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    eventually(
+        Duration::from_secs(5),
+        "the left buyer's hold returns",
+        || async {
+            let snapshot = inventory::snapshot(&system.redis, event).await.unwrap();
+            (snapshot.tiers["GA"].available == 1 && snapshot.tiers["GA"].held == 0).then_some(())
+        },
+    )
+    .await;
+    system.assert_inventory_agrees(event).await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_closed_page_leaves_after_its_grace_unless_it_polls_again(db: PgPool) {
+    let system = System::start(db).await;
+    let event = system
+        .create_event(
+            &[("GA", 100)],
+            json!({"enabled": true, "admission_per_minute": 1, "max_active": 1, "paused": true}),
+        )
+        .await;
+    let reloaded = join(&system, event, "reloads").await;
+    let closed = join(&system, event, "closes").await;
+    for queue_id in [&reloaded, &closed] {
+        let response = system
+            .http
+            .delete(format!("{}/api/queue/{queue_id}?grace_s=1", system.gateway))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 204);
+    }
+    // The reload polls at once: it keeps its place.
+    assert_eq!(system.poll(&reloaded).await.1["state"], "waiting");
+    // The closed page never polls again (a poll would cancel its leave): watch the line itself.
+    let closed_id: QueueId = closed.parse().unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "the closed page's entry is gone",
+        || async {
+            let place: Option<f64> = redis::cmd("ZSCORE")
+                .arg(ticketing::keys::EventKeys::new(event).waiting())
+                .arg(closed_id)
+                .query_async(&mut system.redis.clone())
+                .await
+                .unwrap();
+            place.is_none().then_some(())
+        },
+    )
+    .await;
+    assert_eq!(system.poll(&closed).await.0, 404);
+    let (status, body) = system.poll(&reloaded).await;
+    assert_eq!(
+        (status, body["position"].as_u64()),
+        (200, Some(1)),
+        "{body}"
+    );
+    let bad = system
+        .http
+        .delete(format!(
+            "{}/api/queue/{reloaded}?grace_s=600",
+            system.gateway
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_rebuild_drops_admission_holds_and_their_buyers_still_book(db: PgPool) {
+    let system = start(db).await;
+    let event = open_event(&system, 3, 10, true).await;
+    let buyer = join(&system, event, "held-then-rebuilt").await;
+    assert_eq!(wish(&system, &buyer, json!({"GA": 2})).await.0, 200);
+    assert_eq!(admit(&system, event).await.admitted, 1);
+    assert_eq!(system.poll(&buyer).await.1["wish_held"], true);
+
+    // Drift repair (or a Redis loss) rebuilds the inventory from Postgres: holds are not there.
+    ticketing::rebuild::rebuild_inventory(
+        &system.db,
+        &system.redis,
+        event,
+        ticketing::rebuild::When::Always,
+    )
+    .await
+    .expect("rebuild");
+    let snapshot = inventory::snapshot(&system.redis, event).await.unwrap();
+    assert_eq!(
+        (snapshot.tiers["GA"].available, snapshot.tiers["GA"].held),
+        (3, 0)
+    );
+    let (_, status) = system.poll(&buyer).await;
+    assert_eq!(status["state"], "admitted");
+    assert_eq!(
+        status["wish_held"],
+        Value::Null,
+        "no false promise: {status}"
+    );
+
+    // The buyer books as one admitted without a hold.
+    let (status, body) = book(&system, event, &buyer, json!({"GA": 2})).await;
+    assert_eq!(status, 201, "{body}");
+    system.assert_inventory_agrees(event).await;
+}
