@@ -165,6 +165,19 @@ export const leaveQueue = (queueId, signal) =>
 export const queueStatus = (queueId, receipt, signal) =>
   request(`/api/queue/${enc(queueId)}`, { signal, headers: receipt ? { 'X-Queue-Receipt': receipt } : {} });
 
+/** Sets the tiers the buyer wants, `{"GA": 2}`; `{}` clears it. Answers the QueueStatus. */
+export const saveWish = (queueId, tiers, signal) =>
+  request(`/api/queue/${enc(queueId)}/wish`, { method: 'PUT', body: { tiers }, signal });
+
+/**
+ * Sent as the page goes away: the entry leaves after `graceS` unless it polls meanwhile, so a
+ * reload (which polls at once) keeps the place while a closed tab frees it for the people
+ * behind. `keepalive` lets the request outlive the page; nobody is left to read the answer.
+ */
+export function leaveQueueAfterGrace(queueId, graceS) {
+  fetch(`/api/queue/${enc(queueId)}?grace_s=${enc(graceS)}`, { method: 'DELETE', keepalive: true }).catch(() => {});
+}
+
 let bookingBase = null;
 
 /** The booking service's origin, from /api/config; asked once per page load. */

@@ -40,6 +40,27 @@ export function formatWait(seconds) {
   return rest ? `About ${h} ${rest} min` : `About ${h}`;
 }
 
+/** "8–12 minutes" for a `[low, high]` estimate in seconds; a single figure when both round alike. */
+export function formatWaitRange(range) {
+  const [a, b] = Array.isArray(range) ? range.map(Number) : [];
+  if (!Number.isFinite(a) || !Number.isFinite(b)) return formatWait(null);
+  const low = Math.max(0, Math.min(a, b));
+  const high = Math.max(0, a, b);
+  if (high < 60) return 'Less than a minute';
+  // Past 90 minutes, minutes are more precise than any estimate is.
+  const [unit, size] = high < 5400 ? ['minute', 60] : ['hour', 3600];
+  const to = Math.max(1, Math.round(high / size));
+  const from = Math.round(low / size);
+  if (from < 1) return `Up to ${to} ${unit}${to === 1 ? '' : 's'}`;
+  if (from >= to) return `About ${to} ${unit}${to === 1 ? '' : 's'}`;
+  return `${from}–${to} ${unit}s`;
+}
+
+const count = new Intl.NumberFormat();
+
+/** 2300 → "2,300" in the buyer's locale. */
+export const formatCount = (n) => count.format(Number(n) || 0);
+
 /** mm:ss for a countdown; never negative. */
 export function formatClock(ms) {
   const total = Math.max(0, Math.ceil(ms / 1000));

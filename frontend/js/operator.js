@@ -28,6 +28,8 @@ const ui = {
   rate: $('admission-per-minute'),
   maxActive: $('max-active'),
   ttl: $('token-ttl'),
+  headroom: $('headroom-pct'),
+  holdOnAdmission: $('hold-on-admission'),
   createForm: $('create-form'),
   createProblem: $('create-problem'),
   createResult: $('create-result'),
@@ -178,7 +180,9 @@ function showRoom(current) {
   const state = !current.enabled ? 'Waiting room off: buyers are admitted at once.' : current.paused ? 'Paused: nobody is admitted.' : 'Admitting.';
   setText(
     ui.roomState,
-    `${state} ${current.admission_per_minute} per minute, at most ${current.max_active} booking at once, ${current.token_ttl_s} s to book.`,
+    `${state} ${current.admission_per_minute} per minute, at most ${current.max_active} booking at once, ${current.token_ttl_s} s to book; ` +
+      `admitted while wishes stay within the stock + ${current.headroom_pct ?? 10} %` +
+      `${current.hold_on_admission ? ', choices reserved on admission' : ''}.`,
   );
   ui.pauseToggle.dataset.paused = String(Boolean(current.paused));
   setText(ui.pauseToggle, current.paused ? 'Resume admissions' : 'Pause admissions');
@@ -207,6 +211,8 @@ function fillForm(current) {
   ui.rate.value = current.admission_per_minute;
   ui.maxActive.value = current.max_active;
   ui.ttl.value = current.token_ttl_s;
+  ui.headroom.value = current.headroom_pct ?? 10;
+  ui.holdOnAdmission.checked = Boolean(current.hold_on_admission);
 }
 
 ui.roomForm.addEventListener('submit', async (e) => {
@@ -218,6 +224,8 @@ ui.roomForm.addEventListener('submit', async (e) => {
     admission_per_minute: Number.parseInt(ui.rate.value, 10),
     max_active: Number.parseInt(ui.maxActive.value, 10),
     token_ttl_s: Number.parseInt(ui.ttl.value, 10),
+    headroom_pct: Number.parseInt(ui.headroom.value, 10),
+    hold_on_admission: ui.holdOnAdmission.checked,
   };
   const changed = Object.fromEntries(Object.entries(wanted).filter(([key, value]) => value !== formRoom[key]));
   if (Object.keys(changed).length === 0) {
@@ -312,6 +320,8 @@ ui.createForm.addEventListener('submit', async (e) => {
       admission_per_minute: Number.parseInt($('create-wr-rate').value, 10),
       max_active: Number.parseInt($('create-wr-max-active').value, 10),
       token_ttl_s: Number.parseInt($('create-wr-ttl').value, 10),
+      headroom_pct: Number.parseInt($('create-wr-headroom').value, 10),
+      hold_on_admission: $('create-wr-hold').checked,
     },
     tiers,
   };

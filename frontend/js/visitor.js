@@ -1,6 +1,7 @@
 // What this browser remembers about its buyer (and, on the operator page, its operator): a stable visitor id and queue places
 // (localStorage, surviving reloads and restarts), entry tokens (sessionStorage, this tab
-// only, like the admission they stand for) and booking access codes (localStorage).
+// only, like the admission they stand for), booking access codes, the tickets chosen while
+// waiting and the buyer's e-mail (localStorage; the e-mail is never sent before booking).
 
 import { randomId } from './api.js';
 
@@ -72,6 +73,7 @@ export function visitorId() {
 export function startOver(eventId) {
   forgetEntryToken(eventId);
   forgetQueuePlace(eventId);
+  forgetWish(eventId);
   local.set('visitor_id', randomId());
 }
 
@@ -79,6 +81,18 @@ export function startOver(eventId) {
 export const queuePlace = (eventId) => readJson(local, `queue:${eventId}`);
 export const rememberQueuePlace = (eventId, place) => local.set(`queue:${eventId}`, JSON.stringify(place));
 export const forgetQueuePlace = (eventId) => local.remove(`queue:${eventId}`);
+
+/**
+ * `{tiers: {"GA": 2}, held}` chosen while waiting, or null: the booking form starts from it.
+ * `held` when admission already reserved those tickets for this buyer.
+ */
+export const wish = (eventId) => readJson(local, `wish:${eventId}`);
+export const rememberWish = (eventId, tiers, held = false) => local.set(`wish:${eventId}`, JSON.stringify({ tiers, held }));
+export const forgetWish = (eventId) => local.remove(`wish:${eventId}`);
+
+/** The e-mail for tickets, so that at the buyer's turn the form is already filled in. */
+export const buyerEmail = () => local.get('buyer_email') ?? '';
+export const rememberBuyerEmail = (email) => (email ? local.set('buyer_email', email) : local.remove('buyer_email'));
 
 /** `{token, expires_at}` for an event, or null. */
 export const entryToken = (eventId) => readJson(session, `token:${eventId}`);

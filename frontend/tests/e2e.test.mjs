@@ -120,6 +120,19 @@ async function waitUntilAdmitted(entry, timeoutMs = 20_000) {
   return status;
 }
 
+async function setWaitingRoom(eventId, changes) {
+  const { status, text } = await call('PUT', `/api/admin/events/${eventId}/waiting-room`, { bearer: ADMIN_TOKEN, body: changes });
+  assert.equal(status, 200, `changing the waiting room: ${text}`);
+}
+
+async function bookingBase() {
+  const config = await call('GET', '/api/config');
+  assert.equal(config.status, 200);
+  return config.body.booking_url.replace(/\/+$/, '');
+}
+
+const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
 const waitingRoom = (admissionPerMinute) => ({
   enabled: true,
   admission_per_minute: admissionPerMinute,
@@ -352,4 +365,119 @@ test('a buyer asked for proof of work solves it in the page and gets in line', {
     assert.equal(digest[0] | digest[1] | (digest[2] & 0xc0), 0, 'the worker found 18 leading zero bits');
     console.log(`# proof of work, 18 bits, headless Chromium worker: ${timing.ms} ms (nonce ${timing.nonce})`);
   });
+});
+
+test('a buyer chooses tickets while waiting, changes the choice when its tier sells out, and books it in one tap', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const event = await createEvent('wish', {
+    waitingRoom: { ...waitingRoom(600), paused: true, hold_on_admission: true },
+    tiers: [
+      { code: 'GA', name: 'General admission', price_cents: 1000, capacity: 2 },
+      { code: 'VIP', name: 'VIP', price_cents: 10000, capacity: 3 },
+    ],
+  });
+  // Someone ahead wants every GA ticket and is let in (admission holds them for the rival);
+  // then the sale pauses, so the buyer waits for as long as the test needs.
+  const rival = await joinQueue(event.id, `rival-${randomUUID()}`);
+  const rivalWish = await call('PUT', `/api/queue/${rival.queue_id}/wish`, { body: { tiers: { GA: 2 } } });
+  assert.equal(rivalWish.status, 200, `the rival's wish: ${rivalWish.text}`);
+  await setWaitingRoom(event.id, { paused: false });
+  const admitted = await waitUntilAdmitted(rival);
+  await setWaitingRoom(event.id, { paused: true });
+  await pause(1_500); // settings take effect within a second
+
+  await withPage('queue-wish', async (page) => {
+    const wishes = [];
+    page.on('response', (response) => {
+      if (response.request().method() === 'PUT' && response.url().endsWith('/wish')) {
+        wishes.push({ status: response.status(), sent: response.request().postDataJSON() });
+      }
+    });
+    const email = `wish-${randomUUID().slice(0, 8)}@example.com`;
+    await page.goto(`${GATEWAY}/#/events/${event.id}`);
+    await page.click(testid('join-queue'));
+    await waitForState(page, 'waiting');
+    await page.waitForFunction((sel) => /paused/i.test(document.querySelector(sel)?.textContent ?? ''), testid('wait-note'), { timeout: 10_000 });
+    // The rival's GA tickets are held, not sold: they may come back, so no "sold out".
+    await page.waitForFunction((sel) => /none on sale right now; 2 held by buyers/i.test(document.querySelector(sel)?.textContent ?? ''), testid('tier-line-GA'), { timeout: 10_000 });
+    assert.match(await page.textContent(testid('tier-line-VIP')), /About 3 left/);
+
+    await page.fill(testid('wish-qty-GA'), '2');
+    await page.fill(testid('wish-email'), email);
+    await page.click(testid('wish-save'));
+    await page.waitForFunction((sel) => /Saved: 2 × General admission/.test(document.querySelector(sel)?.textContent ?? ''), testid('wish-result'));
+
+    // Behind the scenes the rival books them: the buyer's choice can no longer be met.
+    const booked = await call('POST', `${await bookingBase()}/api/bookings`, {
+      bearer: admitted.token,
+      headers: { 'Idempotency-Key': randomUUID() },
+      body: { event_id: event.id, tiers: { GA: 2 }, buyer_email: 'rival@example.com' },
+    });
+    assert.equal(booked.status, 201, `the rival books every GA ticket: ${booked.text}`);
+    await page.waitForSelector(`${testid('wish-shortfall')}:not([hidden])`, { timeout: 15_000 });
+    assert.match(await page.textContent(testid('wish-shortfall')), /Your choice can no longer be met: change it to keep your chance/);
+    assert.match(await page.textContent(testid('tier-line-GA')), /^Sold out$/);
+    assert.equal(await page.evaluate(() => document.activeElement?.dataset.testid), 'wish-qty-GA', 'the picker is focused on the tier to change');
+    await waitForState(page, 'waiting');
+
+    await page.fill(testid('wish-qty-GA'), '0');
+    await page.fill(testid('wish-qty-VIP'), '1');
+    await page.click(testid('wish-save'));
+    await page.waitForFunction((sel) => /Saved: 1 × VIP/.test(document.querySelector(sel)?.textContent ?? ''), testid('wish-result'));
+    await page.waitForSelector(testid('wish-shortfall'), { state: 'hidden' });
+    assert.deepEqual(
+      wishes.map((w) => [w.status, w.sent]),
+      [[200, { tiers: { GA: 2 } }], [200, { tiers: { VIP: 1 } }]],
+    );
+
+    await setWaitingRoom(event.id, { paused: false });
+    // Admitted: the form is filled from the choice and the remembered email, one tap books it.
+    await page.waitForSelector(`${testid('book-wish')}:visible`, { timeout: 20_000 });
+    assert.match(await page.textContent(testid('wish-summary')), new RegExp(`1 × VIP · \\$100\\.00 · tickets sent to ${email}`));
+    assert.equal(await page.inputValue(testid('qty-VIP')), '1');
+    assert.equal(await page.inputValue(testid('qty-GA')), '0');
+    assert.equal(await page.inputValue(testid('email')), email);
+    await page.click(testid('book-wish'));
+
+    await page.waitForURL(/#\/booking\//, { timeout: 15_000 });
+    await ticketCount(page, 1);
+    assert.match(await page.textContent(testid('ticket')), /VIP.*\d/);
+    assert.equal(await page.textContent(testid('booking-status')), 'Confirmed');
+  });
+
+  const availability = await call('GET', `${await bookingBase()}/api/events/${event.id}/availability`);
+  assert.deepEqual(availability.body.tiers, { GA: 0, VIP: 2 }, 'two GA for the rival, one VIP for the buyer');
+});
+
+test('closing the queue page frees the place after a grace, while a reload keeps it', { timeout: TEST_TIMEOUT_MS }, async () => {
+  // Paused: nobody is let in while the test takes its time.
+  const event = await createEvent('close', {
+    waitingRoom: { ...waitingRoom(600), paused: true },
+    tiers: [{ code: 'GA', name: 'General admission', price_cents: 1500, capacity: 10 }],
+  });
+
+  // Playwright does not report the keepalive request of a document going away, so the test
+  // judges by the place itself: kept through a reload, gone after the grace once closed.
+  let queueId;
+  await withPage('queue-close', async (page) => {
+    await page.goto(`${GATEWAY}/#/events/${event.id}`);
+    await page.click(testid('join-queue'));
+    await waitForState(page, 'waiting');
+    const place = await page.evaluate((id) => JSON.parse(localStorage.getItem(`queue:${id}`)), event.id);
+    queueId = place.queue_id;
+
+    await page.reload();
+    await waitForState(page, 'waiting');
+    // Past the grace, the reloaded page (which polled at once) still has its place.
+    await pause(17_000);
+    await waitForState(page, 'waiting');
+    const kept = await call('GET', `/api/queue/${place.queue_id}`);
+    assert.equal(kept.status, 200, `the place survived the reload: ${kept.text}`);
+
+    await page.screenshot({ path: path.join(OUTPUT, 'queue-close.png'), fullPage: true });
+    // A tab closing: its pagehide is not kept in the back/forward cache.
+    await page.close({ runBeforeUnload: true });
+  });
+  await pause(17_000);
+  const gone = await call('GET', `/api/queue/${queueId}`);
+  assert.equal(gone.status, 404, `the closed page's place is gone: ${gone.text}`);
 });

@@ -141,3 +141,14 @@ test('the proof solver finds a nonce the gateway accepts, also in slices', async
     assert.equal(solve(challenge, 12, { start: Number(nonce), count: 1 }).nonce, nonce);
   }
 });
+
+test('wait ranges read as a buyer would say them', async () => {
+  const source = await readFile(path.join(frontend, 'js', 'format.js'), 'utf8');
+  const { formatWaitRange } = await import(`data:text/javascript,${encodeURIComponent(source)}`);
+  assert.equal(formatWaitRange([480, 720]), '8–12 minutes');
+  assert.equal(formatWaitRange([10, 300]), 'Up to 5 minutes');
+  assert.equal(formatWaitRange([290, 310]), 'About 5 minutes');
+  assert.equal(formatWaitRange([5, 40]), 'Less than a minute');
+  assert.equal(formatWaitRange([3 * 3600, 5 * 3600]), '3–5 hours');
+  assert.equal(formatWaitRange(null), 'Unknown');
+});

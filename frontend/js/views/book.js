@@ -1,10 +1,11 @@
 // The booking form, open while the entry token lives: pick quantities, give an email,
 // book. A retried submission reuses its Idempotency-Key, so a lost answer never books twice.
+// The tickets chosen while waiting and the remembered e-mail fill it in: then one tap books.
 
 import { getEvent, bookingUrl, createBooking, serverNow, sleep, randomId } from '../api.js';
 import { h, heading, fill, setText, announce } from '../dom.js';
 import { formatClock, formatMoney } from '../format.js';
-import { entryToken, startOver, tokenClaims, rememberAccessCode } from '../visitor.js';
+import { entryToken, startOver, tokenClaims, rememberAccessCode, wish, buyerEmail } from '../visitor.js';
 import { navigate } from '../router.js';
 import { errorNotice, describeError } from './error.js';
 
@@ -40,11 +41,24 @@ export async function show(main, { params: [eventId], signal }) {
   );
 
   const tiers = new Map(); // code → {tier, input, minus, plus, note}
+  const wished = wish(eventId);
+  // Tickets admission already reserved for this buyer: not in the public `available`, but theirs.
+  const mine = wished?.held ? wished.tiers ?? {} : {};
   const countdown = h('span', { role: 'timer', class: 'clock', testid: 'countdown' }, formatClock(Date.parse(pass.expires_at) - serverNow()));
   const total = h('p', { class: 'total', 'aria-live': 'polite', testid: 'total' });
   const email = h('input', { type: 'email', id: 'email', name: 'email', required: true, autocomplete: 'email', testid: 'email' });
   const submitButton = h('button', { type: 'submit', class: 'primary', testid: 'book-submit' }, 'Book tickets');
   const formError = h('div', { class: 'form-error' });
+  const tapSummary = h('p', { testid: 'wish-summary' });
+  const tapButton = h('button', { type: 'button', class: 'primary', testid: 'book-wish', onclick: () => form.requestSubmit() }, 'Book these tickets');
+  const oneTap = h(
+    'div',
+    { class: 'one-tap', hidden: true },
+    h('p', null, h('strong', null, wished?.held ? 'Your tickets are reserved for you.' : 'Your choice is ready.')),
+    tapSummary,
+    tapButton,
+    h('p', { class: 'meta' }, 'Or change it in the form below.'),
+  );
 
   const form = h(
     'form',
@@ -66,9 +80,31 @@ export async function show(main, { params: [eventId], signal }) {
     main,
     heading(event.name),
     h('p', { class: 'countdown' }, 'Time left to book: ', countdown),
+    oneTap,
     form,
   );
+  // Declared before prefill runs: updateLimits, which prefill calls, reads it.
+  let offerOneTap = false;
+  offerOneTap = prefill();
+  email.addEventListener('input', updateLimits);
   updateLimits();
+
+  // Fills the form from the wish and the remembered e-mail; one tap is offered only when the
+  // whole wish still fits (what is left, the cap) and there is an e-mail to send it to.
+  function prefill() {
+    email.value = buyerEmail();
+    const wanted = Object.entries(wished?.tiers ?? {}).filter(([code, n]) => tiers.has(code) && n > 0);
+    for (const [code, n] of wanted) tiers.get(code).input.value = String(n);
+    updateLimits();
+    let fits = wanted.length > 0;
+    for (const row of tiers.values()) {
+      if (quantity(row.input) <= row.limit) continue;
+      fits = false;
+      row.input.value = String(row.limit);
+      updateLimits();
+    }
+    return fits && email.value !== '' && email.checkValidity();
+  }
 
   // ---- quantities ----
 
@@ -130,15 +166,22 @@ export async function show(main, { params: [eventId], signal }) {
     for (const [code, row] of tiers) {
       const n = picked[code] ?? 0;
       cents += n * row.tier.price_cents;
-      const available = Math.max(0, Number(row.tier.available) || 0);
+      const held = Math.max(0, Number(mine[code]) || 0);
+      const available = Math.max(0, Number(row.tier.available) || 0) + held;
       row.limit = Math.max(0, Math.min(available, maxTotal - (count - n)));
       row.input.max = String(row.limit);
       row.input.disabled = available === 0 && n === 0;
       row.minus.disabled = n <= 0;
       row.plus.disabled = n >= row.limit;
-      setText(row.note, `${formatMoney(row.tier.price_cents)} · ${available > 0 ? `${available} left` : 'Sold out'}`);
+      const left = held ? `${held} reserved for you` : available > 0 ? `${available} left` : 'Sold out';
+      setText(row.note, `${formatMoney(row.tier.price_cents)} · ${left}`);
     }
     setText(total, count ? `Total: ${formatMoney(cents)} for ${count} ticket${count === 1 ? '' : 's'}` : 'Total: ' + formatMoney(0));
+
+    // One tap books what the form shows, so its summary follows the form.
+    oneTap.hidden = !offerOneTap || count === 0 || !email.value || !email.checkValidity();
+    const list = Object.entries(picked).map(([code, n]) => `${n} × ${tiers.get(code).tier.name}`).join(', ');
+    setText(tapSummary, `${list} · ${formatMoney(cents)} · tickets sent to ${email.value.trim()}`);
   }
 
   function applyAvailability(fresh) {
@@ -226,6 +269,7 @@ export async function show(main, { params: [eventId], signal }) {
     let booked = false;
     submitting = true;
     submitButton.disabled = true;
+    tapButton.disabled = true;
     setText(submitButton, 'Booking…');
     fill(formError);
     try {
@@ -251,7 +295,7 @@ export async function show(main, { params: [eventId], signal }) {
     } finally {
       submitting = false;
       if (!signal.aborted) setText(submitButton, 'Book tickets');
-      if (!signal.aborted && !submitButton.dataset.waiting) submitButton.disabled = false;
+      if (!signal.aborted && !submitButton.dataset.waiting) submitButton.disabled = tapButton.disabled = false;
       if (!signal.aborted && !booked && Date.parse(pass.expires_at) <= serverNow()) tick();
     }
   }
@@ -307,11 +351,11 @@ export async function show(main, { params: [eventId], signal }) {
       const seconds = Math.max(1, Math.ceil(err.retryAfter ?? 5));
       fill(formError, errorNotice(`Too many bookings at once. You can try again in ${seconds} seconds; your place is kept.`));
       submitButton.dataset.waiting = 'true';
-      submitButton.disabled = true;
+      submitButton.disabled = tapButton.disabled = true;
       sleep(seconds * 1000, signal)
         .then(() => {
           delete submitButton.dataset.waiting;
-          submitButton.disabled = false;
+          submitButton.disabled = tapButton.disabled = false;
         })
         .catch(() => {});
       return;

@@ -1,10 +1,22 @@
 // The waiting room: join once, then poll the place in line at the pace the server asks
 // for, until admitted (→ booking form), expired or sold out. This is the page tens of
 // thousands of phones sit on, so it backs off hard whenever the servers struggle.
+// While waiting, the buyer chooses tickets (the wish): the page tells, tier by tier, what is
+// left for how many people ahead, and at the buyer's turn the booking form comes filled in.
 
-import { getEvent, joinQueue, leaveQueue, queueStatus, serverNow, sleep, backoffMs } from '../api.js';
+import {
+  getEvent,
+  joinQueue,
+  leaveQueue,
+  leaveQueueAfterGrace,
+  queueStatus,
+  saveWish,
+  serverNow,
+  sleep,
+  backoffMs,
+} from '../api.js';
 import { h, heading, fill, setText } from '../dom.js';
-import { formatWait, formatWhen } from '../format.js';
+import { formatCount, formatMoney, formatWait, formatWaitRange, formatWhen } from '../format.js';
 import {
   visitorId,
   queuePlace,
@@ -12,6 +24,9 @@ import {
   forgetQueuePlace,
   entryToken,
   rememberEntryToken,
+  rememberWish,
+  buyerEmail,
+  rememberBuyerEmail,
   startOver,
 } from '../visitor.js';
 import { navigate } from '../router.js';
@@ -22,6 +37,14 @@ import { solveProof } from '../proof.js';
 const MIN_POLL_MS = 500;
 const MAX_POLL_MS = 60_000;
 const DEFAULT_POLL_MS = 3_000;
+const DEFAULT_MAX_PER_BOOKING = 8;
+// A closed tab leaves the line after this long, unless a poll (a reload) comes first.
+const CLOSE_GRACE_S = 15;
+
+const WAIT_NOTES = {
+  paused: 'The sale is paused; your wait grows until it resumes. You keep your place.',
+  rate_lowered: 'Admissions were slowed down, so your wait grew. You keep your place.',
+};
 
 export async function show(main, { params: [eventId], signal, retry }) {
   const event = await getEvent(eventId, signal);
@@ -38,10 +61,13 @@ export async function show(main, { params: [eventId], signal, retry }) {
     position: h('dd', { testid: 'queue-position' }, '—'),
     ahead: h('dd', { testid: 'queue-ahead' }, '—'),
     wait: h('dd', { testid: 'queue-wait' }, '—'),
+    waitNote: h('p', { class: 'meta', testid: 'wait-note' }),
+    heldOnly: h('p', { class: 'notice', testid: 'held-only', hidden: true }, 'Nothing is on sale right now, but some tickets are held by buyers and may come back. Keep your place.'),
     progress: h('progress', { id: 'queue-progress', max: 100, testid: 'progress' }),
     connection: h('p', { class: 'connection', role: 'status', testid: 'connection' }),
     actions: h('div', { class: 'actions' }),
   };
+  const picker = wishPicker(event, eventId);
 
   document.title = `In line: ${event.name} · Tickets`;
   fill(
@@ -56,9 +82,12 @@ export async function show(main, { params: [eventId], signal, retry }) {
       h('div', null, h('dt', null, 'People ahead'), ui.ahead),
       h('div', null, h('dt', null, 'Estimated wait'), ui.wait),
     ),
+    ui.waitNote,
     h('label', { for: 'queue-progress' }, 'Progress in line'),
     ui.progress,
     ui.connection,
+    ui.heldOnly,
+    picker.section,
     ui.actions,
     h('p', { class: 'meta' }, 'Keep this page open. When it is your turn you go to the booking form by yourself; reloading keeps your place.'),
   );
@@ -66,11 +95,26 @@ export async function show(main, { params: [eventId], signal, retry }) {
   // Leaving the line stops the polling (and nothing it was doing may bring the place back).
   const stay = new AbortController();
   const active = AbortSignal.any([signal, stay.signal]);
+  picker.onSaved = (status) => render(status, queuePlace(eventId) ?? {});
+
+  // A tab really closing frees the place after a grace; a reload polls before the grace ends.
+  // bfcache (`persisted`) may bring the page back as it was, and route changes within the
+  // app (to the booking form) are no pagehide and end this listener anyway.
+  let lastState = null;
+  const onPageHide = (e) => {
+    const place = queuePlace(eventId);
+    if (e.persisted || active.aborted || !place?.queue_id) return;
+    if (lastState === 'waiting' || lastState === 'pre_queue') leaveQueueAfterGrace(place.queue_id, CLOSE_GRACE_S);
+  };
+  addEventListener('pagehide', onPageHide);
+  signal.addEventListener('abort', () => removeEventListener('pagehide', onPageHide), { once: true });
 
   // Polls in the background: the page is usable now.
   waitInLine().catch((err) => {
     if (active.aborted) return;
     ui.state.dataset.state = 'error';
+    lastState = 'error';
+    picker.section.hidden = true;
     setText(ui.state, 'We could not check your place in line.');
     setText(ui.connection, '');
     fill(ui.actions, errorNotice(describeError(err), retryButton()));
@@ -85,6 +129,7 @@ export async function show(main, { params: [eventId], signal, retry }) {
 
     while (!active.aborted) {
       let status;
+      const asked = performance.now();
       try {
         if (place?.queue_id) {
           status = await queueStatus(place.queue_id, place.receipt, active);
@@ -132,10 +177,12 @@ export async function show(main, { params: [eventId], signal, retry }) {
         place.first_position = status.position;
       }
       rememberQueuePlace(eventId, place);
-      render(status, place);
+      render(status, place, asked);
 
       if (status.state === 'admitted' && status.token) {
         rememberEntryToken(eventId, status.token, status.token_expires_at);
+        // The server's wish is the one admission counted on (and may have reserved).
+        if (status.wish && Object.keys(status.wish).length) rememberWish(eventId, status.wish, status.wish_held === true);
         navigate(bookHash, { replace: true });
         return;
       }
@@ -146,16 +193,20 @@ export async function show(main, { params: [eventId], signal, retry }) {
     }
   }
 
-  function render(status, place) {
+  // `asked`: when the answer's request left, so a poll sent before a saved choice cannot
+  // put the old choice back in the picker.
+  function render(status, place, asked = performance.now()) {
     const { state, position } = status;
+    const inLine = state === 'waiting' || state === 'pre_queue';
+    lastState = state;
     ui.state.dataset.state = state;
     setText(ui.state, stateSentence(status, event));
     setText(ui.position, position != null ? String(position) : '—');
     setText(ui.ahead, position != null ? String(Math.max(0, position - 1)) : '—');
-    setText(
-      ui.wait,
-      state === 'pre_queue' ? 'At opening' : state === 'waiting' ? formatWait(status.estimated_wait_s) : '—',
-    );
+    setText(ui.wait, state === 'pre_queue' ? 'At opening' : state === 'waiting' ? waitText(status) : '—');
+    setText(ui.waitNote, inLine ? WAIT_NOTES[status.wait_note] ?? '' : '');
+    ui.heldOnly.hidden = !(inLine && status.held_only === true);
+    picker.render(status, asked);
 
     const progress = progressPercent(state, position, place.first_position);
     if (progress == null) ui.progress.removeAttribute('value');
@@ -196,6 +247,10 @@ export async function show(main, { params: [eventId], signal, retry }) {
       }
     }
     forgetQueuePlace(eventId);
+    lastState = 'left';
+    picker.section.hidden = true;
+    ui.heldOnly.hidden = true;
+    setText(ui.waitNote, '');
     ui.state.dataset.state = 'left';
     setText(ui.state, 'You left the line; your place went to the people behind you.');
     setText(ui.connection, '');
@@ -209,6 +264,258 @@ export async function show(main, { params: [eventId], signal, retry }) {
   function retryButton() {
     return h('button', { type: 'button', onclick: () => retry() }, 'Try again');
   }
+}
+
+function waitText(status) {
+  return Array.isArray(status.estimated_wait_range_s)
+    ? formatWaitRange(status.estimated_wait_range_s)
+    : formatWait(status.estimated_wait_s);
+}
+
+/**
+ * "Choose your tickets while you wait": quantities per tier, each with its live line from the
+ * poll's `tiers`, and an e-mail kept in this browser. Saving sends the wish (PUT); the server's
+ * `wish` fills the picker back on later polls and reloads, unless the buyer is changing it.
+ */
+function wishPicker(event, eventId) {
+  const maxTotal = Number(event.max_per_booking) || DEFAULT_MAX_PER_BOOKING;
+  const rows = new Map(); // code → {tier, input, minus, plus, line}
+  let dirty = false; // edited since the last save: polls leave the inputs alone
+  let savedAt = 0;
+  let shortfallShown = false;
+
+  const total = h('p', { class: 'meta', 'aria-live': 'polite', testid: 'wish-total' });
+  const shortfall = h('div', { testid: 'wish-shortfall', hidden: true });
+  const email = h('input', {
+    type: 'email',
+    id: 'wish-email',
+    name: 'email',
+    autocomplete: 'email',
+    testid: 'wish-email',
+    value: buyerEmail(),
+    onchange: () => email.checkValidity() && rememberBuyerEmail(email.value.trim()),
+  });
+  const saveButton = h('button', { type: 'submit', class: 'primary', testid: 'wish-save' }, 'Save my choice');
+  const result = h('p', { class: 'meta', role: 'status', testid: 'wish-result' });
+  const formError = h('div', { class: 'form-error' });
+
+  const picker = {
+    onSaved: () => {},
+    section: h(
+      'section',
+      { class: 'wish', 'aria-labelledby': 'wish-title', testid: 'wish', hidden: true },
+      h('h2', { id: 'wish-title' }, 'Choose your tickets while you wait'),
+      h('p', { class: 'meta' }, `Up to ${maxTotal} tickets. At your turn the booking form comes filled in with them; you can still change it there.`),
+      shortfall,
+      h(
+        'form',
+        { onsubmit: save },
+        (event.tiers ?? []).map(tierRow),
+        total,
+        h('label', { for: 'wish-email' }, 'Email for your tickets (optional)'),
+        email,
+        h('p', { class: 'meta' }, 'Kept only in this browser, to fill in the booking form.'),
+        formError,
+        saveButton,
+        result,
+      ),
+    ),
+    render,
+  };
+  updateTotal();
+  return picker;
+
+  function tierRow(tier) {
+    const id = `wish-${tier.code}`;
+    const input = h('input', {
+      type: 'number',
+      id,
+      name: id,
+      min: 0,
+      step: 1,
+      value: 0,
+      inputmode: 'numeric',
+      testid: `wish-qty-${tier.code}`,
+      oninput: edited,
+      onchange: () => {
+        input.value = String(Math.min(row.limit, quantity(input)));
+        edited();
+      },
+    });
+    const minus = h('button', { type: 'button', class: 'step', 'aria-label': `One less ${tier.name}`, onclick: () => step(-1) }, '−');
+    const plus = h('button', { type: 'button', class: 'step', 'aria-label': `One more ${tier.name}`, onclick: () => step(+1) }, '+');
+    const line = h('span', { class: 'meta', testid: `tier-line-${tier.code}` });
+    const row = { tier, input, minus, plus, line, limit: maxTotal };
+    rows.set(tier.code, row);
+
+    function step(delta) {
+      input.value = String(Math.max(0, Math.min(row.limit, quantity(input) + delta)));
+      edited();
+    }
+
+    return h(
+      'div',
+      { class: 'tier-row' },
+      h('label', { for: id }, h('span', { class: 'tier-name' }, tier.name), ` ${formatMoney(tier.price_cents)}`, line),
+      h('div', { class: 'stepper' }, minus, input, plus),
+    );
+  }
+
+  function edited() {
+    dirty = true;
+    setText(result, '');
+    updateTotal();
+  }
+
+  // Only the per-booking cap bounds the picker; whether the tickets can be had is the
+  // server's to say (409), since stock moves while the buyer waits.
+  function updateTotal() {
+    const picked = chosen();
+    const count = Object.values(picked).reduce((a, b) => a + b, 0);
+    for (const [code, row] of rows) {
+      const n = picked[code] ?? 0;
+      row.limit = Math.max(0, maxTotal - (count - n));
+      row.input.max = String(row.limit);
+      row.minus.disabled = n <= 0;
+      row.plus.disabled = n >= row.limit;
+    }
+    setText(total, count ? `Your choice: ${describe(picked)}` : 'No tickets chosen yet.');
+  }
+
+  function chosen() {
+    const picked = {};
+    for (const [code, { input }] of rows) {
+      const n = quantity(input);
+      if (n > 0) picked[code] = n;
+    }
+    return picked;
+  }
+
+  function describe(picked) {
+    return Object.entries(picked)
+      .map(([code, n]) => `${n} × ${rows.get(code)?.tier.name ?? code}`)
+      .join(', ');
+  }
+
+  function render(status, asked) {
+    const inLine = status.state === 'waiting' || status.state === 'pre_queue';
+    picker.section.hidden = !inLine;
+    if (!inLine) return;
+
+    for (const live of status.tiers ?? []) {
+      const row = rows.get(live.code);
+      if (row) setText(row.line, tierLine(row.tier.name, live, status.state));
+    }
+    // An answer to a request sent before the last save knows only the old choice.
+    if (asked < savedAt) return;
+    if (!dirty) {
+      for (const [code, row] of rows) row.input.value = String(status.wish?.[code] ?? 0);
+      updateTotal();
+    }
+
+    const missing = Array.isArray(status.wish_shortfall) ? status.wish_shortfall : [];
+    shortfall.hidden = missing.length === 0;
+    if (missing.length) {
+      fill(
+        shortfall,
+        h(
+          'div',
+          { class: 'notice error', role: 'alert' },
+          h('p', null, h('strong', null, 'Your choice can no longer be met: change it to keep your chance.'), ' You keep your place, but you will not be let in with this choice.'),
+          shortfallList(missing),
+        ),
+      );
+      // Once per shortfall, not at every poll: the buyer may be typing elsewhere.
+      if (!shortfallShown) (rows.get(missing[0].tier) ?? rows.values().next().value)?.input.focus();
+    }
+    shortfallShown = missing.length > 0;
+  }
+
+  function shortfallList(missing) {
+    return h(
+      'ul',
+      { class: 'shortfall' },
+      missing.map((s) =>
+        h('li', null, `${rows.get(s.tier)?.tier.name ?? s.tier}: you asked for ${s.requested}; not that many are left${s.available > 0 ? ` (${formatCount(s.available)} on sale now)` : ''}.`),
+      ),
+    );
+  }
+
+  async function save(e) {
+    e.preventDefault();
+    fill(formError);
+    setText(result, '');
+    if (!email.checkValidity()) {
+      fill(formError, errorNotice('This email address does not look right.'));
+      email.focus();
+      return;
+    }
+    rememberBuyerEmail(email.value.trim());
+    const picked = chosen();
+    if (Object.values(picked).reduce((a, b) => a + b, 0) > maxTotal) {
+      fill(formError, errorNotice(`You can choose at most ${maxTotal} tickets in all.`));
+      return;
+    }
+    const place = queuePlace(eventId);
+    if (!place?.queue_id) {
+      fill(formError, errorNotice('You are not in line yet. Try again in a moment.'));
+      return;
+    }
+
+    saveButton.disabled = true;
+    setText(saveButton, 'Saving…');
+    try {
+      const status = await saveWish(place.queue_id, picked);
+      savedAt = performance.now();
+      dirty = false;
+      rememberWish(eventId, picked);
+      picker.onSaved(status);
+      setText(result, Object.keys(picked).length ? `Saved: ${describe(picked)}.` : 'Saved: no tickets chosen.');
+    } catch (err) {
+      fill(formError, saveError(err));
+    } finally {
+      saveButton.disabled = false;
+      setText(saveButton, 'Save my choice');
+    }
+  }
+
+  function saveError(err) {
+    if (err.code === 'insufficient_inventory') {
+      const missing = Array.isArray(err.details.shortfall) ? err.details.shortfall : [];
+      return h(
+        'div',
+        { class: 'notice error', role: 'alert' },
+        h('p', { testid: 'error-message' }, 'Not enough tickets are left for that choice. It was not saved; choose fewer or another tier.'),
+        shortfallList(missing),
+      );
+    }
+    if (err.code === 'not_waiting') return errorNotice('Your wait is over, so your choice can no longer change here.');
+    if (err.status === 422) return errorNotice(`That choice is not possible: ${err.message}`);
+    if (err.status === 404) return errorNotice('Your place in line was not found; the page is checking it again. Save once more in a moment.');
+    if (err.status === 429) return errorNotice(`Too many changes at once. Try again in ${Math.max(1, Math.ceil(err.retryAfter ?? 5))} seconds.`);
+    return errorNotice(`${describeError(err)} Your choice was not saved.`);
+  }
+}
+
+function quantity(input) {
+  const n = Math.floor(Number(input.value));
+  return Number.isFinite(n) && n > 0 ? n : 0;
+}
+
+/** One tier's outlook in plain words; never promises tickets that may not be there. */
+function tierLine(name, live, state) {
+  const left = Math.max(0, Number(live.available) || 0);
+  const held = Math.max(0, Number(live.held) || 0);
+  const wanted = Math.max(0, Number(live.wanted_ahead) || 0);
+  if (left + held === 0) return 'Sold out';
+  if (left === 0) return `None on sale right now; ${formatCount(held)} held by buyers (they may come back)`;
+  const who = state === 'pre_queue' ? 'in the pre-queue' : 'ahead of you';
+  const people = wanted === 1 ? '1 person' : `${formatCount(wanted)} people`;
+  return [
+    `About ${formatCount(left)} left`,
+    wanted > 0 ? ` for ${people} ${who} who want ${name}` : '',
+    held > 0 ? `; ${formatCount(held)} more held by buyers` : '',
+  ].join('');
 }
 
 function stateSentence(status, event) {
