@@ -171,7 +171,7 @@ end
 LUA
 wrk -t2 -c64 -d"${DURATION}s" --latency -s "$out/sold-out-fresh.lua" http://127.0.0.1:5500/api/bookings > "$out/wrk-sold-out-fresh.txt"
 note "same, a fresh token per request: $(awk '/Requests\/sec/ {print $2}' "$out/wrk-sold-out-fresh.txt") rejections/s (p99 $(awk '$1 == "99%" {print $2}' "$out/wrk-sold-out-fresh.txt"))"
-redis-benchmark -q -n 400000 -c 64 EVALSHA "$reserve" 5 "ev:{bench}:inv" "ev:{bench}:used" "ev:{bench}:holds" "ev:{bench}:holdv" "ev:{bench}:free:GA" jti 0 fingerprint attempt GA 1 > "$out/redis-reserve.txt"
+redis-benchmark -q -n 400000 -c 64 EVALSHA "$reserve" 5 "ev:{bench}:inv" "ev:{bench}:used" "ev:{bench}:holds" "ev:{bench}:holdv" "ev:{bench}:free:GA" jti 0 fingerprint attempt "" GA 1 > "$out/redis-reserve.txt"
 note "redis-benchmark, same script:   $(tr '\r' '\n' < "$out/redis-reserve.txt" | grep -o '[0-9.]* requests per second' | tail -1)"
 
 redis-cli DEL "ev:{bench}:inv" >/dev/null
@@ -197,9 +197,9 @@ note "polls, wrk client:              $(awk '/Requests\/sec/ {print $2}' "$out/w
 entry=$(redis-cli SCRIPT LOAD "$(cat lua/queue_entry.lua)")
 k="ev:{qbench}"
 redis-cli HSET "$k:cfg" enabled 1 token_ttl_s 600 on_sale_ms 0 alive_window_s 60 gen 1 >/dev/null
-entry_keys=(12 "$k:cfg" "$k:wait" "$k:seq" "$k:alive:0" "$k:alive:1" "$k:adm" "$k:gone" "$k:tok:x" "$k:inv" "$k:stats" "$k:admsec" "$k:restored")
-redis-cli EVALSHA "$entry" "${entry_keys[@]}" join benchqueueid0001 1 "" >/dev/null
-redis-benchmark -q -n 400000 -c 64 EVALSHA "$entry" "${entry_keys[@]}" poll benchqueueid0001 "" "" > "$out/redis-poll.txt"
+entry_keys=(17 "$k:cfg" "$k:wait" "$k:seq" "$k:alive:0" "$k:alive:1" "$k:adm" "$k:gone" "$k:tok:x" "$k:inv" "$k:stats" "$k:admsec" "$k:restored" "$k:wish" "$k:parked" "$k:admw" "$k:leaving" "$k:want:GA")
+redis-cli EVALSHA "$entry" "${entry_keys[@]}" join benchqueueid0001 1 "" GA >/dev/null
+redis-benchmark -q -n 400000 -c 64 EVALSHA "$entry" "${entry_keys[@]}" poll benchqueueid0001 "" "" GA > "$out/redis-poll.txt"
 note "redis-benchmark, same script:   $(tr '\r' '\n' < "$out/redis-poll.txt" | grep -o '[0-9.]* requests per second' | tail -1)"
 redis-cli DEL "ev:{bench}:inv" >/dev/null
 redis-cli --scan --pattern "ev:{qbench}:*" | xargs -r redis-cli DEL >/dev/null
@@ -215,11 +215,11 @@ k="ev:{mem}"
 # on_sale_ms far ahead: every join lands in the pre-queue, with a drawn lot (the biggest place
 # scores); the same bytes as after the opening, where places are arrival numbers.
 r HSET "$k:cfg" enabled 1 token_ttl_s 600 on_sale_ms 99999999999999 alive_window_s 60 gen 1 >/dev/null
-entry_keys=(12 "$k:cfg" "$k:wait" "$k:seq" "$k:alive:0" "$k:alive:1" "$k:adm" "$k:gone" "$k:tok:x" "$k:inv" "$k:stats" "$k:admsec" "$k:restored")
+entry_keys=(17 "$k:cfg" "$k:wait" "$k:seq" "$k:alive:0" "$k:alive:1" "$k:adm" "$k:gone" "$k:tok:x" "$k:inv" "$k:stats" "$k:admsec" "$k:restored" "$k:wish" "$k:parked" "$k:admw" "$k:leaving" "$k:want:GA")
 before=$(r INFO memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r')
 # __rand_int__ makes each join a new 16-byte id (q + 12 digits + padding); a few of the
 # million draws repeat, so the count of distinct visitors is reported.
-redis-benchmark -p "$port" -q -n 1000000 -r 100000000 -c 32 -P 16 EVALSHA "$entry" "${entry_keys[@]}" join "q__rand_int__xyz" 7 "" > /dev/null
+redis-benchmark -p "$port" -q -n 1000000 -r 100000000 -c 32 -P 16 EVALSHA "$entry" "${entry_keys[@]}" join "q__rand_int__xyz" 7 "" GA > /dev/null
 after=$(r INFO memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r')
 waiting=$(r ZCARD "$k:wait")
 r SHUTDOWN NOSAVE >/dev/null 2>&1 || true

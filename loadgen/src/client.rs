@@ -110,6 +110,23 @@ impl Api {
             .await
     }
 
+    pub async fn set_wish(&self, queue_id: &str, tiers: &Value) -> Answer {
+        let request = self
+            .http
+            .put(format!("{}/api/queue/{queue_id}/wish", self.gateway))
+            .json(&json!({ "tiers": tiers }));
+        self.send("PUT /api/queue/{id}/wish", request, Instant::now())
+            .await
+    }
+
+    pub async fn leave(&self, queue_id: &str) -> Answer {
+        let request = self
+            .http
+            .delete(format!("{}/api/queue/{queue_id}", self.gateway));
+        self.send("DELETE /api/queue/{id}", request, Instant::now())
+            .await
+    }
+
     pub async fn book(&self, token: &str, body: &Value, intended: Instant) -> Answer {
         let request = self
             .http

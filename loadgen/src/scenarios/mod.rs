@@ -6,3 +6,4 @@ pub mod onsale;
 pub mod opening;
 pub mod proof_joins;
 pub mod queue_storm;
+pub mod stock_sale;

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# The inventory-aware room's benchmark (BENCHMARKS.md, "Inventory-aware room"), side by side in
+# one run on this machine:
+#   1. loadgen stock-sale: one crowd replayed against three rooms (hold on admission, stock gate,
+#      rate only): admitted buyers refused for stock, time until a buyer who gets nothing is told.
+#   2. poll throughput of this gateway against the gateway before the stock gate (git rev
+#      $BASE_REV, built in its own worktree): loadgen queue-storm against each, alternating
+#      rounds, the same database, Redis and worker.
+# Results: test-output/bench-stock/summary.txt and the loadgen reports beside it.
+# VISITORS, ROUNDS, DURATION and BASE_REV may be set, SECTIONS="1 2" chooses; BIN=debug runs the
+# debug builds (a smoke run, not a measurement).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+ensure_rust
+ensure_postgres
+ensure_postgres_access
+ensure_redis
+
+BASE_REV=${BASE_REV:-aadacea}
+VISITORS=${VISITORS:-3000}
+ROUNDS=${ROUNDS:-3}
+SECTIONS=${SECTIONS:-1 2}
+DURATION=${DURATION:-10}
+profile=${BIN:-release}
+out=${OUT:-test-output/bench-stock}
+mkdir -p "$out"
+: > "$out/summary.txt"
+note() { echo "$*" | tee -a "$out/summary.txt"; }
+
+flag=$([ "$profile" = release ] && echo --release || true)
+root=$PWD
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
+target=$CARGO_TARGET_DIR/$profile
+cargo build -q $flag -p gateway -p booking -p queue-worker -p loadgen
+# This tree's binaries are copied aside: the base build below writes the same paths.
+bin=$out/bin
+mkdir -p "$bin"
+for b in gateway booking queue-worker loadgen; do cp "$target/$b" "$bin/$b"; done
+# The gateway before the stock gate, from its own worktree (the same target dir shares the
+# dependencies' builds).
+base=$(mktemp -d)/base
+git worktree add -q --detach "$base" "$BASE_REV"
+(cd "$base" && cargo build -q $flag -p gateway)
+cp "$target/gateway" "$out/gateway-base"
+git worktree remove --force "$base"
+
+db=ticket_booking_bench_stock
+# The base gateway has a database of its own: it refuses one that migrations it does not know
+# have run on. Its polls need only its event rows and the shared Redis.
+for name in $db ${db}_base; do
+  psql -h "$PG_HOST" -U "$PG_USER" -d postgres -qc "drop database if exists $name with (force)"
+  create_database "$name"
+done
+work=$(mktemp -d)
+export DATABASE_URL=postgres://$PG_USER@$PG_HOST:$PG_PORT/$db
+random_secrets
+export ADMIN_TOKEN=bench-admin-token LOG_LEVEL=warn
+export ENTRY_KEYS_DIR=$work/keys ENTRY_PUBLIC_KEYS_DIR=$work/keys ENTRY_SIGNING_KID=bench
+export GATEWAY_ADDR=127.0.0.1:3600 BOOKING_ADDR=127.0.0.1:5600 WORKER_ADDR=127.0.0.1:5610
+export BOOKING_URL=http://127.0.0.1:5600
+# Every load comes from one address: per-client limits and proof of work are lifted.
+export JOIN_PER_VISITOR_PER_SECOND=1000000 JOIN_PER_ADDRESS_PER_SECOND=1000000
+export POLL_PER_QUEUE_ID_PER_SECOND=1000000 POLL_PER_ADDRESS_PER_SECOND=1000000
+export PROOF_ADDRESS_JOINS_PER_SECOND=1000000 PROOF_JOINS_PER_SECOND=1000000
+export BOOKING_PER_TOKEN_PER_SECOND=1000000
+$bin/gateway keygen >/dev/null
+$bin/gateway migrate >/dev/null
+
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+$bin/gateway serve > "$out/gateway.log" 2>&1 & pids+=("$!")
+GATEWAY_ADDR=127.0.0.1:3601 DATABASE_URL=postgres://$PG_USER@$PG_HOST:$PG_PORT/${db}_base \
+  "$out/gateway-base" serve > "$out/gateway-base.log" 2>&1 & pids+=("$!")
+$bin/booking > "$out/booking.log" 2>&1 & pids+=("$!")
+$bin/queue-worker > "$out/queue-worker.log" 2>&1 & pids+=("$!")
+wait_for http://127.0.0.1:3600/readyz
+wait_for http://127.0.0.1:3601/readyz
+wait_for http://127.0.0.1:5600/readyz
+lg() { $bin/loadgen "$@" --booking http://127.0.0.1:5600 --keys-dir "$ENTRY_KEYS_DIR" \
+  --kid bench --database-url "$DATABASE_URL"; }
+field() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
+
+note "machine: $(nproc) cores; $profile builds; base gateway: $BASE_REV"
+note ""
+if [[ " $SECTIONS " == *" 1 "* ]]; then
+note "== 1. stock-sale: $VISITORS visitors per room, 2,400 GA + 300 VIP, 3,000 admissions/min, max_active 300, 10 % book another tier"
+lg stock-sale --gateway http://127.0.0.1:3600 --visitors "$VISITORS" --out "$out/stock-sale" > "$out/stock-sale.txt"
+for i in 0 1 2; do
+  note "$(field "$out/stock-sale.json" "(lambda x: f\"{x['room']['name']:32} admitted {x['admitted']:5}  refused for stock {x['refused_for_stock_wish']} (wish) + {x['refused_for_stock_switched']} (another tier) = {100*x['refused_share']:.2f} %  booked {x['booked']:5}  got nothing {x['got_nothing']:5}, told after median {x['told_median_s']} s, p90 {x['told_p90_s']} s\")(r['stock_sale'][$i])")"
+done
+note "ledger: $(field "$out/stock-sale.json" "'holds' if all(c['holds'] for c in r['invariants']) else 'BROKEN: ' + '; '.join(c['promise'] for c in r['invariants'] if not c['holds'])")"
+note ""
+fi
+if [[ " $SECTIONS " == *" 2 "* ]]; then
+: > "$out/polls.txt"
+note "== 2. polls/s, this gateway vs $BASE_REV's, alternating rounds of queue-storm (64 clients, ${DURATION}s)"
+storm() { lg queue-storm --gateway "http://127.0.0.1:$([ "$1" = new ] && echo 3600 || echo 3601)" \
+  --concurrency 64 --duration "$2" --out "$out/storm-$1-$3" > /dev/null; }
+# Warm both (connection pools, caches, the allocator) before anything is timed.
+storm new 4 warm; storm base 4 warm
+for round in $(seq 1 "$ROUNDS"); do
+  # Each round in the other order, so neither side always runs first on a drifting machine.
+  order=$([ $((round % 2)) = 1 ] && echo "new base" || echo "base new")
+  for which in $order; do
+    storm "$which" "$DURATION" "$round"
+    polls=$(field "$out/storm-$which-$round.json" "round([e for e in r['endpoints'] if e['endpoint'].startswith('GET')][0]['throughput_per_s'])")
+    echo "$round $which $polls" >> "$out/polls.txt"
+    note "round $round $which: $polls polls/s"
+  done
+done
+note "new/base per round, and the median: $(python3 -c "
+import collections, statistics
+r = collections.defaultdict(dict)
+for line in open('$out/polls.txt'):
+    n, which, v = line.split(); r[n][which] = float(v)
+ratios = [r[n]['new'] / r[n]['base'] for n in sorted(r, key=int)]
+print(' '.join(f'{x:.2f}' for x in ratios), '| median', f'{statistics.median(ratios):.2f}')")"
+fi
