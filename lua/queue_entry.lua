@@ -2,8 +2,8 @@
 -- line, put an entry back at the place its signed receipt names).
 --
 -- KEYS[1]  ev:{E}:cfg      settings (enabled, token_ttl_s, on_sale_ms, alive_window_s), the
---                          queue's generation (gen), admitted_through and the liveness windows
---                          (aw0, aw1)
+--                          queue's generation (gen), admitted_through, the liveness windows
+--                          (aw0, aw1), and leave_pending while a closed page's leave waits
 -- KEYS[2]  ev:{E}:wait     zset queue id -> place (pre-queue: lot * 2^28 + arrival; after the
 --                          opening: 2^52 + arrival; see ticketing/src/queue/place.rs)
 -- KEYS[3]  ev:{E}:seq      arrival counter
@@ -12,7 +12,7 @@
 -- KEYS[6]  ev:{E}:adm      zset admitted queue id -> token expiry (ms)
 -- KEYS[7]  ev:{E}:gone     hash queue id -> why it left
 -- KEYS[8]  ev:{E}:tok:<queue id>  the signed entry token, if any
--- KEYS[9]  ev:{E}:inv      inventory (its `soldout` flag)
+-- KEYS[9]  ev:{E}:inv      inventory (the sold-out flag; a parked entry's tiers)
 -- KEYS[10] ev:{E}:stats
 -- KEYS[11] ev:{E}:admsec
 -- KEYS[12] ev:{E}:restored set of queue ids put back from a receipt in this generation
@@ -28,12 +28,12 @@
 -- ARGV[4]  poll: the generation that receipt was issued in, or ''
 -- ARGV[4+i] tier i's code
 --
--- Returns {state, position, expires_ms, token, place, generation, wish, stock, admitted_as}
+-- Returns {state, position, expires_ms, token, place, generation, wish, ahead, admitted_as}
 -- where state is one of pre_queue, waiting, admitted, expired, sold_out, not_found, no_config,
 -- full. `position` is 1-based once the sale is open (0 otherwise); `token` is false when the
 -- admitted entry has no signed token yet; `place` (0 unless in line) and `generation` go into the
--- place receipt. In line: `wish` (or ''), and `stock`, per tier in ARGV's order, available,
--- held, and how many people ahead wish for it (-1 before the opening, when the order is not
+-- place receipt. In line: `wish` (or ''), and per tier in ARGV's order how many people ahead
+-- wish for it (-1 for a tier not in the wish, and before the opening, when the order is not
 -- told). Admitted: `admitted_as`, the admw entry.
 --
 -- Whether a join belongs to the pre-queue is decided here, by Redis's clock against on_sale_ms:
@@ -47,7 +47,7 @@ local now_t = redis.call('TIME')
 local now_s = tonumber(now_t[1])
 local now = now_s * 1000 + math.floor(tonumber(now_t[2]) / 1000)
 local cfg = redis.call('HMGET', KEYS[1], 'enabled', 'token_ttl_s', 'on_sale_ms', 'alive_window_s',
-  'gen', 'admitted_through', 'admit_after_ms')
+  'gen', 'admitted_through', 'admit_after_ms', 'aw0', 'aw1', 'leave_pending')
 if not cfg[1] then
   return {'no_config', 0, 0, false, 0, ''}
 end
@@ -66,43 +66,34 @@ local function mark_alive(place)
   local window_s = tonumber(cfg[4]) or 60
   local w = math.floor(now_s / window_s)
   local parity = w % 2
-  local field = 'aw' .. parity
-  if redis.call('HGET', KEYS[1], field) ~= tostring(w) then
+  -- The window's mark was read with the settings (one command less on every poll).
+  if cfg[8 + parity] ~= tostring(w) then
     redis.call('DEL', KEYS[4 + parity])
-    redis.call('HSET', KEYS[1], field, w)
+    redis.call('HSET', KEYS[1], 'aw' .. parity, w)
   end
   redis.call('SETBIT', KEYS[4 + parity], place % ARRIVALS, 1)
 end
 
--- Sold out: no tier has anything left or held (confirm.lua sets it).
+-- Sold out: no tier has anything left or held (confirm.lua sets it). Each tier's stock is the
+-- event's, not the entry's: the gateway reads it apart, at most every 100 ms, not on every poll.
 local soldout = redis.call('HGET', KEYS[9], 'soldout') == '1'
-
 local TIERS = #ARGV - 4
-local avail, held = {}, {}
-local function read_stock()
-  for i = 1, TIERS do
-    local code = ARGV[4 + i]
-    local stock = redis.call('HMGET', KEYS[9], code .. ':avail', code .. ':held')
-    avail[code] = tonumber(stock[1]) or 0
-    held[code] = tonumber(stock[2]) or 0
-  end
-end
 
 local function exact(place)
   -- %.17g keeps every place below 2^53 exact (tostring would round it).
   return string.format('%.17g', place)
 end
 
-local function stock(place)
+-- People ahead wanting a tier, for the tiers of the wish only (what the buyer asked about, and
+-- no cost on the polls of buyers without one): per tier in ARGV's order, the count or -1.
+local function wanted_ahead(place, wish)
   local out = {}
   for i = 1, TIERS do
     local code = ARGV[4 + i]
-    out[#out + 1] = avail[code]
-    out[#out + 1] = held[code]
-    if before_opening then
-      out[#out + 1] = -1
+    if before_opening or not string.find(';' .. wish, ';' .. code .. '=', 1, true) then
+      out[i] = -1
     else
-      out[#out + 1] = redis.call('ZCOUNT', KEYS[16 + i], '-inf', '(' .. exact(place))
+      out[i] = redis.call('ZCOUNT', KEYS[16 + i], '-inf', '(' .. exact(place))
     end
   end
   return out
@@ -110,17 +101,19 @@ end
 
 local function in_line(place, position)
   mark_alive(place)
-  -- A poll is a live page: a leave it asked for on closing was a reload.
-  redis.call('ZREM', KEYS[16], qid)
+  -- A poll is a live page: a leave it asked for on closing was a reload. (Only looked for while
+  -- some leave is pending, so most polls stay read-only.)
+  if cfg[10] then
+    redis.call('ZREM', KEYS[16], qid)
+  end
   if soldout then
     return {'sold_out', 0, 0, false, 0, generation}
   end
-  read_stock()
   local wish = redis.call('HGET', KEYS[13], qid) or ''
   if before_opening then
-    return {'pre_queue', 0, 0, false, place, generation, wish, stock(place)}
+    return {'pre_queue', 0, 0, false, place, generation, wish, wanted_ahead(place, wish)}
   end
-  return {'waiting', position(), 0, false, place, generation, wish, stock(place)}
+  return {'waiting', position(), 0, false, place, generation, wish, wanted_ahead(place, wish)}
 end
 
 local function rank()
@@ -136,10 +129,10 @@ place = redis.call('ZSCORE', KEYS[14], qid)
 if place then
   -- Parked: back in line at its place once its wish can be met again (tickets came back).
   place = tonumber(place)
-  read_stock()
   local met = true
   for code, quantity in string.gmatch(redis.call('HGET', KEYS[13], qid) or '', '([^=;]+)=(%d+)') do
-    if (avail[code] or 0) + (held[code] or 0) < tonumber(quantity) then
+    local stock = redis.call('HMGET', KEYS[9], code .. ':avail', code .. ':held')
+    if (tonumber(stock[1]) or 0) + (tonumber(stock[2]) or 0) < tonumber(quantity) then
       met = false
     end
   end

@@ -14,7 +14,9 @@
 -- KEYS[9]  ev:{E}:admd
 -- KEYS[10] ev:{E}:leaving
 -- KEYS[11] ev:{E}:holds
--- KEYS[11+i] ev:{E}:want:<tier i>
+-- KEYS[12] ev:{E}:cfg      leave_pending: set while a leave waits out its grace, so polls look
+--                          for one to cancel only then (queue_entry.lua)
+-- KEYS[12+i] ev:{E}:want:<tier i>
 -- ARGV[1]  queue id (raw 16 bytes)
 -- ARGV[2]  "now"; "later" (after the grace); "due" (the worker: leave if still asked and due)
 -- ARGV[3]  later: the grace, ms
@@ -34,6 +36,7 @@ if ARGV[2] == 'later' then
     return 0
   end
   redis.call('ZADD', KEYS[10], now + tonumber(ARGV[3]), qid)
+  redis.call('HSET', KEYS[12], 'leave_pending', '1')
   return 1
 end
 if ARGV[2] == 'due' then
@@ -43,12 +46,15 @@ if ARGV[2] == 'due' then
   end
 end
 redis.call('ZREM', KEYS[10], qid)
+if redis.call('ZCARD', KEYS[10]) == 0 then
+  redis.call('HDEL', KEYS[12], 'leave_pending')
+end
 
 local in_line = redis.call('ZREM', KEYS[1], qid) + redis.call('ZREM', KEYS[6], qid)
 local admitted = redis.call('ZREM', KEYS[2], qid)
 redis.call('DEL', KEYS[4])
 for i = 1, #ARGV - 4 do
-  redis.call('ZREM', KEYS[11 + i], qid)
+  redis.call('ZREM', KEYS[12 + i], qid)
 end
 redis.call('HDEL', KEYS[7], qid)
 local demand = redis.call('HGET', KEYS[8], qid)

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use ticketing::tier::TierCode;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -46,7 +47,7 @@ impl TryFrom<String> for BookingStatus {
 pub struct Order {
     pub event_id: Uuid,
     /// Tier code → quantity ≥ 1, in code order.
-    pub quantities: Vec<(String, u32)>,
+    pub quantities: Vec<(TierCode, u32)>,
     pub buyer_email: String,
     pub total_cents: i64,
 }
@@ -84,7 +85,7 @@ impl Order {
             total += u64::from(quantity);
             total_cents =
                 total_cents.saturating_add(tier.price_cents.saturating_mul(i64::from(quantity)));
-            quantities.push((code.clone(), quantity));
+            quantities.push((tier.code.clone(), quantity));
         }
         if total == 0 {
             return Err(ApiError::InvalidRequest("book at least one ticket".into()));
@@ -155,13 +156,13 @@ mod tests {
             tiers: vec![
                 TierInfo {
                     id: Uuid::new_v4(),
-                    code: "VIP".into(),
+                    code: TierCode::known("VIP"),
                     capacity: 5,
                     price_cents: 10_000,
                 },
                 TierInfo {
                     id: Uuid::new_v4(),
-                    code: "GA".into(),
+                    code: TierCode::known("GA"),
                     capacity: 10,
                     price_cents: 1_000,
                 },
@@ -196,7 +197,10 @@ mod tests {
         assert!(order.is_err(), "unknown tiers are refused even at zero");
         let order = Order::parse(request(&[("VIP", 1), ("GA", 2)]), &tiers(), 6).unwrap();
         assert_eq!(order.total_cents, 12_000);
-        assert_eq!(order.quantities, vec![("GA".into(), 2), ("VIP".into(), 1)]);
+        assert_eq!(
+            order.quantities,
+            vec![(TierCode::known("GA"), 2), (TierCode::known("VIP"), 1)]
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use ticketing::inventory::Shortfall;
+use ticketing::tier::TierCode;
 use uuid::Uuid;
 
 #[derive(Clone)]
@@ -56,7 +57,7 @@ impl SoldOutMemory {
     pub fn shortfall(
         &self,
         event_id: Uuid,
-        quantities: &[(String, u32)],
+        quantities: &[(TierCode, u32)],
     ) -> Option<Vec<Shortfall>> {
         let until = *self
             .until
@@ -83,8 +84,8 @@ impl SoldOutMemory {
 mod tests {
     use super::*;
 
-    fn order() -> Vec<(String, u32)> {
-        vec![("VIP".into(), 2), ("GA".into(), 1)]
+    fn order() -> Vec<(TierCode, u32)> {
+        vec![(TierCode::known("VIP"), 2), (TierCode::known("GA"), 1)]
     }
 
     #[test]
@@ -98,12 +99,12 @@ mod tests {
             shortfall,
             vec![
                 Shortfall {
-                    tier: "VIP".into(),
+                    tier: TierCode::known("VIP"),
                     requested: 2,
                     available: 0
                 },
                 Shortfall {
-                    tier: "GA".into(),
+                    tier: TierCode::known("GA"),
                     requested: 1,
                     available: 0
                 },

@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
+use ticketing::tier::TierCode;
 use uuid::Uuid;
 
 #[derive(Debug, Clone)]
 pub struct TierInfo {
     pub id: Uuid,
-    pub code: String,
+    pub code: TierCode,
     pub capacity: i32,
     pub price_cents: i64,
 }
@@ -27,14 +28,14 @@ pub struct EventTiers {
 
 impl EventTiers {
     pub fn by_code(&self, code: &str) -> Option<&TierInfo> {
-        self.tiers.iter().find(|t| t.code == code)
+        self.tiers.iter().find(|t| t.code == *code)
     }
 
     pub fn by_id(&self, id: Uuid) -> Option<&TierInfo> {
         self.tiers.iter().find(|t| t.id == id)
     }
 
-    pub fn codes(&self) -> Vec<String> {
+    pub fn codes(&self) -> Vec<TierCode> {
         self.tiers.iter().map(|t| t.code.clone()).collect()
     }
 }
@@ -119,7 +120,7 @@ impl TierCatalog {
         else {
             return Ok(None);
         };
-        let rows: Vec<(Uuid, String, i32, i64)> = sqlx::query_as(
+        let rows: Vec<(Uuid, TierCode, i32, i64)> = sqlx::query_as(
             "SELECT id, code, capacity, price_cents FROM ticket_tiers WHERE event_id = $1 ORDER BY position",
         )
         .bind(event_id)

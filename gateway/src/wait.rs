@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use ticketing::queue::receipt::WaitShown;
-use ticketing::queue::{self, QueueStats, WaitingRoom};
+use ticketing::queue::{self, QueueStats, TierStock, WaitingRoom};
 use ticketing::redis_client::RedisClient;
+use ticketing::tier::TierCode;
 use uuid::Uuid;
 
 /// Most the upper bound may grow between two answers, unless the note says why.
@@ -96,36 +97,79 @@ pub fn estimate(
     }
 }
 
-/// Each event's sale numbers, read from Redis at most once a second per gateway: every waiting
-/// poll needs them, and they move slowly.
-#[derive(Clone, Default)]
-pub struct SalePace {
-    by_event: Arc<RwLock<HashMap<Uuid, (Instant, QueueStats)>>>,
+/// Each event's sale numbers, read from Redis at most once a second per gateway (every waiting
+/// poll needs them, and they move slowly), and each tier's stock, at most every 100 ms (every
+/// poll tells it: read once for all of them, it is the event's, not the buyer's).
+#[derive(Clone)]
+pub struct SalePace(Arc<Caches>);
+
+struct Caches {
+    stats: Cache<QueueStats>,
+    stock: Cache<Arc<[TierStock]>>,
 }
 
-const FRESH_FOR: Duration = Duration::from_secs(1);
+impl Default for SalePace {
+    fn default() -> Self {
+        Self(Arc::new(Caches {
+            stats: Cache::new(Duration::from_secs(1)),
+            stock: Cache::new(Duration::from_millis(100)),
+        }))
+    }
+}
 
 impl SalePace {
     pub async fn of(&self, redis: &RedisClient, event_id: Uuid) -> redis::RedisResult<QueueStats> {
-        let cached = self
-            .by_event
-            .read()
-            .expect("pace lock")
-            .get(&event_id)
-            .copied();
-        if let Some((at, stats)) = cached {
-            if at.elapsed() < FRESH_FOR {
-                return Ok(stats);
-            }
+        if let Some(stats) = self.0.stats.get(event_id) {
+            return Ok(stats);
         }
         let stats = queue::stats(redis, event_id).await?;
-        let mut map = self.by_event.write().expect("pace lock");
+        self.0.stats.put(event_id, stats);
+        Ok(stats)
+    }
+
+    /// Each tier's stock (`codes`, the event's tiers in order), at most 100 ms old.
+    pub async fn stock(
+        &self,
+        redis: &RedisClient,
+        event_id: Uuid,
+        codes: &[TierCode],
+    ) -> redis::RedisResult<Arc<[TierStock]>> {
+        if let Some(stock) = self.0.stock.get(event_id) {
+            return Ok(stock);
+        }
+        let stock: Arc<[TierStock]> = queue::wish::stock(redis, event_id, codes).await?.into();
+        self.0.stock.put(event_id, stock.clone());
+        Ok(stock)
+    }
+}
+
+/// Values per event, each kept for `fresh_for`.
+struct Cache<T> {
+    fresh_for: Duration,
+    by_event: RwLock<HashMap<Uuid, (Instant, T)>>,
+}
+
+impl<T: Clone> Cache<T> {
+    fn new(fresh_for: Duration) -> Self {
+        Self {
+            fresh_for,
+            by_event: RwLock::default(),
+        }
+    }
+
+    fn get(&self, event_id: Uuid) -> Option<T> {
+        let map = self.by_event.read().expect("cache lock");
+        let (at, value) = map.get(&event_id)?;
+        (at.elapsed() < self.fresh_for).then(|| value.clone())
+    }
+
+    fn put(&self, event_id: Uuid, value: T) {
+        let mut map = self.by_event.write().expect("cache lock");
         // Events whose sale ended stop asking; forget them now and then.
         if map.len() > 10_000 {
-            map.retain(|_, (at, _)| at.elapsed() < FRESH_FOR);
+            map.retain(|_, (at, _)| at.elapsed() < self.fresh_for);
         }
-        map.insert(event_id, (Instant::now(), stats));
-        Ok(stats)
+        map.insert(event_id, (Instant::now(), value));
     }
 }
 

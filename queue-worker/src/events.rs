@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use ticketing::queue::{RoomColumns, WaitingRoom, ROOM_COLUMNS};
+use ticketing::tier::TierCode;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -12,7 +13,7 @@ pub struct WatchedEvent {
     #[sqlx(flatten)]
     pub room: RoomColumns,
     /// The event's tier codes in their order (tiers never change once the event exists).
-    pub tier_codes: Vec<String>,
+    pub tier_codes: Vec<TierCode>,
 }
 
 impl WatchedEvent {

@@ -579,7 +579,7 @@ async fn check_redis(
         if snapshot.epoch.is_none() {
             continue;
         }
-        match snapshot.tiers.get(&tier.code) {
+        match snapshot.tiers.get(tier.code.as_str()) {
             None => out.push(format!("{}: missing from the redis inventory", tier.code)),
             Some(stock) => {
                 if stock.available != capacity - issued {

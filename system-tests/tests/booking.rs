@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use system_tests::{eventually, Keys, Options, System};
 use ticketing::keys::EventKeys;
+use ticketing::tier::TierCode;
 use uuid::Uuid;
 
 fn open_room() -> Value {
@@ -533,7 +534,7 @@ async fn a_reservation_that_never_became_a_booking_is_released(db: PgPool) {
             attempt: "attempt",
             claim: None,
         },
-        &[("GA".into(), 3)],
+        &[(TierCode::known("GA"), 3)],
     )
     .await
     .unwrap();
@@ -747,7 +748,7 @@ async fn a_retry_after_a_lost_reservation_continues_its_hold(db: PgPool) {
     // The fingerprint the booking service keeps with the hold for this very request.
     let fingerprint: String = booking::domain::Order {
         event_id: event,
-        quantities: vec![("GA".into(), 2)],
+        quantities: vec![(TierCode::known("GA"), 2)],
         buyer_email: "buyer@example.com".into(),
         total_cents: 2000,
     }
@@ -766,7 +767,7 @@ async fn a_retry_after_a_lost_reservation_continues_its_hold(db: PgPool) {
         claims.jti,
         30_000,
         lost,
-        &[("GA".into(), 2)],
+        &[(TierCode::known("GA"), 2)],
     )
     .await
     .unwrap() else {
@@ -800,7 +801,7 @@ async fn a_retry_after_a_lost_reservation_continues_its_hold(db: PgPool) {
         claims.jti,
         Some(lost.attempt),
         ReleaseMode::Return,
-        &["GA".to_string()],
+        &[TierCode::known("GA")],
     )
     .await
     .unwrap();

@@ -14,6 +14,7 @@ use system_tests::private_redis::PrivateRedis;
 use system_tests::{eventually, Options, System};
 use ticketing::keys::EventKeys;
 use ticketing::queue::{self, place, QueueId};
+use ticketing::tier::TierCode;
 use uuid::Uuid;
 
 fn room(enabled: bool, rate: u32, paused: bool) -> Value {
@@ -303,16 +304,16 @@ async fn one_admission_step_touches_at_most_its_bound(db: PgPool) {
     seed_line(&system, event, 2_500).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
     // Room off, drain at once: as many as the bound allows, and it says there is more.
-    let step = queue::admit(&system.redis, event, 1000, &["GA".to_string()])
+    let step = queue::admit(&system.redis, event, 1000, &[TierCode::known("GA")])
         .await
         .unwrap();
     assert_eq!(step.admitted + step.dropped, 1000, "{step:?}");
     assert!(step.more);
-    let step = queue::admit(&system.redis, event, 1000, &["GA".to_string()])
+    let step = queue::admit(&system.redis, event, 1000, &[TierCode::known("GA")])
         .await
         .unwrap();
     assert_eq!(step.admitted + step.dropped, 1000, "{step:?}");
-    let step = queue::admit(&system.redis, event, 1000, &["GA".to_string()])
+    let step = queue::admit(&system.redis, event, 1000, &[TierCode::known("GA")])
         .await
         .unwrap();
     assert_eq!(step.admitted + step.dropped, 500, "{step:?}");

@@ -41,7 +41,7 @@ impl Store {
                 attempt: "attempt",
                 claim: None,
             },
-            &[(code.to_string(), quantity)],
+            &[(ticketing::tier::TierCode::known(code), quantity)],
         )
         .await
         .expect("reserve");

@@ -12,6 +12,7 @@ use crate::keys::EventKeys;
 use crate::lua_reply::{array, int, malformed, pairs, text};
 use crate::queue::QueueId;
 use crate::redis_client::RedisClient;
+use crate::tier::TierCode;
 use crate::token::TokenId;
 
 static RESERVE: LazyLock<Script> =
@@ -30,7 +31,7 @@ static OVERDUE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/overdue_holds.lua")));
 
 /// Ticket numbers per tier code.
-pub type Numbers = BTreeMap<String, Vec<i32>>;
+pub type Numbers = BTreeMap<TierCode, Vec<i32>>;
 
 /// An event's inventory epoch: `events.inventory_epoch` (bigint) in Postgres, the `epoch` field
 /// of the inventory hash in Redis. Every rebuild takes a new one from a sequence; a booking
@@ -67,7 +68,7 @@ const STAGE_TTL_S: i64 = 600;
 /// A tier that could not supply the requested quantity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Shortfall {
-    pub tier: String,
+    pub tier: TierCode,
     pub requested: i64,
     pub available: i64,
 }
@@ -90,9 +91,9 @@ pub enum Reservation {
     /// The buyer's admission hold (made under this epoch) is for other tiers or quantities
     /// than this request: release it, then reserve without the claim.
     ClaimDiffers(Epoch),
-    UnknownTier(String),
+    UnknownTier(TierCode),
     /// A tier was listed twice in one request.
-    DuplicateTier(String),
+    DuplicateTier(TierCode),
     /// Nothing was reserved: these tiers fell short. `sold_out` when no tier of the event had
     /// anything left.
     Short {
@@ -128,7 +129,7 @@ pub async fn reserve(
     jti: TokenId,
     hold_ttl_ms: u64,
     holder: HoldFor<'_>,
-    tiers: &[(String, u32)],
+    tiers: &[(TierCode, u32)],
 ) -> RedisResult<Reservation> {
     let keys = EventKeys::new(event_id);
     let mut invocation = RESERVE.prepare_invoke();
@@ -170,7 +171,7 @@ pub async fn reserve(
             for pair in items[2..].chunks(2) {
                 let code = pair
                     .first()
-                    .and_then(text)
+                    .and_then(code)
                     .ok_or_else(|| malformed("reserve"))?;
                 let list = pair
                     .get(1)
@@ -198,16 +199,24 @@ pub async fn reserve(
                 .and_then(|e| e.parse().ok())
                 .ok_or_else(|| malformed("reserve"))?,
         ),
-        "unknown_tier" => Reservation::UnknownTier(items.get(1).and_then(text).unwrap_or_default()),
-        "duplicate_tier" => {
-            Reservation::DuplicateTier(items.get(1).and_then(text).unwrap_or_default())
-        }
+        "unknown_tier" => Reservation::UnknownTier(
+            items
+                .get(1)
+                .and_then(code)
+                .ok_or_else(|| malformed("reserve"))?,
+        ),
+        "duplicate_tier" => Reservation::DuplicateTier(
+            items
+                .get(1)
+                .and_then(code)
+                .ok_or_else(|| malformed("reserve"))?,
+        ),
         "short" | "sold_out" => Reservation::Short {
             shortfall: items[1..]
                 .chunks(3)
                 .filter_map(|c| {
                     Some(Shortfall {
-                        tier: text(c.first()?)?,
+                        tier: code(c.first()?)?,
                         requested: int(c.get(1)?)?,
                         available: int(c.get(2)?)?,
                     })
@@ -217,6 +226,11 @@ pub async fn reserve(
         },
         _ => return Err(malformed("reserve")),
     })
+}
+
+/// A tier code in a script's reply.
+fn code(value: &Value) -> Option<TierCode> {
+    TierCode::parse(&text(value)?)
 }
 
 /// What to do with the numbers of a released hold.
@@ -248,7 +262,7 @@ pub async fn release(
     jti: TokenId,
     attempt: Option<&str>,
     mode: ReleaseMode,
-    all_tiers: &[String],
+    all_tiers: &[TierCode],
 ) -> RedisResult<Released> {
     let keys = EventKeys::new(event_id);
     let mut invocation = RELEASE.prepare_invoke();
@@ -337,14 +351,14 @@ pub struct TierStock {
 pub struct Snapshot {
     /// None when the event's inventory is not in Redis.
     pub epoch: Option<Epoch>,
-    pub tiers: HashMap<String, TierStock>,
+    pub tiers: HashMap<TierCode, TierStock>,
     /// Open holds: reservation id → numbers.
     pub holds: HashMap<TokenId, Numbers>,
 }
 
 impl Snapshot {
     /// Numbers held (reserved, not yet confirmed) per tier.
-    pub fn held_per_tier(&self) -> HashMap<String, i64> {
+    pub fn held_per_tier(&self) -> HashMap<TierCode, i64> {
         let mut held = HashMap::new();
         for numbers in self.holds.values() {
             for (code, list) in numbers {
@@ -372,8 +386,11 @@ pub async fn snapshot(redis: &RedisClient, event_id: Uuid) -> RedisResult<Snapsh
         let Some((code, what)) = field.rsplit_once(':') else {
             continue;
         };
+        let Some(code) = TierCode::parse(code) else {
+            continue;
+        };
         let n: i64 = value.parse().unwrap_or_default();
-        let tier = snapshot.tiers.entry(code.to_string()).or_default();
+        let tier = snapshot.tiers.entry(code).or_default();
         match what {
             "cap" => tier.capacity = n,
             "next" => tier.next = n,
@@ -397,9 +414,9 @@ pub fn parse_held(held: &str) -> Numbers {
     numbers
         .split(';')
         .filter_map(|part| part.split_once('='))
-        .map(|(code, list)| {
+        .filter_map(|(code, list)| {
             let numbers = list.split(',').filter_map(|n| n.parse().ok()).collect();
-            (code.to_string(), numbers)
+            Some((TierCode::parse(code)?, numbers))
         })
         .collect()
 }
@@ -408,7 +425,7 @@ pub fn parse_held(held: &str) -> Numbers {
 pub async fn availability(
     redis: &RedisClient,
     event_id: Uuid,
-) -> RedisResult<Option<HashMap<String, i64>>> {
+) -> RedisResult<Option<HashMap<TierCode, i64>>> {
     let keys = EventKeys::new(event_id);
     let fields: HashMap<String, String> = redis::cmd("HGETALL")
         .arg(keys.inventory())
@@ -421,8 +438,8 @@ pub async fn availability(
         fields
             .iter()
             .filter_map(|(field, value)| {
-                let code = field.strip_suffix(":avail")?;
-                Some((code.to_string(), value.parse().ok()?))
+                let code = TierCode::parse(field.strip_suffix(":avail")?)?;
+                Some((code, value.parse().ok()?))
             })
             .collect(),
     ))
@@ -451,7 +468,7 @@ pub async fn overdue_holds(redis: &RedisClient, event_id: Uuid) -> RedisResult<V
 /// One tier of an inventory rebuilt from Postgres.
 #[derive(Debug, Clone)]
 pub struct TierLoad {
-    pub code: String,
+    pub code: TierCode,
     pub capacity: i32,
     /// Numbers issued (sold and not cancelled).
     pub issued: std::collections::BTreeSet<i32>,

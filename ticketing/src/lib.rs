@@ -13,4 +13,5 @@ pub mod queue;
 pub mod rebuild;
 pub mod redis_client;
 pub mod telemetry;
+pub mod tier;
 pub mod token;

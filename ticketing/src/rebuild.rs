@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::inventory::{self, Epoch, TierLoad};
 use crate::redis_client::RedisClient;
+use crate::tier::TierCode;
 
 /// Whether to rebuild when Redis already holds this event at Postgres's epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +75,7 @@ async fn rebuild(
     .fetch_one(&mut *tx)
     .await?;
     let epoch = Epoch(epoch);
-    let tiers: Vec<(String, i32, Vec<i32>)> = sqlx::query_as(
+    let tiers: Vec<(TierCode, i32, Vec<i32>)> = sqlx::query_as(
         "SELECT t.code, t.capacity,
                 COALESCE(array_agg(k.number) FILTER (WHERE k.number IS NOT NULL), '{}')
            FROM ticket_tiers t

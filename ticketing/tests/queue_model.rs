@@ -17,6 +17,7 @@ use ticketing::queue::{
     self, place, Generation, Place, QueueId, QueueMarks, Receipt, Standing, Sync, WaitingRoom,
 };
 use ticketing::redis_client::RedisClient;
+use ticketing::tier::TierCode;
 use uuid::Uuid;
 
 const VISITORS: usize = 12;
@@ -112,8 +113,8 @@ fn room(enabled: bool, paused: bool) -> WaitingRoom {
 }
 
 /// This model is about order and receipts: one tier with more stock than the line could want.
-fn tiers() -> Vec<String> {
-    vec!["GA".to_string()]
+fn tiers() -> Vec<TierCode> {
+    vec![TierCode::known("GA")]
 }
 
 impl Case {

@@ -15,6 +15,7 @@ use ticketing::inventory::{
 };
 use ticketing::keys::EventKeys;
 use ticketing::redis_client::RedisClient;
+use ticketing::tier::TierCode;
 use ticketing::token::TokenId;
 use uuid::Uuid;
 
@@ -27,7 +28,7 @@ const UNKNOWN_TIER: &str = "NOT_A_TIER_OF_THIS_EVENT";
 /// One tier as loaded: capacity, and the numbers Postgres had already issued.
 #[derive(Debug, Clone)]
 struct TierSpec {
-    code: String,
+    code: TierCode,
     capacity: u32,
     issued: BTreeSet<u32>,
 }
@@ -84,12 +85,12 @@ struct Booked {
 #[derive(Debug, Default)]
 struct Model {
     /// Per tier code: capacity.
-    capacity: BTreeMap<String, u32>,
+    capacity: BTreeMap<TierCode, u32>,
     /// Tier codes in load order.
-    codes: Vec<String>,
-    sold: BTreeMap<String, BTreeSet<u32>>,
+    codes: Vec<TierCode>,
+    sold: BTreeMap<TierCode, BTreeSet<u32>>,
     /// Numbers dropped by a discarding release: off sale until a rebuild.
-    discarded: BTreeMap<String, BTreeSet<u32>>,
+    discarded: BTreeMap<TierCode, BTreeSet<u32>>,
     holds: BTreeMap<TokenId, Numbers>,
     bookings: Vec<Booked>,
     /// Tokens whose reservation is held or booked. A release frees its token again, so a buyer
@@ -98,7 +99,7 @@ struct Model {
     /// Every token that ever tried to reserve, in order.
     tokens: Vec<TokenId>,
     /// The request each hold was made for.
-    requests: BTreeMap<TokenId, Vec<(String, u32)>>,
+    requests: BTreeMap<TokenId, Vec<(TierCode, u32)>>,
     /// The attempt that owns each hold: the last to make or continue it.
     attempts: BTreeMap<TokenId, String>,
     booked_total: i64,
@@ -115,7 +116,7 @@ enum Expected {
     Continued,
     OtherRequest,
     TokenUsed,
-    UnknownTier(String),
+    UnknownTier(TierCode),
     /// The tiers that fall short, and whether no tier of the event has anything left.
     Short(Vec<Shortfall>, bool),
 }
@@ -168,7 +169,7 @@ impl Model {
         i64::from(self.capacity[code]) - self.taken(code).len() as i64
     }
 
-    fn expect_reserve(&self, jti: TokenId, request: &[(String, u32)]) -> Expected {
+    fn expect_reserve(&self, jti: TokenId, request: &[(TierCode, u32)]) -> Expected {
         if self.used.contains(&jti) {
             return match self.requests.get(&jti) {
                 Some(held_for) if self.holds.contains_key(&jti) && held_for == request => {
@@ -249,7 +250,7 @@ impl Model {
 }
 
 /// The fingerprint a request is held under: any text without `|` names it uniquely.
-fn fingerprint(request: &[(String, u32)]) -> String {
+fn fingerprint(request: &[(TierCode, u32)]) -> String {
     request
         .iter()
         .map(|(code, quantity)| format!("{code}={quantity}"))
@@ -286,7 +287,7 @@ fn tier_specs() -> impl Strategy<Value = Vec<TierSpec>> {
                 (1u32..=8, issued).prop_map(move |(capacity, mask)| {
                     let issued = (1..=capacity).filter(|n| mask & (1 << (n - 1)) != 0);
                     TierSpec {
-                        code: code.clone(),
+                        code: TierCode::known(&code),
                         capacity,
                         issued: issued.collect(),
                     }
@@ -454,7 +455,7 @@ impl Case {
         self.reserve(jti, &request).await
     }
 
-    fn codes_of(&self, request: &[(usize, u32)]) -> Vec<(String, u32)> {
+    fn codes_of(&self, request: &[(usize, u32)]) -> Vec<(TierCode, u32)> {
         request
             .iter()
             .map(|&(tier, quantity)| (self.model.codes[tier].clone(), quantity))
@@ -464,7 +465,7 @@ impl Case {
     async fn reserve(
         &mut self,
         jti: TokenId,
-        request: &[(String, u32)],
+        request: &[(TierCode, u32)],
     ) -> Result<(), TestCaseError> {
         let expected = self.model.expect_reserve(jti, request);
         if !self.model.tokens.contains(&jti) {
@@ -511,7 +512,7 @@ impl Case {
             ) => {
                 prop_assert_eq!(epoch, Epoch(self.model.epoch));
                 let asked: BTreeSet<&str> = request.iter().map(|(c, _)| c.as_str()).collect();
-                let given: BTreeSet<&str> = numbers.keys().map(String::as_str).collect();
+                let given: BTreeSet<&str> = numbers.keys().map(TierCode::as_str).collect();
                 prop_assert_eq!(given, asked, "numbers for exactly the requested tiers");
                 for (code, want) in request {
                     let list = &numbers[code];
@@ -695,7 +696,7 @@ impl Case {
             Op::ReserveUnknownTier(place, request) => {
                 let mut request = self.codes_of(request);
                 let at = place.index(request.len() + 1);
-                request.insert(at, (UNKNOWN_TIER.to_string(), 1));
+                request.insert(at, (TierCode::known(UNKNOWN_TIER), 1));
                 self.reserve(TokenId::new_v4(), &request).await
             }
             Op::Retry(pick) => self.retry(pick).await,
@@ -723,8 +724,8 @@ impl Case {
             .await
             .map_err(fail)?;
         prop_assert_eq!(snapshot.epoch, Some(Epoch(self.model.epoch)));
-        let codes: BTreeSet<&String> = snapshot.tiers.keys().collect();
-        let expected: BTreeSet<&String> = self.model.codes.iter().collect();
+        let codes: BTreeSet<&TierCode> = snapshot.tiers.keys().collect();
+        let expected: BTreeSet<&TierCode> = self.model.codes.iter().collect();
         prop_assert_eq!(codes, expected, "tiers in the inventory hash");
 
         let mut conn = self.redis.clone();
@@ -867,10 +868,16 @@ async fn run(tiers: Vec<TierSpec>, ops: Vec<Op>) -> Result<(), TestCaseError> {
             attempt: "x",
             claim: None,
         };
-        let before =
-            inventory::reserve(&case.redis, event_id, first, 0, holder, &[("x".into(), 1)])
-                .await
-                .map_err(fail)?;
+        let before = inventory::reserve(
+            &case.redis,
+            event_id,
+            first,
+            0,
+            holder,
+            &[(TierCode::known("x"), 1)],
+        )
+        .await
+        .map_err(fail)?;
         prop_assert_eq!(before, Reservation::NotLoaded, "before the load");
         case.load(&tiers).await?;
         case.check().await?;

@@ -28,6 +28,7 @@ use ticketing::queue::{
     self, admit::STEP_BOUND, Leaving, QueueId, Standing, Sync, WaitingRoom, Wish, WishSet,
 };
 use ticketing::redis_client::RedisClient;
+use ticketing::tier::TierCode;
 use ticketing::token::TokenId;
 use uuid::Uuid;
 
@@ -138,7 +139,7 @@ impl Counted {
             } => Some(Wish(
                 hundredths
                     .iter()
-                    .map(|(code, n)| (code.clone(), (*n / 100) as u32))
+                    .map(|(code, n)| (TierCode::known(code), (*n / 100) as u32))
                     .collect(),
             )),
             Counted::Demand { .. } => None,
@@ -285,22 +286,27 @@ fn fail(e: RedisError) -> TestCaseError {
     TestCaseError::fail(format!("redis: {e}"))
 }
 
-fn codes() -> Vec<String> {
-    CODES.iter().map(|c| c.to_string()).collect()
+fn codes() -> Vec<TierCode> {
+    CODES.iter().map(|c| TierCode::known(c)).collect()
 }
 
 fn tickets(wish: &Wish) -> BTreeMap<String, i64> {
     wish.0
         .iter()
-        .map(|(code, q)| (code.clone(), i64::from(*q)))
+        .map(|(code, q)| (code.to_string(), i64::from(*q)))
         .collect()
 }
 
 /// 1–3 tickets over one or both tiers.
 fn request() -> impl Strategy<Value = Wish> {
-    let one = (0..CODES.len(), 1u32..=3).prop_map(|(t, q)| Wish(vec![(CODES[t].into(), q)]));
-    let both = prop_oneof![Just((1, 1)), Just((1, 2)), Just((2, 1))]
-        .prop_map(|(ga, vip)| Wish(vec![("GA".into(), ga), ("VIP".into(), vip)]));
+    let one =
+        (0..CODES.len(), 1u32..=3).prop_map(|(t, q)| Wish(vec![(TierCode::known(CODES[t]), q)]));
+    let both = prop_oneof![Just((1, 1)), Just((1, 2)), Just((2, 1))].prop_map(|(ga, vip)| {
+        Wish(vec![
+            (TierCode::known("GA"), ga),
+            (TierCode::known("VIP"), vip),
+        ])
+    });
     prop_oneof![2 => one, 1 => both]
 }
 
@@ -469,7 +475,7 @@ impl Case {
         for (id, value) in hgetall(keys.hold_numbers()).await? {
             let counts = inventory::parse_held(&value)
                 .into_iter()
-                .map(|(code, numbers)| (code, numbers.len() as i64))
+                .map(|(code, numbers)| (code.to_string(), numbers.len() as i64))
                 .collect();
             seen.holdv.insert(text(&id), counts);
         }
@@ -802,7 +808,7 @@ impl Case {
         };
         let got: BTreeMap<String, i64> = numbers
             .iter()
-            .map(|(code, list)| (code.clone(), list.len() as i64))
+            .map(|(code, list)| (code.to_string(), list.len() as i64))
             .collect();
         prop_assert_eq!(
             &got,
@@ -1125,7 +1131,7 @@ async fn run(sale: Sale, ops: Vec<Op>) -> Result<(), TestCaseError> {
 /// (leave, confirm, an expiry in admit) must cope with a zero.
 async fn zero_share(case: &mut Case) -> Result<(), TestCaseError> {
     case.set_up().await?;
-    let ga_once = Wish(vec![("GA".into(), 1)]);
+    let ga_once = Wish(vec![(TierCode::known("GA"), 1)]);
     // Visitor 0 is the only one admitted when it books: any index picks it.
     let first = any::<Index>()
         .new_tree(&mut proptest::test_runner::TestRunner::deterministic())

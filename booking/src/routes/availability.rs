@@ -6,6 +6,7 @@ use axum::extract::State;
 use serde::Serialize;
 use ticketing::inventory;
 use ticketing::rebuild::{self, When};
+use ticketing::tier::TierCode;
 use uuid::Uuid;
 
 use crate::error::{ApiError, Json, Path};
@@ -16,7 +17,7 @@ pub struct Availability {
     pub event_id: Uuid,
     /// Tickets left per tier code.
     #[schema(value_type = std::collections::HashMap<String, i64>)]
-    pub tiers: BTreeMap<String, i64>,
+    pub tiers: BTreeMap<TierCode, i64>,
 }
 
 #[utoipa::path(get, path = "/api/events/{event_id}/availability",

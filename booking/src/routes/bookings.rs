@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use ticketing::inventory::{self, Numbers};
+use ticketing::tier::TierCode;
 use uuid::Uuid;
 
 use crate::checkout::{self, Checkout};
@@ -55,7 +56,7 @@ fn present(stored: &StoredBooking, tiers: &EventTiers, access_code: Option<Strin
                 id: t.id,
                 tier: tiers
                     .by_id(t.tier_id)
-                    .map(|x| x.code.clone())
+                    .map(|x| x.code.to_string())
                     .unwrap_or_default(),
                 number: t.number,
             })
@@ -191,11 +192,11 @@ fn remembered_shortfall(
     {
         return None;
     }
-    let quantities: Vec<(String, u32)> = request
+    let quantities: Vec<(TierCode, u32)> = request
         .tiers
         .iter()
         .filter(|(_, q)| **q > 0)
-        .map(|(code, q)| Some((code.clone(), u32::try_from(*q).ok()?)))
+        .map(|(code, q)| Some((tiers.by_code(code)?.code.clone(), u32::try_from(*q).ok()?)))
         .collect::<Option<_>>()?;
     if quantities.is_empty() {
         return None;

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use ticketing::queue::{RoomColumns, WaitingRoom};
+use ticketing::tier::TierCode;
 use uuid::Uuid;
 
 use crate::domain::EventDraft;
@@ -20,7 +21,7 @@ pub struct EventRow {
     pub room: RoomColumns,
     pub max_per_booking: i32,
     /// The event's tier codes in their order (tiers never change once the event exists).
-    pub tier_codes: Vec<String>,
+    pub tier_codes: Vec<TierCode>,
 }
 
 impl EventRow {
@@ -32,7 +33,7 @@ impl EventRow {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TierRow {
     pub event_id: Uuid,
-    pub code: String,
+    pub code: TierCode,
     pub name: String,
     pub price_cents: i64,
     pub capacity: i32,
@@ -86,7 +87,7 @@ pub async fn tiers(db: &PgPool, event_ids: &[Uuid]) -> sqlx::Result<Vec<TierRow>
 }
 
 /// Tickets still unsold per tier code, counted in Postgres (used when Redis lacks the event).
-pub async fn unsold(db: &PgPool, event_id: Uuid) -> sqlx::Result<Vec<(String, i64)>> {
+pub async fn unsold(db: &PgPool, event_id: Uuid) -> sqlx::Result<Vec<(TierCode, i64)>> {
     sqlx::query_as(
         "SELECT t.code, t.capacity - count(k.id)
            FROM ticket_tiers t

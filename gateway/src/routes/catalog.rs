@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use ticketing::inventory;
 use ticketing::redis_client::RedisClient;
+use ticketing::tier::TierCode;
 use uuid::Uuid;
 
 use crate::db::events::{self, EventRow, TierRow};
@@ -26,7 +27,7 @@ pub struct RoomFlag {
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Tier {
-    pub code: String,
+    pub code: TierCode,
     pub name: String,
     pub price_cents: i64,
     pub capacity: i32,
@@ -138,7 +139,7 @@ pub async fn assemble(
         futures::future::join_all(ids.iter().map(|id| inventory::availability(redis, *id))).await;
     let mut out = Vec::with_capacity(rows.len());
     for (row, live) in rows.into_iter().zip(live) {
-        let available: HashMap<String, i64> = match live {
+        let available: HashMap<TierCode, i64> = match live {
             Ok(Some(map)) => map,
             _ => events::unsold(db, row.id).await?.into_iter().collect(),
         };

@@ -13,9 +13,11 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use ticketing::inventory::Shortfall;
 use ticketing::queue::{
-    self, place, Leaving, Line, Place, QueueId, QueueMarks, Receipt, Standing, Sync, Wish, WishSet,
+    self, place, Leaving, Line, Place, QueueId, QueueMarks, Receipt, Standing, Sync, TierStock,
+    Wish, WishSet,
 };
 use ticketing::rebuild::{self, When};
+use ticketing::tier::TierCode;
 use ticketing::token::{EntryClaims, TokenId};
 use uuid::Uuid;
 
@@ -117,12 +119,13 @@ pub struct QueueStatus {
 /// One tier as a buyer in line sees it.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TierStatus {
-    pub code: String,
+    pub code: TierCode,
     /// On sale now.
     pub available: i64,
     /// Reserved by buyers now; they may come back.
     pub held: i64,
-    /// People ahead whose wish includes this tier (absent before the opening).
+    /// People ahead whose wish includes this tier, for the tiers of the buyer's own wish (absent
+    /// for the others, and before the opening).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wanted_ahead: Option<u64>,
 }
@@ -307,11 +310,15 @@ pub async fn set_wish(
     let (queue_id, event) = entry_of(&state, &queue_id).await?;
     let mut wish = Wish::default();
     for code in &event.tier_codes {
-        if let Some(quantity) = request.tiers.get(code) {
+        if let Some(quantity) = request.tiers.get(code.as_str()) {
             wish.0.push((code.clone(), *quantity));
         }
     }
-    if let Some(unknown) = request.tiers.keys().find(|c| !event.tier_codes.contains(c)) {
+    if let Some(unknown) = request
+        .tiers
+        .keys()
+        .find(|c| !event.tier_codes.iter().any(|code| code == c.as_str()))
+    {
         return Err(ApiError::InvalidBody(format!("unknown tier {unknown:?}")));
     }
     if wish.0.iter().any(|(_, quantity)| *quantity == 0) {
@@ -498,7 +505,11 @@ async fn present(
             status.receipt = receipt(place, generation, None);
             let until_open = (event.on_sale_at - now).num_milliseconds().max(0) as u64;
             status.poll_after_ms = pre_queue_poll_after(until_open, place);
-            describe_line(&mut status, &line);
+            let stock = state
+                .pace
+                .stock(&state.redis, event.id, &event.tier_codes)
+                .await?;
+            describe_line(&mut status, &line, &stock);
         }
         Standing::Waiting {
             position,
@@ -518,7 +529,11 @@ async fn present(
             // Those far back poll rarely; those near the front often enough to act at once.
             status.poll_after_ms =
                 jitter((estimate.low_s * 1000 / 10).clamp(1_000, MAX_POLL_AFTER_MS));
-            describe_line(&mut status, &line);
+            let stock = state
+                .pace
+                .stock(&state.redis, event.id, &event.tier_codes)
+                .await?;
+            describe_line(&mut status, &line, &stock);
         }
         Standing::Admitted {
             expires_ms,
@@ -549,24 +564,27 @@ async fn present(
 }
 
 /// What the line tells a buyer of the stock and of their wish.
-fn describe_line(status: &mut QueueStatus, line: &Line) {
+fn describe_line(status: &mut QueueStatus, line: &Line, stock: &[TierStock]) {
+    let tiers = line.tiers(stock);
     status.wish = line.wish.as_ref().map(wish_map);
-    status.tiers = line
-        .tiers
-        .iter()
+    status.wish_shortfall = queue::wish::shortfall(line.wish.as_ref(), &tiers);
+    status.held_only = queue::wish::held_only(&tiers);
+    status.tiers = tiers
+        .into_iter()
         .map(|t| TierStatus {
-            code: t.code.clone(),
+            code: t.code,
             available: t.available,
             held: t.held,
             wanted_ahead: t.wanted_ahead,
         })
         .collect();
-    status.wish_shortfall = line.shortfall();
-    status.held_only = line.held_only();
 }
 
 fn wish_map(wish: &Wish) -> BTreeMap<String, u32> {
-    wish.0.iter().cloned().collect()
+    wish.0
+        .iter()
+        .map(|(code, q)| (code.to_string(), *q))
+        .collect()
 }
 
 async fn sign_entry(

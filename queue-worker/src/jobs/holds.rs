@@ -9,6 +9,7 @@ use sqlx::PgPool;
 use ticketing::inventory::{self, ReleaseMode, Released};
 use ticketing::queue::QueueId;
 use ticketing::redis_client::RedisClient;
+use ticketing::tier::TierCode;
 use uuid::Uuid;
 
 #[tracing::instrument(skip(db, redis), err)]
@@ -21,7 +22,7 @@ pub async fn sweep(db: &PgPool, redis: &RedisClient, event_id: Uuid) -> anyhow::
     let Some(epoch) = snapshot.epoch else {
         return Ok(0);
     };
-    let codes: Vec<String> =
+    let codes: Vec<TierCode> =
         sqlx::query_scalar("SELECT code FROM ticket_tiers WHERE event_id = $1")
             .bind(event_id)
             .fetch_all(db)

@@ -11,6 +11,7 @@ use ticketing::keys::EventKeys;
 use ticketing::queue::{self, QueueMarks, Sync};
 use ticketing::rebuild::{self, When};
 use ticketing::redis_client::RedisClient;
+use ticketing::tier::TierCode;
 use ticketing::token::TokenId;
 use uuid::Uuid;
 
@@ -19,7 +20,7 @@ use crate::events::WatchedEvent;
 /// What the previous pass saw, per event, to tell drift from in-flight work.
 #[derive(Default)]
 pub struct DriftMemory {
-    inventory: HashMap<Uuid, Vec<(String, i64)>>,
+    inventory: HashMap<Uuid, Vec<(TierCode, i64)>>,
     settings: HashMap<Uuid, bool>,
 }
 
@@ -91,7 +92,7 @@ pub async fn reconcile(
     }
 
     let holds: Vec<TokenId> = snapshot.holds.keys().copied().collect();
-    let issued: Vec<(String, i32, i64)> = sqlx::query_as(
+    let issued: Vec<(TierCode, i32, i64)> = sqlx::query_as(
         "SELECT t.code, t.capacity, count(k.id)
            FROM ticket_tiers t
            LEFT JOIN tickets k ON k.tier_id = t.id AND k.status = 'issued'
@@ -114,12 +115,16 @@ pub async fn reconcile(
         return Ok(repair);
     }
     let held = snapshot.held_per_tier();
-    let mut drift: Vec<(String, i64)> = Vec::new();
+    let mut drift: Vec<(TierCode, i64)> = Vec::new();
     for (code, capacity, sold) in issued {
-        let expected = i64::from(capacity) - sold - held.get(&code).copied().unwrap_or(0);
-        let actual = snapshot.tiers.get(&code).map(|t| t.available);
-        if actual != Some(expected) {
-            drift.push((code, actual.unwrap_or(i64::MIN) - expected));
+        let in_holds = held.get(&code).copied().unwrap_or(0);
+        let expected = i64::from(capacity) - sold - in_holds;
+        let actual = snapshot.tiers.get(&code).map(|t| (t.available, t.held));
+        // The held count is what polls tell and the sold-out flag rests on: it must agree with
+        // the holds themselves as much as availability with Postgres.
+        if actual != Some((expected, in_holds)) {
+            let (available, counted) = actual.unwrap_or((i64::MIN, 0));
+            drift.push((code, available - expected + (counted - in_holds)));
         }
     }
     if drift.is_empty() {

@@ -10,6 +10,7 @@ use super::{Place, QueueMarks};
 use crate::keys::EventKeys;
 use crate::lua_reply::{array, int, malformed};
 use crate::redis_client::RedisClient;
+use crate::tier::TierCode;
 
 static ADMIT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../../lua/admit.lua")));
@@ -37,7 +38,7 @@ pub async fn admit(
     redis: &RedisClient,
     event_id: Uuid,
     bound: u32,
-    tiers: &[String],
+    tiers: &[TierCode],
 ) -> RedisResult<AdmissionStep> {
     let keys = EventKeys::new(event_id);
     let mut invocation = ADMIT.prepare_invoke();

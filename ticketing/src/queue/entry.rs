@@ -11,6 +11,7 @@ use crate::inventory::admission_hold_id;
 use crate::keys::EventKeys;
 use crate::lua_reply::{array, int, malformed, text};
 use crate::redis_client::RedisClient;
+use crate::tier::TierCode;
 
 static ENTRY: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../../lua/queue_entry.lua")));
@@ -56,7 +57,7 @@ pub async fn join(
     event_id: Uuid,
     queue_id: QueueId,
     lot: u32,
-    tiers: &[String],
+    tiers: &[TierCode],
 ) -> RedisResult<Standing> {
     let mut invocation = invocation(event_id, queue_id, tiers);
     invocation.arg("join").arg(queue_id).arg(lot).arg("");
@@ -70,7 +71,7 @@ pub async fn poll(
     event_id: Uuid,
     queue_id: QueueId,
     receipt: Option<&Receipt>,
-    tiers: &[String],
+    tiers: &[TierCode],
 ) -> RedisResult<Standing> {
     let mut invocation = invocation(event_id, queue_id, tiers);
     invocation.arg("poll").arg(queue_id);
@@ -102,7 +103,7 @@ pub async fn leave(
     event_id: Uuid,
     queue_id: QueueId,
     when: Leaving,
-    tiers: &[String],
+    tiers: &[TierCode],
 ) -> RedisResult<bool> {
     let keys = EventKeys::new(event_id);
     let (mode, grace_ms) = match when {
@@ -123,6 +124,7 @@ pub async fn leave(
         .key(keys.demand())
         .key(keys.leaving())
         .key(keys.holds())
+        .key(keys.queue_config())
         .arg(queue_id)
         .arg(mode)
         .arg(grace_ms)
@@ -181,7 +183,7 @@ pub async fn adopt_legacy(redis: &RedisClient, event_id: Uuid, bound: usize) -> 
     Ok(members.len())
 }
 
-fn invocation(event_id: Uuid, queue_id: QueueId, tiers: &[String]) -> ScriptInvocation<'static> {
+fn invocation(event_id: Uuid, queue_id: QueueId, tiers: &[TierCode]) -> ScriptInvocation<'static> {
     let keys = EventKeys::new(event_id);
     let mut invocation = ENTRY.prepare_invoke();
     invocation
@@ -210,7 +212,7 @@ fn invocation(event_id: Uuid, queue_id: QueueId, tiers: &[String]) -> ScriptInvo
 async fn run(
     redis: &RedisClient,
     mut invocation: ScriptInvocation<'_>,
-    tiers: &[String],
+    tiers: &[TierCode],
 ) -> RedisResult<Standing> {
     for code in tiers {
         invocation.arg(code);
@@ -231,7 +233,7 @@ async fn run(
             .map(Generation)
             .ok_or_else(|| malformed("queue_entry"))
     };
-    let line = || Line::from_reply(items.get(6), items.get(7), tiers);
+    let line = || Line::from_reply(items.get(6), items.get(7));
     Ok(match state.as_str() {
         "no_config" => Standing::NoConfig,
         "not_found" => Standing::NotFound,

@@ -24,7 +24,7 @@ pub use place::Place;
 pub use receipt::{Receipt, ReceiptKeys};
 pub use room::{sync_config, Generation, QueueMarks, RoomColumns, Sync, WaitingRoom, ROOM_COLUMNS};
 pub use stats::{stats, QueueStats};
-pub use wish::{set_wish, AdmittedAs, Line, TierLine, Wish, WishSet};
+pub use wish::{set_wish, AdmittedAs, Line, TierLine, TierStock, Wish, WishSet};
 
 /// How long without a poll before a waiting entry counts as gone: it is dropped when it reaches
 /// the head after one to two windows of silence.

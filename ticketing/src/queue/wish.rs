@@ -12,6 +12,7 @@ use crate::inventory::Shortfall;
 use crate::keys::EventKeys;
 use crate::lua_reply::{array, int, malformed, text};
 use crate::redis_client::RedisClient;
+use crate::tier::TierCode;
 
 static WISH: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../../lua/queue_wish.lua")));
@@ -19,7 +20,7 @@ static WISH: LazyLock<Script> =
 /// Tiers and quantities (each ≥ 1), in the order given; the wire form in Redis is
 /// `GA=2;VIP=1`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Wish(pub Vec<(String, u32)>);
+pub struct Wish(pub Vec<(TierCode, u32)>);
 
 impl Wish {
     /// Reads the Redis form; malformed parts (never written by this system) are skipped.
@@ -32,7 +33,10 @@ impl Wish {
             text.split(';')
                 .filter_map(|part| {
                     let (code, quantity) = part.split_once(between)?;
-                    Some((code.to_string(), quantity.parse().ok().filter(|q| *q > 0)?))
+                    Some((
+                        TierCode::parse(code)?,
+                        quantity.parse().ok().filter(|q| *q > 0)?,
+                    ))
                 })
                 .collect(),
         )
@@ -62,86 +66,116 @@ impl Wish {
 /// One tier as a buyer in line sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TierLine {
-    pub code: String,
+    pub code: TierCode,
     /// On sale now.
     pub available: i64,
     /// Reserved by buyers now: they may come back.
     pub held: i64,
-    /// People ahead whose wish includes this tier; None before the opening (the order is not
-    /// told until then).
+    /// People ahead whose wish includes this tier; None for a tier not in the buyer's wish, and
+    /// before the opening (the order is not told until then).
     pub wanted_ahead: Option<u64>,
 }
 
-/// What a buyer in line is told beside the place.
+/// What the entry script tells of a buyer in line beside the place: the wish, and per tier of
+/// the event (in order) how many people ahead wish for it (None for a tier not in the wish, and
+/// before the opening).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Line {
     pub wish: Option<Wish>,
-    pub tiers: Vec<TierLine>,
+    pub wanted_ahead: Vec<Option<u64>>,
 }
 
 impl Line {
-    /// Reads `wish` and the flat per-tier `stock` (available, held, wanted ahead or -1) the
-    /// entry script returns, for `codes` in order.
-    pub(crate) fn from_reply(
-        wish: Option<&Value>,
-        stock: Option<&Value>,
-        codes: &[String],
-    ) -> Self {
+    pub(crate) fn from_reply(wish: Option<&Value>, ahead: Option<&Value>) -> Self {
         let wish = wish
             .and_then(text)
             .map(|t| Wish::parse(&t))
             .filter(|w| !w.is_empty());
-        let numbers: Vec<i64> = stock
+        let wanted_ahead = ahead
             .map(array)
             .unwrap_or_default()
             .iter()
-            .filter_map(int)
+            .map(|n| int(n).and_then(|n| u64::try_from(n).ok()))
             .collect();
-        let tiers = codes
-            .iter()
-            .zip(numbers.chunks(3))
-            .filter_map(|(code, n)| match n {
-                [available, held, ahead] => Some(TierLine {
-                    code: code.clone(),
-                    available: *available,
-                    held: *held,
-                    wanted_ahead: u64::try_from(*ahead).ok(),
-                }),
-                _ => None,
-            })
-            .collect();
-        Self { wish, tiers }
+        Self { wish, wanted_ahead }
     }
 
-    /// The tiers of the wish that cannot be met at all (less left, held included, than
-    /// wished): such a buyer keeps the place but is not admitted until the wish changes.
-    pub fn shortfall(&self) -> Vec<Shortfall> {
-        let Some(wish) = &self.wish else {
-            return Vec::new();
-        };
-        wish.0
+    /// Each tier as this buyer sees it, given the event's stock (in the event's tier order).
+    pub fn tiers(&self, stock: &[TierStock]) -> Vec<TierLine> {
+        stock
             .iter()
-            .filter_map(|(code, quantity)| {
-                let left = self
-                    .tiers
-                    .iter()
-                    .find(|t| &t.code == code)
-                    .map_or(0, |t| t.available + t.held);
-                (left < i64::from(*quantity)).then(|| Shortfall {
-                    tier: code.clone(),
-                    requested: i64::from(*quantity),
-                    available: left,
-                })
+            .enumerate()
+            .map(|(i, s)| TierLine {
+                code: s.code.clone(),
+                available: s.available,
+                held: s.held,
+                wanted_ahead: self.wanted_ahead.get(i).copied().flatten(),
             })
             .collect()
     }
+}
 
-    /// Nothing is on sale now, but some tickets are held and may come back.
-    pub fn held_only(&self) -> bool {
-        !self.tiers.is_empty()
-            && self.tiers.iter().all(|t| t.available == 0)
-            && self.tiers.iter().any(|t| t.held > 0)
+/// One tier's stock now: the event's, the same for every buyer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TierStock {
+    pub code: TierCode,
+    pub available: i64,
+    pub held: i64,
+}
+
+/// The stock of `codes` (the event's tiers, in order): one `HMGET`. A gateway reads it apart
+/// from the polls, which all tell the same numbers.
+pub async fn stock(
+    redis: &RedisClient,
+    event_id: Uuid,
+    codes: &[TierCode],
+) -> RedisResult<Vec<TierStock>> {
+    if codes.is_empty() {
+        return Ok(Vec::new());
     }
+    let mut read = redis::cmd("HMGET");
+    read.arg(EventKeys::new(event_id).inventory());
+    for code in codes {
+        read.arg(format!("{code}:avail"))
+            .arg(format!("{code}:held"));
+    }
+    let values: Vec<Option<i64>> = read.query_async(&mut redis.clone()).await?;
+    Ok(codes
+        .iter()
+        .zip(values.chunks(2))
+        .map(|(code, v)| TierStock {
+            code: code.clone(),
+            available: v.first().copied().flatten().unwrap_or(0),
+            held: v.get(1).copied().flatten().unwrap_or(0),
+        })
+        .collect())
+}
+
+/// The tiers of `wish` that cannot be met at all (less left, held included, than wished): such a
+/// buyer keeps the place but is not admitted until the wish changes.
+pub fn shortfall(wish: Option<&Wish>, tiers: &[TierLine]) -> Vec<Shortfall> {
+    let Some(wish) = wish else {
+        return Vec::new();
+    };
+    wish.0
+        .iter()
+        .filter_map(|(code, quantity)| {
+            let left = tiers
+                .iter()
+                .find(|t| t.code == *code)
+                .map_or(0, |t| t.available + t.held);
+            (left < i64::from(*quantity)).then(|| Shortfall {
+                tier: code.clone(),
+                requested: i64::from(*quantity),
+                available: left,
+            })
+        })
+        .collect()
+}
+
+/// Nothing is on sale now, but some tickets are held and may come back.
+pub fn held_only(tiers: &[TierLine]) -> bool {
+    !tiers.is_empty() && tiers.iter().all(|t| t.available == 0) && tiers.iter().any(|t| t.held > 0)
 }
 
 /// What admission made of a buyer's wish.
@@ -199,7 +233,7 @@ pub async fn set_wish(
     event_id: Uuid,
     queue_id: QueueId,
     wish: &Wish,
-    codes: &[String],
+    codes: &[TierCode],
 ) -> RedisResult<WishSet> {
     let keys = EventKeys::new(event_id);
     let mut invocation = WISH.prepare_invoke();
@@ -229,7 +263,7 @@ pub async fn set_wish(
                 .chunks(3)
                 .filter_map(|c| {
                     Some(Shortfall {
-                        tier: text(c.first()?)?,
+                        tier: TierCode::parse(&text(c.first()?)?)?,
                         requested: int(c.get(1)?)?,
                         available: int(c.get(2)?)?,
                     })
@@ -246,12 +280,18 @@ mod tests {
 
     #[test]
     fn a_wish_round_trips_through_its_redis_form() {
-        let wish = Wish(vec![("GA".into(), 2), ("VIP".into(), 1)]);
+        let wish = Wish(vec![
+            (TierCode::known("GA"), 2),
+            (TierCode::known("VIP"), 1),
+        ]);
         assert_eq!(wish.encode(), "GA=2;VIP=1");
         assert_eq!(Wish::parse("GA=2;VIP=1"), wish);
         assert_eq!(wish.total(), 3);
         assert_eq!(Wish::parse(""), Wish::default());
-        assert_eq!(Wish::parse("GA=0;VIP=x;FR=1"), Wish(vec![("FR".into(), 1)]));
+        assert_eq!(
+            Wish::parse("GA=0;VIP=x;FR=1"),
+            Wish(vec![(TierCode::known("FR"), 1)])
+        );
     }
 
     #[test]
@@ -269,30 +309,28 @@ mod tests {
     #[test]
     fn a_shortfall_counts_held_tickets_as_possibly_coming_back() {
         let line = Line {
-            wish: Some(Wish(vec![("GA".into(), 2), ("VIP".into(), 1)])),
-            tiers: vec![
-                TierLine {
-                    code: "GA".into(),
-                    available: 0,
-                    held: 1,
-                    wanted_ahead: Some(3),
-                },
-                TierLine {
-                    code: "VIP".into(),
-                    available: 0,
-                    held: 1,
-                    wanted_ahead: Some(0),
-                },
-            ],
+            wish: Some(Wish(vec![
+                (TierCode::known("GA"), 2),
+                (TierCode::known("VIP"), 1),
+            ])),
+            wanted_ahead: vec![Some(3), None],
         };
+        let stock = |code: &str, held| TierStock {
+            code: TierCode::known(code),
+            available: 0,
+            held,
+        };
+        let tiers = line.tiers(&[stock("GA", 1), stock("VIP", 1)]);
+        assert_eq!(tiers[0].wanted_ahead, Some(3));
+        assert_eq!(tiers[1].wanted_ahead, None);
         assert_eq!(
-            line.shortfall(),
+            shortfall(line.wish.as_ref(), &tiers),
             vec![Shortfall {
-                tier: "GA".into(),
+                tier: TierCode::known("GA"),
                 requested: 2,
                 available: 1
             }]
         );
-        assert!(line.held_only());
+        assert!(held_only(&tiers));
     }
 }
