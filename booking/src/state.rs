@@ -4,7 +4,6 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::FromRef;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sqlx::PgPool;
 use ticketing::redis_client::RedisClient;
@@ -16,8 +15,21 @@ use crate::sold_out::SoldOutMemory;
 use crate::tiers::TierCatalog;
 use crate::writer::Writer;
 
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// Cloned for every extractor of every request and for each checkout's task: one reference
+/// count, not one per field (the writer's channel sender alone is two atomic counters shared by
+/// every core).
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub db: PgPool,
     pub redis: RedisClient,
     pub verifier: Arc<EntryVerifier>,
@@ -53,7 +65,7 @@ impl AppState {
             Quota::per_second(rate).allow_burst(burst),
         ));
         forget_idle_tokens(&per_token);
-        Self {
+        Self(Arc::new(Shared {
             writer: Writer::start(
                 db.clone(),
                 config.writers,
@@ -68,7 +80,7 @@ impl AppState {
             sold_out: SoldOutMemory::new(config.sold_out_memory),
             per_token,
             config: Arc::new(config),
-        }
+        }))
     }
 }
 
