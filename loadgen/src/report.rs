@@ -1,4 +1,5 @@
-//! The run's report: a table on stdout, a JSON file, and a self-contained HTML page with charts.
+//! The run's report: a table on stdout, a JSON file, and a self-contained HTML page that leads
+//! with its verdict (the ledger and invariants, held or broken), then tables and charts.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -55,6 +56,44 @@ pub fn write(
         out.with_extension("html").display()
     );
     Ok(())
+}
+
+/// The verdict first: whether the ledger and the invariants held, each promise with what was
+/// found, so a reader need not dig the JSON at the bottom for the one thing that matters.
+fn verdict(report: &Value) -> String {
+    let Some(checks) = report["invariants"].as_array().filter(|c| !c.is_empty()) else {
+        return "<section class=\"verdict\"><h2>Verdict: not checked</h2>\
+                <p>This scenario ran without an event whose ledger could be checked.</p></section>"
+            .into();
+    };
+    let broken = checks.iter().filter(|c| c["holds"] != true).count();
+    let (class, title) = if broken == 0 {
+        (
+            "held",
+            format!("Verdict: every invariant held ({} checks)", checks.len()),
+        )
+    } else {
+        (
+            "broken",
+            format!(
+                "Verdict: BROKEN — {broken} of {} checks failed",
+                checks.len()
+            ),
+        )
+    };
+    let mut items = String::new();
+    for c in checks {
+        let held = c["holds"] == true;
+        let _ = write!(
+            items,
+            "<li class=\"{}\">{} {} <small>({})</small></li>",
+            if held { "held" } else { "broken" },
+            if held { "✓" } else { "✗" },
+            escape(c["promise"].as_str().unwrap_or_default()),
+            escape(c["detail"].as_str().unwrap_or_default()),
+        );
+    }
+    format!("<section class=\"verdict {class}\"><h2>{title}</h2><ul>{items}</ul></section>")
 }
 
 fn escape(text: &str) -> String {
@@ -163,15 +202,52 @@ fn html(report: &Value, endpoints: &[EndpointSummary], samples: &[Sample]) -> St
             &BTreeMap::from([(name.clone(), points.clone())]),
         ));
     }
+    let verdict = verdict(report);
     format!(
         "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Load test report</title>\
          <style>body{{font-family:system-ui,sans-serif;max-width:960px;margin:2rem auto;padding:0 1rem}}\
          table{{border-collapse:collapse;width:100%;font-size:.9rem}}td,th{{border-bottom:1px solid #ddd;padding:.3rem;text-align:right}}\
          td:first-child,th:first-child,td:last-child{{text-align:left}}svg{{width:100%;height:auto;background:#fafafa}}\
-         pre{{background:#f6f8fa;padding:1rem;overflow:auto}}</style>\
-         <h1>Load test report</h1><table><tr><th>endpoint</th><th>requests</th><th>per s</th><th>p50 ms</th><th>p95 ms</th>\
+         pre{{background:#f6f8fa;padding:1rem;overflow:auto}}.held{{color:#1a7f37}}.broken{{color:#d1242f}}\
+         .verdict{{border:2px solid;padding:.5rem 1rem;margin:1rem 0}}.verdict li{{margin:.2rem 0}}</style>\
+         <h1>Load test report</h1>{verdict}<table><tr><th>endpoint</th><th>requests</th><th>per s</th><th>p50 ms</th><th>p95 ms</th>\
          <th>p99 ms</th><th>p99.9 ms</th><th>max ms</th><th>answers</th></tr>{rows}</table>{charts}\
          <h2>Full report</h2><pre>{}</pre></html>",
         escape(&serde_json::to_string_pretty(report).unwrap_or_default())
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_page_leads_with_the_verdict() {
+        let held = json!({"invariants": [
+            {"promise": "GA: tickets in postgres = capacity - availability", "holds": true, "detail": "ok"}
+        ]});
+        let page = html(&held, &[], &[]);
+        let verdict_at = page
+            .find("Verdict: every invariant held (1 checks)")
+            .expect("a verdict");
+        assert!(
+            verdict_at < page.find("<table>").expect("the table"),
+            "the verdict comes first"
+        );
+
+        let broken = json!({"invariants": [
+            {"promise": "a", "holds": true, "detail": ""},
+            {"promise": "no number <twice>", "holds": false, "detail": "3 twice"}
+        ]});
+        let page = html(&broken, &[], &[]);
+        assert!(page.contains("Verdict: BROKEN — 1 of 2 checks failed"));
+        assert!(
+            page.contains("no number &lt;twice&gt;"),
+            "promises are escaped"
+        );
+
+        assert!(html(&json!({}), &[], &[]).contains("Verdict: not checked"));
+    }
 }

@@ -149,30 +149,47 @@ pub struct EndpointSummary {
     pub series: Vec<SecondPoint>,
 }
 
-/// Prints a progress line to stderr every second until `done` is set.
+/// Shows the run's progress on stderr until the task is aborted: a bar (indicatif) on a
+/// terminal; a plain line every 5 s where stderr is not one or `CI` is set, so logs stay
+/// readable.
 pub fn progress(
     recorder: Recorder,
     total: Duration,
     label: &'static str,
 ) -> tokio::task::JoinHandle<()> {
+    use std::io::IsTerminal;
+    let live = std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
     let begun = Instant::now();
     tokio::spawn(async move {
+        let bar = live.then(|| {
+            let bar = indicatif::ProgressBar::new(total.as_millis() as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {percent:>3}% {msg}")
+                    .expect("a valid template")
+                    .progress_chars("#>-"),
+            );
+            bar.set_prefix(label);
+            bar
+        });
+        let every = if live { 1 } else { 5 };
         let mut last = 0;
         loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::time::sleep(Duration::from_secs(every)).await;
             let elapsed = begun.elapsed();
-            let done = (elapsed.as_secs_f64() / total.as_secs_f64()).min(1.0);
-            let filled = (done * 30.0) as usize;
             let count = recorder.total();
-            eprint!(
-                "\r{label} [{}{}] {:>3.0}% {:>8} requests {:>7}/s ",
-                "#".repeat(filled),
-                " ".repeat(30 - filled),
-                done * 100.0,
-                count,
-                count - last
-            );
+            let rate = (count - last) / every;
             last = count;
+            match &bar {
+                Some(bar) => {
+                    bar.set_position(elapsed.as_millis().min(total.as_millis()) as u64);
+                    bar.set_message(format!("{count:>8} requests {rate:>7}/s"));
+                }
+                None => eprintln!(
+                    "{label}: {:.0} s of {:.0} s, {count} requests, {rate}/s",
+                    elapsed.as_secs_f64(),
+                    total.as_secs_f64()
+                ),
+            }
         }
     })
 }
