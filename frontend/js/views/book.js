@@ -8,6 +8,7 @@ import { formatClock, formatMoney } from '../format.js';
 import { entryToken, startOver, tokenClaims, rememberAccessCode, wish, buyerEmail } from '../visitor.js';
 import { navigate } from '../router.js';
 import { errorNotice, describeError } from './error.js';
+import { quantity, stepper } from '../stepper.js';
 
 const DEFAULT_MAX_PER_BOOKING = 8;
 const AVAILABILITY_REFRESH_MS = 10_000;
@@ -110,44 +111,25 @@ export async function show(main, { params: [eventId], signal }) {
 
   function tierRow(tier) {
     const id = `qty-${tier.code}`;
-    const input = h('input', {
-      type: 'number',
+    const { input, minus, plus, element } = stepper({
       id,
-      name: id,
-      min: 0,
-      step: 1,
-      value: 0,
-      inputmode: 'numeric',
       testid: `qty-${tier.code}`,
-      oninput: updateLimits,
-      onchange: () => {
-        input.value = String(Math.min(row.limit, quantity(input)));
-        updateLimits();
-      },
+      name: tier.name,
+      limit: () => row.limit,
+      changed: updateLimits,
     });
-    const minus = h('button', { type: 'button', class: 'step', 'aria-label': `One less ${tier.name}`, onclick: () => step(-1) }, '−');
-    const plus = h('button', { type: 'button', class: 'step', 'aria-label': `One more ${tier.name}`, onclick: () => step(+1) }, '+');
     const note = h('span', { class: 'meta' });
     const row = { tier, input, minus, plus, note, limit: 0 };
     tiers.set(tier.code, row);
-
-    function step(delta) {
-      input.value = String(Math.max(0, Math.min(row.limit, quantity(input) + delta)));
-      updateLimits();
-    }
 
     return h(
       'div',
       { class: 'tier-row' },
       h('label', { for: id }, h('span', { class: 'tier-name' }, tier.name), ' ', note),
-      h('div', { class: 'stepper' }, minus, input, plus),
+      element,
     );
   }
 
-  function quantity(input) {
-    const n = Math.floor(Number(input.value));
-    return Number.isFinite(n) && n > 0 ? n : 0;
-  }
 
   function chosen() {
     const picked = {};

@@ -32,6 +32,7 @@ import {
 import { navigate } from '../router.js';
 import { errorNotice, describeError } from './error.js';
 import { solveProof } from '../proof.js';
+import { quantity, stepper } from '../stepper.js';
 
 // Bounds on the server's poll_after_ms: never hammer, never look frozen.
 const MIN_POLL_MS = 500;
@@ -327,37 +328,22 @@ function wishPicker(event, eventId) {
 
   function tierRow(tier) {
     const id = `wish-${tier.code}`;
-    const input = h('input', {
-      type: 'number',
+    const { input, minus, plus, element } = stepper({
       id,
-      name: id,
-      min: 0,
-      step: 1,
-      value: 0,
-      inputmode: 'numeric',
       testid: `wish-qty-${tier.code}`,
-      oninput: edited,
-      onchange: () => {
-        input.value = String(Math.min(row.limit, quantity(input)));
-        edited();
-      },
+      name: tier.name,
+      limit: () => row.limit,
+      changed: edited,
     });
-    const minus = h('button', { type: 'button', class: 'step', 'aria-label': `One less ${tier.name}`, onclick: () => step(-1) }, '−');
-    const plus = h('button', { type: 'button', class: 'step', 'aria-label': `One more ${tier.name}`, onclick: () => step(+1) }, '+');
     const line = h('span', { class: 'meta', testid: `tier-line-${tier.code}` });
     const row = { tier, input, minus, plus, line, limit: maxTotal };
     rows.set(tier.code, row);
-
-    function step(delta) {
-      input.value = String(Math.max(0, Math.min(row.limit, quantity(input) + delta)));
-      edited();
-    }
 
     return h(
       'div',
       { class: 'tier-row' },
       h('label', { for: id }, h('span', { class: 'tier-name' }, tier.name), ` ${formatMoney(tier.price_cents)}`, line),
-      h('div', { class: 'stepper' }, minus, input, plus),
+      element,
     );
   }
 
@@ -495,11 +481,6 @@ function wishPicker(event, eventId) {
     if (err.status === 429) return errorNotice(`Too many changes at once. Try again in ${Math.max(1, Math.ceil(err.retryAfter ?? 5))} seconds.`);
     return errorNotice(`${describeError(err)} Your choice was not saved.`);
   }
-}
-
-function quantity(input) {
-  const n = Math.floor(Number(input.value));
-  return Number.isFinite(n) && n > 0 ? n : 0;
 }
 
 /** One tier's outlook in plain words; never promises tickets that may not be there. */
