@@ -20,7 +20,12 @@
 -- KEYS[17] ev:{E}:holdv
 -- KEYS[16+2i] ev:{E}:want:<tier i>, KEYS[17+2i] ev:{E}:free:<tier i>, for every tier
 -- ARGV[1]  most entries this call may look at off the head (admitted, dropped, parked or passed)
--- ARGV[1+i] tier i's code
+-- ARGV[2]  the event's notice channel (ev:{E}:notices): the queue ids this step admitted are
+--          published there, so gateways push the news to open streams at once
+-- ARGV[3]  the delivery grace (ms): an admitted slot is kept for token_ttl_s plus this grace;
+--          the token's first delivery shortens it to delivery + token_ttl_s (deliver_token.lua),
+--          so a buyer whose page slept still gets the whole time to book
+-- ARGV[3+i] tier i's code
 --
 -- Nobody is admitted before on_sale_ms (Redis's clock), nor before admit_after_ms (set after a
 -- Redis data loss, so entries coming back from their receipts are in line before anyone behind
@@ -110,8 +115,8 @@ end
 -- The stock, per tier.
 local codes, avail, held, demand, wanting, free, average = {}, {}, {}, {}, {}, {}, {}
 local booked = tonumber(redis.call('HGET', KEYS[5], 'booked_total')) or 0
-for i = 1, #ARGV - 1 do
-  local code = ARGV[1 + i]
+for i = 1, #ARGV - 3 do
+  local code = ARGV[3 + i]
   codes[i] = code
   local stock = redis.call('HMGET', KEYS[10], code .. ':avail', code .. ':held')
   avail[code] = tonumber(stock[1]) or 0
@@ -270,7 +275,8 @@ local admitted, dropped, parked, passed = 0, 0, 0, 0
 -- Tiers an earlier entry waits for: later entries needing them wait too. `nowish_waits`: a
 -- buyer without a wish waits, so do later ones without.
 local waiting_for, nowish_waits = {}, false
-local until_ms = now + tonumber(cfg[5]) * 1000
+local until_ms = now + tonumber(cfg[5]) * 1000 + tonumber(ARGV[3])
+local admitted_ids = {}
 local done = false
 while not done and admitted < allowed and admitted + dropped + parked + passed < bound do
   local page = math.min(allowed - admitted, bound - admitted - dropped - parked - passed)
@@ -331,6 +337,7 @@ while not done and admitted < allowed and admitted + dropped + parked + passed <
           end
           redis.call('ZADD', KEYS[3], until_ms, qid)
           admitted = admitted + 1
+          admitted_ids[admitted] = qid
         end
       end
     end
@@ -355,6 +362,8 @@ if admitted + dropped + parked > 0 then
   redis.call('HSET', KEYS[1], 'admitted_through', string.format('%.17g', through))
 end
 if admitted > 0 then
+  -- "a|<Redis ms>|" and the raw 16-byte queue ids (see gateway/src/notices.rs).
+  redis.call('SPUBLISH', ARGV[2], 'a|' .. now .. '|' .. table.concat(admitted_ids))
   redis.call('HINCRBY', KEYS[5], 'admitted_total', admitted)
   redis.call('HINCRBY', KEYS[6], now_s, admitted)
 end

@@ -10,6 +10,7 @@
 -- KEYS[7]  ev:{E}:admd    its sum per tier
 -- ARGV[1]  reservation id
 -- ARGV[2]  queue id of the buyer (raw 16 bytes)
+-- ARGV[3]  the event's notice channel (ev:{E}:notices): told when the event sells out
 --
 -- Returns 1 when the hold existed, 0 when it was already gone (confirmed by another process, or
 -- dropped by a rebuild); only the first confirmation counts the booking.
@@ -49,5 +50,10 @@ for i = 1, #fields, 2 do
     return 1
   end
 end
-redis.call('HSET', KEYS[5], 'soldout', '1')
+if redis.call('HGET', KEYS[5], 'soldout') ~= '1' then
+  redis.call('HSET', KEYS[5], 'soldout', '1')
+  -- Every gateway tells its open streams at once ("s|<Redis ms>"; see gateway/src/notices.rs).
+  local t = redis.call('TIME')
+  redis.call('SPUBLISH', ARGV[3], 's|' .. (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)))
+end
 return 1

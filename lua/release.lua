@@ -4,14 +4,15 @@
 -- KEYS[2]  ev:{E}:used
 -- KEYS[3]  ev:{E}:holds
 -- KEYS[4]  ev:{E}:holdv
--- KEYS[4+i] ev:{E}:free:<ARGV[4+i]>, one per tier of the event
+-- KEYS[4+i] ev:{E}:free:<ARGV[5+i]>, one per tier of the event
 -- ARGV[1]  the inventory epoch the reservation was made under
 -- ARGV[2]  reservation id
 -- ARGV[3]  "return" puts the numbers back on sale; "discard" drops them (they may be sold in
 --          Postgres already; the reconciler will rebuild the event). Either way they are no
 --          longer counted as held.
 -- ARGV[4]  the attempt releasing it; empty for the sweeper (any attempt, once overdue)
--- ARGV[5..] tier codes, matching KEYS[5..]
+-- ARGV[5]  the event's notice channel (ev:{E}:notices): told when the event sells out
+-- ARGV[6..] tier codes, matching KEYS[5..]
 --
 -- Returns "released", "none" (no such hold: already confirmed or released), "stale" (the
 -- inventory was rebuilt since; the rebuild already accounted for this reservation) or
@@ -32,8 +33,8 @@ if ARGV[4] ~= '' and attempt ~= ARGV[4] then
 end
 held = numbers
 local free = {}
-for i = 5, #ARGV do
-  free[ARGV[i]] = KEYS[i]
+for i = 6, #ARGV do
+  free[ARGV[i]] = KEYS[i - 1]
 end
 for part in string.gmatch(held, '[^;]+') do
   local code, list = string.match(part, '^(.-)=(.*)$')
@@ -63,6 +64,11 @@ if ARGV[3] ~= 'return' then
       return 'released'
     end
   end
-  redis.call('HSET', KEYS[1], 'soldout', '1')
+  if redis.call('HGET', KEYS[1], 'soldout') ~= '1' then
+    redis.call('HSET', KEYS[1], 'soldout', '1')
+    local t = redis.call('TIME')
+    redis.call('SPUBLISH', ARGV[5],
+      's|' .. (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)))
+  end
 end
 return 'released'

@@ -34,6 +34,8 @@ pub struct GatewayConfig {
     pub trusted_proxies: TrustedProxies,
     pub limits: LimitSettings,
     pub proof: ProofSettings,
+    /// Caps on open queue streams (`STREAMS_PER_ADDRESS`, `STREAMS_MAX`).
+    pub streams: crate::notices::StreamLimits,
     /// `REQUEST_TIMEOUT_MS`.
     pub request_timeout: Duration,
 }
@@ -156,6 +158,11 @@ impl GatewayConfig {
                 ttl: Duration::from_secs(env_or("PROOF_TTL_S", 300)?.max(1)),
             },
             request_timeout: Duration::from_millis(env_or("REQUEST_TIMEOUT_MS", 10_000)?),
+            streams: crate::notices::StreamLimits {
+                per_address: env_or("STREAMS_PER_ADDRESS", 5_000)?,
+                total: env_or("STREAMS_MAX", 100_000)?,
+                ..Default::default()
+            },
         })
     }
 }

@@ -33,6 +33,8 @@ pub enum ApiError {
     NotWaiting,
     #[error("not enough tickets left for this choice")]
     WishShort(Vec<ticketing::inventory::Shortfall>),
+    #[error("too many open streams for this entry or address; poll instead")]
+    TooManyStreams,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -83,6 +85,10 @@ impl IntoResponse for ApiError {
             Self::WishShort(shortfall) => {
                 ErrorBody::new(StatusCode::CONFLICT, "insufficient_inventory", message)
                     .with_detail("shortfall", shortfall)
+            }
+            Self::TooManyStreams => {
+                ErrorBody::new(StatusCode::TOO_MANY_REQUESTS, "too_many_streams", message)
+                    .retry_after(5)
             }
             Self::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");

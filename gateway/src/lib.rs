@@ -7,6 +7,7 @@ pub mod directory;
 pub mod domain;
 pub mod error;
 pub mod limits;
+pub mod notices;
 pub mod proof;
 pub mod routes;
 pub mod seed;
@@ -29,7 +30,7 @@ use ticketing::http::{health_routes, not_found, serve, with_common_layers};
 use ticketing::queue;
 use ticketing::telemetry;
 
-use crate::routes::{admin, catalog, health, openapi, queue as queue_routes};
+use crate::routes::{admin, catalog, health, openapi, queue as queue_routes, queue_stream};
 pub use crate::state::AppState;
 
 /// Largest request body the gateway reads.
@@ -46,6 +47,7 @@ pub fn router(state: AppState) -> Router {
             get(queue_routes::poll).delete(queue_routes::leave),
         )
         .route("/api/queue/{queue_id}/wish", put(queue_routes::set_wish))
+        .route("/api/queue/{queue_id}/events", get(queue_stream::events))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             limits::limit_polls,
@@ -88,6 +90,14 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let gauges = tokio::spawn(publish_queue_gauges(state.clone()));
+    // Open streams end on their own when told (with a jittered `retry:`), or graceful shutdown
+    // would wait for them forever.
+    let notices = state.notices.clone();
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!(streams = notices.open_streams(), "closing open streams");
+        notices.shut();
+    };
     let result = serve(listener, router(state), shutdown).await;
     gauges.abort();
     Ok(result?)

@@ -10,6 +10,7 @@ use ticketing::token::EntrySigner;
 use crate::config::GatewayConfig;
 use crate::directory::EventDirectory;
 use crate::limits::{self, Limits};
+use crate::notices::Notices;
 use crate::proof::ProofOfWork;
 use crate::signs_of_life::{self, SignsOfLife};
 use crate::wait::SalePace;
@@ -61,6 +62,8 @@ pub struct Shared {
     pub proof_of_work: Arc<ProofOfWork>,
     pub signs_of_life: Arc<SignsOfLife>,
     pub pace: SalePace,
+    /// Open queue streams and the subscriber that wakes them.
+    pub notices: Notices,
 }
 
 impl AppState {
@@ -108,7 +111,9 @@ impl AppState {
         limits::sweep_in_background(&limits, &proof_of_work);
         let signs_of_life = Arc::new(SignsOfLife::default());
         signs_of_life::flush_in_background(&signs_of_life, redis.clone());
+        let notices = Notices::start(config.store.clone(), config.streams);
         Self(Arc::new(Shared {
+            notices,
             signs_of_life,
             pace: SalePace::default(),
             events: EventDirectory::new(db.clone()),

@@ -7,6 +7,7 @@ pub mod private_redis;
 pub mod processes;
 pub mod redis_cluster;
 pub mod sale;
+pub mod sse;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -257,6 +258,7 @@ impl System {
                 ttl: Duration::from_secs(60),
             },
             request_timeout: Duration::from_secs(10),
+            streams: Default::default(),
         };
         let state = gateway::AppState::with_stores(
             config,

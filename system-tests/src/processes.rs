@@ -319,6 +319,28 @@ impl Services {
         }
     }
 
+    /// SIGTERM, then wait up to `limit` for the exit; false (and a SIGKILL) when it did not
+    /// come in time.
+    pub fn terminate_within(&mut self, service: Service, limit: Duration) -> bool {
+        let Some(mut child) = self.children.remove(&service) else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
     pub fn restart(&mut self, service: Service) {
         self.kill(service);
         self.spawn(service);

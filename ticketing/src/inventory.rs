@@ -277,7 +277,8 @@ pub async fn release(
             ReleaseMode::Return => "return",
             ReleaseMode::Discard => "discard",
         })
-        .arg(attempt.unwrap_or_default());
+        .arg(attempt.unwrap_or_default())
+        .arg(keys.notices());
     for code in all_tiers {
         invocation.key(keys.free_numbers(code)).arg(code);
     }
@@ -308,6 +309,7 @@ pub async fn confirm(
         .key(keys.demand())
         .arg(jti)
         .arg(queue_id)
+        .arg(keys.notices())
         .invoke_async(&mut redis.clone())
         .await?;
     Ok(())

@@ -53,6 +53,12 @@ impl EventKeys {
         self.key("used")
     }
 
+    /// Sharded Pub/Sub channel (not a key; in the event's slot by its hash tag) where admission
+    /// steps and sell-outs are told to every gateway's open streams (`gateway/src/notices.rs`).
+    pub fn notices(&self) -> String {
+        self.key("notices")
+    }
+
     // Waiting room.
 
     /// Hash: the waiting-room settings, `on_sale_ms`, the liveness windows (`aw0`, `aw1`), the

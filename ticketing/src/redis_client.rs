@@ -109,3 +109,57 @@ impl ConnectionLike for RedisClient {
         }
     }
 }
+
+/// A dedicated RESP3 connection for sharded Pub/Sub (`SSUBSCRIBE`), apart from the multiplexed
+/// command connection: subscribed messages arrive as pushes on `push`, never interleaved with
+/// the replies other requests wait for. On a cluster each shard's messages come over that
+/// shard's own connection, and the client follows slots that move. The owner reconnects it on a
+/// `Disconnection` push (messages published meanwhile are lost: check what they would have told).
+pub enum Subscriber {
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl Subscriber {
+    pub async fn connect(
+        config: &StoreConfig,
+        push: impl redis::aio::AsyncPushSender + Clone,
+    ) -> anyhow::Result<Self> {
+        if config.redis_cluster_nodes.is_empty() {
+            let mut info: redis::ConnectionInfo = config.redis_url.parse()?;
+            info.redis.protocol = redis::ProtocolVersion::RESP3;
+            let client = redis::Client::open(info)?;
+            let settings = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(CONNECT_TIMEOUT)
+                .set_response_timeout(RESPONSE_TIMEOUT)
+                .set_push_sender(push);
+            Ok(Self::Single(
+                client
+                    .get_multiplexed_async_connection_with_config(&settings)
+                    .await?,
+            ))
+        } else {
+            let client = ClusterClientBuilder::new(config.redis_cluster_nodes.clone())
+                .connection_timeout(CONNECT_TIMEOUT)
+                .response_timeout(RESPONSE_TIMEOUT)
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .push_sender(push)
+                .build()?;
+            Ok(Self::Cluster(client.get_async_connection().await?))
+        }
+    }
+
+    pub async fn ssubscribe(&mut self, channel: &str) -> redis::RedisResult<()> {
+        match self {
+            Self::Single(c) => redis::cmd("SSUBSCRIBE").arg(channel).exec_async(c).await,
+            Self::Cluster(c) => c.ssubscribe(channel).await,
+        }
+    }
+
+    pub async fn sunsubscribe(&mut self, channel: &str) -> redis::RedisResult<()> {
+        match self {
+            Self::Single(c) => redis::cmd("SUNSUBSCRIBE").arg(channel).exec_async(c).await,
+            Self::Cluster(c) => c.sunsubscribe(channel).await,
+        }
+    }
+}

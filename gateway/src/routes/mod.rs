@@ -5,3 +5,4 @@ pub mod catalog;
 pub mod health;
 pub mod openapi;
 pub mod queue;
+pub mod queue_stream;

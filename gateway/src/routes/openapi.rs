@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, catalog, health, queue};
+use super::{admin, catalog, health, queue, queue_stream};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +17,7 @@ use super::{admin, catalog, health, queue};
         queue::poll,
         queue::leave,
         queue::set_wish,
+        queue_stream::events,
         admin::create_event,
         admin::show_waiting_room,
         admin::change_waiting_room,

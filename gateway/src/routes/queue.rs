@@ -114,6 +114,10 @@ pub struct QueueStatus {
     /// Admitted with the wish's tickets reserved (hold on admission): booking it is one step.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub wish_held: bool,
+    /// On a stream (`GET /api/queue/{queue_id}/events`): Redis's time (ms) of the worker's
+    /// admission or the sell-out that caused this message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice_ms: Option<i64>,
 }
 
 /// One tier as a buyer in line sees it.
@@ -239,13 +243,24 @@ pub async fn poll(
     let (queue_id, event) = entry_of(&state, &queue_id).await?;
     let receipt = presented_receipt(&headers, query.as_deref())
         .and_then(|text| state.config.receipt_keys.verify(text));
-    let standing = standing(&state, &event, queue_id, Step::Poll(receipt.as_ref())).await?;
+    let status = status_of(&state, &event, queue_id, receipt.as_ref()).await?;
+    metrics::counter!("queue_polls_total", "state" => state_label(status.state)).increment(1);
+    Ok(Json(status))
+}
+
+/// What a poll answers for an entry of `event`, given the verified receipt it presented (the
+/// poll and each check of a stream). An entry that is not there is 404.
+pub(crate) async fn status_of(
+    state: &AppState,
+    event: &EventRow,
+    queue_id: QueueId,
+    receipt: Option<&Receipt>,
+) -> Result<QueueStatus, ApiError> {
+    let standing = standing(state, event, queue_id, Step::Poll(receipt)).await?;
     if standing == Standing::NotFound {
         return Err(ApiError::QueueEntryNotFound);
     }
-    let status = present(&state, &event, queue_id, standing, receipt.as_ref()).await?;
-    metrics::counter!("queue_polls_total", "state" => state_label(status.state)).increment(1);
-    Ok(Json(status))
+    present(state, event, queue_id, standing, receipt).await
 }
 
 #[utoipa::path(delete, path = "/api/queue/{queue_id}",
@@ -356,7 +371,10 @@ fn query_value<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
 }
 
 /// The queue id a path names and the event whose line it stands in (its first four bytes).
-async fn entry_of(state: &AppState, queue_id: &str) -> Result<(QueueId, Arc<EventRow>), ApiError> {
+pub(crate) async fn entry_of(
+    state: &AppState,
+    queue_id: &str,
+) -> Result<(QueueId, Arc<EventRow>), ApiError> {
     let queue_id: QueueId = queue_id.parse().map_err(|_| ApiError::QueueEntryNotFound)?;
     let event = state
         .events
@@ -366,7 +384,7 @@ async fn entry_of(state: &AppState, queue_id: &str) -> Result<(QueueId, Arc<Even
     Ok((queue_id, event))
 }
 
-fn state_label(state: QueueState) -> &'static str {
+pub(crate) fn state_label(state: QueueState) -> &'static str {
     match state {
         QueueState::PreQueue => "pre_queue",
         QueueState::Waiting => "waiting",
@@ -475,6 +493,7 @@ async fn present(
         wish_shortfall: Vec::new(),
         held_only: false,
         wish_held: false,
+        notice_ms: None,
     };
     // A poll whose receipt already says all a new one would (place, generation, the estimate
     // shown) keeps it (the page keeps what it holds when the answer has none): sealing a new
@@ -540,11 +559,18 @@ async fn present(
             token,
             admitted_as,
         } => {
-            status.state = QueueState::Admitted;
-            let token = match token {
-                Some(token) => token,
-                None => sign_entry(state, event, queue_id, expires_ms).await?,
+            let (token, expires_ms) = match token {
+                Some(token) => (token, expires_ms),
+                // The first delivery: the time to book starts now.
+                None => match queue::deliver_entry_token(&state.redis, event.id, queue_id).await? {
+                    Some(expires_ms) => (
+                        sign_entry(state, event, queue_id, expires_ms).await?,
+                        expires_ms,
+                    ),
+                    None => return Ok(status),
+                },
             };
+            status.state = QueueState::Admitted;
             status.token = Some(token);
             status.token_expires_at = Utc.timestamp_millis_opt(expires_ms).single();
             status.poll_after_ms = 10_000;

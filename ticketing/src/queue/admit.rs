@@ -60,7 +60,9 @@ pub async fn admit(
         .key(keys.demand())
         .key(keys.holds())
         .key(keys.hold_numbers())
-        .arg(bound.max(1));
+        .arg(bound.max(1))
+        .arg(keys.notices())
+        .arg(super::DELIVERY_GRACE_MS);
     for code in tiers {
         invocation
             .key(keys.wanting(code))

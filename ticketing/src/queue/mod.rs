@@ -18,7 +18,7 @@ pub mod wish;
 
 pub use admit::{admit, AdmissionStep};
 pub use entry::{due_to_leave, join, leave, poll, Leaving, Standing};
-pub use entry_token::keep_entry_token;
+pub use entry_token::{deliver_entry_token, keep_entry_token, DELIVERY_GRACE_MS};
 pub use id::QueueId;
 pub use place::Place;
 pub use receipt::{Receipt, ReceiptKeys};
