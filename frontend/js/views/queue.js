@@ -1,6 +1,8 @@
-// The waiting room: join once, then poll the place in line at the pace the server asks
-// for, until admitted (→ booking form), expired or sold out. This is the page tens of
-// thousands of phones sit on, so it backs off hard whenever the servers struggle.
+// The waiting room: join once, then follow the place in line until admitted (→ booking
+// form), expired or sold out: pushed over a stream where the browser and the path allow it,
+// else polled at the pace the server asks for. This is the page tens of thousands of phones
+// sit on, so it backs off hard whenever the servers struggle. A tab left in the background is
+// called back at its turn (see turn-alert.js).
 // While waiting, the buyer chooses tickets (the wish): the page tells, tier by tier, what is
 // left for how many people ahead, and at the buyer's turn the booking form comes filled in.
 
@@ -33,6 +35,8 @@ import { navigate } from '../router.js';
 import { errorNotice, describeError } from './error.js';
 import { solveProof } from '../proof.js';
 import { quantity, stepper } from '../stepper.js';
+import { followQueue, streamSupported } from '../queue-stream.js';
+import { armSound, askForNotifications, callBuyerBack, notificationsAskable } from '../turn-alert.js';
 
 // Bounds on the server's poll_after_ms: never hammer, never look frozen.
 const MIN_POLL_MS = 500;
@@ -41,6 +45,9 @@ const DEFAULT_POLL_MS = 3_000;
 const DEFAULT_MAX_PER_BOOKING = 8;
 // A closed tab leaves the line after this long, unless a poll (a reload) comes first.
 const CLOSE_GRACE_S = 15;
+// A pushed status may have been read before a choice saved just now reached the server (its
+// message crossing the save's answer): for this long after a save it does not refill the picker.
+const PUSH_LAG_MS = 2_000;
 
 const WAIT_NOTES = {
   paused: 'The sale is paused; your wait grows until it resumes. You keep your place.',
@@ -69,10 +76,13 @@ export async function show(main, { params: [eventId], signal, retry }) {
     actions: h('div', { class: 'actions' }),
   };
   const picker = wishPicker(event, eventId);
+  const offer = notifyOffer();
 
   document.title = `In line: ${event.name} · Tickets`;
-  fill(
-    main,
+  // `data-live` on the root says how the place is followed: `stream` or `poll`.
+  const root = h(
+    'div',
+    { class: 'queue-view', testid: 'queue-view' },
     heading(event.name),
     h('p', { class: 'meta' }, 'Waiting room'),
     ui.state,
@@ -88,17 +98,20 @@ export async function show(main, { params: [eventId], signal, retry }) {
     ui.progress,
     ui.connection,
     ui.heldOnly,
+    offer.section,
     picker.section,
     ui.actions,
     h('p', { class: 'meta' }, 'Keep this page open. When it is your turn you go to the booking form by yourself; reloading keeps your place.'),
   );
+  fill(main, root);
 
-  // Leaving the line stops the polling (and nothing it was doing may bring the place back).
+  // Leaving the line stops following the place (and nothing under way may bring it back).
   const stay = new AbortController();
   const active = AbortSignal.any([signal, stay.signal]);
   picker.onSaved = (status) => render(status, queuePlace(eventId) ?? {});
 
-  // A tab really closing frees the place after a grace; a reload polls before the grace ends.
+  // A tab really closing frees the place after a grace; a reload polls (or opens its stream,
+  // which reads the place as a poll does) before the grace ends.
   // bfcache (`persisted`) may bring the page back as it was, and route changes within the
   // app (to the booking form) are no pagehide and end this listener anyway.
   let lastState = null;
@@ -109,13 +122,15 @@ export async function show(main, { params: [eventId], signal, retry }) {
   };
   addEventListener('pagehide', onPageHide);
   signal.addEventListener('abort', () => removeEventListener('pagehide', onPageHide), { once: true });
+  armSound(active);
 
-  // Polls in the background: the page is usable now.
+  // Follows the place in the background: the page is usable now.
   waitInLine().catch((err) => {
     if (active.aborted) return;
     ui.state.dataset.state = 'error';
     lastState = 'error';
     picker.section.hidden = true;
+    offer.section.hidden = true;
     setText(ui.state, 'We could not check your place in line.');
     setText(ui.connection, '');
     fill(ui.actions, errorNotice(describeError(err), retryButton()));
@@ -127,8 +142,55 @@ export async function show(main, { params: [eventId], signal, retry }) {
     // The solved challenge to join with, after a 428; kept across a lost answer (if the join
     // went through, the next one hears `reused` and solves again).
     let proof = null;
+    // Once the stream failed, this page polls: polling is the way that always works, and a
+    // stream refused (a full gateway, too many streams) would be refused again.
+    let stream = streamSupported();
+    if (!stream) root.dataset.live = 'poll';
+
+    // Takes a status, polled or pushed, the same way; true when the wait is over.
+    const take = (status, asked) => {
+      failures = 0;
+      setText(ui.connection, '');
+      if (status.receipt) place.receipt = status.receipt;
+      if (status.position != null && status.position > (place.first_position ?? 0)) {
+        place.first_position = status.position;
+      }
+      rememberQueuePlace(eventId, place);
+      render(status, place, asked);
+
+      if (status.state === 'admitted' && status.token) {
+        rememberEntryToken(eventId, status.token, status.token_expires_at);
+        // The server's wish is the one admission counted on (and may have reserved).
+        if (status.wish && Object.keys(status.wish).length) rememberWish(eventId, status.wish, status.wish_held === true);
+        callBuyerBack({ eventName: event.name, expiresAt: status.token_expires_at });
+        navigate(bookHash, { replace: true });
+        return true;
+      }
+      return status.state === 'expired' || status.state === 'sold_out';
+    };
 
     while (!active.aborted) {
+      if (stream && place?.queue_id) {
+        const outcome = await followQueue(place.queue_id, place.receipt, {
+          signal: active,
+          onStatus: (status) => {
+            root.dataset.live = 'stream';
+            return take(status, performance.now() - PUSH_LAG_MS);
+          },
+          onTrouble: () => setText(ui.connection, 'Connection lost, reconnecting…'),
+        });
+        if (outcome === 'over' || outcome === 'aborted') return;
+        if (outcome === 'gone') {
+          // As after a poll's 404: joining again gives the place back if it still exists.
+          forgetQueuePlace(eventId);
+          place = null;
+          continue;
+        }
+        // Polled at once: the poll also tells what the stream could not (e.g. a 404).
+        stream = false;
+        root.dataset.live = 'poll';
+      }
+
       let status;
       const asked = performance.now();
       try {
@@ -171,23 +233,9 @@ export async function show(main, { params: [eventId], signal, retry }) {
       }
 
       if (active.aborted) return;
-      failures = 0;
-      setText(ui.connection, '');
-      if (status.receipt) place.receipt = status.receipt;
-      if (status.position != null && status.position > (place.first_position ?? 0)) {
-        place.first_position = status.position;
-      }
-      rememberQueuePlace(eventId, place);
-      render(status, place, asked);
-
-      if (status.state === 'admitted' && status.token) {
-        rememberEntryToken(eventId, status.token, status.token_expires_at);
-        // The server's wish is the one admission counted on (and may have reserved).
-        if (status.wish && Object.keys(status.wish).length) rememberWish(eventId, status.wish, status.wish_held === true);
-        navigate(bookHash, { replace: true });
-        return;
-      }
-      if (status.state === 'expired' || status.state === 'sold_out') return;
+      if (take(status, asked)) return;
+      // After a join, the stream takes over from here.
+      if (stream) continue;
 
       const pollMs = Number(status.poll_after_ms) || DEFAULT_POLL_MS;
       await nap(Math.min(MAX_POLL_MS, Math.max(MIN_POLL_MS, pollMs)), active);
@@ -207,6 +255,7 @@ export async function show(main, { params: [eventId], signal, retry }) {
     setText(ui.wait, state === 'pre_queue' ? 'At opening' : state === 'waiting' ? waitText(status) : '—');
     setText(ui.waitNote, inLine ? WAIT_NOTES[status.wait_note] ?? '' : '');
     ui.heldOnly.hidden = !(inLine && status.held_only === true);
+    offer.section.hidden = !(inLine && offer.askable());
     picker.render(status, asked);
 
     const progress = progressPercent(state, position, place.first_position);
@@ -250,6 +299,7 @@ export async function show(main, { params: [eventId], signal, retry }) {
     forgetQueuePlace(eventId);
     lastState = 'left';
     picker.section.hidden = true;
+    offer.section.hidden = true;
     ui.heldOnly.hidden = true;
     setText(ui.waitNote, '');
     ui.state.dataset.state = 'left';
@@ -265,6 +315,40 @@ export async function show(main, { params: [eventId], signal, retry }) {
   function retryButton() {
     return h('button', { type: 'button', onclick: () => retry() }, 'Try again');
   }
+}
+
+/**
+ * "Notify me when it's my turn": offered only where notifications exist and the buyer has not
+ * decided yet; permission is asked for only after this click (browsers ignore or penalise
+ * asking unprompted). The same click prepares the turn's tones (see armSound).
+ */
+function notifyOffer() {
+  const result = h('p', { class: 'meta', role: 'status', testid: 'notify-result' });
+  const button = h('button', { type: 'button', testid: 'notify-me', onclick: ask }, "Notify me when it's my turn");
+  const section = h('div', { class: 'notify', hidden: true }, button, result);
+  let asked = false;
+
+  async function ask() {
+    button.disabled = true;
+    const permission = await askForNotifications();
+    button.disabled = false;
+    // Dismissing the prompt leaves the question open: the offer stays.
+    if (permission === 'default') return;
+    asked = true;
+    button.hidden = true;
+    setText(
+      result,
+      permission === 'granted'
+        ? 'We will notify you when it is your turn. Keep this page open, in any tab.'
+        : 'Notifications are off. Keep this page open: at your turn its tab beeps and its title blinks.',
+    );
+  }
+
+  return {
+    section,
+    // After the answer, the section stays to say what it means.
+    askable: () => asked || notificationsAskable(),
+  };
 }
 
 function waitText(status) {
@@ -283,6 +367,7 @@ function wishPicker(event, eventId) {
   const rows = new Map(); // code → {tier, input, minus, plus, line}
   let dirty = false; // edited since the last save: polls leave the inputs alone
   let savedAt = 0;
+  let savedWish = {};
   let shortfallShown = false;
 
   const total = h('p', { class: 'meta', 'aria-live': 'polite', testid: 'wish-total' });
@@ -392,8 +477,8 @@ function wishPicker(event, eventId) {
       const row = rows.get(live.code);
       if (row) setText(row.line, tierLine(row.tier.name, live, status.state));
     }
-    // An answer to a request sent before the last save knows only the old choice.
-    if (asked < savedAt) return;
+    // An answer to a request sent before the last save may know only the old choice.
+    if (asked < savedAt && !sameWish(status.wish, savedWish)) return;
     if (!dirty) {
       for (const [code, row] of rows) row.input.value = String(status.wish?.[code] ?? 0);
       updateTotal();
@@ -453,6 +538,7 @@ function wishPicker(event, eventId) {
     try {
       const status = await saveWish(place.queue_id, picked);
       savedAt = performance.now();
+      savedWish = picked;
       dirty = false;
       rememberWish(eventId, picked);
       picker.onSaved(status);
@@ -481,6 +567,11 @@ function wishPicker(event, eventId) {
     if (err.status === 429) return errorNotice(`Too many changes at once. Try again in ${Math.max(1, Math.ceil(err.retryAfter ?? 5))} seconds.`);
     return errorNotice(`${describeError(err)} Your choice was not saved.`);
   }
+}
+
+function sameWish(a, b) {
+  const entries = (wish) => Object.entries(wish ?? {}).filter(([, n]) => n > 0).sort(([x], [y]) => (x < y ? -1 : 1));
+  return JSON.stringify(entries(a)) === JSON.stringify(entries(b));
 }
 
 /** One tier's outlook in plain words; never promises tickets that may not be there. */
