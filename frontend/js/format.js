@@ -57,9 +57,36 @@ export function formatWaitRange(range) {
 }
 
 const count = new Intl.NumberFormat();
+const fraction = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
+const clockTime = new Intl.DateTimeFormat(undefined, { timeStyle: 'medium' });
 
 /** 2300 → "2,300" in the buyer's locale. */
 export const formatCount = (n) => count.format(Number(n) || 0);
+
+/** A rate such as tickets a minute: whole numbers from 10 up, one decimal below ("0.5"). */
+export function formatRate(n) {
+  const value = Math.max(0, Number(n) || 0);
+  return value >= 10 ? count.format(Math.round(value)) : fraction.format(value);
+}
+
+/**
+ * A span of time in words for a projection: "45 s", "2 min 30 s", "12 min", "1 h 5 min".
+ * Seconds stop mattering past ten minutes, as minutes do past ten hours.
+ */
+export function formatDuration(seconds) {
+  const s = Math.max(0, Math.round(Number(seconds) || 0));
+  if (s < 1) return 'less than a second';
+  if (s < 60) return `${s} s`;
+  if (s < 600) return s % 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s / 60} min`;
+  const minutes = Math.round(s / 60);
+  if (minutes < 60) return `${minutes} min`;
+  const hours = Math.floor(minutes / 60);
+  if (hours >= 10) return `${Math.round(minutes / 60)} h`;
+  return minutes % 60 ? `${hours} h ${minutes % 60} min` : `${hours} h`;
+}
+
+/** An epoch-millisecond instant as a time of day with seconds, "2:32:10 PM". */
+export const formatTimeOfDay = (ms) => clockTime.format(new Date(ms));
 
 /** mm:ss for a countdown; never negative. */
 export function formatClock(ms) {

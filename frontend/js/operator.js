@@ -1,10 +1,12 @@
-// The operator page: watch a sale's waiting room live, tune its admission, create events.
+// The operator page: watch a sale's waiting room live (figures, charts of the last 30
+// minutes and projections, see live-view.js), tune its admission, create events.
 // Admin calls carry the admin token from this tab's sessionStorage; a 401 asks for it again.
 
 import { request, listEvents, getEvent, sleep, backoffMs } from './api.js';
 import { h, fill, setText, announce } from './dom.js';
 import { formatDateTime, formatMoney } from './format.js';
 import { adminToken, rememberAdminToken, forgetAdminToken } from './visitor.js';
+import { watchLive } from './live-view.js';
 
 const STATS_REFRESH_MS = 2_000;
 const $ = (id) => document.getElementById(id);
@@ -140,6 +142,7 @@ function watch(eventId) {
   ui.room.dataset.eventId = eventId;
   setText(ui.roomResult, '');
   setText(ui.roomState, 'Loading…');
+  watchLive(eventId, { admin, signal, root: $('live') });
 
   (async () => {
     let failures = 0;
