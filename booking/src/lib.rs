@@ -50,17 +50,22 @@ pub fn router(state: AppState) -> Router {
         .max_age(Duration::from_secs(600));
     // Beyond `max_in_flight` bookings at once, the next is answered 503 at once instead of
     // queueing: a crowd that outruns Postgres is told to come back, not kept waiting.
-    let create = axum::routing::post(bookings::create).layer(
-        tower::ServiceBuilder::new()
-            .layer(axum::error_handling::HandleErrorLayer::new(
-                |_: tower::BoxError| async {
-                    metrics::counter!("bookings_shed_total").increment(1);
-                    ApiError::Unavailable("too many bookings at once; try again")
-                },
-            ))
-            .load_shed()
-            .concurrency_limit(config.max_in_flight),
-    );
+    let create = axum::routing::post(bookings::create)
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(
+                    |_: tower::BoxError| async {
+                        metrics::counter!("bookings_shed_total").increment(1);
+                        ApiError::Unavailable("too many bookings at once; try again")
+                    },
+                ))
+                .load_shed()
+                .concurrency_limit(config.max_in_flight),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            time_bookings,
+        ));
     let router = Router::new()
         .route("/api/bookings", create)
         .route(
@@ -78,6 +83,21 @@ pub fn router(state: AppState) -> Router {
         .merge(health_routes(telemetry::metrics()))
         .fallback(not_found);
     with_common_layers(router, "booking", config.request_timeout).layer(cors)
+}
+
+/// Times each booking made (201), for the p95 the operator's live view shows: refusals (sold
+/// out, shed) are fast and many, and would hide how long a buyer who gets tickets waits.
+async fn time_bookings(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    if response.status() == axum::http::StatusCode::CREATED {
+        state.latency.record(started.elapsed());
+    }
+    response
 }
 
 /// Serves until `shutdown`, then lets the writers finish every booking already reserved.

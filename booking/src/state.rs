@@ -40,6 +40,9 @@ pub struct Shared {
     /// Requests per entry token.
     pub per_token: Arc<DefaultKeyedRateLimiter<TokenId>>,
     pub config: Arc<BookingConfig>,
+    /// Bookings made (201) in the last seconds, by time taken: its p95 is published for the
+    /// operator's live view.
+    pub latency: Arc<ticketing::live::LatencyWindow>,
 }
 
 impl AppState {
@@ -65,7 +68,10 @@ impl AppState {
             Quota::per_second(rate).allow_burst(burst),
         ));
         forget_idle_tokens(&per_token);
+        let latency = Arc::new(ticketing::live::LatencyWindow::default());
+        ticketing::live::LatencyWindow::publish_in_background(&latency, redis.clone());
         Self(Arc::new(Shared {
+            latency,
             writer: Writer::start(
                 db.clone(),
                 config.writers,

@@ -8,6 +8,7 @@ pub mod domain;
 pub mod error;
 pub mod limits;
 pub mod notices;
+pub mod projections;
 pub mod proof;
 pub mod routes;
 pub mod seed;
@@ -30,7 +31,7 @@ use ticketing::http::{health_routes, not_found, serve, with_common_layers};
 use ticketing::queue;
 use ticketing::telemetry;
 
-use crate::routes::{admin, catalog, health, openapi, queue as queue_routes, queue_stream};
+use crate::routes::{admin, catalog, health, live, openapi, queue as queue_routes, queue_stream};
 pub use crate::state::AppState;
 
 /// Largest request body the gateway reads.
@@ -62,6 +63,7 @@ pub fn router(state: AppState) -> Router {
             "/api/admin/events/{event_id}/waiting-room",
             get(admin::show_waiting_room).put(admin::change_waiting_room),
         )
+        .route("/api/admin/events/{event_id}/live", get(live::show))
         .route("/readyz", get(health::ready))
         .merge(join)
         .merge(poll)

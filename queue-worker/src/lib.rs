@@ -63,6 +63,7 @@ impl Worker {
             Job::RefreshEvents,
             Job::SweepHolds,
             Job::Reconcile,
+            Job::Sample,
         ]
         .map(|job| tokio::spawn(self.clone().repeat(job, cancel.clone())));
         cancel.cancelled().await;
@@ -81,6 +82,7 @@ impl Worker {
             Job::RefreshEvents => Duration::from_secs(1),
             Job::SweepHolds => self.config.sweep_interval,
             Job::Reconcile => self.config.reconcile_interval,
+            Job::Sample => Duration::from_secs(1),
         };
         let mut admission = Admission::default();
         let mut drift = DriftMemory::default();
@@ -96,6 +98,7 @@ impl Worker {
                 Job::RefreshEvents => self.refresh_events().await,
                 Job::SweepHolds => self.sweep_pass().await,
                 Job::Reconcile => self.reconcile_pass(&mut drift).await,
+                Job::Sample => self.sample_pass().await,
             }
         }
     }
@@ -124,6 +127,26 @@ impl Worker {
         for event in self.events() {
             // Errors are logged by the job's span; the next pass retries.
             let _ = jobs::holds::sweep(&self.db, &self.redis, event.id).await;
+        }
+    }
+
+    /// The samples' ids are the second by Redis's clock, so workers sampling side by side write
+    /// one per second between them; a second missed (a slow pass) is a gap the charts show.
+    async fn sample_pass(&self) {
+        let now_ms = Utc::now().timestamp_millis();
+        let p95 = match ticketing::live::booking_p95_us(&self.redis, now_ms).await {
+            Ok(p95) => p95,
+            Err(error) => {
+                tracing::debug!(%error, "cannot read the booking p95");
+                None
+            }
+        };
+        for event in self.events() {
+            if let Err(error) =
+                ticketing::live::record_sample(&self.redis, event.id, &event.tier_codes, p95).await
+            {
+                tracing::debug!(event_id = %event.id, %error, "live sample failed");
+            }
         }
     }
 
@@ -159,6 +182,8 @@ enum Job {
     RefreshEvents,
     SweepHolds,
     Reconcile,
+    /// One sample per second per event for the operator's live view.
+    Sample,
 }
 
 /// The worker's own HTTP surface: health and metrics.

@@ -59,6 +59,12 @@ impl EventKeys {
         self.key("notices")
     }
 
+    /// Stream of one sample per second of the sale (id = the second), capped at 30 minutes, for
+    /// the operator's live view (`crate::live`).
+    pub fn live(&self) -> String {
+        self.key("live")
+    }
+
     // Waiting room.
 
     /// Hash: the waiting-room settings, `on_sale_ms`, the liveness windows (`aw0`, `aw1`), the
@@ -150,6 +156,9 @@ impl EventKeys {
 
 /// Set of event ids the queue-worker looks after (non hash-tagged: read on its own).
 pub const ACTIVE_EVENTS: &str = "events:active";
+
+/// Hash of booking instance to its recent p95 (`<µs>|<published at ms>`), for the live view.
+pub const BOOKING_LATENCY: &str = "svc:booking:latency";
 
 #[cfg(test)]
 mod tests {

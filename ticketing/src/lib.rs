@@ -8,6 +8,7 @@ pub mod envelope;
 pub mod http;
 pub mod inventory;
 pub mod keys;
+pub mod live;
 mod lua_reply;
 pub mod queue;
 pub mod rebuild;

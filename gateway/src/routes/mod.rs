@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod catalog;
 pub mod health;
+pub mod live;
 pub mod openapi;
 pub mod queue;
 pub mod queue_stream;

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, catalog, health, queue, queue_stream};
+use super::{admin, catalog, health, live, queue, queue_stream};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +21,7 @@ use super::{admin, catalog, health, queue, queue_stream};
         admin::create_event,
         admin::show_waiting_room,
         admin::change_waiting_room,
+        live::show,
     ),
     components(schemas(ticketing::envelope::ErrorEnvelope, ticketing::envelope::ErrorDetail)),
     modifiers(&AdminAuth)

@@ -1,0 +1,329 @@
+//! The sale as the operator watches it live: one sample per second per event, written by the
+//! queue-worker into a capped Redis stream (`lua/live_sample.lua`) and read by any gateway; and
+//! the booking services' recent p95, which each instance publishes for the sampler to fold in.
+
+use std::collections::BTreeMap;
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use redis::{RedisResult, Script, Value};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::keys::{EventKeys, BOOKING_LATENCY};
+use crate::lua_reply::{array, malformed};
+use crate::redis_client::RedisClient;
+use crate::tier::TierCode;
+
+static SAMPLE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/live_sample.lua")));
+
+/// Samples kept per event: the last 30 minutes at one a second.
+pub const SAMPLES_KEPT: usize = 1_800;
+
+/// A booking instance's figure counts while it is this fresh (it publishes every second).
+const FRESH_MS: i64 = 5_000;
+
+/// One second of a sale.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Sample {
+    /// The stream id (`<ms>-0`): pass the last one seen as `since`.
+    pub id: String,
+    /// When it was taken (ms, Redis's clock).
+    pub t_ms: i64,
+    pub waiting: i64,
+    /// Admitted buyers whose time to book runs.
+    pub active: i64,
+    pub admitted_total: i64,
+    pub booked_total: i64,
+    /// Tickets issued in all tiers (sum of `sold`).
+    pub tickets_sold: i64,
+    /// The set rate.
+    pub admission_per_minute: i64,
+    pub paused: bool,
+    pub enabled: bool,
+    /// The slowest booking instance's p95 over its last 10 s (ms); none without bookings.
+    pub booking_p95_ms: Option<f64>,
+    pub tiers: Vec<TierSample>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct TierSample {
+    pub code: String,
+    pub available: i64,
+    pub held: i64,
+    pub sold: i64,
+}
+
+/// Writes this second's sample of `event_id`, unless another worker did. `booking_p95_us`: what
+/// [`booking_p95_us`] read.
+pub async fn record_sample(
+    redis: &RedisClient,
+    event_id: Uuid,
+    tiers: &[TierCode],
+    booking_p95_us: Option<u64>,
+) -> RedisResult<bool> {
+    let keys = EventKeys::new(event_id);
+    let mut invocation = SAMPLE.prepare_invoke();
+    invocation
+        .key(keys.live())
+        .key(keys.queue_config())
+        .key(keys.waiting())
+        .key(keys.admitted())
+        .key(keys.stats())
+        .key(keys.inventory())
+        .arg(booking_p95_us.map(|us| us.to_string()).unwrap_or_default())
+        .arg(SAMPLES_KEPT);
+    for code in tiers {
+        invocation.arg(code);
+    }
+    let written: Value = invocation.invoke_async(&mut redis.clone()).await?;
+    Ok(!matches!(written, Value::Nil | Value::Boolean(false)))
+}
+
+/// The samples after `since` (all kept when `None`), oldest first.
+pub async fn samples(
+    redis: &RedisClient,
+    event_id: Uuid,
+    since: Option<&str>,
+) -> RedisResult<Vec<Sample>> {
+    let start = since.map_or_else(|| "-".to_string(), |id| format!("({id}"));
+    let reply: Value = redis::cmd("XRANGE")
+        .arg(EventKeys::new(event_id).live())
+        .arg(start)
+        .arg("+")
+        .arg("COUNT")
+        .arg(SAMPLES_KEPT)
+        .query_async(&mut redis.clone())
+        .await?;
+    array(&reply).iter().map(parse_entry).collect()
+}
+
+/// The last `count` samples, oldest first.
+pub async fn latest(redis: &RedisClient, event_id: Uuid, count: usize) -> RedisResult<Vec<Sample>> {
+    let reply: Value = redis::cmd("XREVRANGE")
+        .arg(EventKeys::new(event_id).live())
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(count)
+        .query_async(&mut redis.clone())
+        .await?;
+    let mut samples = array(&reply)
+        .iter()
+        .map(parse_entry)
+        .collect::<RedisResult<Vec<_>>>()?;
+    samples.reverse();
+    Ok(samples)
+}
+
+fn parse_entry(entry: &Value) -> RedisResult<Sample> {
+    let [id, fields] = array(entry) else {
+        return Err(malformed("live sample"));
+    };
+    let text = |v: &Value| match v {
+        Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        _ => String::new(),
+    };
+    let fields = array(fields);
+    let mut map = BTreeMap::new();
+    for pair in fields.chunks_exact(2) {
+        map.insert(text(&pair[0]), text(&pair[1]));
+    }
+    let number = |name: &str| {
+        map.get(name)
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    let tiers: Vec<TierSample> = map
+        .iter()
+        .filter_map(|(field, value)| {
+            let code = field.strip_prefix("tier:")?;
+            let mut parts = value.split(',').map(|n| n.parse::<i64>().unwrap_or(0));
+            Some(TierSample {
+                code: code.to_string(),
+                available: parts.next()?,
+                held: parts.next()?,
+                sold: parts.next()?,
+            })
+        })
+        .collect();
+    Ok(Sample {
+        id: text(id),
+        t_ms: number("t"),
+        waiting: number("waiting"),
+        active: number("active"),
+        admitted_total: number("admitted"),
+        booked_total: number("booked"),
+        tickets_sold: tiers.iter().map(|t| t.sold).sum(),
+        admission_per_minute: number("rate"),
+        paused: number("paused") == 1,
+        enabled: number("enabled") == 1,
+        booking_p95_ms: map
+            .get("p95_us")
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|us| us / 1000.0),
+        tiers,
+    })
+}
+
+/// The slowest fresh p95 the booking instances published (µs): a conservative figure for the
+/// whole fleet without merging histograms across processes.
+pub async fn booking_p95_us(redis: &RedisClient, now_ms: i64) -> RedisResult<Option<u64>> {
+    let published: BTreeMap<String, String> = redis::cmd("HGETALL")
+        .arg(BOOKING_LATENCY)
+        .query_async(&mut redis.clone())
+        .await?;
+    let mut slowest = None;
+    let mut stale = Vec::new();
+    for (instance, value) in published {
+        let mut parts = value.split('|');
+        let p95: Option<u64> = parts.next().and_then(|v| v.parse().ok());
+        let at: Option<i64> = parts.next().and_then(|v| v.parse().ok());
+        match (p95, at) {
+            (Some(p95), Some(at)) if now_ms - at <= FRESH_MS => {
+                slowest = slowest.max(Some(p95));
+            }
+            // A stopped instance's last word: gone after a minute.
+            (_, Some(at)) if now_ms - at <= 60_000 => {}
+            _ => stale.push(instance),
+        }
+    }
+    if !stale.is_empty() {
+        let _: () = redis::cmd("HDEL")
+            .arg(BOOKING_LATENCY)
+            .arg(stale)
+            .query_async(&mut redis.clone())
+            .await?;
+    }
+    Ok(slowest)
+}
+
+/// Booking latencies of the last [`LatencyWindow::SPAN`] in one process, kept as a histogram per
+/// second (log-spaced buckets, ~10 % wide), so recording is a lock and an increment and the p95
+/// never needs the samples themselves.
+pub struct LatencyWindow {
+    started: Instant,
+    seconds: Mutex<Vec<(u64, [u32; BUCKETS])>>,
+}
+
+const BUCKETS: usize = 160;
+/// Bucket `b` holds latencies up to `FIRST_US * GROWTH^b` µs: 50 µs to ~200 s.
+const FIRST_US: f64 = 50.0;
+const GROWTH: f64 = 1.1;
+
+impl Default for LatencyWindow {
+    fn default() -> Self {
+        Self {
+            started: Instant::now(),
+            seconds: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl LatencyWindow {
+    pub const SPAN: Duration = Duration::from_secs(10);
+
+    pub fn record(&self, took: Duration) {
+        let second = self.started.elapsed().as_secs();
+        let us = took.as_micros() as f64;
+        let bucket = if us <= FIRST_US {
+            0
+        } else {
+            ((us / FIRST_US).ln() / GROWTH.ln()).ceil() as usize
+        }
+        .min(BUCKETS - 1);
+        let mut seconds = self.seconds.lock().expect("latency lock");
+        let span = Self::SPAN.as_secs();
+        seconds.retain(|(s, _)| s + span > second);
+        match seconds.iter_mut().find(|(s, _)| *s == second) {
+            Some((_, counts)) => counts[bucket] += 1,
+            None => {
+                let mut counts = [0; BUCKETS];
+                counts[bucket] = 1;
+                seconds.push((second, counts));
+            }
+        }
+    }
+
+    /// The p95 (µs, the upper edge of its bucket) and the count over the span, if any.
+    pub fn p95_us(&self) -> Option<(u64, u64)> {
+        let second = self.started.elapsed().as_secs();
+        let span = Self::SPAN.as_secs();
+        let seconds = self.seconds.lock().expect("latency lock");
+        let mut merged = [0u64; BUCKETS];
+        for (_, counts) in seconds.iter().filter(|(s, _)| s + span > second) {
+            for (m, c) in merged.iter_mut().zip(counts) {
+                *m += u64::from(*c);
+            }
+        }
+        let total: u64 = merged.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = (total * 95).div_ceil(100);
+        let mut seen = 0;
+        for (bucket, count) in merged.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                return Some((
+                    (FIRST_US * GROWTH.powi(bucket as i32)).round() as u64,
+                    total,
+                ));
+            }
+        }
+        None
+    }
+
+    /// Publishes this instance's p95 every second while the process runs.
+    pub fn publish_in_background(window: &std::sync::Arc<Self>, redis: RedisClient) {
+        let window = std::sync::Arc::clone(window);
+        let instance = Uuid::new_v4().simple().to_string();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let Some((p95, _)) = window.p95_us() else {
+                    continue;
+                };
+                let value = format!("{p95}|{}", chrono::Utc::now().timestamp_millis());
+                let published: RedisResult<()> = redis::cmd("HSET")
+                    .arg(BOOKING_LATENCY)
+                    .arg(&instance)
+                    .arg(value)
+                    .query_async(&mut redis.clone())
+                    .await;
+                if let Err(error) = published {
+                    tracing::debug!(%error, "cannot publish the booking p95");
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_p95_is_the_bucket_holding_the_95th_percentile() {
+        let window = LatencyWindow::default();
+        assert_eq!(window.p95_us(), None);
+        for _ in 0..95 {
+            window.record(Duration::from_millis(2));
+        }
+        for _ in 0..5 {
+            window.record(Duration::from_millis(300));
+        }
+        let (p95, count) = window.p95_us().expect("a figure");
+        assert_eq!(count, 100);
+        // 2 ms, within a bucket's width.
+        assert!((2_000..=2_200).contains(&p95), "{p95}");
+        for _ in 0..10 {
+            window.record(Duration::from_millis(300));
+        }
+        let (p95, _) = window.p95_us().expect("a figure");
+        assert!((300_000..=330_000).contains(&p95), "{p95}");
+    }
+}
