@@ -146,10 +146,16 @@ export async function show(main, { params: [eventId], signal, retry }) {
     // stream refused (a full gateway, too many streams) would be refused again.
     let stream = streamSupported();
     if (!stream) root.dataset.live = 'poll';
+    // When the last status came and the pace it asked for: a poll after a failed stream waits
+    // for it, so a join whose stream is refused costs no more requests than polling alone.
+    let takenAt = -Infinity;
+    let pollMs = DEFAULT_POLL_MS;
 
     // Takes a status, polled or pushed, the same way; true when the wait is over.
     const take = (status, asked) => {
       failures = 0;
+      takenAt = performance.now();
+      pollMs = Math.min(MAX_POLL_MS, Math.max(MIN_POLL_MS, Number(status.poll_after_ms) || DEFAULT_POLL_MS));
       setText(ui.connection, '');
       if (status.receipt) place.receipt = status.receipt;
       if (status.position != null && status.position > (place.first_position ?? 0)) {
@@ -186,9 +192,11 @@ export async function show(main, { params: [eventId], signal, retry }) {
           place = null;
           continue;
         }
-        // Polled at once: the poll also tells what the stream could not (e.g. a 404).
+        // The poll also tells what the stream could not (e.g. a 404).
         stream = false;
         root.dataset.live = 'poll';
+        await nap(takenAt + pollMs - performance.now(), active);
+        if (active.aborted) return;
       }
 
       let status;
@@ -236,9 +244,7 @@ export async function show(main, { params: [eventId], signal, retry }) {
       if (take(status, asked)) return;
       // After a join, the stream takes over from here.
       if (stream) continue;
-
-      const pollMs = Number(status.poll_after_ms) || DEFAULT_POLL_MS;
-      await nap(Math.min(MAX_POLL_MS, Math.max(MIN_POLL_MS, pollMs)), active);
+      await nap(pollMs, active);
     }
   }
 
@@ -335,7 +341,8 @@ function notifyOffer() {
     // Dismissing the prompt leaves the question open: the offer stays.
     if (permission === 'default') return;
     asked = true;
-    button.hidden = true;
+    // Removed, not hidden: the button's display rule would outrank `hidden`.
+    button.remove();
     setText(
       result,
       permission === 'granted'
