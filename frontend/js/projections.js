@@ -1,10 +1,12 @@
 // The live view's projections in words: where the line, each tier's stock and the buyers are
-// heading at the pace of the last minutes. The server projects; this only says it, and says
-// "not moving" rather than a made-up time where the server has none.
+// heading at the pace of the last minute. The server projects; this only says it, and says
+// "not moving" rather than a made-up time where the server has none. A rate of null is too
+// little history to tell (the server measures from 10 s of samples on), not a standstill.
 
 import { formatCount, formatDuration, formatRate } from './format.js';
 
 const plural = (n, one, many) => `${formatCount(n)} ${n === 1 ? one : many}`;
+const TOO_EARLY = 'too early to tell its pace';
 
 /**
  * The sentences for the newest sample and the server's projections, each `{key, text}`, key
@@ -34,12 +36,14 @@ function queueSentence(sample, projections, waiting) {
   if (waiting === 0) return sample.enabled === false ? 'The waiting room is off; nobody is waiting.' : 'Nobody is waiting in line.';
   const line = `The line of ${formatCount(waiting)}`;
   const drains = projections.queue_drains_in_s;
+  if (drains == null && projections.admissions_per_minute == null && !sample.paused) return `${line}: ${TOO_EARLY}.`;
   if (drains == null) return `${line} is not moving at this pace${sample.paused ? ': admissions are paused' : ''}.`;
   const pace = `at ${formatRate(projections.admissions_per_minute)} admissions a minute`;
   return drains < 1 ? `${line} is about to drain, ${pace}.` : `${line} drains in about ${formatDuration(drains)} ${pace}.`;
 }
 
 function bookingsSentence(projections) {
+  if (projections.bookings_per_minute == null) return 'Bookings: too early to tell their pace.';
   const perMinute = Number(projections.bookings_per_minute) || 0;
   if (perMinute <= 0) return 'Nobody is booking right now.';
   const each = Number(projections.tickets_per_booking);
@@ -52,6 +56,7 @@ function tierSentence(tier, projected) {
   if (left + held === 0) return `${tier.code} is sold out.`;
   if (left === 0) return `${tier.code} has none on sale; ${plural(held, 'ticket', 'tickets')} held by buyers may come back.`;
   const stock = `${tier.code} has ${plural(left, 'ticket', 'tickets')} left${held > 0 ? ` (${formatCount(held)} more held)` : ''}`;
+  if (projected.sold_per_minute == null) return `${stock}; ${TOO_EARLY}.`;
   const rate = Number(projected.sold_per_minute) || 0;
   if (projected.sells_out_in_s != null) {
     return `${stock} and sells out in about ${formatDuration(projected.sells_out_in_s)} at ${formatRate(rate)} a minute.`;
