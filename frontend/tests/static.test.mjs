@@ -152,3 +152,210 @@ test('wait ranges read as a buyer would say them', async () => {
   assert.equal(formatWaitRange([3 * 3600, 5 * 3600]), '3–5 hours');
   assert.equal(formatWaitRange(null), 'Unknown');
 });
+
+test('projection times and rates read as an operator would say them', async () => {
+  const source = await readFile(path.join(frontend, 'js', 'format.js'), 'utf8');
+  const { formatDuration, formatRate } = await import(`data:text/javascript,${encodeURIComponent(source)}`);
+  assert.equal(formatDuration(0), 'less than a second');
+  assert.equal(formatDuration(12), '12 s');
+  assert.equal(formatDuration(150), '2 min 30 s');
+  assert.equal(formatDuration(120), '2 min');
+  assert.equal(formatDuration(725), '12 min');
+  assert.equal(formatDuration(3900), '1 h 5 min');
+  assert.equal(formatDuration(3600), '1 h');
+  assert.equal(formatDuration(12 * 3600 + 100), '12 h');
+  assert.equal(formatRate(580.4), '580');
+  assert.equal(formatRate(2.03), '2');
+  assert.equal(formatRate(0.5), '0.5');
+  assert.equal(formatRate(null), '0');
+});
+
+// Modules of the live view load in Node from data URLs, their imports of format.js pointed at one.
+async function liveModule(name) {
+  const format = `data:text/javascript,${encodeURIComponent(await readFile(path.join(frontend, 'js', 'format.js'), 'utf8'))}`;
+  const source = (await readFile(path.join(frontend, 'js', name), 'utf8')).replace("'./format.js'", JSON.stringify(format));
+  return import(`data:text/javascript,${encodeURIComponent(source)}`);
+}
+
+const sample = (t, fields = {}) => ({ id: `${t}-0`, t_ms: t, admitted_total: 0, booked_total: 0, paused: false, ...fields });
+
+test('admissions a minute are the change over the last 60 s, scaled while less history exists', async () => {
+  const { perMinute } = await liveModule('live-samples.js');
+  // Ten admissions a second for two minutes, one sample a second.
+  const samples = Array.from({ length: 121 }, (_, i) => sample(1_000_000 + i * 1000, { admitted_total: i * 10 }));
+  const rates = perMinute(samples, 'admitted_total');
+  assert.equal(rates[0][1], null, 'no rate from a single sample');
+  assert.equal(rates[1][1], 600, 'ten in one second is 600 a minute');
+  assert.equal(rates[30][1], 600, 'scaled over half a minute');
+  assert.equal(rates[60][1], 600);
+  assert.equal(rates[120][1], 600);
+  // Admissions stop at 90 s: a minute later the rate has fallen to nothing, linearly.
+  const stopped = samples.map((s, i) => ({ ...s, admitted_total: Math.min(i, 90) * 10 }));
+  const after = perMinute(stopped, 'admitted_total');
+  assert.equal(after[120][1], 300, '30 s of admissions in the last minute');
+  const silent = [...stopped, sample(1_000_000 + 151_000, { admitted_total: 900 })];
+  assert.equal(perMinute(silent, 'admitted_total').at(-1)[1], 0);
+  // A silence of two minutes: the change across it, as a rate a minute.
+  const gap = [sample(0, { admitted_total: 0 }), sample(120_000, { admitted_total: 240 })];
+  assert.equal(perMinute(gap, 'admitted_total')[1][1], 120);
+  // A total going down (a reset) is no negative rate.
+  const reset = [sample(0, { admitted_total: 50 }), sample(1000, { admitted_total: 0 })];
+  assert.equal(perMinute(reset, 'admitted_total')[1][1], 0);
+});
+
+test('the live view keeps the last 30 minutes, at most 1800 samples, each once', async () => {
+  const { keepWindow, pausedSpans, ticketsLeft } = await liveModule('live-samples.js');
+  const first = Array.from({ length: 1000 }, (_, i) => sample(i * 1000));
+  const more = Array.from({ length: 1000 }, (_, i) => sample((1000 + i) * 1000));
+  let kept = keepWindow([], first);
+  assert.equal(kept.length, 1000);
+  kept = keepWindow(kept, [...first.slice(-3), ...more]);
+  assert.equal(kept.length, 1800, 'capped, and repeated samples not added again');
+  assert.equal(kept[0].t_ms, 200_000);
+  assert.equal(kept.at(-1).t_ms, 1_999_000);
+  // Past a silence, only what is within 30 minutes of the newest sample stays.
+  kept = keepWindow(kept, [sample(1_999_000 + 29 * 60_000)]);
+  assert.deepEqual(kept.map((s) => s.t_ms), [...Array.from({ length: 61 }, (_, i) => (1_939 + i) * 1000), 1_999_000 + 29 * 60_000]);
+  // Ids compare as numbers: "999-0" is before "1000-0".
+  assert.equal(keepWindow([sample(999)], [sample(1000)]).length, 2);
+
+  const paused = [0, 1, 2, 3, 4, 5].map((i) => sample(i * 1000, { paused: i >= 2 && i <= 3 || i === 5 }));
+  assert.deepEqual(pausedSpans(paused), [[2000, 4000], [5000, 5000]]);
+
+  const tiers = ticketsLeft([
+    sample(0, { tiers: [{ code: 'GA', available: 10 }] }),
+    sample(1000, { tiers: [{ code: 'GA', available: 8 }, { code: 'VIP', available: 4 }] }),
+  ]);
+  assert.deepEqual(tiers, [
+    { label: 'GA', points: [[0, 10], [1000, 8]] },
+    { label: 'VIP', points: [[0, null], [1000, 4]] },
+  ]);
+});
+
+test('projections are said in words, and "not moving" where the server has no time', async () => {
+  const { projectionSentences } = await liveModule('projections.js');
+  const said = (s, p) => Object.fromEntries(projectionSentences(s, p).map(({ key, text }) => [key, text]));
+  const words = said(
+    { waiting: 1204, paused: false, enabled: true, tiers: [{ code: 'GA', available: 100, held: 3 }, { code: 'VIP', available: 5, held: 0 }, { code: 'BOX', available: 0, held: 0 }] },
+    {
+      admissions_per_minute: 580,
+      bookings_per_minute: 300,
+      queue_drains_in_s: 125,
+      tiers: [{ code: 'GA', sold_per_minute: 40, sells_out_in_s: 150 }, { code: 'VIP', sold_per_minute: 0, sells_out_in_s: null }],
+      tickets_per_booking: 2.03,
+      likely_unserved: 40,
+    },
+  );
+  assert.deepEqual(words, {
+    queue: 'The line of 1,204 drains in about 2 min 5 s at 580 admissions a minute.',
+    bookings: 'Buyers make 300 bookings a minute, 2 tickets each.',
+    'tier-GA': 'GA has 100 tickets left (3 more held) and sells out in about 2 min 30 s at 40 a minute.',
+    'tier-VIP': 'VIP has 5 tickets left and is not selling.',
+    'tier-BOX': 'BOX is sold out.',
+    unserved: 'About 40 people in line will likely not get tickets.',
+  });
+  const paused = said(
+    { waiting: 2, paused: true, tiers: [{ code: 'GA', available: 0, held: 1 }, { code: 'VIP', available: 1, held: 0 }] },
+    { admissions_per_minute: 0, bookings_per_minute: 0, queue_drains_in_s: null, tiers: [{ code: 'VIP', sold_per_minute: 0, sells_out_in_s: null }], likely_unserved: 0 },
+  );
+  assert.equal(paused.queue, 'The line of 2 is not moving at this pace: admissions are paused.');
+  assert.equal(paused['tier-GA'], 'GA has none on sale; 1 ticket held by buyers may come back.');
+  assert.equal(paused['tier-VIP'], 'VIP has 1 ticket left and is not selling.');
+  assert.equal(paused.unserved, 'Everyone in line will likely get tickets.');
+  assert.equal(paused.bookings, 'Nobody is booking right now.');
+  // Under 10 s of samples the server has no rates: too early to tell, not "not moving".
+  const early = said(
+    { waiting: 3, paused: false, tiers: [{ code: 'GA', available: 5, held: 0 }] },
+    { admissions_per_minute: null, bookings_per_minute: null, queue_drains_in_s: null, tiers: [{ code: 'GA', sold_per_minute: null, sells_out_in_s: null }], likely_unserved: 0 },
+  );
+  assert.equal(early.queue, 'The line of 3: too early to tell its pace.');
+  assert.equal(early.bookings, 'Bookings: too early to tell their pace.');
+  assert.equal(early['tier-GA'], 'GA has 5 tickets left; too early to tell its pace.');
+  const empty = said({ waiting: 0, tiers: [] }, { bookings_per_minute: 0, queue_drains_in_s: 0, likely_unserved: 0 });
+  assert.deepEqual(empty, { queue: 'Nobody is waiting in line.', bookings: 'Nobody is booking right now.' });
+});
+
+test('the queue stream is given up for polls when it fails, and closed at every end', async () => {
+  // A stand-in EventSource the test drives by hand.
+  class FakeSource extends EventTarget {
+    static CONNECTING = 0;
+    static OPEN = 1;
+    static CLOSED = 2;
+    static opened = [];
+    constructor(url) {
+      super();
+      this.url = url;
+      this.readyState = FakeSource.CONNECTING;
+      FakeSource.opened.push(this);
+    }
+    close() {
+      this.readyState = FakeSource.CLOSED;
+      this.closed = true;
+    }
+    send(type, data) {
+      this.readyState = FakeSource.OPEN;
+      this.dispatchEvent(Object.assign(new Event(type), { data: JSON.stringify(data) }));
+    }
+    fail(readyState = FakeSource.CONNECTING) {
+      this.readyState = readyState;
+      this.dispatchEvent(new Event('error'));
+    }
+  }
+  globalThis.EventSource = FakeSource;
+  const source = await readFile(path.join(frontend, 'js', 'queue-stream.js'), 'utf8');
+  const { followQueue } = await import(`data:text/javascript,${encodeURIComponent(source)}`);
+  const follow = (onStatus = () => false, signal = new AbortController().signal) => {
+    const statuses = [];
+    let troubles = 0;
+    const outcome = followQueue('q 1', 'r/1', { signal, onStatus: (s) => (statuses.push(s.state), onStatus(s)), onTrouble: () => (troubles += 1) });
+    return { outcome, statuses, troubles: () => troubles, source: FakeSource.opened.at(-1) };
+  };
+  try {
+    const first = follow();
+    assert.equal(first.source.url, '/api/queue/q%201/events?receipt=r%2F1');
+    first.source.fail();
+    assert.equal(await first.outcome, 'failed', 'an error before the first message: poll instead');
+    assert.ok(first.source.closed);
+
+    const flaky = follow((s) => s.state === 'admitted');
+    flaky.source.send('status', { state: 'waiting' });
+    flaky.source.fail();
+    flaky.source.fail();
+    flaky.source.send('status', { state: 'waiting' }); // reconnected: the count starts over
+    flaky.source.fail();
+    flaky.source.fail();
+    assert.equal(flaky.troubles(), 4);
+    flaky.source.send('status', { state: 'admitted', token: 't' });
+    assert.equal(await flaky.outcome, 'over');
+    assert.deepEqual(flaky.statuses, ['waiting', 'waiting', 'admitted']);
+    assert.ok(flaky.source.closed, 'closed after the admission, so it does not reconnect');
+
+    const broken = follow();
+    broken.source.send('status', { state: 'waiting' });
+    for (let i = 0; i < 3; i += 1) broken.source.fail();
+    assert.equal(await broken.outcome, 'failed', 'three errors without a message in between');
+
+    const refused = follow();
+    refused.source.send('status', { state: 'waiting' });
+    refused.source.fail(FakeSource.CLOSED);
+    assert.equal(await refused.outcome, 'failed', 'a reconnect answered with no stream');
+
+    const gone = follow();
+    gone.source.send('problem', { error: { code: 'queue_entry_not_found', message: 'gone' } });
+    assert.equal(await gone.outcome, 'gone');
+    assert.ok(gone.source.closed);
+
+    const garbled = follow();
+    garbled.source.dispatchEvent(Object.assign(new Event('status'), { data: '<html>' }));
+    assert.equal(await garbled.outcome, 'failed');
+
+    const leaving = new AbortController();
+    const left = follow(undefined, leaving.signal);
+    left.source.send('status', { state: 'waiting' });
+    leaving.abort();
+    assert.equal(await left.outcome, 'aborted');
+    assert.ok(left.source.closed, 'leaving the line closes the stream');
+  } finally {
+    delete globalThis.EventSource;
+  }
+});
