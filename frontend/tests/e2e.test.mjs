@@ -147,8 +147,8 @@ const waitingRoom = (admissionPerMinute) => ({
  * Runs `body` with a fresh browser context (its own storage, like another person's phone)
  * and saves a screenshot of the page as it ends, passed or failed.
  */
-async function withPage(name, body) {
-  const context = await browser.newContext({ viewport: { width: 360, height: 800 }, locale: 'en-US' });
+async function withPage(name, body, { viewport = { width: 360, height: 800 } } = {}) {
+  const context = await browser.newContext({ viewport, locale: 'en-US' });
   const page = await context.newPage();
   const pageErrors = [];
   page.on('pageerror', (err) => pageErrors.push(err.message));
@@ -163,6 +163,101 @@ async function withPage(name, body) {
 
 async function waitForState(page, state, timeout = 15_000) {
   await page.waitForSelector(`${testid('queue-state')}[data-state="${state}"]`, { timeout });
+}
+
+// A queue entry's poll, `GET /api/queue/<id>`, as opposed to its stream (`…/events`) or wish.
+const isPoll = (request) => request.method() === 'GET' && /\/api\/queue\/[^/?]+(\?|$)/.test(new URL(request.url()).pathname);
+const isStream = (request) => /\/api\/queue\/[^/]+\/events$/.test(new URL(request.url()).pathname);
+const STREAMS = /\/api\/queue\/[^/]+\/events/;
+
+/** Records the page's polls and stream requests (URLs), as they are sent. */
+function queueRequests(page) {
+  const seen = { polls: [], streams: [] };
+  page.on('request', (request) => {
+    if (isPoll(request)) seen.polls.push(request.url());
+    if (isStream(request)) seen.streams.push(request.url());
+  });
+  return seen;
+}
+
+/** The page follows its place by polls only: the stream is refused as a full gateway does. */
+async function refuseStreams(page) {
+  await page.route(STREAMS, (route) =>
+    route.fulfill({
+      status: 503,
+      contentType: 'application/json',
+      body: JSON.stringify({ error: { code: 'unavailable', message: 'This gateway holds its most streams.' } }),
+    }),
+  );
+}
+
+/**
+ * Installed before the page's scripts: a tab the test can send to the background
+ * (`__setHidden(true)`), notifications recorded instead of shown (permission not decided until
+ * asked), and the oscillators started counted, so the call back at a buyer's turn is seen.
+ */
+function backgroundTabSpies() {
+  let hidden = false;
+  Object.defineProperty(Document.prototype, 'hidden', { configurable: true, get: () => hidden });
+  Object.defineProperty(Document.prototype, 'visibilityState', { configurable: true, get: () => (hidden ? 'hidden' : 'visible') });
+  window.__setHidden = (value) => {
+    hidden = value;
+    document.dispatchEvent(new Event('visibilitychange'));
+  };
+  window.__notifications = [];
+  window.Notification = class {
+    static permission = 'default';
+    static async requestPermission() {
+      this.permission = 'granted';
+      return 'granted';
+    }
+    constructor(title, options = {}) {
+      window.__notifications.push({ title, body: options.body });
+    }
+    addEventListener() {}
+    close() {}
+  };
+  window.__tones = 0;
+  const createOscillator = AudioContext.prototype.createOscillator;
+  AudioContext.prototype.createOscillator = function () {
+    const oscillator = createOscillator.call(this);
+    const start = oscillator.start.bind(oscillator);
+    oscillator.start = (...args) => {
+      window.__tones += 1;
+      return start(...args);
+    };
+    return oscillator;
+  };
+}
+
+/** The titles the page shows over `ms`, one read every 100 ms. */
+async function titlesOver(page, ms) {
+  return page.evaluate(async (duration) => {
+    const titles = new Set();
+    for (let waited = 0; waited < duration; waited += 100) {
+      titles.add(document.title);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    return [...titles];
+  }, ms);
+}
+
+/** Waits until `check()` holds, looking every 100 ms. */
+async function until(check, what, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    assert.ok(Date.now() < deadline, `${what} within ${timeoutMs} ms`);
+    await pause(100);
+  }
+}
+
+async function bookOneGa(page) {
+  await page.fill(testid('qty-GA'), '1');
+  await page.fill(testid('email'), `buyer-${randomUUID().slice(0, 8)}@example.com`);
+  await page.click(testid('book-submit'));
+  await page.waitForURL(/#\/booking\//, { timeout: 15_000 });
+  await ticketCount(page, 1);
+  assert.equal(await page.textContent(testid('booking-status')), 'Confirmed');
 }
 
 async function ticketCount(page, expected) {
@@ -301,11 +396,11 @@ test('a buyer sends its place receipt with each poll, and leaving the line frees
   await joinQueue(event.id, `filler-${randomUUID()}`);
 
   await withPage('queue-leave', async (page) => {
+    // Polls are what this test is about: the stream is refused, so the page polls.
+    await refuseStreams(page);
     const receipts = [];
     page.on('request', (request) => {
-      if (request.method() === 'GET' && request.url().includes('/api/queue/')) {
-        receipts.push(request.headers()['x-queue-receipt'] ?? null);
-      }
+      if (isPoll(request)) receipts.push(request.headers()['x-queue-receipt'] ?? null);
     });
     await page.goto(`${GATEWAY}/#/events/${event.id}`);
     await page.click(testid('join-queue'));
@@ -314,6 +409,7 @@ test('a buyer sends its place receipt with each poll, and leaving the line frees
     // A reload polls the remembered entry, with the receipt the join answered.
     await page.reload();
     await waitForState(page, 'waiting');
+    assert.equal(await page.getAttribute(testid('queue-view'), 'data-live'), 'poll');
     assert.ok(receipts.length > 0 && receipts.every((r) => typeof r === 'string' && r.length > 20), `polls carried receipts: ${receipts}`);
 
     await page.click(testid('leave'));
@@ -480,4 +576,248 @@ test('closing the queue page frees the place after a grace, while a reload keeps
   await pause(17_000);
   const gone = await call('GET', `/api/queue/${queueId}`);
   assert.equal(gone.status, 404, `the closed page's place is gone: ${gone.text}`);
+});
+
+test('a buyer follows its place on the stream, is pushed its turn in a background tab, is called back and books', { timeout: TEST_TIMEOUT_MS }, async () => {
+  // Paused: the buyer waits until the operator opens the tap.
+  const event = await createEvent('stream', {
+    waitingRoom: { ...waitingRoom(600), paused: true },
+    tiers: [{ code: 'GA', name: 'General admission', price_cents: 1000, capacity: 10 }],
+  });
+
+  await withPage('queue-stream', async (page) => {
+    await page.addInitScript(backgroundTabSpies);
+    const seen = queueRequests(page);
+    await page.goto(`${GATEWAY}/#/events/${event.id}`);
+    await page.click(testid('join-queue'));
+    await waitForState(page, 'waiting');
+    await page.waitForSelector(`${testid('queue-view')}[data-live="stream"]`, { timeout: 10_000 });
+    assert.equal(seen.streams.length, 1, `one stream opened: ${seen.streams}`);
+    assert.ok((new URL(seen.streams[0]).searchParams.get('receipt') ?? '').length > 20, `the stream was opened with the join's receipt: ${seen.streams[0]}`);
+
+    // A reload opens the stream again with the receipt the page keeps, and keeps the place.
+    const place = await page.evaluate((id) => JSON.parse(localStorage.getItem(`queue:${id}`)), event.id);
+    await page.reload();
+    await waitForState(page, 'waiting');
+    await page.waitForSelector(`${testid('queue-view')}[data-live="stream"]`, { timeout: 10_000 });
+    assert.equal(seen.streams.length, 2, `the reload opened one stream: ${seen.streams}`);
+    assert.equal(new URL(seen.streams[1]).searchParams.get('receipt'), place.receipt, 'the reloaded page streams with the kept receipt');
+    assert.equal(await page.evaluate((id) => JSON.parse(localStorage.getItem(`queue:${id}`)).queue_id, event.id), place.queue_id);
+
+    // Asked for only now, after the click.
+    await page.click(testid('notify-me'));
+    await page.waitForFunction((sel) => /We will notify you/.test(document.querySelector(sel)?.textContent ?? ''), testid('notify-result'));
+    assert.equal(await page.isVisible(testid('notify-me')), false, 'the offer is gone once answered');
+
+    await page.evaluate(() => window.__setHidden(true));
+    await setWaitingRoom(event.id, { paused: false });
+    await page.waitForSelector(testid('countdown'), { timeout: 20_000 });
+    assert.match(await page.textContent(testid('countdown')), /^0[45]:\d\d$/, 'the time to book, counted from the token sent');
+
+    const called = await page.evaluate(() => ({ notifications: window.__notifications, tones: window.__tones }));
+    assert.equal(called.notifications.length, 1, `one notification: ${JSON.stringify(called.notifications)}`);
+    assert.equal(called.notifications[0].title, 'Your turn!');
+    assert.match(called.notifications[0].body, /you have 0[45]:\d\d to book your tickets/);
+    assert.equal(called.tones, 2, 'two tones');
+    const blinking = await titlesOver(page, 2_500);
+    assert.ok(blinking.includes('● Your turn!') && blinking.some((t) => t.startsWith('Book:')), `the title blinks: ${blinking}`);
+
+    // Looked at again: the title stays the page's own.
+    await page.evaluate(() => window.__setHidden(false));
+    await pause(1_200);
+    const settled = await titlesOver(page, 2_500);
+    assert.ok(settled.length === 1 && settled[0].startsWith('Book:'), `the title stopped blinking: ${settled}`);
+
+    assert.deepEqual(seen.polls, [], 'no poll while the stream was live: the admission was pushed');
+    await bookOneGa(page);
+  });
+});
+
+test('a buyer whose stream is refused polls instead, is admitted and books', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const event = await createEvent('stream refused', {
+    waitingRoom: { ...waitingRoom(600), paused: true },
+    tiers: [{ code: 'GA', name: 'General admission', price_cents: 1000, capacity: 10 }],
+  });
+
+  await withPage('queue-stream-refused', async (page) => {
+    await refuseStreams(page);
+    const seen = queueRequests(page);
+    await page.goto(`${GATEWAY}/#/events/${event.id}`);
+    await page.click(testid('join-queue'));
+    await waitForState(page, 'waiting');
+    await page.waitForSelector(`${testid('queue-view')}[data-live="poll"]`);
+    await until(() => seen.polls.length > 0, 'a poll while waiting');
+    await waitForState(page, 'waiting');
+    await setWaitingRoom(event.id, { paused: false });
+    await page.waitForSelector(testid('countdown'), { timeout: 20_000 });
+    assert.equal(seen.streams.length, 1, `one refusal is enough to poll: ${seen.streams}`);
+    assert.ok(seen.polls.length >= 2, `the page polled until admitted: ${seen.polls.length} polls`);
+    await bookOneGa(page);
+  });
+
+  // A stream that cannot even connect (cut by a proxy, say) is given up the same way.
+  const second = await createEvent('stream cut', {
+    waitingRoom: { ...waitingRoom(600), paused: true },
+    tiers: [{ code: 'GA', name: 'General admission', price_cents: 1000, capacity: 10 }],
+  });
+  await withPage('queue-stream-cut', async (page) => {
+    await page.route(STREAMS, (route) => route.abort('connectionreset'));
+    const seen = queueRequests(page);
+    await page.goto(`${GATEWAY}/#/queue/${second.id}`);
+    await waitForState(page, 'waiting');
+    await page.waitForSelector(`${testid('queue-view')}[data-live="poll"]`);
+    await until(() => seen.polls.length > 0, 'a poll while waiting');
+    await waitForState(page, 'waiting');
+    await setWaitingRoom(second.id, { paused: false });
+    await page.waitForSelector(testid('countdown'), { timeout: 20_000 });
+    assert.equal(seen.streams.length, 1, `no reconnecting to a broken stream: ${seen.streams}`);
+    assert.ok(seen.polls.length >= 2, `the page polled until admitted: ${seen.polls.length} polls`);
+    await bookOneGa(page);
+  });
+});
+
+// ---- the operator's live view ----
+
+async function live(eventId, since) {
+  const { status, body, text } = await call('GET', `/api/admin/events/${eventId}/live${since ? `?since=${encodeURIComponent(since)}` : ''}`, { bearer: ADMIN_TOKEN });
+  assert.equal(status, 200, `the live view's samples: ${text}`);
+  return body;
+}
+
+/** Polls the API until `check(answer)` holds (the worker samples once a second). */
+async function liveUntil(eventId, check, what, timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs;
+  let answer = await live(eventId);
+  while (!check(answer)) {
+    assert.ok(Date.now() < deadline, `${what} within ${timeoutMs} ms (last sample: ${JSON.stringify(answer.samples.at(-1))})`);
+    await pause(500);
+    answer = await live(eventId);
+  }
+  return answer;
+}
+
+const chartLatest = (page, chart) => page.textContent(`${testid(chart)} .chart-latest`);
+
+test('the operator watches the sale live: charts of the last minutes, and projections that agree with them', { timeout: TEST_TIMEOUT_MS }, async () => {
+  // Two buyers at most book at once, so the line stops with people in it.
+  const event = await createEvent('live', {
+    waitingRoom: { ...waitingRoom(600), max_active: 2 },
+    tiers: [
+      { code: 'GA', name: 'General admission', price_cents: 1000, capacity: 10 },
+      { code: 'VIP', name: 'VIP', price_cents: 5000, capacity: 4 },
+    ],
+  });
+  const unknown = await call('GET', `/api/admin/events/${randomUUID()}/live`, { bearer: ADMIN_TOKEN });
+  assert.equal(unknown.status, 404);
+  assert.equal(unknown.body?.error?.code, 'event_not_found');
+  assert.equal((await call('GET', `/api/admin/events/${event.id}/live`)).status, 401);
+  // Sampled before anyone comes: every admission and booking below falls within the charts.
+  await liveUntil(event.id, (answer) => answer.samples.length > 0, 'a first sample');
+
+  const buyers = [];
+  for (let i = 0; i < 5; i += 1) buyers.push(await joinQueue(event.id, `live-${i}-${randomUUID()}`));
+  // The two who stay in line poll as their pages would.
+  let polling = true;
+  const keepPolling = (async () => {
+    while (polling) {
+      for (const buyer of buyers.slice(3)) await call('GET', `/api/queue/${buyer.queue_id}`);
+      await pause(2_000);
+    }
+  })();
+
+  try {
+    const first = await waitUntilAdmitted(buyers[0]);
+    await waitUntilAdmitted(buyers[1]);
+    const booked = await call('POST', `${await bookingBase()}/api/bookings`, {
+      bearer: first.token,
+      headers: { 'Idempotency-Key': randomUUID() },
+      body: { event_id: event.id, tiers: { GA: 3 }, buyer_email: 'live@example.com' },
+    });
+    assert.equal(booked.status, 201, `three GA tickets booked: ${booked.text}`);
+    // One booked, so one more is let in: three admitted, two booking, two waiting, 7 GA left.
+    await waitUntilAdmitted(buyers[2]);
+    const answer = await liveUntil(
+      event.id,
+      ({ samples }) => samples.at(-1)?.waiting === 2 && samples.at(-1).active === 2 && samples.at(-1).tiers?.find((t) => t.code === 'GA')?.available === 7,
+      'a sample of the line as the test drove it',
+    );
+    const newest = answer.samples.at(-1);
+    assert.equal(newest.admitted_total, 3);
+    assert.equal(newest.booked_total, 1);
+    assert.equal(newest.tiers.find((t) => t.code === 'VIP')?.available, 4);
+    assert.ok(answer.samples.some((s) => s.booking_p95_ms != null), 'the booking was timed in some sample');
+    const later = await live(event.id, newest.id);
+    assert.ok(later.samples.every((s) => s.t_ms > newest.t_ms), 'since= answers only newer samples');
+
+    await withPage('operator-live', async (page) => {
+      await page.addInitScript(backgroundTabSpies);
+      const asked = [];
+      page.on('request', (request) => /\/api\/admin\/events\/[^/]+\/live$/.test(new URL(request.url()).pathname) && asked.push(request.url()));
+      await page.goto(`${GATEWAY}/admin.html`);
+      await page.fill(testid('admin-token'), ADMIN_TOKEN);
+      await page.click(testid('admin-login'));
+      await page.selectOption(testid('admin-event-select'), event.id);
+      await page.waitForFunction(() => Number(document.getElementById('live')?.dataset.samples) >= 5, null, { timeout: 15_000 });
+      await page.waitForFunction((sel) => /The line of 2\b/.test(document.querySelector(sel)?.textContent ?? ''), testid('projection-queue'), { timeout: 10_000 });
+      // Rates need 10 s of samples: until then the page says it is too early to tell.
+      await page.waitForFunction((sel) => /not selling/.test(document.querySelector(sel)?.textContent ?? ''), testid('projection-tier-VIP'), { timeout: 15_000 });
+
+      assert.equal(await chartLatest(page, 'chart-waiting'), '2');
+      assert.equal(await chartLatest(page, 'chart-active'), '2');
+      const left = await page.textContent(`${testid('chart-tickets-left')} .chart-legend`);
+      assert.match(left, /GA 7/);
+      assert.match(left, /VIP 4/);
+      const admissions = await page.textContent(`${testid('chart-admissions')} .chart-legend`);
+      assert.ok(Number(/Admitted ([\d.,]+)/.exec(admissions)?.[1].replace(/,/g, '')) >= 3, `three admitted within the last minute: ${admissions}`);
+      assert.match(admissions, /Set rate 600/);
+      assert.ok(Number((await chartLatest(page, 'chart-bookings')).replace(/,/g, '')) >= 1, 'the booking within the last minute');
+      for (const chart of ['chart-waiting', 'chart-admissions', 'chart-bookings', 'chart-tickets-left', 'chart-active', 'chart-booking-p95']) {
+        const drawn = await page.$$eval(`${testid(chart)} path.chart-line`, (paths) => paths.map((p) => p.getAttribute('d')));
+        assert.ok(drawn.length > 0 && drawn.every((d) => /^M/.test(d)), `${chart} draws its lines: ${drawn.map((d) => d.slice(0, 40))}`);
+      }
+
+      const projections = await page.textContent(testid('projections'));
+      assert.match(await page.textContent(testid('projection-tier-GA')), /^GA has 7 tickets left/);
+      assert.match(await page.textContent(testid('projection-tier-VIP')), /^VIP has 4 tickets left and is not selling\.$/);
+      const { projections: projected } = await live(event.id);
+      assert.equal(
+        await page.textContent(testid('projection-unserved')),
+        projected.likely_unserved > 0 ? `About ${projected.likely_unserved} ${projected.likely_unserved === 1 ? 'person' : 'people'} in line will likely not get tickets.` : 'Everyone in line will likely get tickets.',
+        projections,
+      );
+      await page.screenshot({ path: path.join(OUTPUT, 'operator-live.png'), fullPage: true });
+
+      // A sample a second keeps coming in.
+      const before = Number(await page.getAttribute('#live', 'data-samples'));
+      await page.waitForFunction((n) => Number(document.getElementById('live').dataset.samples) >= n + 2, before, { timeout: 5_000 });
+
+      // Nothing is asked while the page is hidden; asking resumes when it is seen again.
+      await page.evaluate(() => window.__setHidden(true));
+      await pause(1_200);
+      const whileHidden = asked.length;
+      await pause(3_000);
+      assert.equal(asked.length, whileHidden, 'no request while hidden');
+      await page.evaluate(() => window.__setHidden(false));
+      await pause(1_500);
+      assert.ok(asked.length > whileHidden, 'requests again once visible');
+      assert.ok(asked.slice(1).every((url) => new URL(url).searchParams.has('since')), 'after the first answer, only newer samples are asked for');
+
+      // On a phone the charts stack in one column, within the screen.
+      await page.setViewportSize({ width: 360, height: 800 });
+      const lefts = await page.$$eval('.chart', (charts) => charts.map((c) => Math.round(c.getBoundingClientRect().left)));
+      assert.equal(new Set(lefts).size, 1, `one column: ${lefts}`);
+      assert.ok(await page.evaluate(() => document.scrollingElement.scrollWidth <= innerWidth), 'nothing wider than the phone');
+      await page.screenshot({ path: path.join(OUTPUT, 'operator-live-phone.png'), fullPage: true });
+
+      // Another choice stops the watching.
+      await page.selectOption(testid('admin-event-select'), '');
+      await pause(1_200);
+      const stopped = asked.length;
+      await pause(2_500);
+      assert.equal(asked.length, stopped, 'no request once no event is chosen');
+    }, { viewport: { width: 1280, height: 900 } });
+  } finally {
+    polling = false;
+    await keepPolling;
+  }
 });
