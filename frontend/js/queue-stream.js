@@ -3,26 +3,19 @@
 // something changed and at once on admission. Polling stays the way that always works: the
 // page falls back to it whenever the stream cannot be had or keeps breaking.
 
-// Errors in a row, without a message in between, before the stream is given up for polls.
-// One is a gateway restarting (it sends `retry:` and EventSource reconnects by itself);
-// three means the path to the stream is broken, e.g. a proxy that cuts long responses.
+// Errors without a message in between before the stream is given up: one is a gateway
+// restarting (EventSource reconnects by itself); three, a path that keeps cutting it.
 const ERRORS_BEFORE_POLLING = 3;
 
 /** Whether this browser can follow a stream at all. */
 export const streamSupported = () => typeof EventSource === 'function';
 
 /**
- * Follows a queue entry's stream until it ends, resolving to why:
- * - `'over'`: `onStatus` returned true (the page acted on a final status);
- * - `'gone'`: the entry is gone, as a poll's 404 says;
- * - `'failed'`: no stream to be had (refused before its first message — EventSource cannot
- *   tell a 404 from a 503 —, unreadable, or breaking again and again): poll instead, and the
- *   poll will say what the stream could not;
- * - `'aborted'`: `signal` aborted.
- *
- * `receipt` is the latest place receipt; on its reconnects the browser sends the receipt of
- * the last message as `Last-Event-ID`, so the place survives them. `onTrouble` is called when
- * the connection broke and EventSource is reconnecting by itself.
+ * Follows a queue entry's stream until it ends, resolving to why: `'over'` (`onStatus` said so
+ * by returning true), `'gone'` (the entry is gone, as a poll's 404), `'failed'` (poll instead:
+ * EventSource cannot tell a refusal's 404 from its 503, a poll can) or `'aborted'`. On its own
+ * reconnects the browser sends the last message's id, the receipt in force, as `Last-Event-ID`;
+ * `onTrouble` is called as they begin.
  */
 export function followQueue(queueId, receipt, { onStatus, onTrouble = () => {}, signal }) {
   return new Promise((resolve) => {
