@@ -9,6 +9,9 @@ use ticketing::live::Sample;
 const SHORTEST_SPAN_MS: i64 = 10_000;
 /// Rates look back this far.
 const RATE_SPAN_MS: i64 = 60_000;
+/// The line's drain also looks at this recent span: a line stalled by `max_active` (everyone
+/// admitted still booking) or a pause shows at once, not after a minute of averages.
+const RECENT_SPAN_MS: i64 = 15_000;
 /// Tickets a booking takes before the first booking tells.
 const DEFAULT_TICKETS_PER_BOOKING: f64 = 2.0;
 /// Admissions before the share of admitted buyers who book is trusted over "all of them".
@@ -19,8 +22,9 @@ pub struct Projections {
     /// Measured over the last minute; none with less than 10 s of samples.
     pub admissions_per_minute: Option<f64>,
     pub bookings_per_minute: Option<f64>,
-    /// When the line drains at the measured admission rate: 0 when nobody waits, none when
-    /// nobody is being admitted.
+    /// When the line drains at the measured admission rate (the last minute's, or the last
+    /// 15 s's when lower: a stall shows at once): 0 when nobody waits, none when nobody is being
+    /// admitted.
     pub queue_drains_in_s: Option<u64>,
     pub tiers: Vec<TierProjection>,
     /// Tickets per booking so far (2 before the first booking).
@@ -43,19 +47,30 @@ pub struct TierProjection {
 /// Projections from samples, oldest first; `None` without any.
 pub fn project(samples: &[Sample]) -> Option<Projections> {
     let latest = samples.last()?;
-    let base = samples
-        .iter()
-        .find(|s| s.t_ms >= latest.t_ms - RATE_SPAN_MS)
-        .filter(|s| latest.t_ms - s.t_ms >= SHORTEST_SPAN_MS);
-    let per_minute = |of: &dyn Fn(&Sample) -> i64| {
+    let since = |span_ms: i64| {
+        samples
+            .iter()
+            .find(|s| s.t_ms >= latest.t_ms - span_ms)
+            .filter(|s| latest.t_ms - s.t_ms >= SHORTEST_SPAN_MS)
+    };
+    let rate = |base: Option<&Sample>, of: &dyn Fn(&Sample) -> i64| {
         base.map(|b| {
             let minutes = (latest.t_ms - b.t_ms) as f64 / 60_000.0;
             (of(latest) - of(b)).max(0) as f64 / minutes
         })
     };
+    let base = since(RATE_SPAN_MS);
+    let per_minute = |of: &dyn Fn(&Sample) -> i64| rate(base, of);
     let admissions_per_minute = per_minute(&|s| s.admitted_total);
     let bookings_per_minute = per_minute(&|s| s.booked_total);
-    let queue_drains_in_s = match (latest.waiting, admissions_per_minute) {
+    let draining = match (
+        admissions_per_minute,
+        rate(since(RECENT_SPAN_MS), &|s| s.admitted_total),
+    ) {
+        (Some(minute), Some(recent)) => Some(minute.min(recent)),
+        (minute, _) => minute,
+    };
+    let queue_drains_in_s = match (latest.waiting, draining) {
         (0, _) => Some(0),
         (waiting, Some(rate)) if rate > 0.0 => Some((waiting as f64 / rate * 60.0).ceil() as u64),
         _ => None,
@@ -157,6 +172,19 @@ mod tests {
         assert_eq!(p.booking_share, 0.75);
         // 400 tickets = 200 bookings = 267 people at a 75 % share; 800 wait.
         assert_eq!(p.likely_unserved, 533);
+    }
+
+    #[test]
+    fn a_line_that_stopped_moving_does_not_drain_on_the_last_minute_s_average() {
+        // Admissions went fast for 45 s, then stopped (max_active reached, or paused).
+        let samples = [
+            sample(0, 100, 0, 0, (100, 0, 0)),
+            sample(45, 40, 60, 0, (100, 0, 0)),
+            sample(60, 40, 60, 0, (100, 0, 0)),
+        ];
+        let p = project(&samples).expect("projections");
+        assert_eq!(p.admissions_per_minute, Some(60.0));
+        assert_eq!(p.queue_drains_in_s, None, "{p:?}");
     }
 
     #[test]

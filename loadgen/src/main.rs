@@ -34,6 +34,8 @@ scenarios:
   stock-sale       two tiers selling out at different times, buyers choosing while they wait,
                    replayed against three rooms in one run (hold on admission, stock gate,
                    rate only): refusals for stock among admitted buyers, time to be told
+  streams          --counts open queue streams on one gateway against as many pages polling:
+                   its memory per stream, CPU and Redis commands, admission-notice latency
   original         the original app's SKIP LOCKED algorithm in Postgres (baseline)
   mint             prints --count entry tokens (default 1) for --event, one per line (for other
                    load tools)
@@ -54,6 +56,8 @@ proof-joins:     --proof-gateway http://127.0.0.1:3001 --joins 20000 (per mode) 
                  (alternating slices of each mode) --concurrency 64
 stock-sale:      --visitors 3000 --arrival-rate 300 --ga 2400 --vip 300 --admission-per-minute 3000
                  --max-active 300 --switch 0.1 --max-poll-ms 2000 --max-duration 300
+streams:         --counts 5000,10000,20000 --sources 10 (127.0.0.x addresses) --window 20
+                 --admit 2000 --gateway-pid <pid> (required) --redis-url $REDIS_URL
 original:        --concurrency 32 --rows 300000
 opening:         --count 1000000 --arrivals-per-second 300 --lead 45 (seconds from creating
                  the event to on_sale_at; seeding must fit, and the seeded visitors count as
@@ -82,9 +86,13 @@ async fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    if scenario == "opening" {
-        let out = PathBuf::from(args.text("out", "test-output/loadgen/opening"));
-        let result = scenarios::opening::run(&args).await?;
+    if scenario == "opening" || scenario == "streams" {
+        let out = PathBuf::from(args.text("out", &format!("test-output/loadgen/{scenario}")));
+        let result = if scenario == "opening" {
+            scenarios::opening::run(&args).await?
+        } else {
+            scenarios::streams::run(&args).await?
+        };
         std::fs::create_dir_all(out.parent().unwrap_or(&out))?;
         std::fs::write(
             out.with_extension("json"),

@@ -7,3 +7,4 @@ pub mod opening;
 pub mod proof_joins;
 pub mod queue_storm;
 pub mod stock_sale;
+pub mod streams;
