@@ -18,12 +18,12 @@ local slot = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
 if not slot then
   return 0
 end
-local token_ttl = redis.call('PTTL', KEYS[4])
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  -- Delivered already (a concurrent first delivery won): its end stands.
+  return slot
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if token_ttl > 0 then
-  return now + token_ttl
-end
 local ttl_ms = (tonumber(redis.call('HGET', KEYS[2], 'token_ttl_s')) or 300) * 1000
 local expires = math.min(now + ttl_ms, slot)
 if expires <= now then

@@ -149,8 +149,10 @@ end
 local token = redis.call('GET', KEYS[8])
 local expires = redis.call('ZSCORE', KEYS[6], qid)
 if token then
-  local pttl = redis.call('PTTL', KEYS[8])
-  return {'admitted', 0, now + pttl, token, 0, generation, '', {},
+  -- The slot ends when the token does (deliver_token.lua set both): every poll tells the same
+  -- end. Once booked, the slot is gone and the token's own time to live tells it.
+  local until_ms = tonumber(expires) or (now + redis.call('PTTL', KEYS[8]))
+  return {'admitted', 0, until_ms, token, 0, generation, '', {},
     redis.call('HGET', KEYS[15], qid) or ''}
 end
 if expires and tonumber(expires) > now then

@@ -1,7 +1,8 @@
 //! The queue pushed to the page (`GET /api/queue/{id}/events`): admission and sell-out arrive
 //! within a tick of the decision, on a single Redis and on a Redis Cluster; a dropped stream
-//! resumes from its `Last-Event-ID`, even after Redis lost the line; the time to book counts from
-//! the token's first delivery; a gateway holding open streams still stops on SIGTERM.
+//! resumes from its `Last-Event-ID`, even after Redis lost the line; streams hear admissions after
+//! their shard fails over; streams per entry are capped; the time to book counts from the token's
+//! first delivery; a gateway holding open streams still stops on SIGTERM.
 
 use std::time::Duration;
 
@@ -337,4 +338,104 @@ async fn a_gateway_with_open_streams_stops_on_sigterm(db: PgPool) {
     retries.dedup();
     assert!(retries.len() > 1, "retries are spread: {retries:?}");
     let _ = std::fs::remove_dir_all(&logs);
+}
+
+/// At most three streams per queue id (another tab, a reconnect racing the old stream): a fourth
+/// is 429 `too_many_streams` and the page polls; a stream the client dropped frees its slot.
+#[sqlx::test(migrations = "../migrations")]
+async fn streams_per_entry_are_capped_and_freed_when_dropped(db: PgPool) {
+    let system = System::start(db).await;
+    let event = system.create_event(&[("GA", 100)], paused_room()).await;
+    let queue_id = join(&system, event, "many-tabs").await;
+    let http = sse::client();
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let mut stream = Stream::open(&http, &system.gateway, &queue_id, None)
+            .await
+            .expect("within the cap");
+        stream.next(Duration::from_secs(5)).await.expect("first");
+        open.push(stream);
+    }
+    let (status, body) = Stream::open(&http, &system.gateway, &queue_id, None)
+        .await
+        .err()
+        .expect("a fourth is refused");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("too_many_streams"))
+    );
+    // Another buyer is not concerned.
+    let other = join(&system, event, "someone-else").await;
+    assert!(Stream::open(&http, &system.gateway, &other, None)
+        .await
+        .is_ok());
+    drop(open.pop());
+    eventually(
+        Duration::from_secs(20),
+        "the dropped stream's slot",
+        || async {
+            Stream::open(&http, &system.gateway, &queue_id, None)
+                .await
+                .ok()
+        },
+    )
+    .await;
+}
+
+/// A failover of the shard holding the event's channel: Redis unsubscribes the gateway's
+/// subscriber from the moved slot; the gateway subscribes again (on the new master) and has every
+/// stream check its entry, so admissions still reach the streams.
+#[sqlx::test(migrations = "../migrations")]
+async fn streams_hear_admissions_after_their_shard_fails_over(db: PgPool) {
+    let cluster = RedisCluster::start().await;
+    let options = Options {
+        redis_cluster: cluster.urls(),
+        ..Options::default()
+    };
+    let system = System::start_with(db, options).await;
+    let event = system.create_event(&[("GA", 100)], paused_room()).await;
+    let http = sse::client();
+    let mut streams = Vec::new();
+    for i in 0..3 {
+        let queue_id = join(&system, event, &format!("failover-{i}")).await;
+        let mut stream = Stream::open(&http, &system.gateway, &queue_id, None)
+            .await
+            .expect("stream opens");
+        stream.next(Duration::from_secs(5)).await.expect("first");
+        streams.push(stream);
+    }
+    let (_, replica) = cluster
+        .master_and_replica_of(&ticketing::keys::EventKeys::new(event).notices())
+        .await;
+    cluster.failover(replica).await;
+    let readers: Vec<_> = streams
+        .into_iter()
+        .map(|mut stream| {
+            tokio::spawn(async move {
+                stream
+                    .until_state("admitted", Duration::from_secs(30))
+                    .await
+            })
+        })
+        .collect();
+    let (status, body) = eventually(
+        Duration::from_secs(15),
+        "the room opens after the failover",
+        || async {
+            let (status, body) = system
+                .change_waiting_room(
+                    event,
+                    json!({"paused": false, "admission_per_minute": 6000}),
+                )
+                .await;
+            (status == 200).then_some((status, body))
+        },
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    for reader in readers {
+        let admitted = reader.await.expect("reader");
+        assert!(admitted.json()["token"].is_string());
+    }
+    drop(cluster);
 }
