@@ -2,6 +2,8 @@
 # The benchmark of BENCHMARKS.md: every figure measured in the same run as its baseline, on this
 # machine. Starts release builds of the services on their own ports and database, then runs
 #   1. pgbench: the least write a booking needs        vs  loadgen booking-ceiling (closed loop)
+#  1b. bookings with made-up event ids looked up at 2,000/s vs without, in FLOOD_ROUNDS (4)
+#      alternating rounds (BENCH_FLOOD_ONLY=1 runs this section alone)
 #   2. the original app's SKIP LOCKED algorithm         at the same concurrency
 #   3. loadgen booking-ceiling open loop at half the measured ceiling (p99)
 #   4. redis-benchmark of the reserve script (sold out) vs  loadgen sold-out-storm and wrk, with
@@ -80,6 +82,7 @@ field() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(eva
 
 note "machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB; concurrency $CONCURRENCY; ${DURATION}s per run"
 note ""
+if [ "${BENCH_FLOOD_ONLY:-0}" != 1 ]; then
 note "== 1. booking ceiling vs the least write (pgbench), concurrency $CONCURRENCY"
 event=$(psql -h "$PG_HOST" -U "$PG_USER" -d "$db" -Atq <<SQL
 INSERT INTO venues (name) VALUES ('Bench') ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name;
@@ -105,24 +108,42 @@ $bin/loadgen booking-ceiling --mode closed --concurrency "$CONCURRENCY" --durati
 no_batch=$(field "$out/booking-no-batch.json" "[e for e in r['endpoints'] if e['endpoint']=='POST /api/bookings'][0]['throughput_per_s']")
 note "same, BOOKING_WRITE_BATCH=1:    $no_batch bookings/s (one commit per booking; group commit is $(python3 -c "print(f'{$ceiling/$no_batch:.2f}')")x)"
 note "ledger after the runs:          $(grep -c BROKEN "$out/booking-ceiling.txt" "$out/booking-no-batch.txt" | awk -F: '{s+=$2} END {print (s ? s " checks BROKEN" : "every check holds")}')"
+fi
 
 note ""
 note "== 1b. bookings while made-up event ids are looked up at a fixed 2,000/s"
-# Samples of sessions waiting on an advisory lock, every 50 ms while the flood runs.
-( end=$((SECONDS + DURATION)); while [ $SECONDS -lt $end ]; do
-    psql -h "$PG_HOST" -U "$PG_USER" -d "$db" -Atqc "select count(*) from pg_stat_activity where wait_event_type = 'Lock' and wait_event = 'advisory'"
-    sleep 0.05; done ) > "$out/advisory-waits.txt" &
+# Samples of sessions waiting on an advisory lock, every 50 ms through the rounds, from one psql
+# session (a psql started per sample cost the runs it overlapped a fifth of a core).
+printf '%s\n' "select count(*) from pg_stat_activity where wait_event_type = 'Lock' and wait_event = 'advisory';" '\watch 0.05' \
+  | psql -h "$PG_HOST" -U "$PG_USER" -d "$db" -Atq > "$out/advisory-waits.txt" 2>/dev/null &
 sampler=$!
-lg booking-ceiling --mode closed --concurrency "$CONCURRENCY" --duration "$DURATION" --lookup-flood 2000 --out "$out/booking-flood" > "$out/booking-flood.txt"
-wait "$sampler"
-flooded=$(field "$out/booking-flood.json" "[e for e in r['endpoints'] if e['endpoint']=='POST /api/bookings'][0]['throughput_per_s']")
-# The machine's speed drifts between runs: the run without the flood is repeated right after,
-# and the flood is compared with the mean of the runs before and after it.
-lg booking-ceiling --mode closed --concurrency "$CONCURRENCY" --duration "$DURATION" --out "$out/booking-after-flood" > "$out/booking-after-flood.txt"
-after=$(field "$out/booking-after-flood.json" "[e for e in r['endpoints'] if e['endpoint']=='POST /api/bookings'][0]['throughput_per_s']")
-note "bookings with the flood:        $flooded bookings/s ($(python3 -c "print(f'{2*$flooded/($ceiling+$after):.2f}')")x of the runs without it: $ceiling before, $after after)"
+# The machine's speed drifts from run to run by more than the flood costs (session 5: the runs
+# without it just before and just after differed by 17 %), so the flood is measured in
+# alternating rounds, each with and without it, in turn first, and the ratio is the median of
+# the rounds'.
+: > "$out/flood-rounds.txt"
+for round in $(seq 1 "${FLOOD_ROUNDS:-4}"); do
+  order=$([ $((round % 2)) = 1 ] && echo "flood plain" || echo "plain flood")
+  for which in $order; do
+    lg booking-ceiling --mode closed --concurrency "$CONCURRENCY" --duration "$DURATION" \
+      $([ "$which" = flood ] && echo --lookup-flood 2000) --out "$out/booking-$which-$round" > "$out/booking-$which-$round.txt"
+    rate=$(field "$out/booking-$which-$round.json" "[e for e in r['endpoints'] if e['endpoint']=='POST /api/bookings'][0]['throughput_per_s']")
+    echo "$round $which $rate" >> "$out/flood-rounds.txt"
+  done
+done
+kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
+cp "$out/booking-flood-1.json" "$out/booking-flood.json"
+note "bookings with / without the flood, per round: $(python3 -c "
+import collections, statistics
+r = collections.defaultdict(dict)
+for line in open('$out/flood-rounds.txt'):
+    n, which, v = line.split(); r[n][which] = float(v)
+ratios = [r[n]['flood'] / r[n]['plain'] for n in sorted(r, key=int)]
+print(', '.join(f\"{r[n]['flood']:.0f}/{r[n]['plain']:.0f} = {x:.2f}\" for n, x in zip(sorted(r, key=int), ratios)), '| median', f'{statistics.median(ratios):.2f}x')")"
+note "ledger after the flood rounds:  $(grep -c BROKEN "$out"/booking-flood-*.txt "$out"/booking-plain-*.txt | awk -F: '{s+=$2} END {print (s ? s " checks BROKEN" : "every check holds")}')"
 note "look-ups answered:              $(field "$out/booking-flood.json" "[e for e in r['endpoints'] if 'unknown' in e['endpoint']][0]['outcomes']")"
-note "sessions waiting on an advisory lock: max $(sort -n "$out/advisory-waits.txt" | tail -1) in $(wc -l < "$out/advisory-waits.txt") samples"
+note "sessions waiting on an advisory lock: max $(grep -E '^[0-9]+$' "$out/advisory-waits.txt" | sort -n | tail -1) in $(grep -cE '^[0-9]+$' "$out/advisory-waits.txt") samples"
+if [ "${BENCH_FLOOD_ONLY:-0}" = 1 ]; then exit 0; fi
 
 note ""
 note "== 2. the original algorithm (3 x SELECT FOR UPDATE SKIP LOCKED + UPDATE), concurrency $CONCURRENCY"
