@@ -55,15 +55,8 @@ for name in $db ${db}_base; do
 done
 work=$(mktemp -d)
 export DATABASE_URL=postgres://$PG_USER@$PG_HOST:$PG_PORT/$db
-random_secrets
-export ADMIN_TOKEN=bench-admin-token LOG_LEVEL=warn
-export ENTRY_KEYS_DIR=$work/keys ENTRY_PUBLIC_KEYS_DIR=$work/keys ENTRY_SIGNING_KID=bench
-export GATEWAY_ADDR=127.0.0.1:3600 BOOKING_ADDR=127.0.0.1:5600 WORKER_ADDR=127.0.0.1:5610
-export BOOKING_URL=http://127.0.0.1:5600
-# Every load comes from one address: per-client limits and proof of work are lifted.
-export JOIN_PER_VISITOR_PER_SECOND=1000000 JOIN_PER_ADDRESS_PER_SECOND=1000000
-export POLL_PER_QUEUE_ID_PER_SECOND=1000000 POLL_PER_ADDRESS_PER_SECOND=1000000
-export PROOF_ADDRESS_JOINS_PER_SECOND=1000000 PROOF_JOINS_PER_SECOND=1000000
+# Every load comes from one address.
+bench_services_env "$work" 3600 5600 5610
 export BOOKING_PER_TOKEN_PER_SECOND=1000000
 $bin/gateway keygen >/dev/null
 $bin/gateway migrate >/dev/null

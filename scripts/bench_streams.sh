@@ -44,15 +44,8 @@ psql -h "$PG_HOST" -U "$PG_USER" -d postgres -qc "drop database if exists $db wi
 create_database "$db"
 work=$(mktemp -d)
 export DATABASE_URL=postgres://$PG_USER@$PG_HOST:$PG_PORT/$db
-random_secrets
-export ADMIN_TOKEN=bench-admin-token LOG_LEVEL=warn
-export ENTRY_KEYS_DIR=$work/keys ENTRY_PUBLIC_KEYS_DIR=$work/keys ENTRY_SIGNING_KID=bench
-export GATEWAY_ADDR=127.0.0.1:3700 BOOKING_ADDR=127.0.0.1:5700 WORKER_ADDR=127.0.0.1:5710
-export BOOKING_URL=http://127.0.0.1:5700
-# The crowd comes from a handful of addresses: per-client limits and proof of work are lifted.
-export JOIN_PER_VISITOR_PER_SECOND=1000000 JOIN_PER_ADDRESS_PER_SECOND=1000000
-export POLL_PER_QUEUE_ID_PER_SECOND=1000000 POLL_PER_ADDRESS_PER_SECOND=1000000
-export PROOF_ADDRESS_JOINS_PER_SECOND=1000000 PROOF_JOINS_PER_SECOND=1000000
+# The crowd comes from a handful of addresses.
+bench_services_env "$work" 3700 5700 5710
 export STREAMS_PER_ADDRESS=1000000 STREAMS_MAX=1000000
 $bin/gateway keygen >/dev/null
 $bin/gateway migrate >/dev/null

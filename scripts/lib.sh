@@ -98,6 +98,21 @@ wait_for() {
   return 1
 }
 
+# A benchmark's services: fresh secrets, keys under $1, the gateway, booking service and worker on
+# ports $2, $3 and $4, and the per-client limits and proof-of-work thresholds lifted (a load
+# generator sends from one address, or a few).
+bench_services_env() {
+  local work=$1 gateway=$2 booking=$3 worker=$4
+  random_secrets
+  export ADMIN_TOKEN=bench-admin-token LOG_LEVEL=warn
+  export ENTRY_KEYS_DIR=$work/keys ENTRY_PUBLIC_KEYS_DIR=$work/keys ENTRY_SIGNING_KID=bench
+  export GATEWAY_ADDR=127.0.0.1:$gateway BOOKING_ADDR=127.0.0.1:$booking WORKER_ADDR=127.0.0.1:$worker
+  export BOOKING_URL=http://127.0.0.1:$booking
+  export JOIN_PER_VISITOR_PER_SECOND=1000000 JOIN_PER_ADDRESS_PER_SECOND=1000000
+  export POLL_PER_QUEUE_ID_PER_SECOND=1000000 POLL_PER_ADDRESS_PER_SECOND=1000000
+  export PROOF_ADDRESS_JOINS_PER_SECOND=1000000 PROOF_JOINS_PER_SECOND=1000000
+}
+
 # The services refuse to start without their secrets (or with the `change-me` placeholder):
 # scripts that start them for a test or a benchmark give them fresh random ones.
 random_secrets() {

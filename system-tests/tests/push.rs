@@ -31,6 +31,17 @@ async fn join(system: &System, event: Uuid, visitor: &str) -> String {
     body["queue_id"].as_str().expect("queue id").to_string()
 }
 
+/// Reads each stream in the background until it tells the admission (within `limit`).
+fn await_admission(
+    streams: Vec<Stream>,
+    limit: Duration,
+) -> Vec<tokio::task::JoinHandle<sse::Message>> {
+    streams
+        .into_iter()
+        .map(|mut stream| tokio::spawn(async move { stream.until_state("admitted", limit).await }))
+        .collect()
+}
+
 /// Buyers wait with streams open; the operator opens the tap; each stream hears its admission
 /// within the admission tick of the worker's decision, carrying a token good for the whole TTL.
 async fn admission_is_pushed(system: System, admit_interval: Duration) {
@@ -53,16 +64,7 @@ async fn admission_is_pushed(system: System, admit_interval: Duration) {
         );
         streams.push(stream);
     }
-    let readers: Vec<_> = streams
-        .into_iter()
-        .map(|mut stream| {
-            tokio::spawn(async move {
-                stream
-                    .until_state("admitted", Duration::from_secs(20))
-                    .await
-            })
-        })
-        .collect();
+    let readers = await_admission(streams, Duration::from_secs(20));
     let (status, body) = system
         .change_waiting_room(
             event,
@@ -408,16 +410,7 @@ async fn streams_hear_admissions_after_their_shard_fails_over(db: PgPool) {
         .master_and_replica_of(&ticketing::keys::EventKeys::new(event).notices())
         .await;
     cluster.failover(replica).await;
-    let readers: Vec<_> = streams
-        .into_iter()
-        .map(|mut stream| {
-            tokio::spawn(async move {
-                stream
-                    .until_state("admitted", Duration::from_secs(30))
-                    .await
-            })
-        })
-        .collect();
+    let readers = await_admission(streams, Duration::from_secs(30));
     let (status, body) = eventually(
         Duration::from_secs(15),
         "the room opens after the failover",
