@@ -48,4 +48,18 @@ impl Args {
     pub fn optional(&self, name: &str) -> Option<String> {
         self.values.get(name).cloned()
     }
+
+    /// `--admin-token`, else `$ADMIN_TOKEN`, else empty.
+    pub fn admin_token(&self) -> String {
+        self.optional("admin-token")
+            .or_else(|| std::env::var("ADMIN_TOKEN").ok())
+            .unwrap_or_default()
+    }
+
+    /// `--redis-url`, else `$REDIS_URL`, else the local default.
+    pub fn redis_url(&self) -> String {
+        self.optional("redis-url")
+            .or_else(|| std::env::var("REDIS_URL").ok())
+            .unwrap_or_else(|| "redis://127.0.0.1:6379".into())
+    }
 }

@@ -105,9 +105,7 @@ async fn main() -> anyhow::Result<()> {
     let api = Api::new(
         args.text("gateway", "http://127.0.0.1:3000"),
         args.text("booking", "http://127.0.0.1:5000"),
-        args.optional("admin-token")
-            .or_else(|| std::env::var("ADMIN_TOKEN").ok())
-            .unwrap_or_default(),
+        args.admin_token(),
         recorder.clone(),
     )?;
     let database_url = args

@@ -300,6 +300,28 @@ impl Services {
         }
     }
 
+    /// Creates an event through the gateway's admin API (`body` as `POST /api/admin/events`
+    /// takes it); panics unless it is created.
+    pub async fn create_event(
+        &self,
+        http: &reqwest::Client,
+        body: serde_json::Value,
+    ) -> uuid::Uuid {
+        let created = http
+            .post(format!("{}/api/admin/events", self.gateway))
+            .bearer_auth(crate::ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("creating an event");
+        assert_eq!(created.status(), 201);
+        let created: serde_json::Value = created.json().await.expect("json");
+        created["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .expect("event id")
+    }
+
     /// SIGKILL: no chance to finish anything.
     pub fn kill(&mut self, service: Service) {
         if let Some(mut child) = self.children.remove(&service) {

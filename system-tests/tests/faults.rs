@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 use system_tests::private_redis::PrivateRedis;
 use system_tests::processes::{PrivatePostgres, Service, Services, HOLD_TTL};
 use system_tests::sale::{assert_clean, Sale, ANSWER_BOUND};
@@ -43,24 +43,17 @@ async fn with_fault_resuming(
         .timeout(ANSWER_BOUND)
         .build()
         .unwrap();
-    let created = http
-        .post(format!("{}/api/admin/events", services.gateway))
-        .bearer_auth(system_tests::ADMIN_TOKEN)
-        .json(&json!({
+    let event = services
+        .create_event(
+            &http,
+            json!({
             "name": format!("fault {name}"), "venue_name": "Fault Hall", "starts_at": "2031-01-01T20:00:00Z",
             "waiting_room": {"enabled": true, "admission_per_minute": 6000, "max_active": 1000, "paused": false, "token_ttl_s": 600},
             "tiers": [{"code": "VIP", "name": "VIP", "price_cents": 100, "capacity": 400},
                       {"code": "GA", "name": "GA", "price_cents": 50, "capacity": 4000}]
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let event: Uuid = created.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+        }),
+        )
+        .await;
     let sale = Sale::new(
         vec![services.gateway.clone()],
         vec![services.booking.clone()],

@@ -281,23 +281,16 @@ async fn a_gateway_with_open_streams_stops_on_sigterm(db: PgPool) {
     let database_url = db.connect_options().to_url_lossy().to_string();
     let mut services = Services::start(&database_url, &redis.url(), &logs).await;
     let http = sse::client();
-    let created = http
-        .post(format!("{}/api/admin/events", services.gateway))
-        .bearer_auth(system_tests::ADMIN_TOKEN)
-        .json(&json!({
+    let event = services
+        .create_event(
+            &http,
+            json!({
             "name": "streams at shutdown", "venue_name": "Hall", "starts_at": "2031-01-01T20:00:00Z",
             "waiting_room": paused_room(),
             "tiers": [{"code": "GA", "name": "GA", "price_cents": 50, "capacity": 100}]
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let event: Uuid = created.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+        }),
+        )
+        .await;
     let mut streams = Vec::new();
     for i in 0..40 {
         let joined: Value = http

@@ -25,14 +25,8 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
     // alive there (a page polls every 20 s at most; nobody polls for the million here).
     let lead = Duration::from_secs(args.get("lead", 45)?);
     let gateway = args.text("gateway", "http://127.0.0.1:3000");
-    let admin_token = args
-        .optional("admin-token")
-        .or_else(|| std::env::var("ADMIN_TOKEN").ok())
-        .unwrap_or_default();
-    let redis_url = args
-        .optional("redis-url")
-        .or_else(|| std::env::var("REDIS_URL").ok())
-        .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+    let admin_token = args.admin_token();
+    let redis_url = args.redis_url();
     let redis = RedisClient::connect_single(&redis_url).await?;
     let http = reqwest::Client::new();
 

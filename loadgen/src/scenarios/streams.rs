@@ -115,14 +115,8 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
             .context("--gateway-pid (to read its memory and CPU)")?
             .parse()?,
     };
-    let admin_token = args
-        .optional("admin-token")
-        .or_else(|| std::env::var("ADMIN_TOKEN").ok())
-        .unwrap_or_default();
-    let redis_url = args
-        .optional("redis-url")
-        .or_else(|| std::env::var("REDIS_URL").ok())
-        .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+    let admin_token = args.admin_token();
+    let redis_url = args.redis_url();
     let mut redis = redis::Client::open(redis_url)?
         .get_multiplexed_async_connection()
         .await?;
