@@ -14,6 +14,7 @@ pub mod routes;
 pub mod seed;
 pub mod signs_of_life;
 pub mod state;
+pub mod takeover;
 pub mod wait;
 
 use std::time::Duration;
@@ -27,7 +28,7 @@ use tokio::net::TcpListener;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use ticketing::http::{health_routes, not_found, serve, with_common_layers};
+use ticketing::http::{health_routes, not_found, with_common_layers};
 use ticketing::queue;
 use ticketing::telemetry;
 
@@ -100,7 +101,7 @@ pub async fn run(
         tracing::info!(streams = notices.open_streams(), "closing open streams");
         notices.shut();
     };
-    let result = serve(listener, router(state), shutdown).await;
+    let result = takeover::serve(listener, router(state), shutdown).await;
     gauges.abort();
     Ok(result?)
 }

@@ -34,6 +34,7 @@ use crate::db::events::EventRow;
 use crate::error::{ApiError, Path};
 use crate::notices::{shut_down, Refused, StreamSlot};
 use crate::state::AppState;
+use crate::takeover::HandOver;
 
 /// Checks of a stream never come closer than this (a notice is checked at once).
 const MIN_CHECK_MS: u64 = 1_000;
@@ -113,6 +114,8 @@ pub async fn events(
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     // Proxies such as nginx would otherwise buffer the stream.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    // Over HTTP/1.1 the stream is written by a task of its own, without hyper's buffers.
+    response.extensions_mut().insert(HandOver);
     Ok(response)
 }
 

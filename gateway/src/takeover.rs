@@ -1,0 +1,378 @@
+//! HTTP/1.1 event streams leave hyper's connection for a lean writer of their own.
+//!
+//! hyper keeps two buffers on every HTTP/1.1 connection for as long as it lives: a read buffer
+//! it reserves again (16 KiB) each time it looks for the client's EOF, and an 8 KiB header
+//! buffer. hyper 1.x has no setting for either. For a request that is answered and done that
+//! costs nothing lasting, but a queue page's stream lives for minutes: measured on one gateway
+//! with 19,000 streams, hyper's buffers were 24 of the 29.6 KiB each stream cost, against an aim
+//! of 8 KiB (BENCHMARKS.md, issue 14).
+//!
+//! So the gateway serves through [`serve`], whose sockets can be taken back from hyper between
+//! requests. When the stream handler answers 200 and marks its response [`HandOver`], and the
+//! request came over HTTP/1.1 on a connection with nothing left unwritten, the socket is taken
+//! out of hyper's hands (hyper sees the connection end and drops its buffers, writing nothing)
+//! and a task of its own writes the response: the head once, then each message as a chunk,
+//! watching the socket for the client's close with a few bytes on the stack. The response is
+//! the same one hyper would have written, head, headers and body, except that it says
+//! `connection: close`: the connection ends with the stream, as a browser's reconnect expects.
+//!
+//! HTTP/2 streams stay with hyper: there a stream is a few hundred bytes of a shared connection.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{header, Method, StatusCode, Version};
+use axum::response::{IntoResponse, Response};
+use axum::serve::{IncomingStream, Listener};
+use axum::{Extension, Router};
+use futures::future::BoxFuture;
+use http_body_util::BodyExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::task::TaskTracker;
+use tower::{Layer, Service};
+
+/// Marks a response whose body may be written by its own task once its socket is taken over.
+#[derive(Debug, Clone, Copy)]
+pub struct HandOver;
+
+/// How long one message may wait for a client that does not read, before the stream is dropped.
+const WRITE_LIMIT: Duration = Duration::from_secs(30);
+
+/// How long shutdown waits for taken-over streams to write their last message.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
+
+/// Serves `router` on `listener` as `axum::serve` would (connect info, graceful shutdown, HTTP/1.1
+/// and h2c), with HTTP/1.1 event streams taken over; returns once every connection and every
+/// taken-over stream has ended, or [`SHUTDOWN_LIMIT`] after the last connection hyper held.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let streams = TaskTracker::new();
+    let taken = streams.clone();
+    let make_service = tower::service_fn(move |incoming: IncomingStream<'_, Sockets>| {
+        let service = Takeover {
+            inner: Extension(ConnectInfo(*incoming.remote_addr())).layer(router.clone()),
+            socket: incoming.io().clone(),
+            streams: taken.clone(),
+        };
+        std::future::ready(Ok::<_, Infallible>(service))
+    });
+    axum::serve(Sockets(listener), make_service)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    streams.close();
+    if tokio::time::timeout(SHUTDOWN_LIMIT, streams.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            streams = streams.len(),
+            "taken-over streams still open at shutdown"
+        );
+    }
+    Ok(())
+}
+
+/// The listener: a [`TcpListener`] whose connections are [`Socket`]s.
+struct Sockets(TcpListener);
+
+impl Listener for Sockets {
+    type Io = Socket;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Socket, SocketAddr) {
+        let (stream, addr) = Listener::accept(&mut self.0).await;
+        (Socket::new(stream), addr)
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+/// A connection as hyper sees it. Its stream can be taken out between requests; from then on
+/// hyper reads EOF and cannot write, so it ends the connection without touching the socket.
+#[derive(Clone)]
+pub struct Socket(Arc<Mutex<Held>>);
+
+struct Held {
+    /// `None` once taken over.
+    stream: Option<TcpStream>,
+    /// Bytes went to the stream since hyper's last flush, so hyper may still hold some of a
+    /// response: hyper flushes the stream only when its own buffer is empty.
+    unflushed: bool,
+}
+
+impl Socket {
+    fn new(stream: TcpStream) -> Self {
+        Self(Arc::new(Mutex::new(Held {
+            stream: Some(stream),
+            unflushed: false,
+        })))
+    }
+
+    fn held(&self) -> MutexGuard<'_, Held> {
+        // Nothing panics while holding it; a poisoned lock still holds a sound value.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The stream, if hyper has written everything it was given.
+    fn take(&self) -> Option<TcpStream> {
+        let mut held = self.held();
+        if held.unflushed {
+            return None;
+        }
+        held.stream.take()
+    }
+}
+
+fn taken() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the stream was taken over")
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.held().stream.as_mut() {
+            Some(stream) => Pin::new(stream).poll_read(cx, buf),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut held = self.held();
+        held.unflushed = true;
+        match held.stream.as_mut() {
+            Some(stream) => Pin::new(stream).poll_write(cx, buf),
+            None => Poll::Ready(Err(taken())),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let mut held = self.held();
+        held.unflushed = true;
+        match held.stream.as_mut() {
+            Some(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            None => Poll::Ready(Err(taken())),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut held = self.held();
+        let Some(stream) = held.stream.as_mut() else {
+            return Poll::Ready(Err(taken()));
+        };
+        let flushed = Pin::new(stream).poll_flush(cx);
+        if matches!(flushed, Poll::Ready(Ok(()))) {
+            held.unflushed = false;
+        }
+        flushed
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.held().stream.as_mut() {
+            Some(stream) => Pin::new(stream).poll_shutdown(cx),
+            // The socket is someone else's now: closing it is theirs to do.
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// One connection's service: the router, with the connection's address, and the takeover.
+#[derive(Clone)]
+struct Takeover {
+    inner: axum::middleware::AddExtension<Router, ConnectInfo<SocketAddr>>,
+    socket: Socket,
+    streams: TaskTracker,
+}
+
+impl Service<Request> for Takeover {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Service::<Request>::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let eligible = request.version() == Version::HTTP_11 && request.method() == Method::GET;
+        let answer = self.inner.call(request);
+        let socket = self.socket.clone();
+        let streams = self.streams.clone();
+        Box::pin(async move {
+            let response = answer.await?;
+            if !eligible
+                || response.status() != StatusCode::OK
+                || response.extensions().get::<HandOver>().is_none()
+            {
+                return Ok(response);
+            }
+            let Some(stream) = socket.take() else {
+                return Ok(response);
+            };
+            streams.spawn(write_stream(stream, response));
+            // hyper never sends this: its socket now reads EOF and refuses writes.
+            Ok(StatusCode::NO_CONTENT.into_response())
+        })
+    }
+}
+
+/// Writes `response` on `stream` as HTTP/1.1 with a chunked body, until the body ends, the
+/// client closes, or a message waits [`WRITE_LIMIT`] for a client that does not read.
+async fn write_stream(mut stream: TcpStream, response: Response) {
+    let (parts, mut body) = response.into_parts();
+    let head = head_of(parts.status, &parts.headers);
+    drop(parts);
+    if !write_within(&mut stream, &head).await {
+        return;
+    }
+    drop(head);
+    let mut probe = [0u8; 64];
+    loop {
+        tokio::select! {
+            frame = body.frame() => match frame {
+                Some(Ok(frame)) => {
+                    let Ok(data) = frame.into_data() else { continue };
+                    if data.is_empty() {
+                        continue;
+                    }
+                    if !write_within(&mut stream, &chunk_of(&data)).await {
+                        return;
+                    }
+                }
+                // The body failed: end without the last chunk, so the client sees it cut.
+                Some(Err(_)) => return,
+                None => break,
+            },
+            readable = stream.readable() => {
+                if readable.is_err() {
+                    return;
+                }
+                // A stream's client sends nothing more; EOF or an error means it left.
+                match stream.try_read(&mut probe) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                }
+            }
+        }
+    }
+    drop(body);
+    if write_within(&mut stream, b"0\r\n\r\n").await {
+        let _ = stream.shutdown().await;
+    }
+}
+
+async fn write_within(stream: &mut TcpStream, bytes: &[u8]) -> bool {
+    matches!(
+        tokio::time::timeout(WRITE_LIMIT, stream.write_all(bytes)).await,
+        Ok(Ok(()))
+    )
+}
+
+/// The response head hyper would have written, saying the body is chunked and the connection
+/// ends with it.
+fn head_of(status: StatusCode, headers: &header::HeaderMap) -> Vec<u8> {
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(b"HTTP/1.1 ");
+    head.extend_from_slice(status.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    head.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        if [
+            header::CONNECTION,
+            header::TRANSFER_ENCODING,
+            header::CONTENT_LENGTH,
+        ]
+        .contains(name)
+        {
+            continue;
+        }
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"date: ");
+    head.extend_from_slice(httpdate::fmt_http_date(SystemTime::now()).as_bytes());
+    head.extend_from_slice(b"\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n");
+    head
+}
+
+/// One chunk of a chunked body.
+fn chunk_of(data: &[u8]) -> Vec<u8> {
+    let size = format!("{:x}\r\n", data.len());
+    let mut chunk = Vec::with_capacity(size.len() + data.len() + 2);
+    chunk.extend_from_slice(size.as_bytes());
+    chunk.extend_from_slice(data);
+    chunk.extend_from_slice(b"\r\n");
+    chunk
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn the_head_says_chunked_and_close_and_keeps_the_handlers_headers() {
+        let mut headers = header::HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("12"));
+        headers.append("x-request-id", HeaderValue::from_static("a"));
+        let head = String::from_utf8(head_of(StatusCode::OK, &headers)).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(
+            head.contains("\r\ncontent-type: text/event-stream\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("\r\nx-request-id: a\r\n"), "{head}");
+        assert!(!head.contains("content-length"), "{head}");
+        assert!(head.contains("\r\ndate: "), "{head}");
+        assert!(
+            head.ends_with("\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"),
+            "{head}"
+        );
+    }
+
+    #[test]
+    fn a_chunk_is_its_hex_size_then_its_bytes() {
+        assert_eq!(
+            chunk_of(&[b'x'; 26]),
+            b"1a\r\nxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n"
+        );
+    }
+}
