@@ -51,7 +51,7 @@ const HEARTBEAT: Duration = Duration::from_secs(15);
         ("last-event-id" = Option<String>, Header, description = "Set by the browser on a reconnect: the last message's id, the receipt in force")),
     responses(
         (status = 200, content_type = "text/event-stream",
-            description = "Events `status` (data: QueueStatus, id: the place receipt) on change and at once on admission or sell-out; `problem` (data: the error envelope) when the entry is gone; heartbeat comments"),
+            description = "Events `status` (data: QueueStatus, id: the place receipt) on change and at once on admission or sell-out; `problem` (data: the error envelope) when the entry is gone; heartbeat comments. Over HTTP/1.1 the connection ends with the stream (`connection: close`)"),
         (status = 400, body = ticketing::envelope::ErrorEnvelope,
             description = "The client's address cannot be told"),
         (status = 404, body = ticketing::envelope::ErrorEnvelope),
