@@ -22,7 +22,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use ticketing::http::{health_routes, not_found, serve, with_common_layers};
+use ticketing::http::{health_routes, not_found, serve, with_common_layers, DRAIN_MARGIN};
 use ticketing::telemetry;
 
 use crate::error::ApiError;
@@ -108,7 +108,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let writer = state.writer.clone();
     let grace = state.config.longest_write();
-    let served = serve(listener, router(state), shutdown).await;
+    let drain = state.config.request_timeout + DRAIN_MARGIN;
+    let served = serve(listener, router(state), shutdown, drain).await;
     writer.drain(grace).await;
     Ok(served?)
 }

@@ -19,7 +19,7 @@
 //! HTTP/2 streams stay with hyper: there a stream is a few hundred bytes of a shared connection.
 
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -39,6 +39,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 use tower::{Layer, Service};
 
+use ticketing::http::drained_within;
+
 /// Marks a response whose body may be written by its own task once its socket is taken over.
 #[derive(Debug, Clone, Copy)]
 pub struct HandOver;
@@ -49,13 +51,31 @@ const WRITE_LIMIT: Duration = Duration::from_secs(30);
 /// How long shutdown waits for taken-over streams to write their last message.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
 
+/// How long a message may go unacknowledged before the kernel drops a vanished client (a phone
+/// that lost its network sends no FIN): three heartbeats, instead of Linux's 15 minutes of
+/// retransmissions, so its slot counts against its entry and address no longer than that.
+const UNACKNOWLEDGED_LIMIT: Duration = Duration::from_secs(45);
+
+/// Headers that belong to the connection, not the response: written by [`head_of`] or dropped.
+const CONNECTION_HEADERS: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "upgrade",
+    "content-length",
+    "date",
+];
+
 /// Serves `router` on `listener` as `axum::serve` would (connect info, graceful shutdown, HTTP/1.1
-/// and h2c), with HTTP/1.1 event streams taken over; returns once every connection and every
-/// taken-over stream has ended, or [`SHUTDOWN_LIMIT`] after the last connection hyper held.
+/// and h2c), with HTTP/1.1 event streams taken over; returns once every connection hyper held has
+/// ended (or `drain_limit` after the signal) and every taken-over stream too (or
+/// [`SHUTDOWN_LIMIT`] after that).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    drain_limit: Duration,
 ) -> io::Result<()> {
     let streams = TaskTracker::new();
     let taken = streams.clone();
@@ -67,9 +87,12 @@ pub async fn serve(
         };
         std::future::ready(Ok::<_, Infallible>(service))
     });
-    axum::serve(Sockets(listener), make_service)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    drained_within(shutdown, drain_limit, |signal| {
+        axum::serve(Sockets(listener), make_service)
+            .with_graceful_shutdown(signal)
+            .into_future()
+    })
+    .await?;
     streams.close();
     if tokio::time::timeout(SHUTDOWN_LIMIT, streams.wait())
         .await
@@ -248,6 +271,9 @@ impl Service<Request> for Takeover {
 /// Writes `response` on `stream` as HTTP/1.1 with a chunked body, until the body ends, the
 /// client closes, or a message waits [`WRITE_LIMIT`] for a client that does not read.
 async fn write_stream(mut stream: TcpStream, response: Response) {
+    // Each message is written when it is due; Nagle's wait for an ACK would only delay it.
+    let _ = stream.set_nodelay(true);
+    let _ = socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(UNACKNOWLEDGED_LIMIT));
     let (parts, mut body) = response.into_parts();
     let head = head_of(parts.status, &parts.headers);
     drop(parts);
@@ -255,7 +281,7 @@ async fn write_stream(mut stream: TcpStream, response: Response) {
         return;
     }
     drop(head);
-    let mut probe = [0u8; 64];
+    let mut probe = [0u8; 1];
     loop {
         tokio::select! {
             frame = body.frame() => match frame {
@@ -272,16 +298,18 @@ async fn write_stream(mut stream: TcpStream, response: Response) {
                 Some(Err(_)) => return,
                 None => break,
             },
-            readable = stream.readable() => {
+            // `poll_read_ready` (not `readable()`) puts this task's waker where hyper's was, so
+            // the finished connection task hyper ran in is not kept alive by it.
+            readable = std::future::poll_fn(|cx| stream.poll_read_ready(cx)) => {
                 if readable.is_err() {
                     return;
                 }
-                // A stream's client sends nothing more; EOF or an error means it left.
+                // A stream's client sends nothing after its request: EOF, an error or any bytes
+                // (which no SSE client sends, and which would otherwise be read without end)
+                // end the stream.
                 match stream.try_read(&mut probe) {
-                    Ok(0) => return,
-                    Ok(_) => {}
                     Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => return,
+                    _ => return,
                 }
             }
         }
@@ -309,13 +337,7 @@ fn head_of(status: StatusCode, headers: &header::HeaderMap) -> Vec<u8> {
     head.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     head.extend_from_slice(b"\r\n");
     for (name, value) in headers {
-        if [
-            header::CONNECTION,
-            header::TRANSFER_ENCODING,
-            header::CONTENT_LENGTH,
-        ]
-        .contains(name)
-        {
+        if CONNECTION_HEADERS.contains(&name.as_str()) {
             continue;
         }
         head.extend_from_slice(name.as_str().as_bytes());
@@ -352,6 +374,8 @@ mod tests {
             HeaderValue::from_static("text/event-stream"),
         );
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("12"));
+        headers.insert(header::DATE, HeaderValue::from_static("then"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         headers.append("x-request-id", HeaderValue::from_static("a"));
         let head = String::from_utf8(head_of(StatusCode::OK, &headers)).unwrap();
         assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
@@ -361,6 +385,11 @@ mod tests {
         );
         assert!(head.contains("\r\nx-request-id: a\r\n"), "{head}");
         assert!(!head.contains("content-length"), "{head}");
+        assert!(
+            !head.contains("keep-alive") && !head.contains("then"),
+            "{head}"
+        );
+        assert_eq!(head.matches("\r\ndate: ").count(), 1, "{head}");
         assert!(head.contains("\r\ndate: "), "{head}");
         assert!(
             head.ends_with("\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"),

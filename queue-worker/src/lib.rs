@@ -20,7 +20,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use ticketing::envelope::ErrorBody;
-use ticketing::http::{metrics_route, serve, with_common_layers};
+use ticketing::http::{metrics_route, serve, with_common_layers, DRAIN_MARGIN};
 use ticketing::redis_client::RedisClient;
 use ticketing::telemetry;
 
@@ -28,6 +28,9 @@ use crate::config::WorkerConfig;
 use crate::events::WatchedEvent;
 use crate::jobs::admission::Admission;
 use crate::jobs::reconcile::DriftMemory;
+
+/// Bounds each request to the worker's own HTTP surface (health and metrics).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The worker's state, shared by its loops.
 #[derive(Clone)]
@@ -164,7 +167,7 @@ impl Worker {
             .route("/api/openapi.json", get(openapi))
             .with_state(self.clone())
             .merge(metrics_route(telemetry::metrics()));
-        with_common_layers(router, "queue-worker", Duration::from_secs(5))
+        with_common_layers(router, "queue-worker", REQUEST_TIMEOUT)
     }
 
     pub async fn serve_health(
@@ -172,7 +175,13 @@ impl Worker {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        serve(listener, self.router(), shutdown).await
+        serve(
+            listener,
+            self.router(),
+            shutdown,
+            REQUEST_TIMEOUT + DRAIN_MARGIN,
+        )
+        .await
     }
 }
 

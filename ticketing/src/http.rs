@@ -1,6 +1,7 @@
 //! What every HTTP service has: request ids, one span per request, metrics per route, a request
 //! timeout answered with the JSON envelope, health and metrics endpoints, graceful shutdown.
 
+use std::future::{Future, IntoFuture};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
@@ -155,17 +156,59 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: finishing in-flight requests");
 }
 
-/// Serves `router` until `shutdown` resolves; in-flight requests finish first. The peer address
-/// is available to handlers (rate limits key on it).
+/// Serves `router` until `shutdown` resolves; in-flight requests finish first, for at most
+/// `drain_limit` after the signal. The peer address is available to handlers (rate limits key
+/// on it).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain_limit: Duration,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
+    drained_within(shutdown, drain_limit, |signal| {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal)
+        .into_future()
+    })
     .await
+}
+
+/// The time graceful shutdown gives open connections beyond the request timeout. By then every
+/// request in flight has been answered (the timeout layer answers 503); what can be left is a
+/// client that never finished sending its request, which hyper would wait on for ever (axum
+/// gives hyper no timer, so hyper has no header-read timeout), holding a deploy's old process.
+pub const DRAIN_MARGIN: Duration = Duration::from_secs(1);
+
+/// Runs the server `serve` builds around a graceful-shutdown signal until it ends, or until
+/// `limit` after `shutdown` fired; connections still open then are dropped with the process.
+pub async fn drained_within<Served>(
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limit: Duration,
+    serve: impl FnOnce(futures::future::BoxFuture<'static, ()>) -> Served,
+) -> std::io::Result<()>
+where
+    Served: Future<Output = std::io::Result<()>>,
+{
+    let (fired, heard) = tokio::sync::oneshot::channel::<()>();
+    let signal = Box::pin(async move {
+        shutdown.await;
+        let _ = fired.send(());
+    });
+    let deadline = async move {
+        match heard.await {
+            Ok(()) => tokio::time::sleep(limit).await,
+            // The server ended without a signal: no deadline.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        served = serve(signal) => served,
+        () = deadline => {
+            tracing::warn!(?limit, "connections still open after the shutdown signal; dropping them");
+            Ok(())
+        }
+    }
 }
