@@ -5,7 +5,7 @@
 //! buffer. hyper 1.x has no setting for either. For a request that is answered and done that
 //! costs nothing lasting, but a queue page's stream lives for minutes: measured on one gateway
 //! with 19,000 streams, hyper's buffers were 24 of the 29.6 KiB each stream cost, against an aim
-//! of 8 KiB (BENCHMARKS.md, issue 14).
+//! of 8 KiB; taken over, a stream costs 1.9 KiB (BENCHMARKS.md, issue 14).
 //!
 //! So the gateway serves through [`serve`], whose sockets can be taken back from hyper between
 //! requests. When the stream handler answers 200 and marks its response [`HandOver`], and the
