@@ -150,7 +150,7 @@ impl Socket {
     }
 
     /// The stream, if hyper has written everything it was given.
-    fn take(&self) -> Option<TcpStream> {
+    fn take_stream(&self) -> Option<TcpStream> {
         let mut held = self.held();
         if held.unflushed {
             return None;
@@ -258,7 +258,7 @@ impl Service<Request> for Takeover {
             {
                 return Ok(response);
             }
-            let Some(stream) = socket.take() else {
+            let Some(stream) = socket.take_stream() else {
                 return Ok(response);
             };
             streams.spawn(write_stream(stream, response));
@@ -395,6 +395,50 @@ mod tests {
             head.ends_with("\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"),
             "{head}"
         );
+    }
+
+    /// A loopback pair: the gateway's side as a [`Socket`], and the client's.
+    async fn pair() -> (Socket, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (served, _) = listener.accept().await.unwrap();
+        (Socket::new(served), client)
+    }
+
+    #[tokio::test]
+    async fn a_socket_is_not_taken_while_hyper_may_hold_unwritten_bytes() {
+        use tokio::io::AsyncReadExt;
+
+        let (mut socket, mut client) = pair().await;
+        socket
+            .write_all(b"HTTP/1.1 202 Accepted\r\n")
+            .await
+            .unwrap();
+        assert!(
+            socket.take_stream().is_none(),
+            "written since the last flush"
+        );
+        socket.flush().await.unwrap();
+        let mut taken = socket.take_stream().expect("flushed: free to take");
+        assert!(socket.take_stream().is_none(), "taken once");
+
+        // hyper's side now reads EOF, cannot write, and its shutdown leaves the socket alone.
+        let mut read = [0u8; 8];
+        assert_eq!(socket.read(&mut read).await.unwrap(), 0);
+        let refused = socket.write_all(b"late").await.unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::BrokenPipe);
+        socket.shutdown().await.unwrap();
+        drop(socket);
+
+        // The socket is whole in the new owner's hands: the client reads what it writes, after
+        // what hyper wrote before.
+        taken.write_all(b"mine").await.unwrap();
+        taken.shutdown().await.unwrap();
+        let mut heard = Vec::new();
+        client.read_to_end(&mut heard).await.unwrap();
+        assert_eq!(heard, b"HTTP/1.1 202 Accepted\r\nmine");
     }
 
     #[test]
