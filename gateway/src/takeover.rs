@@ -259,27 +259,59 @@ impl Service<Request> for Takeover {
                 return Ok(response);
             }
             let Some(stream) = socket.take_stream() else {
+                metrics::counter!("queue_stream_takeovers_total", "outcome" => "left_to_hyper")
+                    .increment(1);
                 return Ok(response);
             };
-            streams.spawn(write_stream(stream, response));
+            metrics::counter!("queue_stream_takeovers_total", "outcome" => "taken").increment(1);
+            streams.spawn(async move {
+                let ending = write_stream(stream, response)
+                    .await
+                    .err()
+                    .unwrap_or(Ending::Finished);
+                metrics::counter!("queue_streams_taken_over_ended_total", "how" => ending.label())
+                    .increment(1);
+            });
             // hyper never sends this: its socket now reads EOF and refuses writes.
             Ok(StatusCode::NO_CONTENT.into_response())
         })
     }
 }
 
+/// How a taken-over stream ended (`queue_streams_taken_over_ended_total{how}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// The body ended and its last chunk was written.
+    Finished,
+    /// The client closed, reset, timed out in the kernel, or sent bytes.
+    ClientLeft,
+    /// A message waited [`WRITE_LIMIT`] for a client that does not read.
+    Stalled,
+    /// The body failed: the stream ends without its last chunk, so the client sees it cut.
+    BodyFailed,
+}
+
+impl Ending {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Finished => "finished",
+            Self::ClientLeft => "client_left",
+            Self::Stalled => "stalled",
+            Self::BodyFailed => "body_failed",
+        }
+    }
+}
+
 /// Writes `response` on `stream` as HTTP/1.1 with a chunked body, until the body ends, the
 /// client closes, or a message waits [`WRITE_LIMIT`] for a client that does not read.
-async fn write_stream(mut stream: TcpStream, response: Response) {
+async fn write_stream(mut stream: TcpStream, response: Response) -> Result<(), Ending> {
     // Each message is written when it is due; Nagle's wait for an ACK would only delay it.
     let _ = stream.set_nodelay(true);
     let _ = socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(UNACKNOWLEDGED_LIMIT));
     let (parts, mut body) = response.into_parts();
     let head = head_of(parts.status, &parts.headers);
     drop(parts);
-    if !write_within(&mut stream, &head).await {
-        return;
-    }
+    write_within(&mut stream, &head).await?;
     drop(head);
     let mut probe = [0u8; 1];
     loop {
@@ -290,41 +322,39 @@ async fn write_stream(mut stream: TcpStream, response: Response) {
                     if data.is_empty() {
                         continue;
                     }
-                    if !write_within(&mut stream, &chunk_of(&data)).await {
-                        return;
-                    }
+                    write_within(&mut stream, &chunk_of(&data)).await?;
                 }
-                // The body failed: end without the last chunk, so the client sees it cut.
-                Some(Err(_)) => return,
+                Some(Err(_)) => return Err(Ending::BodyFailed),
                 None => break,
             },
             // `poll_read_ready` (not `readable()`) puts this task's waker where hyper's was, so
             // the finished connection task hyper ran in is not kept alive by it.
             readable = std::future::poll_fn(|cx| stream.poll_read_ready(cx)) => {
                 if readable.is_err() {
-                    return;
+                    return Err(Ending::ClientLeft);
                 }
                 // A stream's client sends nothing after its request: EOF, an error or any bytes
                 // (which no SSE client sends, and which would otherwise be read without end)
                 // end the stream.
                 match stream.try_read(&mut probe) {
                     Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                    _ => return,
+                    _ => return Err(Ending::ClientLeft),
                 }
             }
         }
     }
     drop(body);
-    if write_within(&mut stream, b"0\r\n\r\n").await {
-        let _ = stream.shutdown().await;
-    }
+    write_within(&mut stream, b"0\r\n\r\n").await?;
+    let _ = stream.shutdown().await;
+    Ok(())
 }
 
-async fn write_within(stream: &mut TcpStream, bytes: &[u8]) -> bool {
-    matches!(
-        tokio::time::timeout(WRITE_LIMIT, stream.write_all(bytes)).await,
-        Ok(Ok(()))
-    )
+async fn write_within(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), Ending> {
+    match tokio::time::timeout(WRITE_LIMIT, stream.write_all(bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Ending::ClientLeft),
+        Err(_) => Err(Ending::Stalled),
+    }
 }
 
 /// The response head hyper would have written, saying the body is chunked and the connection

@@ -256,6 +256,26 @@ async fn streams_whose_clients_leave_at_any_moment_free_their_slots(db: PgPool) 
     for client in clients {
         client.await.expect("client");
     }
+    // The gateway counts both: streams written apart, and those whose client left them.
+    eventually(
+        Duration::from_secs(10),
+        "the takeover's counters",
+        || async {
+            let text = system
+                .http
+                .get(format!("{}/metrics", system.gateway))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            (text.contains("queue_stream_takeovers_total{outcome=\"taken\"}")
+                && text.contains("queue_streams_taken_over_ended_total{how=\"client_left\"}"))
+            .then_some(())
+        },
+    )
+    .await;
     let http = sse::client();
     for queue_id in &queue_ids {
         eventually(
