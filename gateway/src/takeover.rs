@@ -12,7 +12,7 @@
 //! request came over HTTP/1.1 on a connection with nothing left unwritten, the socket is taken
 //! out of hyper's hands (hyper sees the connection end and drops its buffers, writing nothing)
 //! and a task of its own writes the response: the head once, then each message as a chunk,
-//! watching the socket for the client's close with a few bytes on the stack. The response is
+//! watching the socket for the client's close (a one-byte read, on the stack). The response is
 //! the same one hyper would have written, head, headers and body, except that it says
 //! `connection: close`: the connection ends with the stream, as a browser's reconnect expects.
 //!
