@@ -149,6 +149,20 @@ impl Socket {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Runs one of hyper's writes on the stream, which from then on may hold unflushed bytes;
+    /// refused once the stream is taken.
+    fn write_with(
+        &self,
+        write: impl FnOnce(Pin<&mut TcpStream>) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        let mut held = self.held();
+        held.unflushed = true;
+        match held.stream.as_mut() {
+            Some(stream) => write(Pin::new(stream)),
+            None => Poll::Ready(Err(taken())),
+        }
+    }
+
     /// The stream, if hyper has written everything it was given.
     fn take_stream(&self) -> Option<TcpStream> {
         let mut held = self.held();
@@ -182,12 +196,7 @@ impl AsyncWrite for Socket {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let mut held = self.held();
-        held.unflushed = true;
-        match held.stream.as_mut() {
-            Some(stream) => Pin::new(stream).poll_write(cx, buf),
-            None => Poll::Ready(Err(taken())),
-        }
+        self.write_with(|stream| stream.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -195,12 +204,7 @@ impl AsyncWrite for Socket {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let mut held = self.held();
-        held.unflushed = true;
-        match held.stream.as_mut() {
-            Some(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
-            None => Poll::Ready(Err(taken())),
-        }
+        self.write_with(|stream| stream.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {

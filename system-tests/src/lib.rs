@@ -514,6 +514,13 @@ impl System {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Joins as `visitor`, expecting 202, and returns the queue id.
+    pub async fn join_line(&self, event_id: Uuid, visitor: &str) -> String {
+        let (status, body) = self.join(event_id, visitor).await;
+        assert_eq!(status, 202, "{body}");
+        body["queue_id"].as_str().expect("queue id").to_string()
+    }
+
     pub async fn poll(&self, queue_id: &str) -> (u16, Value) {
         self.get_json(&format!("{}/api/queue/{queue_id}", self.gateway))
             .await
@@ -555,6 +562,12 @@ impl Drop for System {
 }
 
 /// Polls `check` every 50 ms until it returns Some, or panics after `limit`.
+/// A paused room at a slow rate: nothing is admitted until the test opens the tap, and streams
+/// check on their own only every several seconds, so what reaches them at once was pushed.
+pub fn paused_room() -> Value {
+    json!({"enabled": true, "admission_per_minute": 1, "max_active": 100, "paused": true, "token_ttl_s": 600})
+}
+
 pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,

@@ -12,24 +12,12 @@ use system_tests::private_redis::PrivateRedis;
 use system_tests::processes::{Service, Services};
 use system_tests::redis_cluster::RedisCluster;
 use system_tests::sse::{self, Stream};
-use system_tests::{eventually, Options, System};
+use system_tests::{eventually, paused_room, Options, System};
 use uuid::Uuid;
 
 /// A notice may arrive this long after the decision it tells of (the bound; the
 /// decision itself comes within one admission tick of the reason for it).
 const NOTICE_BOUND_MS: i64 = 100;
-
-/// A paused room at a slow rate: streams check on their own only every several seconds, so what
-/// reaches them at once was pushed.
-fn paused_room() -> Value {
-    json!({"enabled": true, "admission_per_minute": 1, "max_active": 100, "paused": true, "token_ttl_s": 600})
-}
-
-async fn join(system: &System, event: Uuid, visitor: &str) -> String {
-    let (status, body) = system.join(event, visitor).await;
-    assert_eq!(status, 202, "{body}");
-    body["queue_id"].as_str().expect("queue id").to_string()
-}
 
 /// Reads each stream in the background until it tells the admission (within `limit`).
 fn await_admission(
@@ -49,7 +37,7 @@ async fn admission_is_pushed(system: System, admit_interval: Duration) {
     let http = sse::client();
     let mut streams = Vec::new();
     for i in 0..5 {
-        let queue_id = join(&system, event, &format!("pushed-{i}")).await;
+        let queue_id = system.join_line(event, &format!("pushed-{i}")).await;
         let mut stream = Stream::open(&http, &system.gateway, &queue_id, None)
             .await
             .expect("stream opens");
@@ -128,8 +116,8 @@ async fn the_sell_out_is_pushed_to_those_still_waiting(db: PgPool) {
             json!({"enabled": true, "admission_per_minute": 60, "max_active": 1, "paused": false, "token_ttl_s": 600}),
         )
         .await;
-    let first = join(&system, event, "buys-the-last").await;
-    let second = join(&system, event, "waits").await;
+    let first = system.join_line(event, "buys-the-last").await;
+    let second = system.join_line(event, "waits").await;
     let token = eventually(Duration::from_secs(10), "admission", || async {
         let (_, body) = system.poll(&first).await;
         body["token"].as_str().map(str::to_string)
@@ -183,7 +171,7 @@ async fn a_dropped_stream_resumes_from_its_last_event_id(db: PgPool) {
     let event = system.create_event(&[("GA", 100)], paused_room()).await;
     let mut ids = Vec::new();
     for i in 0..3 {
-        ids.push(join(&system, event, &format!("resumes-{i}")).await);
+        ids.push(system.join_line(event, &format!("resumes-{i}")).await);
     }
     let http = sse::client();
     let mut stream = Stream::open(&http, &system.gateway, &ids[2], None)
@@ -242,7 +230,7 @@ async fn the_time_to_book_counts_from_the_first_delivery(db: PgPool) {
             json!({"enabled": true, "admission_per_minute": 6000, "max_active": 10, "paused": true, "token_ttl_s": 60}),
         )
         .await;
-    let queue_id = join(&system, event, "slept").await;
+    let queue_id = system.join_line(event, "slept").await;
     let (status, body) = system
         .change_waiting_room(event, json!({"paused": false}))
         .await;
@@ -354,7 +342,7 @@ async fn a_gateway_with_open_streams_stops_on_sigterm(db: PgPool) {
 async fn streams_per_entry_are_capped_and_freed_when_dropped(db: PgPool) {
     let system = System::start(db).await;
     let event = system.create_event(&[("GA", 100)], paused_room()).await;
-    let queue_id = join(&system, event, "many-tabs").await;
+    let queue_id = system.join_line(event, "many-tabs").await;
     let http = sse::client();
     let mut open = Vec::new();
     for _ in 0..3 {
@@ -373,7 +361,7 @@ async fn streams_per_entry_are_capped_and_freed_when_dropped(db: PgPool) {
         (429, Some("too_many_streams"))
     );
     // Another buyer is not concerned.
-    let other = join(&system, event, "someone-else").await;
+    let other = system.join_line(event, "someone-else").await;
     assert!(Stream::open(&http, &system.gateway, &other, None)
         .await
         .is_ok());
@@ -405,7 +393,7 @@ async fn streams_hear_admissions_after_their_shard_fails_over(db: PgPool) {
     let http = sse::client();
     let mut streams = Vec::new();
     for i in 0..3 {
-        let queue_id = join(&system, event, &format!("failover-{i}")).await;
+        let queue_id = system.join_line(event, &format!("failover-{i}")).await;
         let mut stream = Stream::open(&http, &system.gateway, &queue_id, None)
             .await
             .expect("stream opens");

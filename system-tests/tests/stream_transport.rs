@@ -8,21 +8,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use system_tests::sse::{self, Stream};
-use system_tests::{eventually, System};
+use system_tests::{eventually, paused_room, System};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use uuid::Uuid;
-
-/// A paused room: streams only hear their place, nothing is admitted under them.
-fn paused_room() -> Value {
-    json!({"enabled": true, "admission_per_minute": 1, "max_active": 100, "paused": true, "token_ttl_s": 600})
-}
-
-async fn join(system: &System, event: Uuid, visitor: &str) -> String {
-    let (status, body) = system.join(event, visitor).await;
-    assert_eq!(status, 202, "{body}");
-    body["queue_id"].as_str().expect("queue id").to_string()
-}
 
 fn stream_request(address: &str, queue_id: &str) -> String {
     format!(
@@ -144,7 +132,7 @@ async fn an_http1_stream_is_written_apart_and_h2c_streams_still_work(db: PgPool)
         .http2_prior_knowledge()
         .build()
         .unwrap();
-    let other = join(&system, event, "over-h2c").await;
+    let other = system.join_line(event, "over-h2c").await;
     let mut stream = Stream::open(&h2c, &system.gateway, &other, None)
         .await
         .expect("an h2c stream opens");
@@ -237,7 +225,7 @@ async fn streams_whose_clients_leave_at_any_moment_free_their_slots(db: PgPool) 
     let address = system.gateway.trim_start_matches("http://").to_string();
     let mut queue_ids = Vec::new();
     for i in 0..20 {
-        queue_ids.push(join(&system, event, &format!("leaving-{i}")).await);
+        queue_ids.push(system.join_line(event, &format!("leaving-{i}")).await);
     }
     let mut clients = Vec::new();
     for (i, queue_id) in queue_ids.iter().enumerate() {
