@@ -22,7 +22,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use ticketing::http::{health_routes, not_found, serve, with_common_layers, DRAIN_MARGIN};
+use ticketing::http::{health_routes, not_found, serve, with_common_layers};
 use ticketing::telemetry;
 
 use crate::error::ApiError;
@@ -108,8 +108,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let writer = state.writer.clone();
     let grace = state.config.longest_write();
-    let drain = state.config.request_timeout + DRAIN_MARGIN;
-    let served = serve(listener, router(state), shutdown, drain).await;
+    let request_timeout = state.config.request_timeout;
+    let served = serve(listener, router(state), shutdown, request_timeout).await;
     writer.drain(grace).await;
     Ok(served?)
 }

@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use ticketing::http::{health_routes, not_found, with_common_layers, DRAIN_MARGIN};
+use ticketing::http::{health_routes, not_found, with_common_layers};
 use ticketing::queue;
 use ticketing::telemetry;
 
@@ -101,8 +101,8 @@ pub async fn run(
         tracing::info!(streams = notices.open_streams(), "closing open streams");
         notices.shut();
     };
-    let drain = state.config.request_timeout + DRAIN_MARGIN;
-    let result = takeover::serve(listener, router(state), shutdown, drain).await;
+    let request_timeout = state.config.request_timeout;
+    let result = takeover::serve(listener, router(state), shutdown, request_timeout).await;
     gauges.abort();
     Ok(result?)
 }

@@ -69,13 +69,13 @@ const CONNECTION_HEADERS: [&str; 7] = [
 
 /// Serves `router` on `listener` as `axum::serve` would (connect info, graceful shutdown, HTTP/1.1
 /// and h2c), with HTTP/1.1 event streams taken over; returns once every connection hyper held has
-/// ended (or `drain_limit` after the signal) and every taken-over stream too (or
+/// ended (or `request_timeout` and a second after the signal) and every taken-over stream too (or
 /// [`SHUTDOWN_LIMIT`] after that).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    drain_limit: Duration,
+    request_timeout: Duration,
 ) -> io::Result<()> {
     let streams = TaskTracker::new();
     let taken = streams.clone();
@@ -87,7 +87,7 @@ pub async fn serve(
         };
         std::future::ready(Ok::<_, Infallible>(service))
     });
-    drained_within(shutdown, drain_limit, |signal| {
+    drained_within(shutdown, request_timeout, |signal| {
         axum::serve(Sockets(listener), make_service)
             .with_graceful_shutdown(signal)
             .into_future()
@@ -126,7 +126,7 @@ impl Listener for Sockets {
 /// A connection as hyper sees it. Its stream can be taken out between requests; from then on
 /// hyper reads EOF and cannot write, so it ends the connection without touching the socket.
 #[derive(Clone)]
-pub struct Socket(Arc<Mutex<Held>>);
+struct Socket(Arc<Mutex<Held>>);
 
 struct Held {
     /// `None` once taken over.

@@ -20,7 +20,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use ticketing::envelope::ErrorBody;
-use ticketing::http::{metrics_route, serve, with_common_layers, DRAIN_MARGIN};
+use ticketing::http::{metrics_route, serve, with_common_layers};
 use ticketing::redis_client::RedisClient;
 use ticketing::telemetry;
 
@@ -175,13 +175,7 @@ impl Worker {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        serve(
-            listener,
-            self.router(),
-            shutdown,
-            REQUEST_TIMEOUT + DRAIN_MARGIN,
-        )
-        .await
+        serve(listener, self.router(), shutdown, REQUEST_TIMEOUT).await
     }
 }
 

@@ -156,16 +156,16 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: finishing in-flight requests");
 }
 
-/// Serves `router` until `shutdown` resolves; in-flight requests finish first, for at most
-/// `drain_limit` after the signal. The peer address is available to handlers (rate limits key
-/// on it).
+/// Serves `router` until `shutdown` resolves; in-flight requests finish first, for at most the
+/// service's `request_timeout` and a second after the signal. The peer address is
+/// available to handlers (rate limits key on it).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    drain_limit: Duration,
+    request_timeout: Duration,
 ) -> std::io::Result<()> {
-    drained_within(shutdown, drain_limit, |signal| {
+    drained_within(shutdown, request_timeout, |signal| {
         axum::serve(
             listener,
             router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
@@ -180,18 +180,20 @@ pub async fn serve(
 /// request in flight has been answered (the timeout layer answers 503); what can be left is a
 /// client that never finished sending its request, which hyper would wait on for ever (axum
 /// gives hyper no timer, so hyper has no header-read timeout), holding a deploy's old process.
-pub const DRAIN_MARGIN: Duration = Duration::from_secs(1);
+const DRAIN_MARGIN: Duration = Duration::from_secs(1);
 
-/// Runs the server `serve` builds around a graceful-shutdown signal until it ends, or until
-/// `limit` after `shutdown` fired; connections still open then are dropped with the process.
+/// Runs the server `serve` builds around a graceful-shutdown signal until it ends, or until the
+/// service's `request_timeout` and `DRAIN_MARGIN` after `shutdown` fired; connections still
+/// open then are dropped with the process.
 pub async fn drained_within<Served>(
     shutdown: impl Future<Output = ()> + Send + 'static,
-    limit: Duration,
+    request_timeout: Duration,
     serve: impl FnOnce(futures::future::BoxFuture<'static, ()>) -> Served,
 ) -> std::io::Result<()>
 where
     Served: Future<Output = std::io::Result<()>>,
 {
+    let limit = request_timeout + DRAIN_MARGIN;
     let (fired, heard) = tokio::sync::oneshot::channel::<()>();
     let signal = Box::pin(async move {
         shutdown.await;
