@@ -1,22 +1,42 @@
--- confirm.lua: a reservation became a booking in Postgres; its numbers stay sold.
+-- confirm.lua: a reservation's token has a booking in Postgres: its hold ends. The hold's numbers
+-- stay sold when they are the booking's; when they are not (the token reserved afresh after its
+-- booking was written: a rebuild or a release had dropped it from the used set), they were never
+-- sold and go back on sale.
 --
 -- KEYS[1]  ev:{E}:holds
 -- KEYS[2]  ev:{E}:holdv
 -- KEYS[3]  ev:{E}:adm     admitted buyers (the buyer's slot is freed)
 -- KEYS[4]  ev:{E}:stats   booked_total, and sold:<code> (tickets per tier, for the average a
 --                         buyer without a wish is counted at, see admit.lua)
--- KEYS[5]  ev:{E}:inv     the tiers' held counts, and the sold-out flag
+-- KEYS[5]  ev:{E}:inv     the tiers' held and available counts, and the sold-out flag
 -- KEYS[6]  ev:{E}:admw    what each admitted buyer counts against the stock
 -- KEYS[7]  ev:{E}:admd    its sum per tier
+-- KEYS[7+i] ev:{E}:free:<ARGV[4+i]>, one per tier of the event
 -- ARGV[1]  reservation id
 -- ARGV[2]  queue id of the buyer (raw 16 bytes)
 -- ARGV[3]  the event's notice channel (ev:{E}:notices): told when the event sells out
+-- ARGV[4]  the booking's numbers as Postgres has them, "VIP=1,2;GA=7" (any order)
+-- ARGV[5..] tier codes, matching KEYS[8..]
 --
--- Returns 1 when the hold existed, 0 when it was already gone (confirmed by another process, or
--- dropped by a rebuild); only the first confirmation counts the booking.
+-- Returns 1 when the hold was the booking's (its numbers now sold), 2 when it held other numbers
+-- (returned to sale), 0 when it was already gone (confirmed by another process, or dropped by a
+-- rebuild); only a matching confirmation counts the booking.
 --
 -- The event is sold out when no tier has anything left or held: held numbers may come back, and
 -- until they are sold the line keeps waiting for them.
+
+-- "VIP=1,2;GA=7" as a set of "VIP=1" members, and its size.
+local function members(numbers)
+  local set, size = {}, 0
+  for part in string.gmatch(numbers, '[^;]+') do
+    local code, list = string.match(part, '^(.-)=(.*)$')
+    for n in string.gmatch(list, '%d+') do
+      set[code .. '=' .. n] = true
+      size = size + 1
+    end
+  end
+  return set, size
+end
 
 local held = redis.call('HGET', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
@@ -32,8 +52,40 @@ end
 if not held then
   return 0
 end
+held = string.match(held, '^[^|]*|[^|]*|(.*)$')
+
+local booked, booked_size = members(ARGV[4])
+local _, held_size = members(held)
+local same = booked_size == held_size
+for member in pairs(members(held)) do
+  if not booked[member] then
+    same = false
+  end
+end
+
+if not same then
+  local free = {}
+  for i = 5, #ARGV do
+    free[ARGV[i]] = KEYS[i + 3]
+  end
+  for part in string.gmatch(held, '[^;]+') do
+    local code, list = string.match(part, '^(.-)=(.*)$')
+    local count, back = 0, 0
+    for n in string.gmatch(list, '%d+') do
+      count = count + 1
+      back = back + redis.call('SADD', free[code], n)
+    end
+    redis.call('HINCRBY', KEYS[5], code .. ':held', -count)
+    if back > 0 then
+      redis.call('HINCRBY', KEYS[5], code .. ':avail', back)
+      redis.call('HSET', KEYS[5], 'soldout', '0')
+    end
+  end
+  return 2
+end
+
 redis.call('HINCRBY', KEYS[4], 'booked_total', 1)
-for part in string.gmatch(string.match(held, '^[^|]*|[^|]*|(.*)$'), '[^;]+') do
+for part in string.gmatch(held, '[^;]+') do
   local code, list = string.match(part, '^(.-)=(.*)$')
   local count = 0
   for _ in string.gmatch(list, '%d+') do

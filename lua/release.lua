@@ -10,13 +10,16 @@
 -- ARGV[3]  "return" puts the numbers back on sale; "discard" drops them (they may be sold in
 --          Postgres already; the reconciler will rebuild the event). Either way they are no
 --          longer counted as held.
--- ARGV[4]  the attempt releasing it; empty for the sweeper (any attempt, once overdue)
+-- ARGV[4]  the attempt releasing it; empty for the sweeper, which may release whoever's hold
+--          only while its deadline is past by Redis's clock: a retry that re-armed the hold
+--          after the sweeper listed it owns it again (its write may commit)
 -- ARGV[5]  the event's notice channel (ev:{E}:notices): told when the event sells out
 -- ARGV[6..] tier codes, matching KEYS[5..]
 --
 -- Returns "released", "none" (no such hold: already confirmed or released), "stale" (the
--- inventory was rebuilt since; the rebuild already accounted for this reservation) or
--- "superseded" (a retry with the same token continued the hold: it is that attempt's now).
+-- inventory was rebuilt since; the rebuild already accounted for this reservation),
+-- "superseded" (a retry with the same token continued the hold: it is that attempt's now) or
+-- "rearmed" (the sweeper's release of a hold whose deadline is no longer past).
 
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then
   return 'stale'
@@ -30,6 +33,13 @@ end
 local attempt, numbers = string.match(held, '^[^|]*|([^|]*)|(.*)$')
 if ARGV[4] ~= '' and attempt ~= ARGV[4] then
   return 'superseded'
+end
+if ARGV[4] == '' then
+  local deadline = tonumber(redis.call('ZSCORE', KEYS[3], ARGV[2]))
+  local t = redis.call('TIME')
+  if deadline and deadline > tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then
+    return 'rearmed'
+  end
 end
 held = numbers
 local free = {}

@@ -9,13 +9,20 @@
 //! - a write is never started after half the hold, and lasts at most the pool's acquire timeout
 //!   plus the statement timeout, so a hold's deadline outlives any write of its numbers (the
 //!   service refuses to start with settings that break this, see `config`);
-//! - what Postgres has is never put back on sale: when a write's outcome is unknown, Postgres is
-//!   asked by the token's `jti`; if it cannot yet say, the hold is kept and the sweeper decides
-//!   after the deadline; a `jti` conflict never releases the hold.
+//! - what Postgres has, or may yet have, is never put back on sale: when a write's outcome is
+//!   unknown, Postgres is asked by the token's `jti`; if it cannot yet say, the hold is kept and
+//!   the sweeper decides after the deadline; a `jti` conflict never releases the hold;
+//! - a failing attempt returns a hold to sale only when no other attempt ever had it: a hold it
+//!   continued may be in the write queue, in a batch or committing under the attempt that made
+//!   it, so it is looked up and otherwise left to the sweeper (which waits for in-flight writes);
+//! - a hold is confirmed with the booking's numbers as Postgres has them: a hold of other
+//!   numbers (the token reserved afresh after its booking was written) goes back on sale;
+//! - a ticket-number conflict (Redis drifted) rebuilds the event only while Redis still holds the
+//!   epoch the conflict was found in: one rebuild per wave of conflicts, not one per order.
 
 use std::sync::Arc;
 
-use ticketing::inventory::{self, Epoch, HoldFor, Numbers, ReleaseMode, Reservation};
+use ticketing::inventory::{self, Confirmed, Epoch, HoldFor, Numbers, ReleaseMode, Reservation};
 use ticketing::rebuild::{self, When};
 use ticketing::token::{EntryClaims, TokenId};
 use tokio::time::Instant;
@@ -39,11 +46,12 @@ pub struct Checkout {
 
 /// Numbers held in Redis for this checkout. `attempt` names this checkout to the hold: a retry
 /// with the same token that continues the hold takes it over, and this checkout then no longer
-/// releases it.
+/// releases it. `continued`: the hold was another attempt's before (whose write may be in flight).
 struct Reserved {
     attempt: String,
     epoch: Epoch,
     numbers: Numbers,
+    continued: bool,
     at: Instant,
 }
 
@@ -57,10 +65,7 @@ impl Checkout {
         let reserved = self.reserve(state).await?;
         let new = match self.new_booking(&reserved) {
             Ok(new) => new,
-            Err(e) => {
-                self.release(state, &reserved, ReleaseMode::Return).await;
-                return Err(e);
-            }
+            Err(e) => return self.give_back(state, &reserved, e).await,
         };
         let booking_id = new.id;
         let written = self.write(state, &reserved, new).await;
@@ -89,7 +94,7 @@ impl Checkout {
                 event_id,
                 epoch,
                 inventory::admission_hold_id(self.claims.sub),
-                None,
+                Some(inventory::ADMISSION_ATTEMPT),
                 ReleaseMode::Return,
                 &self.tiers.codes(),
             )
@@ -125,6 +130,7 @@ impl Checkout {
                     attempt,
                     epoch,
                     numbers,
+                    continued,
                     at: Instant::now(),
                 })
             }
@@ -215,11 +221,8 @@ impl Checkout {
     ) -> Result<StoredBooking, ApiError> {
         let written = match written {
             Ok(written) => written,
-            Err(e) => {
-                // Never queued: nothing can be in Postgres.
-                self.release(state, reserved, ReleaseMode::Return).await;
-                return Err(e);
-            }
+            // Never queued: nothing of this attempt can be in Postgres.
+            Err(e) => return self.give_back(state, reserved, e).await,
         };
         match written {
             Written::Booked {
@@ -240,7 +243,7 @@ impl Checkout {
                     },
                     tickets,
                 };
-                self.confirm(state);
+                self.confirm(state, &stored);
                 metrics::counter!("tickets_sold_total").increment(stored.tickets.len() as u64);
                 Ok(stored)
             }
@@ -269,7 +272,8 @@ impl Checkout {
             }
             Written::NumberTaken => {
                 // Redis handed out a number Postgres has sold: Redis drifted. Keep the numbers
-                // out of sale; rebuild the event from Postgres.
+                // out of sale; rebuild the event from Postgres, unless another order that met the
+                // same drift has already.
                 metrics::counter!("inventory_conflicts_total").increment(1);
                 tracing::error!("ticket number conflict: redis drifted from postgres");
                 self.release(state, reserved, ReleaseMode::Discard).await;
@@ -277,7 +281,7 @@ impl Checkout {
                     &state.db,
                     &state.redis,
                     self.order.event_id,
-                    When::Always,
+                    When::DriftedAt(reserved.epoch),
                 )
                 .await;
                 Err(ApiError::Unavailable(
@@ -285,29 +289,22 @@ impl Checkout {
                 ))
             }
             Written::Refused(why) => {
-                self.release(state, reserved, ReleaseMode::Return).await;
-                Err(ApiError::Internal(anyhow::anyhow!(
-                    "postgres refused a booking: {why}"
-                )))
+                let error =
+                    ApiError::Internal(anyhow::anyhow!("postgres refused a booking: {why}"));
+                self.give_back(state, reserved, error).await
             }
             Written::TooLate => {
-                self.release(state, reserved, ReleaseMode::Return).await;
-                Err(ApiError::Unavailable(
-                    "the booking took too long; try again",
-                ))
+                let error = ApiError::Unavailable("the booking took too long; try again");
+                self.give_back(state, reserved, error).await
             }
             Written::Failed { unavailable, error } => {
-                self.release(state, reserved, ReleaseMode::Return).await;
-                if unavailable {
+                let error = if unavailable {
                     tracing::warn!(%error, "booking write failed");
-                    Err(ApiError::Unavailable(
-                        "the database is busy or unreachable; try again",
-                    ))
+                    ApiError::Unavailable("the database is busy or unreachable; try again")
                 } else {
-                    Err(ApiError::Internal(anyhow::anyhow!(
-                        "booking write failed: {error}"
-                    )))
-                }
+                    ApiError::Internal(anyhow::anyhow!("booking write failed: {error}"))
+                };
+                self.give_back(state, reserved, error).await
             }
             Written::Unknown(error) => {
                 tracing::warn!(%error, "booking write outcome unknown; asking postgres");
@@ -317,31 +314,81 @@ impl Checkout {
         }
     }
 
+    /// This attempt's own write failed before anything of it was committed (or was never
+    /// queued). A hold only this attempt ever had goes back on sale. A hold it continued from an
+    /// earlier attempt of the same token may still become that attempt's booking (queued, in a
+    /// batch, or committing): it is never returned from here. Postgres is asked; if it has the
+    /// booking, that is the answer, otherwise the hold stays for the next retry (which continues
+    /// it) or for the sweeper, which waits for in-flight writes before it releases anything.
+    async fn give_back(
+        &self,
+        state: &AppState,
+        reserved: &Reserved,
+        error: ApiError,
+    ) -> Result<StoredBooking, ApiError> {
+        if !reserved.continued {
+            self.release(state, reserved, ReleaseMode::Return).await;
+            return Err(error);
+        }
+        metrics::counter!("booking_holds_kept_for_earlier_attempt_total").increment(1);
+        match self.resolve(state).await {
+            // Nothing in Postgres yet: the earlier attempt may still commit. This attempt's own
+            // reason is the better answer (an overload says so), and it is retryable as well.
+            Err(ApiError::Unavailable(_)) if matches!(error, ApiError::Unavailable(_)) => {
+                Err(error)
+            }
+            other => other,
+        }
+    }
+
     /// The outcome of a write Postgres may or may not have: asked by the token's `jti` (unique
-    /// per booking). Found: that is this checkout's booking. Not found, or Postgres cannot
-    /// answer: the write may still be in flight, so the hold is kept for the sweeper to decide
-    /// after its deadline, and the buyer retries with the same token (continuing the hold).
+    /// per booking). Found: the hold is confirmed with the booking's numbers (if it held other
+    /// numbers, they go back on sale), and the booking is this checkout's answer when it is for
+    /// the same request. Not found, or Postgres cannot answer: the write may still be in flight,
+    /// so the hold is kept for the sweeper to decide after its deadline, and the buyer retries
+    /// with the same token (continuing the hold).
     async fn resolve(&self, state: &AppState) -> Result<StoredBooking, ApiError> {
         match bookings::find_by_token(&state.db, self.claims.jti).await {
-            Ok(Some(stored)) if stored.booking.request_hash == self.fingerprint => {
-                self.confirm(state);
-                Ok(stored)
+            Ok(Some(stored)) => {
+                self.confirm(state, &stored);
+                if stored.booking.request_hash == self.fingerprint {
+                    Ok(stored)
+                } else {
+                    Err(ApiError::TokenUsed)
+                }
             }
-            Ok(Some(_)) => Err(ApiError::TokenUsed),
             Ok(None) | Err(_) => Err(ApiError::Unavailable(
                 "the booking's outcome is not known yet; try again with the same token",
             )),
         }
     }
 
-    /// Ends the hold of a booking Postgres has. Off the answer's path: if it fails, the sweeper
-    /// finds the booking and confirms the hold.
-    fn confirm(&self, state: &AppState) {
+    /// Ends the hold of a booking Postgres has, with the booking's numbers as Postgres has them.
+    /// Off the answer's path: if it fails, the sweeper finds the booking and confirms the hold.
+    fn confirm(&self, state: &AppState, stored: &StoredBooking) {
         let redis = state.redis.clone();
         let (event_id, jti, queue_id) = (self.order.event_id, self.claims.jti, self.claims.sub);
+        let mut booked = Numbers::new();
+        for ticket in &stored.tickets {
+            if let Some(tier) = self.tiers.by_id(ticket.tier_id) {
+                booked
+                    .entry(tier.code.clone())
+                    .or_default()
+                    .push(ticket.number);
+            }
+        }
+        let codes = self.tiers.codes();
+        let sold_out = state.sold_out.clone();
         tokio::spawn(async move {
-            if let Err(e) = inventory::confirm(&redis, event_id, jti, queue_id).await {
-                tracing::warn!(error = %e, "confirm failed; the hold sweeper will find the booking");
+            match inventory::confirm(&redis, event_id, jti, queue_id, &booked, &codes).await {
+                Ok(Confirmed::Returned) => {
+                    sold_out.forget(event_id);
+                    metrics::counter!("booking_holds_returned_on_confirm_total").increment(1);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "confirm failed; the hold sweeper will find the booking")
+                }
             }
         });
     }

@@ -20,6 +20,11 @@ pub struct BookingConfig {
     /// `HOLD_TTL_MS`: how long a reservation may wait for its Postgres write before the
     /// queue-worker releases it. A booking never starts its write after half of it.
     pub hold_ttl: Duration,
+    /// `DATABASE_COMMIT_WAIT_MS`: the longest a booking's commit may wait once its statement
+    /// ended (WAL flush, a synchronous standby's acknowledgement), which `statement_timeout`
+    /// does not count. Part of the hold's safety margin; a commit that stalls longer is still
+    /// safe (the sweeper waits for in-flight writes before it releases), only slower to settle.
+    pub commit_wait: Duration,
     /// `REQUEST_TIMEOUT_MS`.
     pub request_timeout: Duration,
     /// `SOLD_OUT_MEMORY_MS`: how long a sold-out answer from Redis is reused for the same event
@@ -58,6 +63,7 @@ impl BookingConfig {
             access_code_secret: env_secret("ACCESS_CODE_SECRET")?,
             cors_origins,
             hold_ttl: Duration::from_millis(env_or("HOLD_TTL_MS", 30_000)?),
+            commit_wait: Duration::from_millis(env_or("DATABASE_COMMIT_WAIT_MS", 2_000)?),
             request_timeout: Duration::from_millis(env_or("REQUEST_TIMEOUT_MS", 10_000)?),
             sold_out_memory: Duration::from_millis(env_or("SOLD_OUT_MEMORY_MS", 250)?),
             writers: env_or("BOOKING_WRITERS", 4)?,
@@ -70,11 +76,12 @@ impl BookingConfig {
     }
 
     /// The longest a booking's write can last once its numbers are held: the wait for a writer,
-    /// for a connection, and for the statement.
+    /// for a connection, for the statement, and for its commit.
     pub fn longest_write(&self) -> Duration {
         self.write_queue_wait
             + self.store.database_acquire_timeout
             + self.store.database_statement_timeout
+            + self.commit_wait
     }
 
     /// Refuses settings under which a hold could expire (and its numbers be sold again) while
@@ -85,7 +92,7 @@ impl BookingConfig {
         if self.hold_ttl < needed {
             anyhow::bail!(
                 "HOLD_TTL_MS={} is too short: a write may take up to {} ms (queue wait + acquire \
-                 timeout + statement timeout), and a hold must outlast twice that plus {} ms; \
+                 timeout + statement timeout + commit wait), and a hold must outlast twice that plus {} ms; \
                  raise HOLD_TTL_MS to at least {} or lower the others",
                 self.hold_ttl.as_millis(),
                 self.longest_write().as_millis(),

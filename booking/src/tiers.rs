@@ -42,8 +42,9 @@ impl EventTiers {
 
 /// How fresh the set of known event ids must be to answer "unknown" without asking Postgres:
 /// a flood of made-up ids costs at most one small query per this period, never one per request
-/// (and never a lock or a rebuild). An event created less than this before its first request
-/// may be told unknown once; sales open long after events are created.
+/// (and never a lock or a rebuild). Only requests that name an event on their own say (an
+/// availability read) go through this set; a signed entry token or a booking proves its event
+/// exists, and is never told "unknown" by it ([`TierCatalog::named`]).
 const KNOWN_FRESH: Duration = Duration::from_millis(100);
 /// Events whose short id is this far below the highest seen are read again at each refresh: ids
 /// are drawn at insert but rows become visible at commit, not necessarily in order.
@@ -80,6 +81,21 @@ impl TierCatalog {
         }
         if !self.exists(db, event_id).await? {
             return Ok(None);
+        }
+        self.load(db, event_id).await
+    }
+
+    /// The tiers of an event something trustworthy names: an entry token the gateway signed
+    /// for it, or a booking of it. Such an event exists (or existed) whatever the set of known
+    /// ids says, which may be up to [`KNOWN_FRESH`] older than the event: read from Postgres
+    /// when not cached. None only when Postgres really has no such event.
+    pub async fn named(
+        &self,
+        db: &PgPool,
+        event_id: Uuid,
+    ) -> sqlx::Result<Option<Arc<EventTiers>>> {
+        if let Some(found) = self.cached(event_id) {
+            return Ok(Some(found));
         }
         self.load(db, event_id).await
     }

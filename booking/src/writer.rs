@@ -53,7 +53,7 @@ pub enum Written {
 pub enum Rejected {
     /// The queue is full: answer 503 at once instead of queueing behind it.
     Busy,
-    /// The writers stopped (shutdown).
+    /// The writers stopped (shutdown) before the order was queued.
     Closed,
 }
 
@@ -98,7 +98,11 @@ impl Writer {
                 mpsc::error::TrySendError::Full(_) => Rejected::Busy,
                 mpsc::error::TrySendError::Closed(_) => Rejected::Closed,
             })?;
-        answer.await.map_err(|_| Rejected::Closed)
+        // Queued, then no answer: the writer stopped somewhere between taking the order and
+        // replying, perhaps after its commit. Not "never queued": the checkout must ask Postgres.
+        Ok(answer
+            .await
+            .unwrap_or_else(|_| Written::Unknown("the writer stopped before answering".into())))
     }
 
     /// Waits (up to `grace`) for the writers to finish every order queued so far. Call once the

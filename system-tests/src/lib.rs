@@ -86,6 +86,9 @@ pub struct Options {
     pub hold_ttl: Duration,
     /// How long each booking service reuses a sold-out answer.
     pub sold_out_memory: Duration,
+    /// Each booking service's group-commit writers and the orders that may wait for them.
+    pub writers: usize,
+    pub write_queue: usize,
 }
 
 impl Default for Options {
@@ -104,6 +107,8 @@ impl Default for Options {
             sweep_interval: Duration::from_millis(500),
             hold_ttl: Duration::from_secs(30),
             sold_out_memory: Duration::from_millis(250),
+            writers: 4,
+            write_queue: 1024,
         }
     }
 }
@@ -125,14 +130,30 @@ pub struct System {
     options: Options,
 }
 
-/// The longest a booking write may take under `hold_ttl`: the booking service refuses to start
-/// unless twice this, plus a second, fits in the hold.
-fn write_budget(hold_ttl: Duration) -> (Duration, Duration) {
+/// How a booking write's longest time under a hold is shared out: the booking service refuses
+/// to start unless twice the sum (with the pool's acquire timeout), plus a second, fits in the
+/// hold.
+struct WriteBudget {
+    statement: Duration,
+    queue_wait: Duration,
+    commit_wait: Duration,
+}
+
+/// The pool's acquire timeout in every test system.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_millis(500);
+
+fn write_budget(hold_ttl: Duration) -> WriteBudget {
     let budget = hold_ttl.saturating_sub(Duration::from_secs(1)) / 2;
-    let statement = Duration::from_secs(5).min(budget.saturating_sub(Duration::from_secs(1)));
-    let queue_wait =
-        Duration::from_secs(2).min(budget.saturating_sub(Duration::from_millis(500) + statement));
-    (statement, queue_wait)
+    let commit_wait = Duration::from_secs(2).min(budget / 10);
+    let statement = Duration::from_secs(5)
+        .min(budget.saturating_sub(ACQUIRE_TIMEOUT + commit_wait + Duration::from_millis(500)));
+    let queue_wait = Duration::from_secs(2)
+        .min(budget.saturating_sub(ACQUIRE_TIMEOUT + commit_wait + statement));
+    WriteBudget {
+        statement,
+        queue_wait,
+        commit_wait,
+    }
 }
 
 fn store(db_url: &str, options: &Options) -> StoreConfig {
@@ -140,8 +161,8 @@ fn store(db_url: &str, options: &Options) -> StoreConfig {
         database_url: db_url.into(),
         database_read_url: None,
         database_max_connections: 10,
-        database_acquire_timeout: Duration::from_millis(500),
-        database_statement_timeout: write_budget(options.hold_ttl).0,
+        database_acquire_timeout: ACQUIRE_TIMEOUT,
+        database_statement_timeout: write_budget(options.hold_ttl).statement,
         redis_url: options.redis_url.clone(),
         redis_cluster_nodes: options.redis_cluster.clone(),
     }
@@ -285,10 +306,11 @@ impl System {
             hold_ttl: self.options.hold_ttl,
             request_timeout: Duration::from_secs(10),
             sold_out_memory: self.options.sold_out_memory,
-            writers: 4,
+            commit_wait: write_budget(self.options.hold_ttl).commit_wait,
+            writers: self.options.writers,
             write_batch: booking::writer::MAX_BATCH,
-            write_queue: 1024,
-            write_queue_wait: write_budget(self.options.hold_ttl).1,
+            write_queue: self.options.write_queue,
+            write_queue_wait: write_budget(self.options.hold_ttl).queue_wait,
             max_in_flight: 1024,
             per_token_per_second: 5,
         };

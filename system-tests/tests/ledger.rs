@@ -55,11 +55,14 @@ impl Store {
     async fn book(&self, jti: Uuid, code: &str, quantity: u32) -> Value {
         let numbers = self.reserve(jti, code, quantity, 60_000).await;
         let body = self.insert(jti, code, &numbers).await;
+        let code = ticketing::tier::TierCode::known(code);
         inventory::confirm(
             &self.redis,
             self.event,
             TokenId(jti),
             ticketing::queue::QueueId(Uuid::nil()),
+            &[(code.clone(), numbers)].into(),
+            &[code],
         )
         .await
         .expect("confirm");

@@ -251,10 +251,19 @@ pub enum Released {
     Stale,
     /// A later attempt with the same token continued the hold: it is that attempt's to end.
     Superseded,
+    /// The sweeper's release of a hold whose deadline was re-armed since it was listed (a retry
+    /// continued it): the retry's write may commit, so it stays.
+    Rearmed,
 }
 
-/// Ends the hold `jti` made under `epoch`, if `attempt` still owns it (None: whoever does, as
-/// the sweeper releases an overdue hold). `all_tiers` lists every tier code of the event.
+/// The attempt every admission hold (hold on admission, see `admit.lua`) is made by: a checkout
+/// that finds the buyer booking other tiers releases that hold as this attempt.
+pub const ADMISSION_ATTEMPT: &str = "admission";
+
+/// Ends the hold `jti` made under `epoch`, if `attempt` still owns it. None is the sweeper: it
+/// releases whoever's hold, but only while its deadline is past by Redis's clock, checked in
+/// the same script (a retry may have re-armed it since the sweeper listed it). `all_tiers`
+/// lists every tier code of the event.
 pub async fn release(
     redis: &RedisClient,
     event_id: Uuid,
@@ -287,19 +296,38 @@ pub async fn release(
         "released" => Released::Released,
         "none" => Released::NoHold,
         "superseded" => Released::Superseded,
+        "rearmed" => Released::Rearmed,
         _ => Released::Stale,
     })
 }
 
-/// The hold `jti` became a booking: its numbers stay sold and the buyer's admission ends.
+/// What confirming a hold did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmed {
+    /// The hold held the booking's numbers: they stay sold, the booking is counted.
+    Sold,
+    /// The hold held other numbers than the booking's (the token reserved afresh after its
+    /// booking was written): they went back on sale.
+    Returned,
+    /// No such hold (confirmed by another process, released, or dropped by a rebuild).
+    NoHold,
+}
+
+/// The token `jti` has a booking in Postgres with the numbers `booked`: its hold ends, and the
+/// buyer's admission with it. The hold's numbers stay sold only if they are `booked`; any other
+/// numbers go back on sale (they were never sold). `all_tiers` lists every tier code of the
+/// event.
 pub async fn confirm(
     redis: &RedisClient,
     event_id: Uuid,
     jti: TokenId,
     queue_id: QueueId,
-) -> RedisResult<()> {
+    booked: &Numbers,
+    all_tiers: &[TierCode],
+) -> RedisResult<Confirmed> {
     let keys = EventKeys::new(event_id);
-    let _: i64 = CONFIRM
+    let mut invocation = CONFIRM.prepare_invoke();
+    invocation
         .key(keys.holds())
         .key(keys.hold_numbers())
         .key(keys.admitted())
@@ -310,9 +338,28 @@ pub async fn confirm(
         .arg(jti)
         .arg(queue_id)
         .arg(keys.notices())
-        .invoke_async(&mut redis.clone())
-        .await?;
-    Ok(())
+        .arg(numbers_value(booked));
+    for code in all_tiers {
+        invocation.key(keys.free_numbers(code)).arg(code);
+    }
+    let reply: i64 = invocation.invoke_async(&mut redis.clone()).await?;
+    Ok(match reply {
+        1 => Confirmed::Sold,
+        2 => Confirmed::Returned,
+        _ => Confirmed::NoHold,
+    })
+}
+
+/// Numbers in the form a hold keeps them, `VIP=1,2;GA=7` (the inverse of [`parse_held`]).
+pub fn numbers_value(numbers: &Numbers) -> String {
+    numbers
+        .iter()
+        .map(|(code, list)| {
+            let list: Vec<String> = list.iter().map(i32::to_string).collect();
+            format!("{code}={}", list.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join(";")
 }
 
 /// Puts a cancelled booking's numbers back on sale, unless the inventory was rebuilt since
@@ -423,6 +470,16 @@ pub fn parse_held(held: &str) -> Numbers {
         .collect()
 }
 
+/// The epoch of the event's inventory in Redis; None when it is not loaded.
+pub async fn redis_epoch(redis: &RedisClient, event_id: Uuid) -> RedisResult<Option<Epoch>> {
+    let epoch: Option<String> = redis::cmd("HGET")
+        .arg(EventKeys::new(event_id).inventory())
+        .arg("epoch")
+        .query_async(&mut redis.clone())
+        .await?;
+    Ok(epoch.and_then(|e| e.parse().ok()))
+}
+
 /// Live availability per tier, or None when the event's inventory is not in Redis.
 pub async fn availability(
     redis: &RedisClient,
@@ -457,14 +514,51 @@ pub async fn holds(redis: &RedisClient, event_id: Uuid, queue_id: QueueId) -> Re
         .await
 }
 
-/// Reservation ids whose hold deadline passed by Redis's clock, at most 500.
-pub async fn overdue_holds(redis: &RedisClient, event_id: Uuid) -> RedisResult<Vec<TokenId>> {
-    let ids: Vec<String> = OVERDUE
-        .key(EventKeys::new(event_id).holds())
+/// Holds whose deadline passed by Redis's clock, at most 500, with the inventory's epoch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overdue {
+    /// None when the event's inventory is not in Redis.
+    pub epoch: Option<Epoch>,
+    /// Admission holds (hold on admission): never written to Postgres.
+    pub admission: Vec<TokenId>,
+    /// Reservations of entry tokens: their write may have committed.
+    pub reservations: Vec<TokenId>,
+}
+
+impl Overdue {
+    pub fn is_empty(&self) -> bool {
+        self.admission.is_empty() && self.reservations.is_empty()
+    }
+}
+
+pub async fn overdue_holds(redis: &RedisClient, event_id: Uuid) -> RedisResult<Overdue> {
+    let keys = EventKeys::new(event_id);
+    let reply: Value = OVERDUE
+        .key(keys.holds())
+        .key(keys.hold_numbers())
+        .key(keys.inventory())
         .arg(500)
         .invoke_async(&mut redis.clone())
         .await?;
-    Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
+    let items = array(&reply);
+    let mut overdue = Overdue {
+        epoch: items.first().and_then(text).and_then(|e| e.parse().ok()),
+        ..Overdue::default()
+    };
+    for pair in items.get(1..).unwrap_or_default().chunks(2) {
+        let (Some(id), Some(kind)) = (pair.first().and_then(text), pair.get(1).and_then(text))
+        else {
+            return Err(malformed("overdue_holds"));
+        };
+        // Every reservation id is a token id; anything else is not a hold of this system.
+        let Ok(id) = id.parse() else { continue };
+        if kind == "admission" {
+            overdue.admission.push(id);
+        } else {
+            overdue.reservations.push(id);
+        }
+    }
+    Ok(overdue)
 }
 
 /// One tier of an inventory rebuilt from Postgres.

@@ -25,7 +25,11 @@ pub enum When {
     /// Only when Redis lacks the event or holds another epoch (another process may have just
     /// rebuilt it: then nothing is done).
     Missing,
-    /// Always (drift was found).
+    /// Only while Redis still holds the inventory of this epoch, in which drift was found: a
+    /// wave of orders that each met the same drift rebuilds once, not once per order (every
+    /// rebuild fences every order in flight and drops every hold).
+    DriftedAt(Epoch),
+    /// Always (an operator's or a test's repair).
     Always,
 }
 
@@ -61,11 +65,23 @@ async fn rebuild(
         .bind(event_id)
         .fetch_one(&mut *tx)
         .await?;
-    if when == When::Missing {
-        let in_redis = inventory::snapshot(redis, event_id).await?.epoch;
-        if in_redis == Some(Epoch(current)) {
-            return Ok(in_redis);
+    match when {
+        When::Missing => {
+            let in_redis = inventory::redis_epoch(redis, event_id).await?;
+            if in_redis == Some(Epoch(current)) {
+                return Ok(in_redis);
+            }
         }
+        When::DriftedAt(drifted) => {
+            // Read under the exclusive lock: a rebuild that replaced the drifted epoch has
+            // committed, or not begun.
+            let in_redis = inventory::redis_epoch(redis, event_id).await?;
+            if in_redis != Some(drifted) {
+                metrics::counter!("inventory_rebuilds_skipped_total").increment(1);
+                return Ok(in_redis);
+            }
+        }
+        When::Always => {}
     }
     let epoch: i64 = sqlx::query_scalar(
         "UPDATE events SET inventory_epoch = nextval('inventory_epoch_seq') WHERE id = $1

@@ -11,7 +11,8 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use redis::RedisError;
 use ticketing::inventory::{
-    self, Epoch, HoldFor, Numbers, ReleaseMode, Released, Reservation, Shortfall, TierLoad,
+    self, Confirmed, Epoch, HoldFor, Numbers, ReleaseMode, Released, Reservation, Shortfall,
+    TierLoad,
 };
 use ticketing::keys::EventKeys;
 use ticketing::redis_client::RedisClient;
@@ -68,6 +69,9 @@ enum Op {
     ReleaseSuperseded(Index),
     /// A reservation became a booking.
     Confirm(Pick),
+    /// The token's booking in Postgres has other numbers than its hold (it reserved afresh after
+    /// its booking was written): the hold's numbers go back on sale, and the token stays used.
+    ConfirmOther(Pick),
     /// A booking is cancelled; `twice` restocks it again right away (a retried cancellation).
     Restock { pick: Index, twice: bool },
     /// Restock under an epoch the inventory no longer has.
@@ -328,6 +332,7 @@ fn op(tiers: usize) -> impl Strategy<Value = Op> {
         1 => any::<Index>().prop_map(Op::ReleaseStale),
         1 => any::<Index>().prop_map(Op::ReleaseSuperseded),
         3 => pick().prop_map(Op::Confirm),
+        1 => pick().prop_map(Op::ConfirmOther),
         2 => (any::<Index>(), any::<bool>()).prop_map(|(pick, twice)| Op::Restock { pick, twice }),
         1 => any::<Index>().prop_map(Op::RestockStale),
     ]
@@ -598,14 +603,23 @@ impl Case {
     }
 
     async fn confirm(&mut self, jti: TokenId) -> Result<(), TestCaseError> {
-        inventory::confirm(
+        let booked = self.model.holds.get(&jti).cloned().unwrap_or_default();
+        let got = inventory::confirm(
             &self.redis,
             self.event_id,
             jti,
             ticketing::queue::QueueId(Uuid::new_v4()),
+            &booked,
+            &self.model.codes,
         )
         .await
         .map_err(fail)?;
+        let expected = if self.model.holds.contains_key(&jti) {
+            Confirmed::Sold
+        } else {
+            Confirmed::NoHold
+        };
+        prop_assert_eq!(got, expected);
         self.model.requests.remove(&jti);
         self.model.attempts.remove(&jti);
         if let Some(numbers) = self.model.holds.remove(&jti) {
@@ -619,6 +633,37 @@ impl Case {
             });
             self.model.booked_total += 1;
         }
+        Ok(())
+    }
+
+    async fn confirm_other(&mut self, jti: TokenId) -> Result<(), TestCaseError> {
+        // The booking's numbers: the hold's but its last one (a booking of a strict subset is
+        // not the hold's either), in another order.
+        let mut booked = self.model.holds.get(&jti).cloned().unwrap_or_default();
+        if let Some(mut last) = booked.last_entry() {
+            last.get_mut().pop();
+        }
+        for list in booked.values_mut() {
+            list.reverse();
+        }
+        let got = inventory::confirm(
+            &self.redis,
+            self.event_id,
+            jti,
+            ticketing::queue::QueueId(Uuid::new_v4()),
+            &booked,
+            &self.model.codes,
+        )
+        .await
+        .map_err(fail)?;
+        self.model.requests.remove(&jti);
+        self.model.attempts.remove(&jti);
+        let expected = if self.model.holds.remove(&jti).is_some() {
+            Confirmed::Returned
+        } else {
+            Confirmed::NoHold
+        };
+        prop_assert_eq!(got, expected);
         Ok(())
     }
 
@@ -713,6 +758,7 @@ impl Case {
                     .await
             }
             Op::Confirm(pick) => self.confirm(self.model.token(pick)).await,
+            Op::ConfirmOther(pick) => self.confirm_other(self.model.token(pick)).await,
             Op::Restock { pick, twice } => self.restock(pick, *twice).await,
             Op::RestockStale(pick) => self.restock_stale(pick).await,
         }

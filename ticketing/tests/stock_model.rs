@@ -86,6 +86,7 @@ enum Op {
 struct Crashed {
     visitor: usize,
     tickets: BTreeMap<String, i64>,
+    numbers: inventory::Numbers,
     written: bool,
 }
 
@@ -772,7 +773,7 @@ impl Case {
                 self.event_id,
                 epoch,
                 admission_hold_id(qid),
-                None,
+                Some(inventory::ADMISSION_ATTEMPT),
                 ReleaseMode::Return,
                 &codes(),
             )
@@ -818,7 +819,7 @@ impl Case {
         );
         match outcome {
             Outcome::Confirmed => {
-                inventory::confirm(&self.redis, self.event_id, jti, qid)
+                inventory::confirm(&self.redis, self.event_id, jti, qid, &numbers, &codes())
                     .await
                     .map_err(fail)?;
                 self.sell(&got);
@@ -843,6 +844,7 @@ impl Case {
                     Crashed {
                         visitor: v,
                         tickets: got,
+                        numbers,
                         written,
                     },
                 );
@@ -920,14 +922,16 @@ impl Case {
         let overdue = inventory::overdue_holds(&self.redis, self.event_id)
             .await
             .map_err(fail)?;
-        for jti in overdue {
+        for jti in overdue.admission.into_iter().chain(overdue.reservations) {
             match self.model.crashed.remove(&jti) {
                 Some(Crashed {
                     visitor,
                     tickets,
+                    numbers,
                     written: true,
                 }) => {
-                    inventory::confirm(&self.redis, self.event_id, jti, self.ids[visitor])
+                    let (qid, codes) = (self.ids[visitor], codes());
+                    inventory::confirm(&self.redis, self.event_id, jti, qid, &numbers, &codes)
                         .await
                         .map_err(fail)?;
                     self.sell(&tickets);

@@ -150,11 +150,24 @@ pub async fn insert_batch(
             ("fenced", ..) => Written::Fenced,
             ("token_taken", ..) => Written::TokenTaken,
             ("number_taken", ..) => Written::NumberTaken,
+            (other, ..) if is_transient_refusal(other) => Written::Failed {
+                unavailable: true,
+                error: other.to_string(),
+            },
             (other, ..) => Written::Refused(other.to_string()),
         };
         outcomes.insert(index, written);
     }
     Ok(outcomes)
+}
+
+/// A refusal (`refused:<SQLSTATE> ...`, see `book_orders`) that says nothing about the order
+/// itself, only about the moment: a deadlock or serialization failure (class 40), a lock not
+/// granted in time (55P03), a statement cancelled (57014). The order's subtransaction was rolled
+/// back, so nothing of it is written; the same order may well succeed when tried again.
+fn is_transient_refusal(outcome: &str) -> bool {
+    let state = outcome.strip_prefix("refused:").unwrap_or_default();
+    state.starts_with("40") || state.starts_with("55P03") || state.starts_with("57014")
 }
 
 const BOOKING_COLUMNS: &str = "id, event_id, status, buyer_email, token_jti, idempotency_key,

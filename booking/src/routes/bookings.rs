@@ -125,9 +125,11 @@ async fn create_booking(
     if state.per_token.check_key(&claims.jti).is_err() {
         return Err(ApiError::RateLimited);
     }
+    // The token is the gateway's word that this event exists: read it, never refuse it from
+    // the set of known ids, which may predate the event by a moment.
     let tiers = state
         .tiers
-        .get(&state.db, request.event_id)
+        .named(&state.db, request.event_id)
         .await?
         .ok_or_else(|| ApiError::InvalidRequest("unknown event".into()))?;
     if chrono::Utc::now() < tiers.on_sale_at {
@@ -236,7 +238,7 @@ async fn tiers_of(
 ) -> Result<std::sync::Arc<EventTiers>, ApiError> {
     state
         .tiers
-        .get(&state.db, event_id)
+        .named(&state.db, event_id)
         .await?
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("booking of unknown event {event_id}")))
 }
