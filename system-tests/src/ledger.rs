@@ -640,3 +640,78 @@ async fn check_redis(
         ));
     }
 }
+
+/// Redis's stock against Postgres at any moment, holds open or not: per tier, available =
+/// capacity − issued in Postgres − numbers in open holds, the held count = numbers in open holds,
+/// and no number both issued in Postgres and on sale or held in Redis. Empty when all agree.
+/// Read while nothing reserves, writes or sweeps (a test's pause), or it may see a write halfway.
+pub async fn stock_drift(db: &PgPool, redis: &RedisClient, event_id: Uuid) -> Vec<String> {
+    let mut out = Vec::new();
+    let rows = match read_rows(db, event_id).await {
+        Ok(rows) => rows,
+        Err(e) => return vec![format!("cannot read postgres: {e}")],
+    };
+    let snapshot = match ticketing::inventory::snapshot(redis, event_id).await {
+        Ok(snapshot) => snapshot,
+        Err(e) => return vec![format!("cannot read the redis inventory: {e}")],
+    };
+    if snapshot.epoch.map(|e| e.0) != Some(rows.epoch) {
+        out.push(format!(
+            "redis inventory epoch {:?} differs from postgres's {}",
+            snapshot.epoch, rows.epoch
+        ));
+    }
+    let held = snapshot.held_per_tier();
+    let mut conn = redis.clone();
+    for tier in &rows.tiers {
+        let issued: BTreeSet<i32> = rows
+            .tickets
+            .iter()
+            .filter(|t| t.status == "issued" && t.code == tier.code)
+            .map(|t| t.number)
+            .collect();
+        let in_holds = held.get(tier.code.as_str()).copied().unwrap_or(0);
+        let expected = i64::from(tier.capacity) - issued.len() as i64 - in_holds;
+        match snapshot.tiers.get(tier.code.as_str()) {
+            None => out.push(format!("{}: missing from the redis inventory", tier.code)),
+            Some(stock) => {
+                if stock.available != expected || stock.held != in_holds {
+                    out.push(format!(
+                        "{}: redis says {} available and {} held; capacity {} − {} issued − {} in \
+                         holds = {expected}",
+                        tier.code,
+                        stock.available,
+                        stock.held,
+                        tier.capacity,
+                        issued.len(),
+                        in_holds
+                    ));
+                }
+            }
+        }
+        for (jti, numbers) in &snapshot.holds {
+            for n in numbers.get(tier.code.as_str()).into_iter().flatten() {
+                if issued.contains(n) {
+                    out.push(format!(
+                        "{}: number {n} issued yet held by {jti}",
+                        tier.code
+                    ));
+                }
+            }
+        }
+        let code = ticketing::tier::TierCode::known(&tier.code);
+        let free: redis::RedisResult<Vec<i32>> = redis::cmd("SMEMBERS")
+            .arg(EventKeys::new(event_id).free_numbers(&code))
+            .query_async(&mut conn)
+            .await;
+        match free {
+            Ok(free) => {
+                for n in free.iter().filter(|n| issued.contains(n)) {
+                    out.push(format!("{}: number {n} issued yet on sale", tier.code));
+                }
+            }
+            Err(e) => out.push(format!("cannot read the free numbers: {e}")),
+        }
+    }
+    out
+}
