@@ -688,3 +688,42 @@ async fn the_sweeper_waits_for_a_write_still_committing(db: PgPool) {
     assert_eq!(system.issued(event).await["GA"], 2);
     assert_eq!(rebuilds(&db, event).await - created, 0);
 }
+
+/// Seam 7: the booking service's set of known event ids (refreshed at most every 100 ms by
+/// look-ups of unknown ids) meets a token the gateway signed a moment after the event was
+/// created. The token proves the event: every booking made at once is 201, never "unknown event".
+#[sqlx::test(migrations = "../migrations")]
+async fn a_fresh_event_is_never_unknown_to_its_tokens_during_an_unknown_id_flood(db: PgPool) {
+    let system = System::start_with(db.clone(), Options::default()).await;
+    let flood = {
+        let (http, base) = (system.http.clone(), system.booking.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            loop {
+                tick.tick().await;
+                let url = format!("{base}/api/events/{}/availability", Uuid::new_v4());
+                let status = http.get(url).send().await.map(|r| r.status().as_u16());
+                assert_eq!(status.ok(), Some(404), "an unknown id is 404");
+            }
+        })
+    };
+    for i in 0..50 {
+        let event = system.create_event(&[("GA", 5)], open_room()).await;
+        let (status, joined) = system.join(event, &format!("visitor-{i}")).await;
+        assert_eq!(status, 202, "{joined}");
+        let token = match joined["token"].as_str() {
+            Some(token) => token.to_string(),
+            None => {
+                let queue_id = joined["queue_id"].as_str().expect("queue id");
+                let (_, polled) = system.poll(queue_id).await;
+                polled["token"].as_str().expect("admitted at once").to_string()
+            }
+        };
+        let (status, answer) = system
+            .book(&token, &order(event, 1, "fresh@example.com"), None)
+            .await;
+        assert_eq!(status, 201, "booking {i} right after creating its event: {answer}");
+    }
+    assert!(!flood.is_finished(), "the flood ran throughout");
+    flood.abort();
+}
