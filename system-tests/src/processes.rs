@@ -198,6 +198,16 @@ pub struct Services {
 
 impl Services {
     pub async fn start(database_url: &str, redis_url: &str, logs: &Path) -> Self {
+        Self::start_with(database_url, redis_url, logs, &[]).await
+    }
+
+    /// Starts them with the settings every test needs, then `settings` on top.
+    pub async fn start_with(
+        database_url: &str,
+        redis_url: &str,
+        logs: &Path,
+        settings: &[(&str, &str)],
+    ) -> Self {
         std::fs::create_dir_all(logs).expect("log dir");
         let keys_dir = logs.join("keys");
         ticketing::token::ensure_key_pair(&keys_dir, "fault").expect("keys");
@@ -225,13 +235,15 @@ impl Services {
             ("PROOF_SECRET", crate::PROOF_SECRET.into()),
             ("ACCESS_CODE_SECRET", "fault-test-access-code-secret".into()),
             // A short hold, so the sweeper acts within the test; the booking service refuses
-            // to start unless twice the longest write (queue wait + acquire + statement) fits.
+            // to start unless twice the longest write (queue wait + acquire + statement +
+            // commit wait) fits.
             ("HOLD_TTL_MS", HOLD_TTL.as_millis().to_string()),
             (
                 "DATABASE_STATEMENT_TIMEOUT_MS",
                 STATEMENT_TIMEOUT.as_millis().to_string(),
             ),
-            ("BOOKING_WRITE_QUEUE_WAIT_MS", "500".into()),
+            ("BOOKING_WRITE_QUEUE_WAIT_MS", "300".into()),
+            ("DATABASE_COMMIT_WAIT_MS", "200".into()),
             ("RECONCILE_INTERVAL_MS", "1000".into()),
             ("SWEEP_INTERVAL_MS", SWEEP_INTERVAL.as_millis().to_string()),
             ("LOG_LEVEL", "info".into()),
@@ -242,6 +254,7 @@ impl Services {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
+        .chain(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())))
         .collect();
         let mut services = Self {
             gateway: format!("http://127.0.0.1:{gateway}"),

@@ -716,13 +716,19 @@ async fn a_fresh_event_is_never_unknown_to_its_tokens_during_an_unknown_id_flood
             None => {
                 let queue_id = joined["queue_id"].as_str().expect("queue id");
                 let (_, polled) = system.poll(queue_id).await;
-                polled["token"].as_str().expect("admitted at once").to_string()
+                polled["token"]
+                    .as_str()
+                    .expect("admitted at once")
+                    .to_string()
             }
         };
         let (status, answer) = system
             .book(&token, &order(event, 1, "fresh@example.com"), None)
             .await;
-        assert_eq!(status, 201, "booking {i} right after creating its event: {answer}");
+        assert_eq!(
+            status, 201,
+            "booking {i} right after creating its event: {answer}"
+        );
     }
     assert!(!flood.is_finished(), "the flood ran throughout");
     flood.abort();
