@@ -120,3 +120,48 @@ impl BookingConfig {
 
 /// Time left for the sweeper's pass on top of twice the longest write.
 const HOLD_MARGIN: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::BookingConfig;
+
+    fn config(hold_ms: u64, commit_wait_ms: u64) -> BookingConfig {
+        BookingConfig {
+            store: ticketing::config::StoreConfig {
+                database_url: String::new(),
+                database_read_url: None,
+                database_max_connections: 4,
+                database_acquire_timeout: Duration::from_millis(500),
+                database_statement_timeout: Duration::from_millis(5_000),
+                redis_url: String::new(),
+                redis_cluster_nodes: Vec::new(),
+            },
+            addr: "127.0.0.1:0".parse().expect("address"),
+            public_keys_dir: Default::default(),
+            access_code_secret: ticketing::config::Secret::new("x"),
+            cors_origins: Vec::new(),
+            hold_ttl: Duration::from_millis(hold_ms),
+            commit_wait: Duration::from_millis(commit_wait_ms),
+            request_timeout: Duration::from_secs(10),
+            sold_out_memory: Duration::ZERO,
+            writers: 1,
+            write_batch: 1,
+            write_queue: 1,
+            write_queue_wait: Duration::from_millis(2_000),
+            max_in_flight: 1,
+            per_token_per_second: 1,
+        }
+    }
+
+    /// The hold must outlast twice the longest write, commit included: a commit waiting for a
+    /// standby is not counted by the statement timeout, so it is counted here.
+    #[test]
+    fn the_hold_must_cover_the_commit_wait_too() {
+        // 2 × (2,000 queue + 500 acquire + 5,000 statement + 2,000 commit) + 1,000 = 20,000.
+        assert!(config(20_000, 2_000).check().is_ok());
+        assert!(config(19_999, 2_000).check().is_err());
+        assert!(config(19_999, 1_999).check().is_ok());
+    }
+}

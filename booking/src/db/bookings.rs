@@ -253,3 +253,29 @@ pub async fn cancel(db: &PgPool, id: Uuid, event_id: Uuid) -> sqlx::Result<Optio
         epoch: Epoch(epoch),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_transient_refusal;
+
+    #[test]
+    fn refusals_of_the_moment_are_told_apart_from_refusals_of_the_order() {
+        for transient in [
+            "refused:40P01 deadlock detected",
+            "refused:40001 could not serialize access",
+            "refused:55P03 canceling statement due to lock timeout",
+            "refused:57014 canceling statement due to statement timeout",
+        ] {
+            assert!(is_transient_refusal(transient), "{transient}");
+        }
+        for definite in [
+            "refused:23503 tickets_tier_fkey",
+            "refused:23514 bookings_total_check",
+            "refused:",
+            "booked",
+            "40P01 without its prefix",
+        ] {
+            assert!(!is_transient_refusal(definite), "{definite}");
+        }
+    }
+}
