@@ -107,23 +107,22 @@ pub async fn run(
     Ok(result?)
 }
 
+/// How long after its last activity an event's gauges are still published.
+const GAUGED_WHILE_ACTIVE: Duration = Duration::from_secs(300);
+
 /// Queue length, admissions and bookings per event as Prometheus gauges, every few seconds.
 async fn publish_queue_gauges(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
-        let ids: Vec<String> = match redis::cmd("SMEMBERS")
-            .arg(ticketing::keys::ACTIVE_EVENTS)
-            .query_async(&mut state.redis.clone())
-            .await
-        {
-            Ok(ids) => ids,
-            Err(_) => continue,
+        // The events active in the last few minutes, not the whole catalog.
+        let since = chrono::Utc::now().timestamp_millis() - GAUGED_WHILE_ACTIVE.as_millis() as i64;
+        let Ok((marks, _)) = ticketing::activity::since(&state.redis, since).await else {
+            continue;
         };
-        for id in ids {
-            let Ok(event_id) = id.parse() else { continue };
+        for (event_id, _) in marks {
             if let Ok(stats) = queue::stats(&state.redis, event_id).await {
-                let event = id.clone();
+                let event = event_id.to_string();
                 metrics::gauge!("queue_waiting", "event" => event.clone())
                     .set(stats.waiting as f64);
                 metrics::gauge!("queue_active", "event" => event.clone()).set(stats.active as f64);

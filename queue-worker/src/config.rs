@@ -18,6 +18,12 @@ pub struct WorkerConfig {
     pub reconcile_interval: Duration,
     /// `SHUTDOWN_GRACE_MS`: how long a running pass may finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// `HOT_LEAD_S` and `HOT_QUIET_S`: a sale opening within the lead is looked after; an event
+    /// with no activity for the quiet time and nothing left in Redis is not (see `events`).
+    pub hot: crate::events::HotSettings,
+    /// `RECONCILE_QUIET_PER_PASS`: quiet events the reconciler visits per pass, round-robin over
+    /// the catalog (0: none).
+    pub reconcile_quiet_per_pass: i64,
 }
 
 impl WorkerConfig {
@@ -29,6 +35,11 @@ impl WorkerConfig {
             sweep_interval: Duration::from_millis(env_or("SWEEP_INTERVAL_MS", 2_000)?),
             reconcile_interval: Duration::from_millis(env_or("RECONCILE_INTERVAL_MS", 5_000)?),
             shutdown_grace: Duration::from_millis(env_or("SHUTDOWN_GRACE_MS", 5_000)?),
+            hot: crate::events::HotSettings {
+                lead: Duration::from_secs(env_or("HOT_LEAD_S", 900)?),
+                quiet: Duration::from_secs(env_or("HOT_QUIET_S", 300)?),
+            },
+            reconcile_quiet_per_pass: env_or("RECONCILE_QUIET_PER_PASS", 20)?,
         })
     }
 }

@@ -7,7 +7,7 @@ pub mod jobs;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -25,9 +25,9 @@ use ticketing::redis_client::RedisClient;
 use ticketing::telemetry;
 
 use crate::config::WorkerConfig;
-use crate::events::WatchedEvent;
+use crate::events::{HotSet, WatchedEvent};
 use crate::jobs::admission::Admission;
-use crate::jobs::reconcile::DriftMemory;
+use crate::jobs::reconcile::{DriftMemory, QuietRound};
 
 /// Bounds each request to the worker's own HTTP surface (health and metrics).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -38,7 +38,8 @@ pub struct Worker {
     pub db: PgPool,
     pub redis: RedisClient,
     pub config: Arc<WorkerConfig>,
-    events: Arc<RwLock<Vec<WatchedEvent>>>,
+    /// The events with something to do (`events`): every job's pass covers these only.
+    hot: Arc<Mutex<HotSet>>,
     /// Unix ms of the last admission tick that completed, for `/healthz`.
     last_tick_ms: Arc<AtomicI64>,
 }
@@ -48,14 +49,19 @@ impl Worker {
         Self {
             db,
             redis,
+            hot: Arc::new(Mutex::new(HotSet::new(config.hot))),
             config: Arc::new(config),
-            events: Arc::default(),
             last_tick_ms: Arc::new(AtomicI64::new(Utc::now().timestamp_millis())),
         }
     }
 
+    /// The ids of the events this worker looks after now.
+    pub fn hot_events(&self) -> Vec<uuid::Uuid> {
+        self.events().iter().map(|e| e.id).collect()
+    }
+
     fn events(&self) -> Vec<WatchedEvent> {
-        self.events.read().expect("events lock").clone()
+        self.hot.lock().expect("hot set lock").events()
     }
 
     /// Runs every loop until `cancel` fires; each loop finishes the pass it is in, within the
@@ -89,6 +95,7 @@ impl Worker {
         };
         let mut admission = Admission::default();
         let mut drift = DriftMemory::default();
+        let mut quiet = QuietRound::default();
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -100,20 +107,27 @@ impl Worker {
                 Job::Admission => self.admission_pass(&mut admission).await,
                 Job::RefreshEvents => self.refresh_events().await,
                 Job::SweepHolds => self.sweep_pass().await,
-                Job::Reconcile => self.reconcile_pass(&mut drift).await,
+                Job::Reconcile => self.reconcile_pass(&mut drift, &mut quiet).await,
                 Job::Sample => self.sample_pass().await,
             }
         }
     }
 
     async fn refresh_events(&self) {
-        match events::watched(&self.db).await {
-            Ok(events) => *self.events.write().expect("events lock") = events,
-            Err(e) => tracing::warn!(error = %e, "cannot list events; keeping the previous list"),
+        match events::refresh(&self.hot, &self.db, &self.redis).await {
+            Ok(refreshed) if refreshed.dropped > 0 => {
+                tracing::info!(?refreshed, "events went quiet")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot refresh the hot events; keeping them"),
         }
     }
 
     async fn admission_pass(&self, admission: &mut Admission) {
+        // A first join, a hold or an operator's change since the last tick is looked after now.
+        if let Err(e) = events::pick_up(&self.hot, &self.db, &self.redis).await {
+            tracing::warn!(error = %e, "cannot read the events' activity");
+        }
         let events = self.events();
         let report = admission.tick(&self.db, &self.redis, &events).await;
         if report.failed == 0 || report.failed < report.events {
@@ -153,9 +167,22 @@ impl Worker {
         }
     }
 
-    async fn reconcile_pass(&self, drift: &mut DriftMemory) {
+    async fn reconcile_pass(&self, drift: &mut DriftMemory, quiet: &mut QuietRound) {
         for event in self.events() {
             let _ = jobs::reconcile::reconcile(&self.db, &self.redis, &event, drift).await;
+        }
+        let per_pass = self.config.reconcile_quiet_per_pass;
+        let hot = |id| self.hot.lock().expect("hot set lock").contains(id);
+        let quiet_events = match quiet.next(&self.db, per_pass, hot).await {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list quiet events to reconcile");
+                return;
+            }
+        };
+        for event in quiet_events {
+            let _ = jobs::reconcile::reconcile(&self.db, &self.redis, &event, drift).await;
+            quiet.reconciled(&event, drift);
         }
     }
 
@@ -211,8 +238,13 @@ async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
 async fn healthz(State(worker): State<Worker>) -> Response {
     let age_ms = Utc::now().timestamp_millis() - worker.last_tick_ms.load(Ordering::Relaxed);
     if age_ms < 10_000 {
-        axum::Json(serde_json::json!({"status": "ok", "last_admission_tick_ms_ago": age_ms}))
-            .into_response()
+        let hot = worker.hot.lock().expect("hot set lock").len();
+        axum::Json(serde_json::json!({
+            "status": "ok",
+            "last_admission_tick_ms_ago": age_ms,
+            "hot_events": hot,
+        }))
+        .into_response()
     } else {
         ErrorBody::new(
             StatusCode::SERVICE_UNAVAILABLE,

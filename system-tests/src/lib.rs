@@ -89,6 +89,10 @@ pub struct Options {
     /// Each booking service's group-commit writers and the orders that may wait for them.
     pub writers: usize,
     pub write_queue: usize,
+    /// How long the workers look after an event with no activity and nothing in Redis.
+    pub hot_quiet: Duration,
+    /// Quiet events each reconciler pass visits.
+    pub reconcile_quiet_per_pass: i64,
 }
 
 impl Default for Options {
@@ -109,6 +113,8 @@ impl Default for Options {
             sold_out_memory: Duration::from_millis(250),
             writers: 4,
             write_queue: 1024,
+            hot_quiet: Duration::from_secs(300),
+            reconcile_quiet_per_pass: 20,
         }
     }
 }
@@ -126,6 +132,7 @@ pub struct System {
     pub http: reqwest::Client,
     cancel: CancellationToken,
     workers: Vec<CancellationToken>,
+    worker_handles: Vec<queue_worker::Worker>,
     instances: Vec<CancellationToken>,
     options: Options,
 }
@@ -214,6 +221,7 @@ impl System {
                 .expect("http client"),
             cancel: CancellationToken::new(),
             workers: Vec::new(),
+            worker_handles: Vec::new(),
             instances: Vec::new(),
             options,
         };
@@ -349,13 +357,24 @@ impl System {
             sweep_interval: self.options.sweep_interval,
             reconcile_interval: self.options.reconcile_interval,
             shutdown_grace: Duration::from_secs(2),
+            hot: queue_worker::events::HotSettings {
+                lead: Duration::from_secs(900),
+                quiet: self.options.hot_quiet,
+            },
+            reconcile_quiet_per_pass: self.options.reconcile_quiet_per_pass,
         };
         let redis = connect_redis(&self.options).await;
         let worker = queue_worker::Worker::new(self.db.clone(), redis, config);
         let cancel = self.cancel.child_token();
+        self.worker_handles.push(worker.clone());
         tokio::spawn(worker.run(cancel.clone()));
         self.workers.push(cancel);
         self.workers.len() - 1
+    }
+
+    /// The events the worker `index` looks after now (its hot set).
+    pub fn hot_events(&self, index: usize) -> Vec<Uuid> {
+        self.worker_handles[index].hot_events()
     }
 
     pub fn stop_worker(&self, index: usize) {

@@ -8,6 +8,7 @@ use redis::{RedisResult, Script, Value};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::activity;
 use crate::keys::EventKeys;
 use crate::lua_reply::{array, int, malformed, pairs, text};
 use crate::queue::QueueId;
@@ -183,6 +184,8 @@ pub async fn reserve(
                     .ok_or_else(|| malformed("reserve"))?;
                 numbers.insert(code, list);
             }
+            // A hold to sweep if it is never written: the worker looks after the event.
+            activity::note(redis, event_id).await?;
             Reservation::Held {
                 epoch,
                 numbers,
@@ -382,6 +385,8 @@ pub async fn restock(
         invocation.key(keys.free_numbers(code)).arg(code).arg(csv);
     }
     let back: i64 = invocation.invoke_async(&mut redis.clone()).await?;
+    // Tickets back on sale (a line may be parked waiting for them): the worker looks after it.
+    activity::note(redis, event_id).await?;
     Ok((back >= 0).then_some(back))
 }
 

@@ -154,9 +154,6 @@ impl EventKeys {
     }
 }
 
-/// Set of event ids the queue-worker looks after (non hash-tagged: read on its own).
-pub const ACTIVE_EVENTS: &str = "events:active";
-
 /// Hash of booking instance to its recent p95 (`<µs>|<published at ms>`), for the live view.
 pub const BOOKING_LATENCY: &str = "svc:booking:latency";
 

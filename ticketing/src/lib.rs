@@ -1,6 +1,7 @@
 //! What the gateway, the booking service and the queue-worker share: settings, telemetry, the
 //! Redis key layout with the Lua scripts that guard it, entry tokens and the error envelope.
 
+pub mod activity;
 pub mod config;
 pub mod db;
 pub mod detached;

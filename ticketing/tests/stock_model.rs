@@ -1083,9 +1083,9 @@ impl Case {
                 .query_async::<i64>(&mut conn)
                 .await?;
         }
-        // sync_config lists the event for workers; this one never existed anywhere else.
-        redis::cmd("SREM")
-            .arg(ticketing::keys::ACTIVE_EVENTS)
+        // sync_config marks the event active for workers; this one never existed anywhere else.
+        redis::cmd("ZREM")
+            .arg(ticketing::activity::ACTIVITY)
             .arg(self.event_id.to_string())
             .query_async::<i64>(&mut conn)
             .await?;

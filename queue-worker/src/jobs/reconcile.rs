@@ -24,6 +24,63 @@ pub struct DriftMemory {
     settings: HashMap<Uuid, bool>,
 }
 
+impl DriftMemory {
+    /// Whether a difference was seen in the event's last pass and awaits a second look.
+    pub fn repairing(&self, event_id: Uuid) -> bool {
+        self.inventory.contains_key(&event_id)
+            || self.settings.get(&event_id).copied().unwrap_or(false)
+    }
+}
+
+/// The reconciler's round over quiet events (outside the hot set): a bounded page of the
+/// catalog per pass, in id order, starting over at the end, so no drift survives a round; an
+/// event found differing is looked at again every pass until it is repaired or agrees.
+#[derive(Default)]
+pub struct QuietRound {
+    after: Uuid,
+    repairing: HashMap<Uuid, WatchedEvent>,
+}
+
+impl QuietRound {
+    /// The quiet events to reconcile this pass: those under repair, then the next `per_pass` of
+    /// the catalog that are not `hot`.
+    pub async fn next(
+        &mut self,
+        db: &PgPool,
+        per_pass: i64,
+        hot: impl Fn(Uuid) -> bool,
+    ) -> sqlx::Result<Vec<WatchedEvent>> {
+        let mut events: Vec<WatchedEvent> = self
+            .repairing
+            .values()
+            .filter(|e| !hot(e.id))
+            .cloned()
+            .collect();
+        if per_pass > 0 {
+            let page = crate::events::page_after(db, self.after, per_pass).await?;
+            self.after = match page.last() {
+                Some(last) if page.len() as i64 == per_pass => last.id,
+                // The end of the catalog: the next pass starts the round over.
+                _ => Uuid::nil(),
+            };
+            events.extend(
+                page.into_iter()
+                    .filter(|e| !hot(e.id) && !self.repairing.contains_key(&e.id)),
+            );
+        }
+        Ok(events)
+    }
+
+    /// After a quiet event's pass: kept for the next pass while its repair is pending.
+    pub fn reconciled(&mut self, event: &WatchedEvent, memory: &DriftMemory) {
+        if memory.repairing(event.id) {
+            self.repairing.insert(event.id, event.clone());
+        } else {
+            self.repairing.remove(&event.id);
+        }
+    }
+}
+
 /// What one pass did to one event.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Repair {

@@ -61,7 +61,10 @@ pub async fn join(
 ) -> RedisResult<Standing> {
     let mut invocation = invocation(event_id, queue_id, tiers);
     invocation.arg("join").arg(queue_id).arg(lot).arg("");
-    run(redis, invocation, tiers).await
+    let standing = run(redis, invocation, tiers).await?;
+    // A line to admit: the worker looks after the event from its next tick.
+    crate::activity::note(redis, event_id).await?;
+    Ok(standing)
 }
 
 /// Reads one's place (a sign of life). With a verified `receipt` of this entry, an entry Redis

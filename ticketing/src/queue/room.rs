@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{Place, ALIVE_WINDOW_S, LONGEST_POLL_MS};
-use crate::keys::{EventKeys, ACTIVE_EVENTS};
+use crate::keys::EventKeys;
 use crate::redis_client::RedisClient;
 
 /// A waiting room's settings, as the admin API reads and writes them.
@@ -239,12 +239,5 @@ pub async fn sync_config(
         .arg("gen")
         .arg(Generation(rand::thread_rng().gen()))
         .ignore();
-    // The event's keys share one slot; the list of active events lives elsewhere in a cluster, so
-    // it is a call of its own.
-    pipe.query_async::<()>(&mut redis.clone()).await?;
-    redis::cmd("SADD")
-        .arg(ACTIVE_EVENTS)
-        .arg(event_id.to_string())
-        .query_async::<()>(&mut redis.clone())
-        .await
+    pipe.query_async::<()>(&mut redis.clone()).await
 }
