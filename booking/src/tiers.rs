@@ -1,4 +1,5 @@
-//! Each event's tiers, cached for the life of the process: tiers never change once created.
+//! Each event's tiers, cached while they are used (tiers never change once created), and the set
+//! of event ids Postgres has.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -50,9 +51,20 @@ const KNOWN_FRESH: Duration = Duration::from_millis(100);
 /// are drawn at insert but rows become visible at commit, not necessarily in order.
 const SHORT_ID_OVERLAP: i32 = 1000;
 
+/// Most events whose tiers are cached at once: a catalog of 100,000 events is not held in every
+/// booking service. Beyond it, the entries not used for [`UNUSED_FOR`] go (read again if asked).
+const MOST_CACHED: usize = 4096;
+const UNUSED_FOR: Duration = Duration::from_secs(60);
+
+/// An event's tiers, and when they were last asked for.
+struct Cached {
+    tiers: Arc<EventTiers>,
+    used: std::sync::Mutex<Instant>,
+}
+
 #[derive(Clone, Default)]
 pub struct TierCatalog {
-    events: Arc<RwLock<HashMap<Uuid, Arc<EventTiers>>>>,
+    events: Arc<RwLock<HashMap<Uuid, Cached>>>,
     known: Arc<tokio::sync::Mutex<KnownEvents>>,
 }
 
@@ -67,11 +79,10 @@ struct KnownEvents {
 impl TierCatalog {
     /// The event's tiers if they are cached (no I/O).
     pub fn cached(&self, event_id: Uuid) -> Option<Arc<EventTiers>> {
-        self.events
-            .read()
-            .expect("tier cache lock")
-            .get(&event_id)
-            .cloned()
+        let events = self.events.read().expect("tier cache lock");
+        let cached = events.get(&event_id)?;
+        *cached.used.lock().expect("tier cache use") = Instant::now();
+        Some(cached.tiers.clone())
     }
 
     /// The event's tiers, or None when the event does not exist.
@@ -155,10 +166,17 @@ impl TierCatalog {
             max_per_booking: max_per_booking.max(1) as u32,
             on_sale_at,
         });
-        self.events
-            .write()
-            .expect("tier cache lock")
-            .insert(event_id, tiers.clone());
+        let mut events = self.events.write().expect("tier cache lock");
+        if events.len() >= MOST_CACHED {
+            events.retain(|_, c| c.used.lock().expect("tier cache use").elapsed() < UNUSED_FOR);
+        }
+        events.insert(
+            event_id,
+            Cached {
+                tiers: tiers.clone(),
+                used: std::sync::Mutex::new(Instant::now()),
+            },
+        );
         Ok(Some(tiers))
     }
 }

@@ -12,6 +12,10 @@ use crate::db::events::{self, EventRow};
 
 const FRESH_FOR: Duration = Duration::from_secs(1);
 
+/// Most events cached at once. A catalog of 100,000 events is not held in every gateway: beyond
+/// this, entries past their freshness (kept only as a fallback while Postgres is away) go.
+const MOST_CACHED: usize = 4096;
+
 type Cached = (Instant, Arc<EventRow>);
 
 #[derive(Clone)]
@@ -77,10 +81,11 @@ impl EventDirectory {
             .write()
             .expect("cache lock")
             .insert(row.short_id, row.id);
-        self.by_id
-            .write()
-            .expect("cache lock")
-            .insert(row.id, (Instant::now(), row.clone()));
+        let mut by_id = self.by_id.write().expect("cache lock");
+        if by_id.len() >= MOST_CACHED {
+            by_id.retain(|_, (at, _)| at.elapsed() < FRESH_FOR);
+        }
+        by_id.insert(row.id, (Instant::now(), row.clone()));
         row
     }
 }

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# The booking service of this tree against the one of git rev $BASE_REV, side by side in one run
+# on this machine (BENCHMARKS.md, "Retries and rebuilds"): loadgen booking-ceiling (closed loop)
+# against each, with and without a flood of made-up event ids looked up at 2,000/s, in
+# alternating rounds (each round runs both builds, in turn first), the same database, Redis,
+# gateway and worker. The figures are each build's median over the rounds and their ratio.
+# Results: test-output/bench-ab/summary.txt and the loadgen reports beside it.
+# BASE_REV, ROUNDS, DURATION and CONCURRENCY may be set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+ensure_rust
+ensure_postgres
+ensure_postgres_access
+ensure_redis
+
+BASE_REV=${BASE_REV:-ee089d1}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+CONCURRENCY=${CONCURRENCY:-16}
+out=${OUT:-test-output/bench-ab}
+mkdir -p "$out"
+: > "$out/summary.txt"
+note() { echo "$*" | tee -a "$out/summary.txt"; }
+
+root=$PWD
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
+target=$CARGO_TARGET_DIR/release
+# This tree first, copied aside; then the base from a fresh worktree (its files are newer than
+# this tree's build, so cargo rebuilds what differs; the dependencies' builds are shared).
+cargo build -q --release -p gateway -p booking -p queue-worker -p loadgen
+bin=$out/bin
+mkdir -p "$bin"
+for b in gateway booking queue-worker loadgen; do cp "$target/$b" "$bin/$b"; done
+base=$(mktemp -d)/base
+git worktree add -q --detach "$base" "$BASE_REV"
+(cd "$base" && cargo build -q --release -p booking)
+cp "$target/booking" "$bin/booking-base"
+git worktree remove --force "$base"
+
+db=ticket_booking_bench_ab
+psql -h "$PG_HOST" -U "$PG_USER" -d postgres -qc "drop database if exists $db with (force)"
+create_database "$db"
+work=$(mktemp -d)
+export DATABASE_URL=postgres://$PG_USER@$PG_HOST:$PG_PORT/$db
+bench_services_env "$work" 3700 5700 5710
+export DATABASE_MAX_CONNECTIONS=$CONCURRENCY
+"$bin/gateway" keygen >/dev/null
+
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+# Every service migrates at start and refuses a database migrated past what it knows: the base
+# starts first, on its own migrations; this tree's then add theirs.
+BOOKING_ADDR=127.0.0.1:5701 "$bin/booking-base" > "$out/booking-base.log" 2>&1 & pids+=("$!")
+wait_for http://127.0.0.1:5701/readyz
+"$bin/gateway" serve > "$out/gateway.log" 2>&1 & pids+=("$!")
+wait_for http://127.0.0.1:3700/readyz
+"$bin/queue-worker" > "$out/queue-worker.log" 2>&1 & pids+=("$!")
+BOOKING_ADDR=127.0.0.1:5700 "$bin/booking" > "$out/booking-new.log" 2>&1 & pids+=("$!")
+wait_for http://127.0.0.1:5700/readyz
+field() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
+run() { # run NAME PORT [flood]
+  "$bin/loadgen" booking-ceiling --mode closed --concurrency "$CONCURRENCY" --duration "$DURATION" \
+    --gateway http://127.0.0.1:3700 --booking "http://127.0.0.1:$2" --keys-dir "$ENTRY_KEYS_DIR" \
+    --kid bench --database-url "$DATABASE_URL" ${3:+--lookup-flood 2000} --out "$out/$1" > "$out/$1.txt"
+  field "$out/$1.json" "[e for e in r['endpoints'] if e['endpoint']=='POST /api/bookings'][0]['throughput_per_s']"
+}
+
+note "machine: $(nproc) cores; concurrency $CONCURRENCY; ${DURATION}s per run; base $BASE_REV, this tree $(git rev-parse --short HEAD)"
+: > "$out/rounds.txt"
+for round in $(seq 1 "$ROUNDS"); do
+  order=$([ $((round % 2)) = 1 ] && echo "new base" || echo "base new")
+  for flood in "" flood; do
+    for which in $order; do
+      port=$([ "$which" = new ] && echo 5700 || echo 5701)
+      rate=$(run "$which-${flood:-plain}-$round" "$port" "$flood")
+      echo "$round $which ${flood:-plain} $rate" | tee -a "$out/rounds.txt"
+    done
+  done
+done
+note "$(python3 - "$out/rounds.txt" <<'PY'
+import collections, statistics, sys
+r = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    n, which, load, v = line.split()
+    r[(which, load)].append(float(v))
+for load in ("plain", "flood"):
+    new, base = statistics.median(r[("new", load)]), statistics.median(r[("base", load)])
+    print(f"bookings/s {load:5}: this tree {new:.0f}, base {base:.0f} (medians of {len(r[('new', load)])} rounds) = {new / base:.3f}x")
+for which in ("new", "base"):
+    ratio = statistics.median(f / p for f, p in zip(r[(which, "flood")], r[(which, "plain")]))
+    print(f"flood ratio ({which}): {ratio:.2f}")
+PY
+)"
+note "ledger after the runs: $(grep -c BROKEN "$out"/*-[0-9]*.txt | awk -F: '{s+=$2} END {print (s ? s " checks BROKEN" : "every check holds")}')"
