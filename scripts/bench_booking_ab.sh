@@ -5,7 +5,8 @@
 # alternating rounds (each round runs both builds, in turn first), the same database, Redis,
 # gateway and worker. The figures are each build's median over the rounds and their ratio.
 # Results: test-output/bench-ab/summary.txt and the loadgen reports beside it.
-# BASE_REV, ROUNDS, DURATION and CONCURRENCY may be set.
+# BASE_REV, ROUNDS, DURATION and CONCURRENCY may be set; REUSE_BIN=1 runs the binaries of the
+# previous run again (test-output/bench-ab/bin) without building.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -29,15 +30,17 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
 target=$CARGO_TARGET_DIR/release
 # This tree first, copied aside; then the base from a fresh worktree (its files are newer than
 # this tree's build, so cargo rebuilds what differs; the dependencies' builds are shared).
-cargo build -q --release -p gateway -p booking -p queue-worker -p loadgen
 bin=$out/bin
-mkdir -p "$bin"
-for b in gateway booking queue-worker loadgen; do cp "$target/$b" "$bin/$b"; done
-base=$(mktemp -d)/base
-git worktree add -q --detach "$base" "$BASE_REV"
-(cd "$base" && cargo build -q --release -p booking)
-cp "$target/booking" "$bin/booking-base"
-git worktree remove --force "$base"
+if [ "${REUSE_BIN:-0}" != 1 ]; then
+  cargo build -q --release -p gateway -p booking -p queue-worker -p loadgen
+  mkdir -p "$bin"
+  for b in gateway booking queue-worker loadgen; do cp "$target/$b" "$bin/$b"; done
+  base=$(mktemp -d)/base
+  git worktree add -q --detach "$base" "$BASE_REV"
+  (cd "$base" && cargo build -q --release -p booking)
+  cp "$target/booking" "$bin/booking-base"
+  git worktree remove --force "$base"
+fi
 
 db=ticket_booking_bench_ab
 psql -h "$PG_HOST" -U "$PG_USER" -d postgres -qc "drop database if exists $db with (force)"
