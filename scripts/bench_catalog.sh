@@ -5,13 +5,16 @@
 #   A. 10 sales with a crowd each (loadgen on-sale, started together), the catalog holding only
 #      them: the queue-worker's, Redis's and Postgres's CPU and Postgres's transactions/s over a
 #      window in the middle of the sales.
-#   B. $CATALOG (default 100,000) more events inserted (future sales, none on sale, 3 tiers
-#      each), then the same 10 sales with the same crowds, measured the same way.
-#   C. the same catalog, no crowd: the same figures (Postgres's transactions/s from the services
-#      alone).
+#   C. a fresh database of $CATALOG (default 100,000) events (future sales, none on sale, 3
+#      tiers each), the services and Redis started afresh, no crowd: the same figures
+#      (Postgres's transactions/s from the services alone).
+#   B. then 10 new sales with the same crowds beside that catalog, measured the same way.
 #   D. the in-process catalogs: gateway and booking service memory (RSS) before and after
 #      $TOUCH (default 20,000) distinct events are read through them, and what the booking
 #      service's refresh of known event ids costs Postgres at this catalog size.
+# A and C+B each run on a fresh database, Redis and services, so what one phase's sales leave
+# behind (lines of visitors who left, sales in their opening window) is not counted in the
+# other's: B is A's 10 sales beside the catalog, nothing else.
 # Results: test-output/bench-catalog/summary.txt and the loadgen reports beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +32,7 @@ WINDOW=${WINDOW:-30}
 out=${OUT:-test-output/bench-catalog}
 mkdir -p "$out"
 : > "$out/summary.txt"
+: > "$out/measures.txt"
 note() { echo "$*" | tee -a "$out/summary.txt"; }
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
@@ -36,33 +40,39 @@ cargo build -q --release -p gateway -p booking -p queue-worker -p loadgen
 bin=$CARGO_TARGET_DIR/release
 
 db=ticket_booking_bench_catalog
-psql -h "$PG_HOST" -U "$PG_USER" -d postgres -qc "drop database if exists $db with (force)"
-create_database "$db"
+fresh_database() {
+  psql -h "$PG_HOST" -U "$PG_USER" -d postgres -qc "drop database if exists $db with (force)"
+  create_database "$db"
+  $bin/gateway migrate >/dev/null
+}
 work=$(mktemp -d)
 redis_port=6391
-redis-server --port $redis_port --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
-  > "$out/redis.log" 2>&1 &
-redis_pid=$!
 export REDIS_URL=redis://127.0.0.1:$redis_port
 export DATABASE_URL=postgres://$PG_USER@$PG_HOST:$PG_PORT/$db
 bench_services_env "$work" 3800 5800 5810
 export BOOKING_PER_TOKEN_PER_SECOND=1000000
 $bin/gateway keygen >/dev/null
-$bin/gateway migrate >/dev/null
 
 pids=()
-cleanup() {
+stop_all() {
   kill "${pids[@]}" 2>/dev/null || true
-  kill "$redis_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$work"
+  wait "${pids[@]}" 2>/dev/null || true
+  pids=()
 }
+cleanup() { stop_all; rm -rf "$work"; }
 trap cleanup EXIT
-$bin/gateway serve > "$out/gateway.log" 2>&1 & gateway_pid=$!; pids+=("$gateway_pid")
-$bin/booking > "$out/booking.log" 2>&1 & booking_pid=$!; pids+=("$booking_pid")
-$bin/queue-worker > "$out/queue-worker.log" 2>&1 & worker_pid=$!; pids+=("$worker_pid")
-wait_for http://127.0.0.1:3800/readyz
-wait_for http://127.0.0.1:5800/readyz
+# start PHASE: a fresh private Redis and the three services.
+start() {
+  redis-server --port $redis_port --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
+    > "$out/redis-$1.log" 2>&1 & redis_pid=$!; pids+=("$redis_pid")
+  sleep 0.5
+  $bin/gateway serve > "$out/gateway-$1.log" 2>&1 & gateway_pid=$!; pids+=("$gateway_pid")
+  $bin/booking > "$out/booking-$1.log" 2>&1 & booking_pid=$!; pids+=("$booking_pid")
+  $bin/queue-worker > "$out/queue-worker-$1.log" 2>&1 & worker_pid=$!; pids+=("$worker_pid")
+  wait_for http://127.0.0.1:3800/readyz
+  wait_for http://127.0.0.1:5800/readyz
+  wait_for http://127.0.0.1:5810/readyz
+}
 
 # CPU seconds of the given processes (utime + stime), and of every Postgres process.
 ticks() { for p in "$@"; do awk '{print $14 + $15}' "/proc/$p/stat"; done | awk '{s += $1} END {print s}'; }
@@ -105,10 +115,14 @@ sales() {
 
 note "machine: $(nproc) cores; ${WINDOW}s windows; 10 sales of $VISITORS visitors arriving at $ARRIVAL/s each"
 note "== A. the 10 sales alone"
+fresh_database
+start A
 sales A
 note "$(tail -1 "$out/measures.txt")"
+stop_all
 
-note "== B. the same 10 sales beside $CATALOG more events"
+note "== C. a database of $CATALOG events, services and Redis started afresh, no crowd"
+fresh_database
 psql -h "$PG_HOST" -U "$PG_USER" -d "$db" -q <<SQL
 INSERT INTO venues (name) VALUES ('Catalog Hall') ON CONFLICT (name) DO NOTHING;
 WITH v AS (SELECT id FROM venues WHERE name = 'Catalog Hall'),
@@ -124,17 +138,16 @@ SELECT e.id, t.code, t.code, 1000, t.capacity, t.position
 ANALYZE events; ANALYZE ticket_tiers;
 SQL
 note "catalog: $(psql -h "$PG_HOST" -U "$PG_USER" -d "$db" -Atqc 'select count(*) from events') events"
-# Settle: the worker's hot set drops the first run's sales once they are quiet and empty.
-sleep 5
-sales B
-note "$(tail -1 "$out/measures.txt")"
-note "ledger after the sales: $(grep -c BROKEN "$out"/[AB]-sale-*.txt | awk -F: '{s+=$2} END {print (s ? s " checks BROKEN" : "every check holds")}')"
-
-note "== C. the catalog, no crowd"
+start C
 sleep 10
 measure C
 note "$(tail -1 "$out/measures.txt")"
-note "worker's hot set now: $(curl -s http://127.0.0.1:5810/healthz)"
+note "worker's hot set: $(curl -s http://127.0.0.1:5810/healthz)"
+
+note "== B. 10 new sales, the same crowds, beside the catalog"
+sales B
+note "$(tail -1 "$out/measures.txt")"
+note "ledger after the sales: $(grep -c BROKEN "$out"/[AB]-sale-*.txt | awk -F: '{s+=$2} END {print (s ? s " checks BROKEN" : "every check holds")}')"
 
 note "== D. the in-process catalogs after $TOUCH distinct events are read"
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
@@ -144,6 +157,7 @@ psql -h "$PG_HOST" -U "$PG_USER" -d "$db" -Atqc "select id from events order by 
 xargs -P 8 -I{} sh -c 'curl -s -o /dev/null http://127.0.0.1:3800/api/events/{}; curl -s -o /dev/null http://127.0.0.1:5800/api/events/{}/availability' < "$work/ids"
 g1=$(rss $gateway_pid); b1=$(rss $booking_pid)
 note "gateway RSS ${g0} -> ${g1} KiB, booking RSS ${b0} -> ${b1} KiB"
-note "known-id refresh at this size (booking, at most 10 a second): $(psql -h "$PG_HOST" -U "$PG_USER" -d "$db" -Atqc \
+refresh_ms=$(psql -h "$PG_HOST" -U "$PG_USER" -d "$db" -Atqc \
   "explain (analyze, format json) select id, short_id from events where short_id > (select max(short_id) from events) - 1000" \
-  | python3 -c 'import json,sys; p=json.load(sys.stdin)[0]; print(f"{p[\"Execution Time\"]:.2f} ms, {p[\"Plan\"][\"Actual Rows\"]} rows")')"
+  | python3 -c 'import json, sys; p = json.load(sys.stdin)[0]; print(round(p["Execution Time"], 2), "ms,", p["Plan"]["Actual Rows"], "rows")')
+note "known-id refresh at this size (booking, at most 10 a second): $refresh_ms"

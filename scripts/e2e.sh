@@ -19,7 +19,7 @@ out=${TEST_OUTPUT:-test-output/e2e}
 mkdir -p "$out"
 export DATABASE_URL=postgres://$PG_USER@$PG_HOST:$PG_PORT/$db
 random_secrets
-export ADMIN_TOKEN=e2e-admin-token
+export ADMIN_TOKEN=e2e-admin-token-for-the-browser-tests
 export ENTRY_KEYS_DIR=$work/keys ENTRY_PUBLIC_KEYS_DIR=$work/keys ENTRY_SIGNING_KID=e2e
 export GATEWAY_ADDR=127.0.0.1:3300 BOOKING_ADDR=127.0.0.1:5300 WORKER_ADDR=127.0.0.1:5310
 export BOOKING_URL=http://127.0.0.1:5300 CORS_ORIGINS=http://127.0.0.1:3300

@@ -1,12 +1,13 @@
 //! Each event's tiers, cached while they are used (tiers never change once created), and the set
 //! of event ids Postgres has.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
+use ticketing::known_events::KnownEvents;
 use ticketing::tier::TierCode;
 use uuid::Uuid;
 
@@ -41,16 +42,6 @@ impl EventTiers {
     }
 }
 
-/// How fresh the set of known event ids must be to answer "unknown" without asking Postgres:
-/// a flood of made-up ids costs at most one small query per this period, never one per request
-/// (and never a lock or a rebuild). Only requests that name an event on their own say (an
-/// availability read) go through this set; a signed entry token or a booking proves its event
-/// exists, and is never told "unknown" by it ([`TierCatalog::named`]).
-const KNOWN_FRESH: Duration = Duration::from_millis(100);
-/// Events whose short id is this far below the highest seen are read again at each refresh: ids
-/// are drawn at insert but rows become visible at commit, not necessarily in order.
-const SHORT_ID_OVERLAP: i32 = 1000;
-
 /// Most events whose tiers are cached at once: a catalog of 100,000 events is not held in every
 /// booking service. Beyond it, the entries not used for [`UNUSED_FOR`] go (read again if asked).
 const MOST_CACHED: usize = 4096;
@@ -65,15 +56,10 @@ struct Cached {
 #[derive(Clone, Default)]
 pub struct TierCatalog {
     events: Arc<RwLock<HashMap<Uuid, Cached>>>,
-    known: Arc<tokio::sync::Mutex<KnownEvents>>,
-}
-
-/// Every event id Postgres has, read incrementally by short id.
-#[derive(Default)]
-struct KnownEvents {
-    ids: HashSet<Uuid>,
-    highest_short_id: i32,
-    refreshed_at: Option<Instant>,
+    /// Only requests that name an event on their own say (an availability read) are answered
+    /// from this set of known ids; a signed entry token or a booking proves its event
+    /// ([`TierCatalog::named`]).
+    known: Arc<KnownEvents>,
 }
 
 impl TierCatalog {
@@ -98,7 +84,7 @@ impl TierCatalog {
 
     /// The tiers of an event something trustworthy names: an entry token the gateway signed
     /// for it, or a booking of it. Such an event exists (or existed) whatever the set of known
-    /// ids says, which may be up to [`KNOWN_FRESH`] older than the event: read from Postgres
+    /// ids says, which may be a moment older than the event: read from Postgres
     /// when not cached. None only when Postgres really has no such event.
     pub async fn named(
         &self,
@@ -111,31 +97,8 @@ impl TierCatalog {
         self.load(db, event_id).await
     }
 
-    /// Whether Postgres has the event, from the set of known ids, refreshed (one query for the
-    /// ids added since) when it is older than [`KNOWN_FRESH`].
     async fn exists(&self, db: &PgPool, event_id: Uuid) -> sqlx::Result<bool> {
-        let asked_at = Instant::now();
-        let mut known = self.known.lock().await;
-        if known.ids.contains(&event_id) {
-            return Ok(true);
-        }
-        // Refreshed since this request arrived, or very recently: the answer stands.
-        let fresh = known
-            .refreshed_at
-            .is_some_and(|at| at >= asked_at || at.elapsed() < KNOWN_FRESH);
-        if !fresh {
-            let added: Vec<(Uuid, i32)> =
-                sqlx::query_as("SELECT id, short_id FROM events WHERE short_id > $1")
-                    .bind(known.highest_short_id - SHORT_ID_OVERLAP)
-                    .fetch_all(db)
-                    .await?;
-            for (id, short_id) in added {
-                known.ids.insert(id);
-                known.highest_short_id = known.highest_short_id.max(short_id);
-            }
-            known.refreshed_at = Some(Instant::now());
-        }
-        Ok(known.ids.contains(&event_id))
+        self.known.contains(db, event_id).await
     }
 
     async fn load(&self, db: &PgPool, event_id: Uuid) -> sqlx::Result<Option<Arc<EventTiers>>> {

@@ -1,5 +1,7 @@
 //! A short-lived in-process cache of events, so joins and polls do not query Postgres each time.
-//! Entries live one second: a waiting-room change reaches every gateway within that.
+//! Entries live one second: a waiting-room change reaches every gateway within that. Ids no event
+//! has (a made-up event id, a random queue id whose short-id prefix names nothing) are answered
+//! from the set of known events, never by a query each (`ticketing::known_events`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -7,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use uuid::Uuid;
+
+use ticketing::known_events::KnownEvents;
 
 use crate::db::events::{self, EventRow};
 
@@ -24,6 +28,7 @@ pub struct EventDirectory {
     by_id: Arc<RwLock<HashMap<Uuid, Cached>>>,
     // Short ids never change, so this map needs no expiry.
     short_ids: Arc<RwLock<HashMap<i32, Uuid>>>,
+    known: Arc<KnownEvents>,
 }
 
 impl EventDirectory {
@@ -32,6 +37,7 @@ impl EventDirectory {
             db,
             by_id: Arc::default(),
             short_ids: Arc::default(),
+            known: Arc::default(),
         }
     }
 
@@ -41,6 +47,9 @@ impl EventDirectory {
             if at.elapsed() < FRESH_FOR {
                 return Ok(Some(row.clone()));
             }
+        }
+        if cached.is_none() && !self.known.contains(&self.db, id).await? {
+            return Ok(None);
         }
         match events::find(&self.db, id).await {
             Ok(row) => Ok(row.map(|row| self.remember(row))),
@@ -62,12 +71,27 @@ impl EventDirectory {
             .expect("cache lock")
             .get(&short_id)
             .copied();
-        match known {
-            Some(id) => self.get(id).await,
-            None => Ok(events::find_by_short_id(&self.db, short_id)
-                .await?
-                .map(|row| self.remember(row))),
+        let id = match known {
+            Some(id) => id,
+            None => match self.known.by_short_id(&self.db, short_id).await? {
+                Some(id) => id,
+                None => return Ok(None),
+            },
+        };
+        self.get(id).await
+    }
+
+    /// Whether Postgres has the event, from the set of known events (no query per unknown id).
+    pub async fn exists(&self, id: Uuid) -> sqlx::Result<bool> {
+        if self.by_id.read().expect("cache lock").contains_key(&id) {
+            return Ok(true);
         }
+        self.known.contains(&self.db, id).await
+    }
+
+    /// An event this gateway just created: known at once (not after the next refresh).
+    pub async fn created(&self, id: Uuid, short_id: i32) {
+        self.known.note(id, short_id).await;
     }
 
     /// Drops an event so the next read sees a change made through this gateway at once.

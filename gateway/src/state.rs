@@ -39,6 +39,12 @@ impl FromRef<AppState> for ReadDb {
     }
 }
 
+impl FromRef<AppState> for EventDirectory {
+    fn from_ref(state: &AppState) -> Self {
+        state.events.clone()
+    }
+}
+
 impl FromRef<AppState> for RedisClient {
     fn from_ref(state: &AppState) -> Self {
         state.redis.clone()

@@ -449,18 +449,7 @@ impl GatewayProcess {
             .arg("serve")
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .envs([
-                ("DATABASE_URL", database_url.to_string()),
-                ("REDIS_URL", crate::redis_url()),
-                ("ADMIN_TOKEN", crate::ADMIN_TOKEN.to_string()),
-                ("QUEUE_ID_SECRET", "gateway-test-queue-id-secret".into()),
-                ("PROOF_SECRET", crate::PROOF_SECRET.into()),
-                ("QUEUE_RECEIPT_KEYS", crate::RECEIPT_KEYS.into()),
-                ("ENTRY_KEYS_DIR", keys.to_string_lossy().into_owned()),
-                ("ENTRY_SIGNING_KID", "gw".into()),
-                ("GATEWAY_ADDR", format!("127.0.0.1:{port}")),
-                ("LOG_LEVEL", "warn".into()),
-            ])
+            .envs(Self::settings(database_url, &keys, port))
             .envs(settings.iter().copied())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
@@ -473,6 +462,47 @@ impl GatewayProcess {
         };
         gateway.wait_ready().await;
         gateway
+    }
+
+    /// Starts it with the settings every test needs, then `settings` on top, expecting it to
+    /// refuse to start: returns what it logged before exiting.
+    pub fn refuses(database_url: &str, settings: &[(&str, &str)]) -> String {
+        let dir = std::env::temp_dir().join(format!("ticketing-gw-{}", uuid::Uuid::new_v4()));
+        let keys = dir.join("keys");
+        ticketing::token::ensure_key_pair(&keys, "gw").expect("keys");
+        let output = Command::new(binary("gateway"))
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(Self::settings(database_url, &keys, free_port()))
+            .envs(settings.iter().copied())
+            .output()
+            .expect("running the gateway");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            !output.status.success(),
+            "the gateway exited successfully with {settings:?}"
+        );
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    }
+
+    fn settings(database_url: &str, keys: &Path, port: u16) -> Vec<(&'static str, String)> {
+        vec![
+            ("DATABASE_URL", database_url.to_string()),
+            ("REDIS_URL", crate::redis_url()),
+            ("ADMIN_TOKEN", crate::ADMIN_TOKEN.to_string()),
+            ("QUEUE_ID_SECRET", "gateway-test-queue-id-secret".into()),
+            ("PROOF_SECRET", crate::PROOF_SECRET.into()),
+            ("QUEUE_RECEIPT_KEYS", crate::RECEIPT_KEYS.into()),
+            ("ENTRY_KEYS_DIR", keys.to_string_lossy().into_owned()),
+            ("ENTRY_SIGNING_KID", "gw".into()),
+            ("GATEWAY_ADDR", format!("127.0.0.1:{port}")),
+            ("LOG_LEVEL", "warn".into()),
+        ]
     }
 
     async fn wait_ready(&mut self) {

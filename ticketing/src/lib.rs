@@ -9,6 +9,7 @@ pub mod envelope;
 pub mod http;
 pub mod inventory;
 pub mod keys;
+pub mod known_events;
 pub mod live;
 mod lua_reply;
 pub mod queue;

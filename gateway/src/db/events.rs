@@ -67,15 +67,6 @@ pub async fn find(db: &PgPool, id: Uuid) -> sqlx::Result<Option<EventRow>> {
     .await
 }
 
-pub async fn find_by_short_id(db: &PgPool, short_id: i32) -> sqlx::Result<Option<EventRow>> {
-    sqlx::query_as(&format!(
-        "SELECT {EVENT_COLUMNS} FROM events e JOIN venues v ON v.id = e.venue_id WHERE e.short_id = $1"
-    ))
-    .bind(short_id)
-    .fetch_optional(db)
-    .await
-}
-
 pub async fn tiers(db: &PgPool, event_ids: &[Uuid]) -> sqlx::Result<Vec<TierRow>> {
     sqlx::query_as(
         "SELECT event_id, code, name, price_cents, capacity FROM ticket_tiers

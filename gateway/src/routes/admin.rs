@@ -76,6 +76,7 @@ pub async fn create_event(
     let row = events::find(&state.db, event_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("event {event_id} vanished after insert"))?;
+    state.events.created(row.id, row.short_id).await;
     // Redis gets the event now so its first buyers need not wait for the worker; if Redis is
     // down, the worker loads it once Redis is back.
     if let Err(e) = prepare_redis(&state, &row).await {

@@ -11,6 +11,7 @@ use ticketing::tier::TierCode;
 use uuid::Uuid;
 
 use crate::db::events::{self, EventRow, TierRow};
+use crate::directory::EventDirectory;
 use crate::error::{ApiError, Json, Path, Query};
 use crate::state::{AppState, ReadDb};
 
@@ -107,8 +108,13 @@ pub async fn list(
 pub async fn show(
     State(ReadDb(db)): State<ReadDb>,
     State(redis): State<RedisClient>,
+    State(directory): State<EventDirectory>,
     Path(event_id): Path<Uuid>,
 ) -> Result<Json<Event>, ApiError> {
+    // A made-up id is answered from the set of known events, not by a query each.
+    if !directory.exists(event_id).await? {
+        return Err(ApiError::EventNotFound);
+    }
     let row = events::find(&db, event_id)
         .await?
         .ok_or(ApiError::EventNotFound)?;
