@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use ticketing::known_events::KnownEvents;
+use ticketing::redis_client::RedisClient;
 use ticketing::tier::TierCode;
 use uuid::Uuid;
 
@@ -72,11 +73,16 @@ impl TierCatalog {
     }
 
     /// The event's tiers, or None when the event does not exist.
-    pub async fn get(&self, db: &PgPool, event_id: Uuid) -> sqlx::Result<Option<Arc<EventTiers>>> {
+    pub async fn get(
+        &self,
+        db: &PgPool,
+        redis: &RedisClient,
+        event_id: Uuid,
+    ) -> sqlx::Result<Option<Arc<EventTiers>>> {
         if let Some(found) = self.cached(event_id) {
             return Ok(Some(found));
         }
-        if !self.exists(db, event_id).await? {
+        if !self.known.contains(db, redis, event_id).await? {
             return Ok(None);
         }
         self.load(db, event_id).await
@@ -95,10 +101,6 @@ impl TierCatalog {
             return Ok(Some(found));
         }
         self.load(db, event_id).await
-    }
-
-    async fn exists(&self, db: &PgPool, event_id: Uuid) -> sqlx::Result<bool> {
-        self.known.contains(db, event_id).await
     }
 
     async fn load(&self, db: &PgPool, event_id: Uuid) -> sqlx::Result<Option<Arc<EventTiers>>> {

@@ -11,6 +11,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use ticketing::known_events::KnownEvents;
+use ticketing::redis_client::RedisClient;
 
 use crate::db::events::{self, EventRow};
 
@@ -25,6 +26,7 @@ type Cached = (Instant, Arc<EventRow>);
 #[derive(Clone)]
 pub struct EventDirectory {
     db: PgPool,
+    redis: RedisClient,
     by_id: Arc<RwLock<HashMap<Uuid, Cached>>>,
     // Short ids never change, so this map needs no expiry.
     short_ids: Arc<RwLock<HashMap<i32, Uuid>>>,
@@ -32,9 +34,10 @@ pub struct EventDirectory {
 }
 
 impl EventDirectory {
-    pub fn new(db: PgPool) -> Self {
+    pub fn new(db: PgPool, redis: RedisClient) -> Self {
         Self {
             db,
+            redis,
             by_id: Arc::default(),
             short_ids: Arc::default(),
             known: Arc::default(),
@@ -48,7 +51,7 @@ impl EventDirectory {
                 return Ok(Some(row.clone()));
             }
         }
-        if cached.is_none() && !self.known.contains(&self.db, id).await? {
+        if cached.is_none() && !self.known.contains(&self.db, &self.redis, id).await? {
             return Ok(None);
         }
         match events::find(&self.db, id).await {
@@ -86,7 +89,7 @@ impl EventDirectory {
         if self.by_id.read().expect("cache lock").contains_key(&id) {
             return Ok(true);
         }
-        self.known.contains(&self.db, id).await
+        self.known.contains(&self.db, &self.redis, id).await
     }
 
     /// An event this gateway just created: known at once (not after the next refresh).

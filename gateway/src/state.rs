@@ -122,7 +122,7 @@ impl AppState {
             notices,
             signs_of_life,
             pace: SalePace::default(),
-            events: EventDirectory::new(db.clone()),
+            events: EventDirectory::new(db.clone(), redis.clone()),
             limits,
             proof_of_work,
             db,

@@ -31,7 +31,12 @@ pub async fn show(
     Path(event_id): Path<Uuid>,
 ) -> Result<Json<Availability>, ApiError> {
     // An id Postgres does not have costs one cached lookup, never a lock or a rebuild.
-    if state.tiers.get(&state.db, event_id).await?.is_none() {
+    if state
+        .tiers
+        .get(&state.db, &state.redis, event_id)
+        .await?
+        .is_none()
+    {
         return Err(ApiError::EventNotFound);
     }
     let mut live = inventory::availability(&state.redis, event_id).await?;

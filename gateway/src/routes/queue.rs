@@ -13,8 +13,8 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use ticketing::inventory::Shortfall;
 use ticketing::queue::{
-    self, place, Leaving, Line, Place, QueueId, QueueMarks, Receipt, Standing, Sync, TierStock,
-    Wish, WishSet,
+    self, place, Leaving, Line, QueueId, QueueMarks, Receipt, Standing, Sync, TierStock, Wish,
+    WishSet,
 };
 use ticketing::rebuild::{self, When};
 use ticketing::tier::TierCode;
@@ -427,7 +427,7 @@ async fn standing(
                     &state.redis,
                     event.id,
                     queue_id,
-                    place::draw_lot(),
+                    place::lot_for(state.config.queue_id_secret.expose().as_bytes(), queue_id),
                     &event.tier_codes,
                 )
                 .await
@@ -525,7 +525,7 @@ async fn present(
             status.state = QueueState::PreQueue;
             status.receipt = receipt(place, generation, None);
             let until_open = (event.on_sale_at - now).num_milliseconds().max(0) as u64;
-            status.poll_after_ms = pre_queue_poll_after(until_open, place);
+            status.poll_after_ms = pre_queue_poll_after(until_open);
             let stock = state
                 .pace
                 .stock(&state.redis, event.id, &event.tier_codes)
@@ -638,17 +638,16 @@ async fn sign_entry(
 }
 
 /// A pre-queue page polls at the longest interval until the opening nears; then its next poll is
-/// set for just after the opening, spread by its lot over the longest interval: those drawn near
-/// the front learn first, and a million pre-queued pages never poll in the same second (before,
-/// the interval shrank with the time left, so every page polled every second at the opening).
-/// Pages stay alive: no two of their polls are more than three intervals apart, well inside the
-/// two liveness windows.
-fn pre_queue_poll_after(until_open_ms: u64, place: Place) -> u64 {
+/// set for just after the opening, spread at random over the longest interval, so a million
+/// pre-queued pages never poll in the same second. The spread is drawn afresh for every answer
+/// and owes nothing to the entry's lot: before the opening no answer may tell a visitor where
+/// its lot fell (a bot would keep its best identities and drop the rest). Pages stay alive: no
+/// two of their polls are more than three intervals apart, well inside the two liveness windows.
+fn pre_queue_poll_after(until_open_ms: u64) -> u64 {
     if until_open_ms > 2 * MAX_POLL_AFTER_MS {
         return jitter(MAX_POLL_AFTER_MS);
     }
-    let share = place.lot_share();
-    until_open_ms + 500 + (share * MAX_POLL_AFTER_MS as f64) as u64
+    until_open_ms + 500 + rand::thread_rng().gen_range(0..=MAX_POLL_AFTER_MS)
 }
 
 /// Spreads polls of people who joined together so they do not arrive in waves.

@@ -1,6 +1,8 @@
 //! A place in line: the score of an entry in the waiting sorted set, and what it encodes.
 //!
-//! Whoever joins before `on_sale_at` draws a lot (24 random bits) at join: the place is
+//! Whoever joins before `on_sale_at` has a lot (24 bits of a keyed hash of its queue id, so of
+//! the event and its visitor id: leaving and joining again draws the same lot, and nobody
+//! without the gateway's secret can tell or choose it): the place is
 //! `lot * 2^28 + arrival`, so the pre-queue already stands in the random order of its lots when the
 //! sale opens, and opening is nothing but the clock passing `on_sale_at` — there is no shuffle to
 //! run, stall or retry, whatever its size. Ties between equal lots (about 6 % of a million
@@ -59,16 +61,6 @@ impl Place {
         (self.0 as u64) < OPENED
     }
 
-    /// Where in the pre-queue's lottery this place fell, from 0 (front) to 1 (back); 1 for a place
-    /// given after the opening.
-    pub fn lot_share(self) -> f64 {
-        if self.is_pre_queue() {
-            (self.0 as u64 / ARRIVALS) as f64 / f64::from(LOTS)
-        } else {
-            1.0
-        }
-    }
-
     /// A place as a score: exact, since every place is below 2^53.
     pub fn score(self) -> f64 {
         self.0 as f64
@@ -86,8 +78,24 @@ impl redis::ToRedisArgs for Place {
     }
 }
 
-/// A pre-queue lot, drawn here rather than in Lua, whose random generator Redis seeds the same
-/// way on every call.
+/// The pre-queue lot of `queue_id`: a keyed hash of it under the gateway's queue-id secret,
+/// apart from the hash that made the queue id (so the id, which its holder sees, tells nothing
+/// of the lot). The same visitor in the same event always has the same lot: a lot cannot be
+/// re-rolled by leaving and joining again; only another visitor id (another identity, which
+/// joins, proofs and limits price) has another.
+pub fn lot_for(secret: &[u8], queue_id: super::QueueId) -> u32 {
+    use hmac::{Hmac, Mac};
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(secret).expect("hmac takes keys of any length");
+    mac.update(b"pre-queue lot\0");
+    mac.update(queue_id.as_bytes());
+    let digest = mac.finalize().into_bytes();
+    let value = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+    1 + value % (LOTS - 1)
+}
+
+/// A random lot, for entries that have no visitor (tests and the load generator's synthetic
+/// pre-queues).
 pub fn draw_lot() -> u32 {
     rand::thread_rng().gen_range(1..LOTS)
 }
@@ -116,9 +124,36 @@ mod tests {
         }
         assert_eq!(Place::pre_queue(7, 12_345).arrival(), 12_345);
         assert_eq!(Place::after_opening(99).arrival(), 99);
-        assert!(Place::pre_queue(1, 5).lot_share() < 0.001);
-        assert!(Place::pre_queue(LOTS - 1, 5).lot_share() > 0.999);
-        assert_eq!(Place::after_opening(5).lot_share(), 1.0);
+    }
+
+    #[test]
+    fn a_visitor_keeps_its_lot_and_lots_spread_over_the_range() {
+        let secret = b"a queue id secret of some length";
+        let ids: Vec<super::super::QueueId> = (0..2000)
+            .map(|i| {
+                super::super::QueueId::for_visitor(secret, 7, uuid::Uuid::nil(), &format!("v{i}"))
+            })
+            .collect();
+        for id in &ids {
+            assert_eq!(lot_for(secret, *id), lot_for(secret, *id));
+            assert!((1..LOTS).contains(&lot_for(secret, *id)));
+        }
+        // Another secret, other lots: nobody without it can compute one.
+        let other = b"another secret, just as long....";
+        let differ = ids
+            .iter()
+            .filter(|id| lot_for(secret, **id) != lot_for(other, **id))
+            .count();
+        assert!(differ > 1990);
+        // Uniform enough: each quarter of the range holds about a quarter of the lots.
+        for quarter in 0..4u32 {
+            let (low, high) = (quarter * LOTS / 4, (quarter + 1) * LOTS / 4);
+            let n = ids
+                .iter()
+                .filter(|id| (low..high).contains(&lot_for(secret, **id)))
+                .count();
+            assert!((400..600).contains(&n), "quarter {quarter}: {n} of 2000");
+        }
     }
 
     #[test]
