@@ -34,8 +34,12 @@ static MARK: LazyLock<Script> =
 
 static MARKED: LazyLock<Mutex<HashMap<Uuid, Instant>>> = LazyLock::new(Mutex::default);
 
-/// Marks the event active now, unless this process did so less than a second ago.
-pub async fn note(redis: &RedisClient, event_id: Uuid) -> RedisResult<()> {
+/// Marks the event active now, unless this process did so less than a second ago. Never fails
+/// its caller: what the caller did (a join, a hold) happened whatever becomes of the mark, and
+/// must not be answered as an error because of it. A mark that fails is tried again by the next
+/// call; meanwhile the worker finds the event by the other ways (its sale's opening window, what
+/// it still holds in Redis once hot).
+pub async fn note(redis: &RedisClient, event_id: Uuid) {
     let now = Instant::now();
     {
         let mut marked = MARKED.lock().expect("activity marks lock");
@@ -43,22 +47,21 @@ pub async fn note(redis: &RedisClient, event_id: Uuid) -> RedisResult<()> {
             .get(&event_id)
             .is_some_and(|at| now.duration_since(*at) < MARK_EVERY)
         {
-            return Ok(());
+            return;
         }
         if marked.len() >= REMEMBERED {
             marked.retain(|_, at| now.duration_since(*at) < MARK_EVERY);
         }
         marked.insert(event_id, now);
     }
-    if let Err(e) = mark(redis, event_id).await {
-        // Not marked: the next call tries again.
+    if let Err(error) = mark(redis, event_id).await {
         MARKED
             .lock()
             .expect("activity marks lock")
             .remove(&event_id);
-        return Err(e);
+        metrics::counter!("activity_marks_failed_total").increment(1);
+        tracing::warn!(%event_id, %error, "cannot mark the event active; the next call tries again");
     }
-    Ok(())
 }
 
 /// Marks the event active now. Returns the mark (Redis's clock, ms).

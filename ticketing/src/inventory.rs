@@ -185,7 +185,7 @@ pub async fn reserve(
                 numbers.insert(code, list);
             }
             // A hold to sweep if it is never written: the worker looks after the event.
-            activity::note(redis, event_id).await?;
+            activity::note(redis, event_id).await;
             Reservation::Held {
                 epoch,
                 numbers,
@@ -386,7 +386,7 @@ pub async fn restock(
     }
     let back: i64 = invocation.invoke_async(&mut redis.clone()).await?;
     // Tickets back on sale (a line may be parked waiting for them): the worker looks after it.
-    activity::note(redis, event_id).await?;
+    activity::note(redis, event_id).await;
     Ok((back >= 0).then_some(back))
 }
 

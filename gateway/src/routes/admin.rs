@@ -97,7 +97,7 @@ async fn prepare_redis(state: &AppState, row: &events::EventRow) -> anyhow::Resu
     )
     .await?;
     // A new event: the worker looks after it from its next tick (and checks it before its sale).
-    ticketing::activity::mark(&state.redis, row.id).await?;
+    ticketing::activity::note(&state.redis, row.id).await;
     Ok(())
 }
 
@@ -166,7 +166,7 @@ pub async fn change_waiting_room(
     .await?;
     // An operator's change (a rate, a pause, the room turned off to drain): the worker carries it
     // out from its next tick.
-    ticketing::activity::mark(&state.redis, event_id).await?;
+    ticketing::activity::note(&state.redis, event_id).await;
     tracing::info!(%event_id, ?room, "waiting room changed");
     Ok(Json(room))
 }

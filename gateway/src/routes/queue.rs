@@ -455,7 +455,7 @@ async fn standing(
     )
     .await?;
     // The line comes back entry by entry (each with its receipt): the worker admits from it.
-    ticketing::activity::mark(&state.redis, event.id).await?;
+    ticketing::activity::note(&state.redis, event.id).await;
     rebuild::rebuild_inventory(&state.db, &state.redis, event.id, When::Missing)
         .await
         .map_err(|e| {
