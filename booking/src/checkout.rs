@@ -28,12 +28,12 @@ use ticketing::token::{EntryClaims, TokenId};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::db::bookings::{self, BookingRow, NewBooking, StoredBooking};
+use crate::db::bookings::{self, BookingRow, NewBooking, StoredBooking, Written};
 use crate::domain::{BookingStatus, Order};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::tiers::EventTiers;
-use crate::writer::{Rejected, Written};
+use crate::writer::Rejected;
 
 /// A parsed, authorised booking request, ready to reserve.
 pub struct Checkout {

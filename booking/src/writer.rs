@@ -12,41 +12,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::db::bookings::{NewBooking, TicketRow};
+use crate::db::bookings::{NewBooking, Written};
 
 /// Most orders in one statement: each is one subtransaction, and Postgres keeps up to 64 of
 /// them per transaction in shared memory before looking them up on disk.
 pub const MAX_BATCH: usize = 32;
-
-/// What became of one order.
-#[derive(Debug)]
-pub enum Written {
-    Booked {
-        created_at: DateTime<Utc>,
-        tickets: Vec<TicketRow>,
-    },
-    /// The event's inventory epoch moved past the order's: a rebuild ran meanwhile.
-    Fenced,
-    /// A booking with this token exists already.
-    TokenTaken,
-    /// A ticket number is sold already or out of range: Redis drifted from Postgres.
-    NumberTaken,
-    /// Postgres refused the order for another reason (a bug, not a buyer's mistake).
-    Refused(String),
-    /// The order waited past its write-by time; it was not written.
-    TooLate,
-    /// The write failed and nothing of it was committed. `unavailable` when it is worth trying
-    /// again later (pool exhausted, statement timeout, Postgres restarting).
-    Failed { unavailable: bool, error: String },
-    /// The connection failed mid-write: the order may or may not be committed.
-    Unknown(String),
-}
 
 /// Why an order was not taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

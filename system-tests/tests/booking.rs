@@ -651,7 +651,7 @@ async fn availability_cors_and_metrics_behave(db: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn one_bad_order_never_fails_its_batch(db: PgPool) {
     use booking::db::bookings::{insert_batch, NewBooking};
-    use booking::writer::Written;
+    use booking::db::bookings::Written;
     use ticketing::inventory::Epoch;
     use ticketing::token::TokenId;
 

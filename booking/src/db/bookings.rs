@@ -10,7 +10,6 @@ use ticketing::token::TokenId;
 use uuid::Uuid;
 
 use crate::domain::BookingStatus;
-use crate::writer::Written;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct BookingRow {
@@ -55,6 +54,30 @@ pub struct NewBooking {
     pub epoch: Epoch,
     /// One entry per ticket: tier id, tier capacity, number.
     pub tickets: Vec<(Uuid, i32, i32)>,
+}
+
+/// What became of one order of a batch write (see [`insert_batch`]), or of its wait for one.
+#[derive(Debug)]
+pub enum Written {
+    Booked {
+        created_at: DateTime<Utc>,
+        tickets: Vec<TicketRow>,
+    },
+    /// The event's inventory epoch moved past the order's: a rebuild ran meanwhile.
+    Fenced,
+    /// A booking with this token exists already.
+    TokenTaken,
+    /// A ticket number is sold already or out of range: Redis drifted from Postgres.
+    NumberTaken,
+    /// Postgres refused the order for another reason (a bug, not a buyer's mistake).
+    Refused(String),
+    /// The order waited past its write-by time; it was not written.
+    TooLate,
+    /// The write failed and nothing of it was committed. `unavailable` when it is worth trying
+    /// again later (pool exhausted, statement timeout, Postgres restarting).
+    Failed { unavailable: bool, error: String },
+    /// The connection failed mid-write: the order may or may not be committed.
+    Unknown(String),
 }
 
 /// One row of `book_orders`: an order's outcome, and one of its tickets when booked.
