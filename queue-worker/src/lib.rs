@@ -181,7 +181,7 @@ impl Worker {
             }
         };
         for event in quiet_events {
-            let _ = jobs::reconcile::reconcile(&self.db, &self.redis, &event, drift).await;
+            let _ = jobs::reconcile::reconcile_quiet(&self.db, &self.redis, &event, drift).await;
             quiet.reconciled(&event, drift);
         }
     }

@@ -89,6 +89,28 @@ pub struct Repair {
     pub drift_repaired: bool,
 }
 
+/// Reconciles a quiet event (outside the hot set): only when Redis holds something of it. An
+/// event Redis has neither settings nor inventory of has nothing to drift from; whoever first
+/// needs it there (a join, a booking, an availability read) restores it from Postgres, so the
+/// round over a large catalog never loads every event into Redis.
+pub async fn reconcile_quiet(
+    db: &PgPool,
+    redis: &RedisClient,
+    event: &WatchedEvent,
+    memory: &mut DriftMemory,
+) -> anyhow::Result<Repair> {
+    let keys = EventKeys::new(event.id);
+    let present: i64 = redis::cmd("EXISTS")
+        .arg(keys.queue_config())
+        .arg(keys.inventory())
+        .query_async(&mut redis.clone())
+        .await?;
+    if present == 0 {
+        return Ok(Repair::default());
+    }
+    reconcile(db, redis, event, memory).await
+}
+
 #[tracing::instrument(skip(db, redis, event, memory), fields(event_id = %event.id), err)]
 pub async fn reconcile(
     db: &PgPool,
