@@ -650,8 +650,8 @@ async fn availability_cors_and_metrics_behave(db: PgPool) {
 /// order only when the two-statement write of the whole batch breaks a constraint).
 #[sqlx::test(migrations = "../migrations")]
 async fn one_bad_order_never_fails_its_batch(db: PgPool) {
-    use booking::db::bookings::{insert_batch, NewBooking};
     use booking::db::bookings::Written;
+    use booking::db::bookings::{insert_batch, NewBooking};
     use ticketing::inventory::Epoch;
     use ticketing::token::TokenId;
 
