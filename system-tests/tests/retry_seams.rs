@@ -146,6 +146,53 @@ async fn book(
     (status, answer)
 }
 
+/// Sends a booking in a task of its own, so the test goes on while it waits: its status and
+/// body.
+fn spawn_booking(
+    system: &System,
+    token: &str,
+    body: &Value,
+    key: Option<&str>,
+) -> tokio::task::JoinHandle<(u16, Value)> {
+    let (http, base) = (system.http.clone(), system.booking.clone());
+    let (token, body, key) = (token.to_string(), body.clone(), key.map(str::to_string));
+    tokio::spawn(async move {
+        let mut request = http
+            .post(format!("{base}/api/bookings"))
+            .bearer_auth(&token)
+            .json(&body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request.send().await.expect("booking request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    })
+}
+
+/// Holds the booking service's only writer: another event's writes are paused and one of its
+/// bookings is sent, which the writer takes and waits on. Orders sent meanwhile wait in the
+/// queue holding no lock. Roll the transaction back to let the writer go; the booking is 201.
+async fn hold_the_writer(
+    system: &System,
+    db: &PgPool,
+) -> (
+    sqlx::Transaction<'static, sqlx::Postgres>,
+    tokio::task::JoinHandle<(u16, Value)>,
+) {
+    let elsewhere = system.create_event(&[("GA", 10)], open_room()).await;
+    let paused = pause_writes(db, elsewhere).await;
+    let (token, _) = system.keys.token(elsewhere, 4, 600);
+    let blocker = spawn_booking(
+        system,
+        &token,
+        &order(elsewhere, 1, "blocker@example.com"),
+        None,
+    );
+    writes_waiting(db, 1).await;
+    (paused, blocker)
+}
+
 /// Seam 1: a retry continues the hold of an attempt whose write is queued, then fails for
 /// overload (the writer queue is full). It must not put back the numbers the first attempt is
 /// still writing: the first attempt commits, and the next retry gets its answer.
@@ -160,25 +207,7 @@ async fn a_failing_retry_never_returns_the_numbers_its_first_attempt_is_writing(
     let body = order(event, 2, "first@example.com");
 
     let paused = pause_writes(&db, event).await;
-    let first = {
-        let (system_http, base) = (system.http.clone(), system.booking.clone());
-        let (token, body) = (token.clone(), body.clone());
-        tokio::spawn(async move {
-            let response = system_http
-                .post(format!("{base}/api/bookings"))
-                .bearer_auth(&token)
-                .header("Idempotency-Key", "key-1")
-                .json(&body)
-                .send()
-                .await
-                .expect("first attempt");
-            let status = response.status().as_u16();
-            (
-                status,
-                response.json::<Value>().await.unwrap_or(Value::Null),
-            )
-        })
-    };
+    let first = spawn_booking(&system, &token, &body, Some("key-1"));
     writes_waiting(&db, 1).await;
     let held = hold_of(&system, event, claims.jti.0)
         .await
@@ -186,24 +215,12 @@ async fn a_failing_retry_never_returns_the_numbers_its_first_attempt_is_writing(
 
     // Another buyer's order fills the queue of one behind the paused write.
     let (other_token, other_claims) = system.keys.token(event, 4, 600);
-    let other = {
-        let (system_http, base) = (system.http.clone(), system.booking.clone());
-        let (token, body) = (other_token.clone(), order(event, 1, "other@example.com"));
-        tokio::spawn(async move {
-            let response = system_http
-                .post(format!("{base}/api/bookings"))
-                .bearer_auth(&token)
-                .json(&body)
-                .send()
-                .await
-                .expect("other buyer");
-            let status = response.status().as_u16();
-            (
-                status,
-                response.json::<Value>().await.unwrap_or(Value::Null),
-            )
-        })
-    };
+    let other = spawn_booking(
+        &system,
+        &other_token,
+        &order(event, 1, "other@example.com"),
+        None,
+    );
     hold_appears(&system, event, other_claims.jti.0).await;
     // The order goes into the queue right after its hold is made.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -304,7 +321,6 @@ async fn the_sweeper_never_releases_a_hold_a_retry_rearmed_after_its_listing(db:
     let ledger = new_ledger();
     let event = system.create_event(&[("GA", 10)], open_room()).await;
     let created = rebuilds(&db, event).await;
-    let elsewhere = system.create_event(&[("GA", 10)], open_room()).await;
     let (token, claims) = system.keys.token(event, 4, 600);
     let body = order(event, 2, "late@example.com");
 
@@ -345,42 +361,8 @@ async fn the_sweeper_never_releases_a_hold_a_retry_rearmed_after_its_listing(db:
 
     // The only writer is busy with another event's paused write, so the retry's order waits in
     // the queue: it holds no lock the sweeper would wait for.
-    let paused = pause_writes(&db, elsewhere).await;
-    let (blocker_token, _) = system.keys.token(elsewhere, 4, 600);
-    let blocker = {
-        let (http, base) = (system.http.clone(), system.booking.clone());
-        let body = order(elsewhere, 1, "blocker@example.com");
-        tokio::spawn(async move {
-            http.post(format!("{base}/api/bookings"))
-                .bearer_auth(&blocker_token)
-                .json(&body)
-                .send()
-                .await
-                .expect("blocker")
-                .status()
-                .as_u16()
-        })
-    };
-    writes_waiting(&db, 1).await;
-    let retry = {
-        let (http, base) = (system.http.clone(), system.booking.clone());
-        let (token, body) = (token.clone(), body.clone());
-        tokio::spawn(async move {
-            let response = http
-                .post(format!("{base}/api/bookings"))
-                .bearer_auth(&token)
-                .header("Idempotency-Key", "late-key")
-                .json(&body)
-                .send()
-                .await
-                .expect("retry");
-            let status = response.status().as_u16();
-            (
-                status,
-                response.json::<Value>().await.unwrap_or(Value::Null),
-            )
-        })
-    };
+    let (paused, blocker) = hold_the_writer(&system, &db).await;
+    let retry = spawn_booking(&system, &token, &body, Some("late-key"));
     let keys = EventKeys::new(event);
     eventually(
         Duration::from_secs(10),
@@ -413,7 +395,7 @@ async fn the_sweeper_never_releases_a_hold_a_retry_rearmed_after_its_listing(db:
     assert!(hold_of(&system, event, claims.jti.0).await.is_some());
 
     paused.rollback().await.expect("resuming writes");
-    assert_eq!(blocker.await.expect("blocker"), 201);
+    assert_eq!(blocker.await.expect("blocker").0, 201);
     let (status, answer) = retry.await.expect("retry");
     ledger.record_token(event, &token, Outcome::from_status(status, answer.clone()));
     assert_eq!(status, 201, "{answer}");
@@ -466,51 +448,19 @@ async fn one_wave_of_number_conflicts_rebuilds_the_event_once(db: PgPool) {
 
     // The only writer is held by another event's paused write, so the wave queues up and is
     // written as one batch: every order of it meets the drift before any rebuild.
-    let elsewhere = system.create_event(&[("GA", 10)], open_room()).await;
-    let paused = pause_writes(&db, elsewhere).await;
-    let (blocker_token, _) = system.keys.token(elsewhere, 4, 600);
-    let blocker = {
-        let (http, base) = (system.http.clone(), system.booking.clone());
-        let body = order(elsewhere, 1, "blocker@example.com");
-        tokio::spawn(async move {
-            http.post(format!("{base}/api/bookings"))
-                .bearer_auth(&blocker_token)
-                .json(&body)
-                .send()
-                .await
-                .expect("blocker")
-                .status()
-                .as_u16()
-        })
-    };
-    writes_waiting(&db, 1).await;
+    let (paused, blocker) = hold_the_writer(&system, &db).await;
     let mut wave = Vec::new();
     for i in 0..3 {
         let (token, claims) = system.keys.token(event, 4, 600);
         let body = order(event, 1, &format!("wave{i}@example.com"));
-        let (http, base) = (system.http.clone(), system.booking.clone());
-        let (sent_token, sent_body) = (token.clone(), body.clone());
-        let answer = tokio::spawn(async move {
-            let response = http
-                .post(format!("{base}/api/bookings"))
-                .bearer_auth(&sent_token)
-                .json(&sent_body)
-                .send()
-                .await
-                .expect("wave");
-            let status = response.status().as_u16();
-            (
-                status,
-                response.json::<Value>().await.unwrap_or(Value::Null),
-            )
-        });
+        let answer = spawn_booking(&system, &token, &body, None);
         hold_appears(&system, event, claims.jti.0).await;
         wave.push((token, body, answer));
     }
     // Each order goes into the queue right after its hold is made.
     tokio::time::sleep(Duration::from_millis(300)).await;
     paused.rollback().await.expect("resuming writes");
-    assert_eq!(blocker.await.expect("blocker"), 201);
+    assert_eq!(blocker.await.expect("blocker").0, 201);
     for (token, _, answer) in &mut wave {
         let (status, body) = answer.await.expect("wave answer");
         ledger.record_token(event, token, Outcome::from_status(status, body.clone()));
@@ -630,24 +580,7 @@ async fn the_sweeper_waits_for_a_write_still_committing(db: PgPool) {
     let created = rebuilds(&db, event).await;
     let (token, claims) = system.keys.token(event, 4, 600);
     let body = order(event, 2, "slow@example.com");
-    let booking = {
-        let (http, base) = (system.http.clone(), system.booking.clone());
-        let (token, body) = (token.clone(), body.clone());
-        tokio::spawn(async move {
-            let response = http
-                .post(format!("{base}/api/bookings"))
-                .bearer_auth(&token)
-                .json(&body)
-                .send()
-                .await
-                .expect("booking");
-            let status = response.status().as_u16();
-            (
-                status,
-                response.json::<Value>().await.unwrap_or(Value::Null),
-            )
-        })
-    };
+    let booking = spawn_booking(&system, &token, &body, None);
     eventually(Duration::from_secs(10), "a commit waiting", || async {
         let committing: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity
