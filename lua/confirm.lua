@@ -2,6 +2,7 @@
 -- stay sold when they are the booking's; when they are not (the token reserved afresh after its
 -- booking was written: a rebuild or a release had dropped it from the used set), they were never
 -- sold and go back on sale.
+-- Runs after lib/holds.lua (end_hold, mark_if_sold_out), loaded before it.
 --
 -- KEYS[1]  ev:{E}:holds
 -- KEYS[2]  ev:{E}:holdv
@@ -68,19 +69,7 @@ if not same then
   for i = 5, #ARGV do
     free[ARGV[i]] = KEYS[i + 3]
   end
-  for part in string.gmatch(held, '[^;]+') do
-    local code, list = string.match(part, '^(.-)=(.*)$')
-    local count, back = 0, 0
-    for n in string.gmatch(list, '%d+') do
-      count = count + 1
-      back = back + redis.call('SADD', free[code], n)
-    end
-    redis.call('HINCRBY', KEYS[5], code .. ':held', -count)
-    if back > 0 then
-      redis.call('HINCRBY', KEYS[5], code .. ':avail', back)
-      redis.call('HSET', KEYS[5], 'soldout', '0')
-    end
-  end
+  end_hold(KEYS[5], held, free)
   return 2
 end
 
@@ -91,21 +80,8 @@ for part in string.gmatch(held, '[^;]+') do
   for _ in string.gmatch(list, '%d+') do
     count = count + 1
   end
-  redis.call('HINCRBY', KEYS[5], code .. ':held', -count)
   redis.call('HINCRBY', KEYS[4], 'sold:' .. code, count)
 end
-local fields = redis.call('HGETALL', KEYS[5])
-for i = 1, #fields, 2 do
-  local field = fields[i]
-  if (string.sub(field, -6) == ':avail' or string.sub(field, -5) == ':held')
-      and tonumber(fields[i + 1]) > 0 then
-    return 1
-  end
-end
-if redis.call('HGET', KEYS[5], 'soldout') ~= '1' then
-  redis.call('HSET', KEYS[5], 'soldout', '1')
-  -- Every gateway tells its open streams at once ("s|<Redis ms>"; see gateway/src/notices.rs).
-  local t = redis.call('TIME')
-  redis.call('SPUBLISH', ARGV[3], 's|' .. (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)))
-end
+end_hold(KEYS[5], held, nil)
+mark_if_sold_out(KEYS[5], ARGV[3])
 return 1

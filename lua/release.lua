@@ -1,4 +1,5 @@
 -- release.lua: end a reservation that did not become a booking.
+-- Runs after lib/holds.lua (end_hold, mark_if_sold_out), loaded before it.
 --
 -- KEYS[1]  ev:{E}:inv
 -- KEYS[2]  ev:{E}:used
@@ -41,44 +42,19 @@ if ARGV[4] == '' then
     return 'rearmed'
   end
 end
-held = numbers
-local free = {}
-for i = 6, #ARGV do
-  free[ARGV[i]] = KEYS[i - 1]
-end
-for part in string.gmatch(held, '[^;]+') do
-  local code, list = string.match(part, '^(.-)=(.*)$')
-  local count, back = 0, 0
-  for n in string.gmatch(list, '%d+') do
-    count = count + 1
-    if ARGV[3] == 'return' then
-      back = back + redis.call('SADD', free[code], n)
-    end
-  end
-  redis.call('HINCRBY', KEYS[1], code .. ':held', -count)
-  if back > 0 then
-    redis.call('HINCRBY', KEYS[1], code .. ':avail', back)
-    redis.call('HSET', KEYS[1], 'soldout', '0')
+local free = nil
+if ARGV[3] == 'return' then
+  free = {}
+  for i = 6, #ARGV do
+    free[ARGV[i]] = KEYS[i - 1]
   end
 end
+end_hold(KEYS[1], numbers, free)
 redis.call('SREM', KEYS[2], ARGV[2])
 redis.call('HDEL', KEYS[4], ARGV[2])
 redis.call('ZREM', KEYS[3], ARGV[2])
 if ARGV[3] ~= 'return' then
   -- Discarded numbers are neither held nor on sale: sold out if nothing else is.
-  local fields = redis.call('HGETALL', KEYS[1])
-  for i = 1, #fields, 2 do
-    local field = fields[i]
-    if (string.sub(field, -6) == ':avail' or string.sub(field, -5) == ':held')
-        and tonumber(fields[i + 1]) > 0 then
-      return 'released'
-    end
-  end
-  if redis.call('HGET', KEYS[1], 'soldout') ~= '1' then
-    redis.call('HSET', KEYS[1], 'soldout', '1')
-    local t = redis.call('TIME')
-    redis.call('SPUBLISH', ARGV[5],
-      's|' .. (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)))
-  end
+  mark_if_sold_out(KEYS[1], ARGV[5])
 end
 return 'released'

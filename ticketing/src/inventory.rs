@@ -18,10 +18,18 @@ use crate::token::TokenId;
 
 static RESERVE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/reserve.lua")));
-static RELEASE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../lua/release.lua")));
-static CONFIRM: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../lua/confirm.lua")));
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("../../lua/lib/holds.lua"),
+        include_str!("../../lua/release.lua")
+    ))
+});
+static CONFIRM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("../../lua/lib/holds.lua"),
+        include_str!("../../lua/confirm.lua")
+    ))
+});
 static RESTOCK: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/restock.lua")));
 static SNAPSHOT: LazyLock<Script> =

@@ -1,0 +1,45 @@
+-- lib/holds.lua: how a hold ends, shared by the scripts that end one (release.lua, confirm.lua).
+-- Put before a script's own text when it is loaded (`ticketing::inventory`): it defines
+-- functions only, and reads no KEYS or ARGV of its own.
+
+-- Ends the numbers of a hold ("VIP=1,2;GA=7") in the inventory hash `inv`: no longer counted as
+-- held; with `free` (tier code -> its free-numbers set) they go back on sale, without it they
+-- are dropped (they may be sold already).
+local function end_hold(inv, numbers, free)
+  for part in string.gmatch(numbers, '[^;]+') do
+    local code, list = string.match(part, '^(.-)=(.*)$')
+    local count, back = 0, 0
+    for n in string.gmatch(list, '%d+') do
+      count = count + 1
+      if free then
+        back = back + redis.call('SADD', free[code], n)
+      end
+    end
+    redis.call('HINCRBY', inv, code .. ':held', -count)
+    if back > 0 then
+      redis.call('HINCRBY', inv, code .. ':avail', back)
+      redis.call('HSET', inv, 'soldout', '0')
+    end
+  end
+end
+
+-- Marks the event sold out when no tier of the inventory hash `inv` has anything left or held,
+-- and tells every gateway's open streams at once on the notice channel ("s|<Redis ms>"; see
+-- gateway/src/notices.rs). Held numbers may come back: until they are sold the line waits.
+local function mark_if_sold_out(inv, channel)
+  local fields = redis.call('HGETALL', inv)
+  for i = 1, #fields, 2 do
+    local field = fields[i]
+    if (string.sub(field, -6) == ':avail' or string.sub(field, -5) == ':held')
+        and tonumber(fields[i + 1]) > 0 then
+      return
+    end
+  end
+  if redis.call('HGET', inv, 'soldout') ~= '1' then
+    redis.call('HSET', inv, 'soldout', '1')
+    local t = redis.call('TIME')
+    redis.call('SPUBLISH', channel,
+      's|' .. (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)))
+  end
+end
+
