@@ -13,7 +13,6 @@ use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 
-use crate::config::GatewayConfig;
 use crate::error::ApiError;
 
 /// An IPv4 or IPv6 network, `10.0.0.0/8` or `fd00::/8`; a bare address is a network of one.
@@ -83,8 +82,9 @@ impl FromStr for Cidr {
 }
 
 /// The proxies whose `X-Forwarded-For` is believed; empty trusts none.
+/// Shared: the address extractor takes it from the state on every request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TrustedProxies(Vec<Cidr>);
+pub struct TrustedProxies(Arc<[Cidr]>);
 
 impl TrustedProxies {
     /// A comma-separated list of networks (`TRUSTED_PROXIES`).
@@ -93,7 +93,7 @@ impl TrustedProxies {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(Cidr::from_str)
-            .collect::<Result<Vec<_>, _>>()
+            .collect::<Result<Arc<[Cidr]>, _>>()
             .map(Self)
     }
 
@@ -112,12 +112,15 @@ impl TrustedProxies {
         }
         let mut client = peer;
         // Several header lines are one list in order (RFC 9110, 5.3): walk them from the last.
+        // Hops are read one by one from the raw bytes: bytes that are not UTF-8 to the left of the
+        // hop a trusted proxy appended must not hide that hop (the client would be keyed as the
+        // proxy, sharing and draining everyone's bucket behind it).
         for value in headers.get_all("x-forwarded-for").iter().rev() {
-            let Ok(value) = value.to_str() else {
-                return client;
-            };
-            for hop in value.rsplit(',') {
-                let Some(hop) = parse_hop(hop.trim()) else {
+            for hop in value.as_bytes().rsplit(|byte| *byte == b',') {
+                let Some(hop) = std::str::from_utf8(hop)
+                    .ok()
+                    .and_then(|hop| parse_hop(hop.trim()))
+                else {
                     return client;
                 };
                 client = hop;
@@ -157,7 +160,7 @@ impl ClientAddr {
 
 impl<S> FromRequestParts<S> for ClientAddr
 where
-    Arc<GatewayConfig>: FromRef<S>,
+    TrustedProxies: FromRef<S>,
     S: Send + Sync,
 {
     type Rejection = ApiError;
@@ -168,8 +171,8 @@ where
             .get::<ConnectInfo<SocketAddr>>()
             .map(|info| info.0.ip())
             .ok_or(ApiError::UnknownClient)?;
-        let config = Arc::<GatewayConfig>::from_ref(state);
-        Ok(Self(config.trusted_proxies.client(peer, &parts.headers)))
+        let trusted = TrustedProxies::from_ref(state);
+        Ok(Self(trusted.client(peer, &parts.headers)))
     }
 }
 
@@ -278,6 +281,17 @@ mod tests {
         assert_eq!(trusted.client(ip("10.0.0.2"), &headers), ip("10.0.0.8"));
         let headers = forwarded(&["203.0.113.1, nonsense"]);
         assert_eq!(trusted.client(ip("10.0.0.2"), &headers), ip("10.0.0.2"));
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_hide_no_hop_a_trusted_proxy_appended() {
+        let trusted = proxies("10.0.0.0/8");
+        let mut headers = HeaderMap::new();
+        headers.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"\xff\xfe, 203.0.113.1, 10.0.0.8").unwrap(),
+        );
+        assert_eq!(trusted.client(ip("10.0.0.2"), &headers), ip("203.0.113.1"));
     }
 
     #[test]

@@ -9,6 +9,8 @@ use ticketing::config::{env_or, env_required, env_secret, Secret, StoreConfig};
 use ticketing::queue::ReceiptKeys;
 
 use crate::client_addr::TrustedProxies;
+use crate::connections::ConnectionLimits;
+use crate::takeover::Serving;
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -38,6 +40,11 @@ pub struct GatewayConfig {
     pub streams: crate::notices::StreamLimits,
     /// `REQUEST_TIMEOUT_MS`.
     pub request_timeout: Duration,
+    /// How connections are bounded and whether streams are taken over from hyper.
+    pub serving: Serving,
+    /// `METRICS_ADDR`: when set, `/metrics` is served there (an internal address) and not on the
+    /// buyers' listener; unset, on the buyers' listener as before.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// A sustained rate and the burst allowed on top of it.
@@ -76,6 +83,9 @@ pub struct LimitSettings {
     pub poll_per_queue_id: Rate,
     /// `POLL_PER_ADDRESS_PER_SECOND` (1000): polls per client address.
     pub poll_per_address: Rate,
+    /// `ADMIN_PER_ADDRESS_PER_SECOND` (20): admin API requests per client address, counted
+    /// before the token is checked, so guessing it costs time.
+    pub admin_per_address: Rate,
     /// `LIMITER_MAX_KEYS` (100,000): most keys one limiter keeps; beyond it (after idle keys are
     /// forgotten) it starts afresh.
     pub max_keys: usize,
@@ -150,6 +160,7 @@ impl GatewayConfig {
                 join_per_address: Rate::from_env("JOIN_PER_ADDRESS_PER_SECOND", 200)?,
                 poll_per_queue_id: Rate::from_env("POLL_PER_QUEUE_ID_PER_SECOND", 2)?,
                 poll_per_address: Rate::from_env("POLL_PER_ADDRESS_PER_SECOND", 1_000)?,
+                admin_per_address: Rate::from_env("ADMIN_PER_ADDRESS_PER_SECOND", 20)?,
                 max_keys: env_or("LIMITER_MAX_KEYS", 100_000)?,
             },
             proof: ProofSettings {
@@ -165,6 +176,41 @@ impl GatewayConfig {
                 total: env_or("STREAMS_MAX", 100_000)?,
                 ..Default::default()
             },
+            serving: Serving {
+                connections: connection_limits()?,
+                takeover: env_or("STREAM_TAKEOVER", true)?,
+            },
+            metrics_addr: match env_or("METRICS_ADDR", String::new())? {
+                addr if addr.is_empty() => None,
+                addr => Some(
+                    addr.parse()
+                        .map_err(|e| anyhow!("METRICS_ADDR {addr:?}: {e}"))?,
+                ),
+            },
         })
     }
+}
+
+fn connection_limits() -> anyhow::Result<ConnectionLimits> {
+    let defaults = ConnectionLimits::default();
+    let millis = |name: &str, default: Duration| -> anyhow::Result<Duration> {
+        Ok(Duration::from_millis(env_or(
+            name,
+            default.as_millis() as u64,
+        )?))
+    };
+    let limits = ConnectionLimits {
+        header_read_timeout: millis("HTTP_HEADER_READ_TIMEOUT_MS", defaults.header_read_timeout)?,
+        max: env_or("HTTP_MAX_CONNECTIONS", defaults.max)?,
+        per_address: env_or("HTTP_CONNECTIONS_PER_ADDRESS", defaults.per_address)?,
+        unacknowledged: millis("TCP_USER_TIMEOUT_MS", defaults.unacknowledged)?,
+        drain: millis("SHUTDOWN_DRAIN_MS", defaults.drain)?,
+    };
+    if limits.header_read_timeout.is_zero() || limits.unacknowledged.is_zero() {
+        bail!("HTTP_HEADER_READ_TIMEOUT_MS and TCP_USER_TIMEOUT_MS must be above 0");
+    }
+    if limits.max == 0 || limits.per_address == 0 {
+        bail!("HTTP_MAX_CONNECTIONS and HTTP_CONNECTIONS_PER_ADDRESS must be at least 1");
+    }
+    Ok(limits)
 }

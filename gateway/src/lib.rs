@@ -2,6 +2,7 @@
 
 pub mod client_addr;
 pub mod config;
+pub mod connections;
 pub mod db;
 pub mod directory;
 pub mod domain;
@@ -28,7 +29,7 @@ use tokio::net::TcpListener;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use ticketing::http::{health_routes, not_found, with_common_layers};
+use ticketing::http::{health_routes, liveness, not_found, with_common_layers};
 use ticketing::queue;
 use ticketing::telemetry;
 
@@ -54,24 +55,35 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             limits::limit_polls,
         ));
-    let api = Router::new()
-        .route("/api/events", get(catalog::list))
-        .route("/api/events/{event_id}", get(catalog::show))
-        .route("/api/config", get(catalog::frontend_config))
-        .route("/api/openapi.json", get(openapi::document))
+    // Counted per address before the token is checked: guessing the token costs time.
+    let admin = Router::new()
         .route("/api/admin/events", post(admin::create_event))
         .route(
             "/api/admin/events/{event_id}/waiting-room",
             get(admin::show_waiting_room).put(admin::change_waiting_room),
         )
         .route("/api/admin/events/{event_id}/live", get(live::show))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::limit_admin,
+        ));
+    let api = Router::new()
+        .route("/api/events", get(catalog::list))
+        .route("/api/events/{event_id}", get(catalog::show))
+        .route("/api/config", get(catalog::frontend_config))
+        .route("/api/openapi.json", get(openapi::document))
         .route("/readyz", get(health::ready))
+        .merge(admin)
         .merge(join)
         .merge(poll)
         .route("/api/{*rest}", axum::routing::any(not_found))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
-        .merge(health_routes(telemetry::metrics()));
+        .with_state(state);
+    // `/metrics` moves to its own listener when `METRICS_ADDR` is set (see `run`).
+    let api = match config.metrics_addr {
+        None => api.merge(health_routes(telemetry::metrics())),
+        Some(_) => api.merge(liveness()),
+    };
     // Static pages: revalidated after a minute, so a deploy reaches queued browsers quickly while
     // tens of thousands of reloads stay cheap (ETag / Last-Modified answers 304).
     let frontend = ServeDir::new(&config.frontend_dir)
@@ -101,10 +113,39 @@ pub async fn run(
         tracing::info!(streams = notices.open_streams(), "closing open streams");
         notices.shut();
     };
-    let request_timeout = state.config.request_timeout;
-    let result = takeover::serve(listener, router(state), shutdown, request_timeout).await;
+    let config = state.config.clone();
+    let metrics = match config.metrics_addr {
+        Some(addr) => Some(serve_metrics(addr).await?),
+        None => None,
+    };
+    let result = takeover::serve(
+        listener,
+        router(state.clone()),
+        config.serving.clone(),
+        config.trusted_proxies.clone(),
+        state.draining.clone(),
+        shutdown,
+        config.request_timeout,
+    )
+    .await;
     gauges.abort();
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     Ok(result?)
+}
+
+/// `/metrics` on an internal listener of its own, so the buyers' listener does not show the
+/// sale's figures to anyone who asks.
+async fn serve_metrics(addr: std::net::SocketAddr) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "metrics listening");
+    let router = ticketing::http::metrics_route(telemetry::metrics());
+    Ok(tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router).await {
+            tracing::error!(%error, "the metrics listener failed");
+        }
+    }))
 }
 
 /// How long after its last activity an event's gauges are still published.

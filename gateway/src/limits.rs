@@ -104,6 +104,7 @@ pub struct Limits {
     join_per_address: Keyed<IpAddr>,
     poll_per_queue_id: Keyed<Uuid>,
     poll_per_address: Keyed<IpAddr>,
+    admin_per_address: Keyed<IpAddr>,
     // Visitor ids are up to 64 bytes each: the limiter keeps a 64-bit hash of (event, visitor)
     // instead, under a key chosen at start so nobody can aim collisions at someone else's id.
     hasher: RandomState,
@@ -117,36 +118,47 @@ impl Limits {
             join_per_address: Keyed::of("join_per_address", settings.join_per_address),
             poll_per_queue_id: Keyed::of("poll_per_queue_id", settings.poll_per_queue_id),
             poll_per_address: Keyed::of("poll_per_address", settings.poll_per_address),
+            admin_per_address: Keyed::of("admin_per_address", settings.admin_per_address),
             hasher: RandomState::new(),
             max_keys: settings.max_keys,
         }
     }
 
     /// A join by `visitor_id` (None when the gateway made the id up: nothing to count) from
-    /// `client`. The visitor is counted first, so a flood of one id does not use up its
-    /// address's ceiling for the crowd behind it.
+    /// `client`. The address is counted first: a key per visitor id is kept only for requests
+    /// their address was allowed, so made-up ids from one address cannot fill the limiter to
+    /// its cap (which would empty it, turning per-visitor limits off for everyone).
     pub fn join(
         &self,
         event_id: Uuid,
         visitor_id: Option<&str>,
         client: ClientAddr,
     ) -> Result<(), ApiError> {
+        self.join_per_address
+            .check(&client.limit_key())
+            .map_err(refused)?;
         if let Some(visitor_id) = visitor_id {
             let key = self.hasher.hash_one((event_id, visitor_id));
             self.join_per_visitor.check(&key).map_err(refused)?;
         }
-        self.join_per_address
-            .check(&client.limit_key())
-            .map_err(refused)
+        Ok(())
     }
 
     /// A poll of `queue_id` (None when the path holds no queue id: the handler answers 404, the
-    /// address still pays) from `client`.
+    /// address still pays) from `client`; the address first, as for [`Limits::join`].
     pub fn poll(&self, queue_id: Option<Uuid>, client: ClientAddr) -> Result<(), ApiError> {
+        self.poll_per_address
+            .check(&client.limit_key())
+            .map_err(refused)?;
         if let Some(queue_id) = queue_id {
             self.poll_per_queue_id.check(&queue_id).map_err(refused)?;
         }
-        self.poll_per_address
+        Ok(())
+    }
+
+    /// An admin API request from `client`, before its token is checked.
+    pub fn admin(&self, client: ClientAddr) -> Result<(), ApiError> {
+        self.admin_per_address
             .check(&client.limit_key())
             .map_err(refused)
     }
@@ -156,6 +168,7 @@ impl Limits {
         self.join_per_address.sweep(self.max_keys);
         self.poll_per_queue_id.sweep(self.max_keys);
         self.poll_per_address.sweep(self.max_keys);
+        self.admin_per_address.sweep(self.max_keys);
     }
 }
 
@@ -194,6 +207,19 @@ pub async fn limit_polls(
     }
 }
 
+/// The admin API's limit, as a layer in front of its routes.
+pub async fn limit_admin(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    request: Request,
+    next: Next,
+) -> Response {
+    match state.limits.admin(client) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
 /// Sweeps the limiters every second for as long as they are in use.
 pub fn sweep_in_background(limits: &Arc<Limits>, proofs: &Arc<crate::proof::ProofOfWork>) {
     let (limits, proofs) = (Arc::downgrade(limits), Arc::downgrade(proofs));
@@ -220,6 +246,7 @@ mod tests {
             join_per_address: Rate::new(100, 5),
             poll_per_queue_id: Rate::new(1, 2),
             poll_per_address: Rate::new(100, 5),
+            admin_per_address: Rate::new(1, 2),
             max_keys: 1_000,
         }
     }
@@ -259,6 +286,35 @@ mod tests {
         assert!(limits
             .join(event, Some("v5"), client("198.51.100.3"))
             .is_ok());
+    }
+
+    #[test]
+    fn ids_an_address_was_refused_for_leave_no_keys_behind() {
+        let limits = Limits::new(&LimitSettings {
+            join_per_address: Rate::new(1, 5),
+            poll_per_address: Rate::new(1, 5),
+            ..settings()
+        });
+        let bot = client("203.0.113.9");
+        let event = Uuid::new_v4();
+        for i in 0..1_000 {
+            let _ = limits.poll(Some(Uuid::new_v4()), bot);
+            let _ = limits.join(event, Some(&format!("made-up-{i}")), bot);
+        }
+        // The address's burst of 5 each (and a sixth if a second passed): only the requests
+        // the address was allowed made a key.
+        assert!((5..=6).contains(&limits.poll_per_queue_id.len()));
+        assert!((5..=6).contains(&limits.join_per_visitor.len()));
+    }
+
+    #[test]
+    fn the_admin_api_is_limited_per_address() {
+        let limits = Limits::new(&settings());
+        let guesser = client("203.0.113.10");
+        assert!(limits.admin(guesser).is_ok());
+        assert!(limits.admin(guesser).is_ok());
+        assert!(limits.admin(guesser).is_err());
+        assert!(limits.admin(client("203.0.113.11")).is_ok());
     }
 
     #[test]

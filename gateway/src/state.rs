@@ -7,7 +7,9 @@ use sqlx::PgPool;
 use ticketing::redis_client::RedisClient;
 use ticketing::token::EntrySigner;
 
+use crate::client_addr::TrustedProxies;
 use crate::config::GatewayConfig;
+use crate::connections::Draining;
 use crate::directory::EventDirectory;
 use crate::limits::{self, Limits};
 use crate::notices::Notices;
@@ -51,6 +53,12 @@ impl FromRef<AppState> for RedisClient {
     }
 }
 
+impl FromRef<AppState> for TrustedProxies {
+    fn from_ref(state: &AppState) -> Self {
+        state.config.trusted_proxies.clone()
+    }
+}
+
 impl FromRef<AppState> for Arc<GatewayConfig> {
     fn from_ref(state: &AppState) -> Self {
         state.config.clone()
@@ -70,6 +78,8 @@ pub struct Shared {
     pub pace: SalePace,
     /// Open queue streams and the subscriber that wakes them.
     pub notices: Notices,
+    /// Set from the shutdown signal on: `/readyz` answers 503 while requests are still served.
+    pub draining: Draining,
 }
 
 impl AppState {
@@ -120,6 +130,7 @@ impl AppState {
         let notices = Notices::start(config.store.clone(), config.streams);
         Self(Arc::new(Shared {
             notices,
+            draining: Draining::default(),
             signs_of_life,
             pace: SalePace::default(),
             events: EventDirectory::new(db.clone(), redis.clone()),

@@ -19,7 +19,7 @@
 //! HTTP/2 streams stay with hyper: there a stream is a few hundred bytes of a shared connection.
 
 use std::convert::Infallible;
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -30,7 +30,6 @@ use std::time::{Duration, SystemTime};
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, Method, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
-use axum::serve::{IncomingStream, Listener};
 use axum::{Extension, Router};
 use futures::future::BoxFuture;
 use http_body_util::BodyExt;
@@ -39,7 +38,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 use tower::{Layer, Service};
 
-use ticketing::http::drained_within;
+use crate::client_addr::TrustedProxies;
+use crate::connections::{self, ConnectionLimits, Draining, Peek};
 
 /// Marks a response whose body may be written by its own task once its socket is taken over.
 #[derive(Debug, Clone, Copy)]
@@ -67,32 +67,52 @@ const CONNECTION_HEADERS: [&str; 7] = [
     "date",
 ];
 
-/// Serves `router` on `listener` as `axum::serve` would (connect info, graceful shutdown, HTTP/1.1
-/// and h2c), with HTTP/1.1 event streams taken over; returns once every connection hyper held has
-/// ended (or `request_timeout` and a second after the signal) and every taken-over stream too (or
-/// [`SHUTDOWN_LIMIT`] after that).
+/// How the gateway serves: its connections' limits, and whether streams are taken over.
+#[derive(Debug, Clone)]
+pub struct Serving {
+    pub connections: ConnectionLimits,
+    /// `STREAM_TAKEOVER` (true): take HTTP/1.1 event streams out of hyper's hands. Off, hyper
+    /// writes them as any other response (more memory per stream, nothing else changes): the
+    /// switch for a hyper upgrade that has not yet been checked against [`Socket`]'s reading of
+    /// hyper's flushes.
+    pub takeover: bool,
+}
+
+/// Serves `router` on `listener` through [`connections::serve`] (connect info, graceful
+/// shutdown after a drain, HTTP/1.1 and h2c), with HTTP/1.1 event streams taken over; returns
+/// once every connection hyper held has ended (or `request_timeout` and a second after the
+/// drain) and every taken-over stream too (or [`SHUTDOWN_LIMIT`] after that).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    serving: Serving,
+    trusted: TrustedProxies,
+    draining: Draining,
     shutdown: impl Future<Output = ()> + Send + 'static,
     request_timeout: Duration,
 ) -> io::Result<()> {
     let streams = TaskTracker::new();
     let taken = streams.clone();
-    let make_service = tower::service_fn(move |incoming: IncomingStream<'_, Sockets>| {
-        let service = Takeover {
-            inner: Extension(ConnectInfo(*incoming.remote_addr())).layer(router.clone()),
-            socket: incoming.io().clone(),
-            streams: taken.clone(),
-        };
-        std::future::ready(Ok::<_, Infallible>(service))
-    });
-    drained_within(shutdown, request_timeout, |signal| {
-        axum::serve(Sockets(listener), make_service)
-            .with_graceful_shutdown(signal)
-            .into_future()
-    })
-    .await?;
+    let takeover = serving.takeover;
+    connections::serve(
+        listener,
+        serving.connections,
+        trusted,
+        draining,
+        shutdown,
+        request_timeout + DRAIN_MARGIN,
+        move |stream, peer| {
+            let socket = Socket::new(stream);
+            let service = Takeover {
+                inner: Extension(ConnectInfo(peer)).layer(router.clone()),
+                socket: socket.clone(),
+                streams: taken.clone(),
+                enabled: takeover,
+            };
+            (socket, service)
+        },
+    )
+    .await;
     streams.close();
     if tokio::time::timeout(SHUTDOWN_LIMIT, streams.wait())
         .await
@@ -106,22 +126,9 @@ pub async fn serve(
     Ok(())
 }
 
-/// The listener: a [`TcpListener`] whose connections are [`Socket`]s.
-struct Sockets(TcpListener);
-
-impl Listener for Sockets {
-    type Io = Socket;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Socket, SocketAddr) {
-        let (stream, addr) = Listener::accept(&mut self.0).await;
-        (Socket::new(stream), addr)
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr()
-    }
-}
+/// The time graceful shutdown gives open connections beyond the request timeout: by then every
+/// request in flight has been answered (the timeout layer answers 503).
+const DRAIN_MARGIN: Duration = Duration::from_secs(1);
 
 /// A connection as hyper sees it. Its stream can be taken out between requests; from then on
 /// hyper reads EOF and cannot write, so it ends the connection without touching the socket.
@@ -175,6 +182,15 @@ impl Socket {
 
 fn taken() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "the stream was taken over")
+}
+
+impl Peek for Socket {
+    fn poll_peek(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<usize>> {
+        match self.held().stream.as_ref() {
+            Some(stream) => stream.poll_peek(cx, buf),
+            None => Poll::Ready(Ok(0)),
+        }
+    }
 }
 
 impl AsyncRead for Socket {
@@ -238,6 +254,8 @@ struct Takeover {
     inner: axum::middleware::AddExtension<Router, ConnectInfo<SocketAddr>>,
     socket: Socket,
     streams: TaskTracker,
+    /// [`Serving::takeover`].
+    enabled: bool,
 }
 
 impl Service<Request> for Takeover {
@@ -250,7 +268,9 @@ impl Service<Request> for Takeover {
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let eligible = request.version() == Version::HTTP_11 && request.method() == Method::GET;
+        let eligible = self.enabled
+            && request.version() == Version::HTTP_11
+            && request.method() == Method::GET;
         let answer = self.inner.call(request);
         let socket = self.socket.clone();
         let streams = self.streams.clone();
@@ -473,6 +493,95 @@ mod tests {
         let mut heard = Vec::new();
         client.read_to_end(&mut heard).await.unwrap();
         assert_eq!(heard, b"HTTP/1.1 202 Accepted\r\nmine");
+    }
+
+    /// A pipelined request for a stream arrives while a large response before it is still being
+    /// written (the client does not read): the stream must come after every byte of it, whole,
+    /// and still be taken over. hyper 1.12 reads the next head only once the previous response is
+    /// flushed, so here the `unflushed` guard is not what keeps the order (with it removed this
+    /// passes too); this is the check that a hyper upgrade which reads ahead must pass before the
+    /// pin in the workspace's `Cargo.toml` moves.
+    #[tokio::test]
+    async fn a_stream_asked_for_while_a_large_response_is_still_flushing_follows_it_whole() {
+        use axum::body::Body;
+        use axum::routing::get;
+        use tokio::io::AsyncReadExt;
+
+        const BIG: usize = 32 * 1024 * 1024;
+        let router = Router::new()
+            .route(
+                "/big",
+                get(|| async { (0..BIG).map(|i| (i % 251) as u8).collect::<Vec<u8>>() }),
+            )
+            .route(
+                "/stream",
+                get(|| async {
+                    let messages = ["data: one\n\n", "data: two\n\n"]
+                        .map(|m| Ok::<_, Infallible>(axum::body::Bytes::from_static(m.as_bytes())));
+                    let mut response =
+                        Response::new(Body::from_stream(futures::stream::iter(messages)));
+                    response.extensions_mut().insert(HandOver);
+                    response
+                }),
+            );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            listener,
+            router,
+            Serving {
+                connections: ConnectionLimits {
+                    drain: Duration::ZERO,
+                    ..Default::default()
+                },
+                takeover: true,
+            },
+            TrustedProxies::default(),
+            Draining::default(),
+            async move {
+                let _ = stopped.await;
+            },
+            Duration::from_secs(1),
+        ));
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut client = socket.connect(addr).await.unwrap();
+        client
+            .write_all(
+                b"GET /big HTTP/1.1\r\nhost: x\r\n\r\nGET /stream HTTP/1.1\r\nhost: x\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        // Let the server fill the socket and read the second request before anything is read.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut heard = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut heard))
+            .await
+            .expect("the stream ends")
+            .unwrap();
+        let head_end = heard.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = String::from_utf8_lossy(&heard[..head_end]).to_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(head.contains(&format!("content-length: {BIG}")), "{head}");
+        let body = &heard[head_end..head_end + BIG];
+        assert!(
+            body.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8),
+            "the large body arrived whole and in order"
+        );
+        let rest = String::from_utf8_lossy(&heard[head_end + BIG..]).into_owned();
+        assert!(rest.starts_with("HTTP/1.1 200"), "{rest}");
+        assert!(
+            rest.contains("\r\nconnection: close\r\n"),
+            "taken over (hyper would have kept the connection alive): {rest}"
+        );
+        assert!(
+            rest.contains("data: one\n\n") && rest.contains("data: two\n\n"),
+            "{rest}"
+        );
+        assert!(rest.ends_with("0\r\n\r\n"), "{rest}");
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
     }
 
     #[test]

@@ -277,6 +277,7 @@ impl System {
                     self.options.poll_per_address.0,
                     self.options.poll_per_address.1,
                 ),
+                admin_per_address: Rate::new(10_000, 10_000),
                 max_keys: 100_000,
             },
             proof: gateway::config::ProofSettings {
@@ -288,6 +289,15 @@ impl System {
             },
             request_timeout: Duration::from_secs(10),
             streams: Default::default(),
+            // A stopped test gateway stops at once: no load balancer to drain from.
+            serving: gateway::takeover::Serving {
+                connections: gateway::connections::ConnectionLimits {
+                    drain: Duration::ZERO,
+                    ..Default::default()
+                },
+                takeover: true,
+            },
+            metrics_addr: None,
         };
         let state = gateway::AppState::with_stores(
             config,

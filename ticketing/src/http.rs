@@ -89,7 +89,12 @@ async fn record_metrics(
 
 /// `/healthz` (the process runs) and `/metrics` (Prometheus text).
 pub fn health_routes<S: Clone + Send + Sync + 'static>(metrics: PrometheusHandle) -> Router<S> {
-    metrics_route(metrics).route(
+    metrics_route(metrics).merge(liveness())
+}
+
+/// `/healthz` alone: the process runs.
+pub fn liveness<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new().route(
         "/healthz",
         get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
     )
