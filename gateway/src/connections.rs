@@ -142,6 +142,7 @@ impl Counts {
             *open += 1;
             slot.address = Some(peer);
         }
+        metrics::gauge!("http_connections_open").increment(1.0);
         Ok(slot)
     }
 
@@ -156,6 +157,7 @@ impl Counts {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.counts.total.fetch_sub(1, Ordering::Relaxed);
+        metrics::gauge!("http_connections_open").decrement(1.0);
         if let Some(address) = self.address {
             let mut per_address = self.counts.per_address();
             if let Some(open) = per_address.get_mut(&address) {
