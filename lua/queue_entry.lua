@@ -167,11 +167,13 @@ if ARGV[1] == 'poll' then
     return {'not_found', 0, 0, false, 0, generation}
   end
   local left = expires or why
-  -- A receipt from another generation means Redis lost the line since it was issued. An entry
-  -- at or below admitted_through had already reached the head (admitted or dropped) before the
-  -- loss; each queue id comes back at most once per generation.
+  -- A receipt for an entry that is nowhere (not in line, parked, admitted or gone) means Redis
+  -- lost it since the receipt was issued: from another generation, the whole line was lost
+  -- (flush, restart); from this one, a failover to a replica that had not yet received the
+  -- last joins. An entry at or below admitted_through had already reached the head (admitted or
+  -- dropped) before the loss; each queue id comes back at most once per generation.
   local receipt_place = tonumber(ARGV[3])
-  if receipt_place and ARGV[4] ~= generation and not left
+  if receipt_place and not left
       and receipt_place > (tonumber(cfg[6]) or 0)
       and redis.call('SADD', KEYS[12], qid) == 1 then
     redis.call('ZADD', KEYS[2], receipt_place, qid)
@@ -180,6 +182,9 @@ if ARGV[1] == 'poll' then
       redis.call('SET', KEYS[3], arrival)
     end
     redis.call('HINCRBY', KEYS[10], 'restored_total', 1)
+    if ARGV[4] == generation then
+      redis.call('HINCRBY', KEYS[10], 'restored_lagged_total', 1)
+    end
     return in_line(receipt_place, rank)
   end
   if soldout then

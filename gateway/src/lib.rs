@@ -11,6 +11,7 @@ pub mod limits;
 pub mod notices;
 pub mod projections;
 pub mod proof;
+pub mod restore;
 pub mod routes;
 pub mod seed;
 pub mod signs_of_life;

@@ -14,6 +14,7 @@ use crate::directory::EventDirectory;
 use crate::limits::{self, Limits};
 use crate::notices::Notices;
 use crate::proof::ProofOfWork;
+use crate::restore::Restores;
 use crate::signs_of_life::{self, SignsOfLife};
 use crate::wait::SalePace;
 
@@ -80,6 +81,8 @@ pub struct Shared {
     pub notices: Notices,
     /// Set from the shutdown signal on: `/readyz` answers 503 while requests are still served.
     pub draining: Draining,
+    /// Restores after a Redis loss running in this gateway, one per event.
+    pub restores: Restores,
 }
 
 impl AppState {
@@ -131,6 +134,7 @@ impl AppState {
         Self(Arc::new(Shared {
             notices,
             draining: Draining::default(),
+            restores: Restores::default(),
             signs_of_life,
             pace: SalePace::default(),
             events: EventDirectory::new(db.clone(), redis.clone()),

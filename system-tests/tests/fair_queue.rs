@@ -876,3 +876,71 @@ async fn leaving_frees_the_place_and_the_admission_slot_at_once(db: PgPool) {
     let (_, again) = system.join(event, "waits-0").await;
     assert_eq!(again["state"], "waiting", "{again}");
 }
+
+/// A failover to a replica that had not yet received the last joins keeps the queue's generation
+/// but not those entries: a page presenting its receipt gets its place back (once), and an entry
+/// that left stays gone.
+#[sqlx::test(migrations = "../migrations")]
+async fn entries_a_lagging_replica_never_received_come_back_from_their_receipts_once(db: PgPool) {
+    let system = System::start(db).await;
+    let event = event_opening_at(
+        &system,
+        Utc::now() - chrono::Duration::minutes(1),
+        room(true, 60, true),
+    )
+    .await;
+    let line = join_in_order(&system, event, "lagged", 5).await;
+    let ids: Vec<String> = line.iter().map(queue_id).collect();
+    let receipts: Vec<String> = line
+        .iter()
+        .map(|a| a["receipt"].as_str().expect("a receipt").to_string())
+        .collect();
+    let leave = system
+        .http
+        .delete(format!("{}/api/queue/{}", system.gateway, ids[2]))
+        .send()
+        .await
+        .expect("leaving");
+    assert_eq!(leave.status(), 204);
+
+    // The replica promoted lacks the last two joins (the third's leave it has: a leave is
+    // recorded in the same script that takes the entry out).
+    let forget = |id: &str| {
+        let member = Uuid::parse_str(id).expect("a queue id").as_bytes().to_vec();
+        let mut redis = system.redis.clone();
+        async move {
+            let removed: i64 = redis::cmd("ZREM")
+                .arg(EventKeys::new(event).waiting())
+                .arg(member)
+                .query_async(&mut redis)
+                .await
+                .expect("ZREM");
+            assert_eq!(removed, 1, "the entry was in line");
+        }
+    };
+    forget(&ids[3]).await;
+    forget(&ids[4]).await;
+
+    let (status, _) = poll_with(&system, &ids[4], None).await;
+    assert_eq!(status, 404, "without a receipt nothing says where it stood");
+    let (status, answer) = poll_with(&system, &ids[3], Some(&receipts[3])).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["state"], "waiting", "{answer}");
+    assert_eq!(
+        answer["position"], 3,
+        "back at its place, behind the two still in line"
+    );
+    let (_, answer) = poll_with(&system, &ids[4], Some(&receipts[4])).await;
+    assert_eq!(answer["position"], 4, "{answer}");
+    let (status, _) = poll_with(&system, &ids[2], Some(&receipts[2])).await;
+    assert_eq!(
+        status, 404,
+        "an entry that left does not come back with its receipt"
+    );
+
+    // Once per generation: the same receipt cannot put the entry back a second time.
+    forget(&ids[3]).await;
+    let (status, _) = poll_with(&system, &ids[3], Some(&receipts[3])).await;
+    assert_eq!(status, 404);
+    assert_eq!(stat(&system, event, "restored_lagged_total").await, 2);
+}

@@ -13,10 +13,8 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use ticketing::inventory::Shortfall;
 use ticketing::queue::{
-    self, place, Leaving, Line, QueueId, QueueMarks, Receipt, Standing, Sync, TierStock, Wish,
-    WishSet,
+    self, place, Leaving, Line, QueueId, Receipt, Standing, TierStock, Wish, WishSet,
 };
-use ticketing::rebuild::{self, When};
 use ticketing::tier::TierCode;
 use ticketing::token::{EntryClaims, TokenId};
 use uuid::Uuid;
@@ -441,27 +439,7 @@ async fn standing(
     if standing != Standing::NoConfig {
         return Ok(standing);
     }
-    let marks = QueueMarks::load(&state.db, event.id).await?;
-    // The directory's copy may be a second old: an operator's pause just made must not be undone.
-    let room = crate::db::events::find(&state.db, event.id)
-        .await?
-        .map_or_else(|| event.waiting_room(), |fresh| fresh.waiting_room());
-    queue::sync_config(
-        &state.redis,
-        event.id,
-        &room,
-        event.on_sale_at.timestamp_millis(),
-        Sync::AfterLoss(marks),
-    )
-    .await?;
-    // The line comes back entry by entry (each with its receipt): the worker admits from it.
-    ticketing::activity::note(&state.redis, event.id).await;
-    rebuild::rebuild_inventory(&state.db, &state.redis, event.id, When::Missing)
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = ?e, "cannot restore the event's inventory");
-            ApiError::Unavailable
-        })?;
+    state.restores.restore(state, event).await?;
     Ok(run().await?)
 }
 

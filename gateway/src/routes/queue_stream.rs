@@ -40,8 +40,14 @@ use crate::takeover::HandOver;
 const MIN_CHECK_MS: u64 = 1_000;
 /// Nor further apart: the entry must stay alive (two liveness windows) and its stock current.
 const MAX_CHECK_MS: u64 = 20_000;
-/// A check that failed (Redis or Postgres unavailable) is tried again after this.
+/// A check that failed (Redis or Postgres unavailable) is tried again after this, plus up to as
+/// much again at random: the streams whose checks failed together do not retry together.
 const RETRY_CHECK: Duration = Duration::from_secs(2);
+/// Checks a second that a re-check of every stream (after a resubscribe: a Redis reconnect or
+/// failover) is spread to, within [`MIN_RECHECK_SPREAD`]..[`MAX_RECHECK_SPREAD`].
+const RECHECKS_PER_SECOND: u64 = 5_000;
+const MIN_RECHECK_SPREAD: Duration = Duration::from_secs(1);
+const MAX_RECHECK_SPREAD: Duration = Duration::from_secs(10);
 /// How often a heartbeat comment is sent on an otherwise quiet stream.
 const HEARTBEAT: Duration = Duration::from_secs(15);
 
@@ -119,6 +125,14 @@ pub async fn events(
     Ok(response)
 }
 
+/// When a stream re-checks after a resubscribe: at random within a window long enough for all
+/// `open_streams` of the gateway to check at [`RECHECKS_PER_SECOND`].
+fn recheck_delay(open_streams: usize, rng: &mut impl Rng) -> Duration {
+    let window = Duration::from_millis(open_streams as u64 * 1_000 / RECHECKS_PER_SECOND)
+        .clamp(MIN_RECHECK_SPREAD, MAX_RECHECK_SPREAD);
+    rng.gen_range(Duration::ZERO..window)
+}
+
 /// One open stream.
 struct Watch {
     state: AppState,
@@ -151,7 +165,16 @@ impl Watch {
                     metrics::counter!("queue_streams_closed_total", "why" => "shutdown").increment(1);
                     return Some(Event::default().retry(Duration::from_millis(retry)).comment("closing"));
                 }
-                notice = self.slot.signal.woken() => notice,
+                notice = self.slot.signal.woken() => match notice {
+                    Some(at_ms) => Some(at_ms),
+                    None => {
+                        // A re-check, told to every stream of the gateway at once: this one's
+                        // falls somewhere in the window.
+                        let delay = recheck_delay(self.state.notices.open_streams(), &mut rand::thread_rng());
+                        self.next_check = self.next_check.min(Instant::now() + delay);
+                        continue;
+                    }
+                },
                 _ = tokio::time::sleep_until(self.next_check) => None,
             };
             match self.check(notice_ms).await {
@@ -170,7 +193,8 @@ impl Watch {
                 }
                 Err(error) => {
                     tracing::debug!(%error, "stream check failed; trying again");
-                    self.next_check = Instant::now() + RETRY_CHECK;
+                    let jitter = rand::thread_rng().gen_range(Duration::ZERO..RETRY_CHECK);
+                    self.next_check = Instant::now() + RETRY_CHECK + jitter;
                 }
             }
         }
@@ -218,5 +242,45 @@ impl Watch {
         let id = self.receipt.as_ref().map_or("", |(text, _)| text.as_str());
         let data = serde_json::to_string(&status).ok()?;
         Some(Event::default().event("status").id(id).data(data))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+
+    /// The share of `delays` in each tenth of `window`.
+    fn spread(delays: &[Duration], window: Duration) -> Vec<f64> {
+        let mut tenths = vec![0usize; 10];
+        for delay in delays {
+            assert!(*delay < window, "{delay:?} within {window:?}");
+            tenths[(delay.as_secs_f64() / window.as_secs_f64() * 10.0) as usize] += 1;
+        }
+        tenths
+            .into_iter()
+            .map(|n| n as f64 / delays.len() as f64)
+            .collect()
+    }
+
+    #[test]
+    fn rechecks_spread_evenly_over_a_window_that_grows_with_the_streams() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for (streams, window) in [
+            (100, MIN_RECHECK_SPREAD),
+            (20_000, Duration::from_secs(4)),
+            (1_000_000, MAX_RECHECK_SPREAD),
+        ] {
+            let delays: Vec<Duration> = (0..20_000)
+                .map(|_| recheck_delay(streams, &mut rng))
+                .collect();
+            for share in spread(&delays, window) {
+                assert!(
+                    (0.08..0.12).contains(&share),
+                    "{streams} streams: each tenth of {window:?} holds a tenth of the rechecks"
+                );
+            }
+        }
     }
 }
