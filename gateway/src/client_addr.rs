@@ -147,6 +147,19 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 pub struct ClientAddr(pub IpAddr);
 
 impl ClientAddr {
+    /// The network the address belongs to, for ceilings wider than one subscriber: an IPv4 /24
+    /// or an IPv6 /48 (what one site or provider customer is commonly given).
+    pub fn network_key(self) -> IpAddr {
+        match self.0.to_canonical() {
+            IpAddr::V4(v4) => {
+                IpAddr::V4(std::net::Ipv4Addr::from(
+                    masked(u128::from(u32::from(v4)), 24, 32) as u32,
+                ))
+            }
+            IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(masked(u128::from(v6), 48, 128))),
+        }
+    }
+
     /// What per-address limits count: the address, except that an IPv6 client is counted by its
     /// /64, since one subscriber is routinely given a whole /64 and could otherwise rotate
     /// through addresses to escape any per-address limit.

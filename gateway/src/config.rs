@@ -101,6 +101,14 @@ pub struct ProofSettings {
     pub address_joins_per_second: u32,
     /// `PROOF_JOINS_PER_SECOND` (2000): the same, over all of this gateway's joins.
     pub joins_per_second: u32,
+    /// `PROOF_NETWORK_JOINS_PER_SECOND` (100): the same per IPv4 /24 or IPv6 /48; 0 turns
+    /// this threshold off.
+    pub network_joins_per_second: u32,
+    /// `PROOF_EVENT_JOINS_PER_SECOND` (500): an event's join rate in this gateway above which
+    /// the difficulty rises a bit, and another per doubling.
+    pub event_joins_per_second: u32,
+    /// `PROOF_MAX_DIFFICULTY` (22): the most it rises to (about 16 s on a mid-range phone).
+    pub max_difficulty: u8,
     /// `PROOF_DIFFICULTY` (18): leading zero bits asked for, 0-64; 18 bits is about 262,000
     /// hashes, about a second on a mid-range phone.
     pub difficulty: u8,
@@ -168,6 +176,9 @@ impl GatewayConfig {
                 address_joins_per_second: env_or("PROOF_ADDRESS_JOINS_PER_SECOND", 20)?,
                 joins_per_second: env_or("PROOF_JOINS_PER_SECOND", 2_000)?,
                 difficulty: difficulty(env_or("PROOF_DIFFICULTY", 18)?)?,
+                network_joins_per_second: env_or("PROOF_NETWORK_JOINS_PER_SECOND", 100)?,
+                event_joins_per_second: env_or("PROOF_EVENT_JOINS_PER_SECOND", 500)?,
+                max_difficulty: difficulty(env_or("PROOF_MAX_DIFFICULTY", 22)?)?,
                 ttl: Duration::from_secs(env_or("PROOF_TTL_S", 300)?.max(1)),
             },
             request_timeout: Duration::from_millis(env_or("REQUEST_TIMEOUT_MS", 10_000)?),

@@ -10,9 +10,21 @@
 //! gateway) the event id, the time of issue, the difficulty and 8 random bytes, so any gateway
 //! verifies one in microseconds without storage. Only a solved challenge is stored, in Redis
 //! under the event's hash tag, with `SET NX` expiring with the challenge: each solution joins once.
+//!
+//! What a bot farm would lean on is priced too:
+//! - **The signature also covers the client's network** (IPv4 /24, IPv6 /48; not the address
+//!   itself, as a carrier's NAT may move a phone between addresses of a pool): challenges solved
+//!   in one place cannot be handed to bots elsewhere.
+//! - **Proofs are asked for per network as well as per address**: a /48 holds 65,536 /64s, and a
+//!   /24 many addresses, each of which would otherwise start under the threshold.
+//! - **The difficulty rises with the event's join rate** in this gateway: a bit once above
+//!   `PROOF_EVENT_JOINS_PER_SECOND`, another for each doubling, up to `PROOF_MAX_DIFFICULTY`, so
+//!   a flood costs each identity more while a quiet sale stays at the base.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -100,11 +112,40 @@ pub struct Solved {
 pub struct ProofOfWork {
     key: Hmac<Sha256>,
     difficulty: u8,
+    max_difficulty: u8,
+    /// Joins a second to one event at which the difficulty starts to rise.
+    easy_joins_per_second: u32,
     ttl: Duration,
     /// None: every join without a proof is asked for one (a threshold of 0).
     per_address: Option<Keyed<IpAddr>>,
+    /// Same per IPv4 /24 or IPv6 /48; None: no per-network threshold.
+    per_network: Option<Keyed<IpAddr>>,
     overall: Option<DefaultDirectRateLimiter>,
+    /// Joins let into each event's line, by second (see [`JoinRate`]).
+    join_rates: Mutex<HashMap<Uuid, JoinRate>>,
     max_keys: usize,
+}
+
+/// An event's joins in the current second and the one before.
+#[derive(Debug, Clone, Copy, Default)]
+struct JoinRate {
+    second: i64,
+    this: u32,
+    last: u32,
+}
+
+impl JoinRate {
+    fn roll(&mut self, second: i64) {
+        if second != self.second {
+            self.last = if second == self.second + 1 {
+                self.this
+            } else {
+                0
+            };
+            self.this = 0;
+            self.second = second;
+        }
+    }
 }
 
 impl ProofOfWork {
@@ -117,10 +158,15 @@ impl ProofOfWork {
             key: Hmac::new_from_slice(settings.secret.expose().as_bytes())
                 .expect("hmac takes keys of any length"),
             difficulty: settings.difficulty,
+            max_difficulty: settings.max_difficulty.max(settings.difficulty),
+            easy_joins_per_second: settings.event_joins_per_second.max(1),
             ttl: settings.ttl,
             per_address: NonZeroU32::new(settings.address_joins_per_second)
                 .map(|n| Keyed::new("proof_per_address", n.get(), n.get())),
+            per_network: NonZeroU32::new(settings.network_joins_per_second)
+                .map(|n| Keyed::new("proof_per_network", n.get(), n.get())),
             overall: threshold(settings.joins_per_second).map(RateLimiter::direct),
+            join_rates: Mutex::new(HashMap::new()),
             max_keys,
         }
     }
@@ -138,7 +184,7 @@ impl ProofOfWork {
     ) -> Result<Gate, ApiError> {
         let refusal = match proof {
             None => Refusal::Missing,
-            Some(proof) => match self.verify(event_id, proof, now_ms()) {
+            Some(proof) => match self.verify(event_id, client, proof, now_ms()) {
                 Ok(solved) => return Ok(Gate::Spend(solved)),
                 Err(refusal) => refusal,
             },
@@ -181,15 +227,16 @@ impl ProofOfWork {
             return Ok(());
         }
         metrics::counter!("proofs_required_total").increment(1);
+        let difficulty = self.difficulty_for(event_id);
         Err(ApiError::ProofRequired(ProofRequired {
-            challenge: self.issue(event_id),
-            difficulty: self.difficulty,
+            challenge: self.issue_at(event_id, client, now_ms(), difficulty),
+            difficulty,
             reason: refusal,
         }))
     }
 
-    /// Whether joins are over a threshold: this client's, or this gateway's overall. Counts the
-    /// join it is asked about.
+    /// Whether joins are over a threshold: this client's, its network's, or this gateway's
+    /// overall. Counts the join it is asked about.
     pub fn required(&self, client: ClientAddr) -> bool {
         let Some(per_address) = &self.per_address else {
             return true;
@@ -197,32 +244,101 @@ impl ProofOfWork {
         let Some(overall) = &self.overall else {
             return true;
         };
-        overall.check().is_err() || per_address.check(&client.limit_key()).is_err()
+        let network_over = self
+            .per_network
+            .as_ref()
+            .is_some_and(|per_network| per_network.check(&client.network_key()).is_err());
+        overall.check().is_err() || per_address.check(&client.limit_key()).is_err() || network_over
     }
 
-    /// A fresh challenge for a join to `event_id`, at the configured difficulty.
-    pub fn issue(&self, event_id: Uuid) -> String {
-        self.issue_at(event_id, now_ms(), self.difficulty)
+    /// Counts a join let into `event_id`'s line: the rate the difficulty follows.
+    pub fn note_join(&self, event_id: Uuid) {
+        let second = now_ms().div_euclid(1_000);
+        let mut rates = self.join_rates();
+        let rate = rates.entry(event_id).or_default();
+        rate.roll(second);
+        rate.this = rate.this.saturating_add(1);
+    }
+
+    /// The difficulty asked of a join to `event_id` now: the base, plus a bit once the event's
+    /// join rate (the last full second, or this one if already higher) is above the easy rate
+    /// and another for each doubling, up to the most.
+    pub fn difficulty_for(&self, event_id: Uuid) -> u8 {
+        let second = now_ms().div_euclid(1_000);
+        let rate = match self.join_rates().get_mut(&event_id) {
+            Some(rate) => {
+                rate.roll(second);
+                rate.this.max(rate.last)
+            }
+            None => 0,
+        };
+        let easy = self.easy_joins_per_second;
+        let extra = if rate <= easy {
+            0
+        } else {
+            // 1 bit above the easy rate, 2 from twice it, 3 from four times...
+            (rate / easy).ilog2() + 1
+        };
+        let extra = u8::try_from(extra).unwrap_or(u8::MAX);
+        self.difficulty
+            .saturating_add(extra)
+            .min(self.max_difficulty)
+    }
+
+    fn join_rates(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, JoinRate>> {
+        // Nothing panics while holding it; a poisoned map still holds sound counts.
+        self.join_rates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A fresh challenge for `client`'s join to `event_id`, at the difficulty asked now.
+    pub fn issue(&self, event_id: Uuid, client: ClientAddr) -> String {
+        self.issue_at(event_id, client, now_ms(), self.difficulty_for(event_id))
     }
 
     /// A challenge as if issued at `issued_ms` with `difficulty`: what `issue` does, open to
     /// tests that need an old or easy one signed with the same secret.
-    pub fn issue_at(&self, event_id: Uuid, issued_ms: i64, difficulty: u8) -> String {
+    pub fn issue_at(
+        &self,
+        event_id: Uuid,
+        client: ClientAddr,
+        issued_ms: i64,
+        difficulty: u8,
+    ) -> String {
         let mut signed = [0u8; BODY_LEN + TAG_LEN];
         signed[0] = VERSION;
         signed[1..17].copy_from_slice(event_id.as_bytes());
         signed[17..25].copy_from_slice(&issued_ms.to_be_bytes());
         signed[25] = difficulty;
         rand::thread_rng().fill_bytes(&mut signed[26..BODY_LEN]);
-        let mut mac = self.key.clone();
-        mac.update(&signed[..BODY_LEN]);
-        let tag = mac.finalize().into_bytes();
+        let tag = self.tag(&signed[..BODY_LEN], client);
         signed[BODY_LEN..].copy_from_slice(&tag[..TAG_LEN]);
         URL_SAFE_NO_PAD.encode(signed)
     }
 
-    /// Everything but single use: the signature, the event, the age, the work.
-    fn verify(&self, event_id: Uuid, proof: &Proof, now_ms: i64) -> Result<Solved, Refusal> {
+    /// The signature of a challenge's body for `client`'s network (not sent: the verifier
+    /// knows the network of whoever presents it).
+    fn tag(&self, body: &[u8], client: ClientAddr) -> [u8; 32] {
+        let network = match client.network_key() {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            IpAddr::V6(v6) => v6.octets(),
+        };
+        let mut mac = self.key.clone();
+        mac.update(body);
+        mac.update(&network);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Everything but single use: the signature (for this event and `client`'s network), the
+    /// age, the work.
+    fn verify(
+        &self,
+        event_id: Uuid,
+        client: ClientAddr,
+        proof: &Proof,
+        now_ms: i64,
+    ) -> Result<Solved, Refusal> {
         if proof.challenge.len() != CHALLENGE_LEN
             || proof.nonce.is_empty()
             || proof.nonce.len() > MAX_NONCE_LEN
@@ -237,9 +353,10 @@ impl ProofOfWork {
             return Err(Refusal::Wrong);
         }
         let (body, tag) = signed.split_at(BODY_LEN);
-        let mut mac = self.key.clone();
-        mac.update(body);
-        mac.verify_truncated_left(tag).map_err(|_| Refusal::Wrong)?;
+        let expected = self.tag(body, client);
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(&expected[..TAG_LEN], tag)) {
+            return Err(Refusal::Wrong);
+        }
         if body[1..17] != event_id.as_bytes()[..] {
             return Err(Refusal::Wrong);
         }
@@ -264,6 +381,13 @@ impl ProofOfWork {
         if let Some(per_address) = &self.per_address {
             per_address.sweep(self.max_keys);
         }
+        if let Some(per_network) = &self.per_network {
+            per_network.sweep(self.max_keys);
+        }
+        // Events with no join for two seconds ask the base difficulty again: forget them.
+        let second = now_ms().div_euclid(1_000);
+        self.join_rates()
+            .retain(|_, rate| rate.second >= second - 1);
     }
 }
 
@@ -319,25 +443,29 @@ mod tests {
     fn gate(address_threshold: u32, overall: u32) -> ProofOfWork {
         ProofOfWork::new(
             &ProofSettings {
-                secret: Secret::new("a-test-proof-secret"),
                 address_joins_per_second: address_threshold,
                 joins_per_second: overall,
-                difficulty: 8,
-                ttl: Duration::from_secs(60),
+                ..gate_settings()
             },
             1_000,
         )
     }
 
+    fn client(ip: &str) -> ClientAddr {
+        ClientAddr(ip.parse().unwrap())
+    }
+
+    const ME: &str = "198.51.100.20";
+
     fn solved(gate: &ProofOfWork, event: Uuid) -> Proof {
-        let challenge = gate.issue(event);
+        let challenge = gate.issue(event, client(ME));
         let nonce = solve(&challenge, gate.difficulty);
         Proof { challenge, nonce }
     }
 
     #[test]
     fn a_challenge_fills_the_first_hash_block_with_its_separator() {
-        let challenge = gate(0, 0).issue(Uuid::new_v4());
+        let challenge = gate(0, 0).issue(Uuid::new_v4(), client(ME));
         assert_eq!(challenge.len(), CHALLENGE_LEN);
         assert_eq!(challenge.len() + 1, 68);
         assert!(challenge
@@ -352,12 +480,14 @@ mod tests {
         let proof = solved(&gate, event);
         let now = now_ms();
         let ok = gate
-            .verify(event, &proof, now)
+            .verify(event, client(ME), &proof, now)
             .expect("a solved proof holds");
         assert!(ok.expires_ms > now && ok.expires_ms <= now + 60_000);
         assert_ne!(
             ok.id,
-            gate.verify(event, &solved(&gate, event), now).unwrap().id
+            gate.verify(event, client(ME), &solved(&gate, event), now)
+                .unwrap()
+                .id
         );
     }
 
@@ -367,11 +497,21 @@ mod tests {
         let event = Uuid::new_v4();
         let proof = solved(&gate, event);
         let now = now_ms();
-        let wrong = |p: Proof| gate.verify(event, &p, now);
+        let wrong = |p: Proof| gate.verify(event, client(ME), &p, now);
         assert_eq!(
-            gate.verify(Uuid::new_v4(), &proof, now),
+            gate.verify(Uuid::new_v4(), client(ME), &proof, now),
             Err(Refusal::Wrong),
             "for another event"
+        );
+        assert_eq!(
+            gate.verify(event, client("203.0.113.20"), &proof, now),
+            Err(Refusal::Wrong),
+            "handed to a client on another network"
+        );
+        assert!(
+            gate.verify(event, client("198.51.100.21"), &proof, now)
+                .is_ok(),
+            "a phone moved to another address of its carrier's pool keeps it"
         );
         let unsolved = (0u64..)
             .map(|n| n.to_string())
@@ -396,7 +536,7 @@ mod tests {
             },
             10,
         )
-        .issue_at(event, now, 0);
+        .issue_at(event, client(ME), now, 0);
         assert_eq!(
             wrong(Proof {
                 challenge: forged,
@@ -411,6 +551,9 @@ mod tests {
             secret: Secret::new("a-test-proof-secret"),
             address_joins_per_second: 0,
             joins_per_second: 0,
+            network_joins_per_second: 0,
+            event_joins_per_second: 100,
+            max_difficulty: 12,
             difficulty: 8,
             ttl: Duration::from_secs(60),
         }
@@ -421,11 +564,12 @@ mod tests {
         let gate = gate(0, 0);
         let event = Uuid::new_v4();
         let now = now_ms();
-        let old = gate.issue_at(event, now - 60_001, 4);
+        let old = gate.issue_at(event, client(ME), now - 60_001, 4);
         let nonce = solve(&old, 4);
         assert_eq!(
             gate.verify(
                 event,
+                client(ME),
                 &Proof {
                     challenge: old,
                     nonce
@@ -434,11 +578,12 @@ mod tests {
             ),
             Err(Refusal::Expired)
         );
-        let future = gate.issue_at(event, now + 60_000, 4);
+        let future = gate.issue_at(event, client(ME), now + 60_000, 4);
         let nonce = solve(&future, 4);
         assert_eq!(
             gate.verify(
                 event,
+                client(ME),
                 &Proof {
                     challenge: future,
                     nonce
@@ -450,8 +595,65 @@ mod tests {
     }
 
     #[test]
+    fn proofs_are_asked_for_above_a_threshold_per_network() {
+        let gate = ProofOfWork::new(
+            &ProofSettings {
+                address_joins_per_second: 1_000,
+                joins_per_second: 1_000,
+                network_joins_per_second: 3,
+                ..gate_settings()
+            },
+            1_000,
+        );
+        // Three /64s of one /48: each alone is far under its own threshold.
+        for host in ["2001:db8:7:1::1", "2001:db8:7:2::1", "2001:db8:7:3::1"] {
+            assert!(!gate.required(client(host)));
+        }
+        assert!(gate.required(client("2001:db8:7:4::1")), "the /48's fourth");
+        assert!(!gate.required(client("2001:db8:8::1")), "another /48");
+        for host in ["192.0.2.1", "192.0.2.2", "192.0.2.3"] {
+            assert!(!gate.required(client(host)));
+        }
+        assert!(gate.required(client("192.0.2.200")), "the /24's fourth");
+        assert!(!gate.required(client("192.0.3.1")), "another /24");
+    }
+
+    #[test]
+    fn the_difficulty_rises_a_bit_per_doubling_of_the_events_join_rate() {
+        let gate = gate(0, 0);
+        let (busy, quiet) = (Uuid::new_v4(), Uuid::new_v4());
+        assert_eq!(gate.difficulty_for(busy), 8, "no joins yet: the base");
+        // Joins noted within one second (a second boundary may split them; the higher half
+        // counts, so the floor below still holds).
+        let mut seen = Vec::new();
+        for joins in [100, 100, 200, 400, 800] {
+            for _ in 0..joins {
+                gate.note_join(busy);
+            }
+            seen.push(gate.difficulty_for(busy));
+        }
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+        assert!(*seen.last().unwrap() >= 11, "{seen:?}");
+        assert!(
+            seen.iter().all(|d| *d <= 12),
+            "never past the most: {seen:?}"
+        );
+        assert_eq!(
+            gate.difficulty_for(quiet),
+            8,
+            "another event stays at the base"
+        );
+        let challenge = gate.issue(busy, client(ME));
+        let signed = URL_SAFE_NO_PAD.decode(&challenge).unwrap();
+        assert_eq!(
+            signed[25],
+            gate.difficulty_for(busy),
+            "the challenge asks it"
+        );
+    }
+
+    #[test]
     fn proofs_are_asked_for_above_a_threshold_per_address_or_overall() {
-        let client = |ip: &str| ClientAddr(ip.parse().unwrap());
         let always = gate(0, 1_000);
         assert!(always.required(client("198.51.100.1")));
         let per_address = gate(3, 1_000);

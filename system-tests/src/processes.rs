@@ -502,6 +502,9 @@ impl GatewayProcess {
             ("ENTRY_SIGNING_KID", "gw".into()),
             ("GATEWAY_ADDR", format!("127.0.0.1:{port}")),
             ("LOG_LEVEL", "warn".into()),
+            // Every test address is in 127.0.0.0/24: a test that means the per-network
+            // threshold sets it.
+            ("PROOF_NETWORK_JOINS_PER_SECOND", "0".into()),
         ]
     }
 

@@ -374,12 +374,21 @@ async fn proofs_are_refused_when_missing_wrong_expired_or_reused_and_accepted_wh
             secret: Secret::new(PROOF_SECRET),
             address_joins_per_second: 0,
             joins_per_second: 0,
+            network_joins_per_second: 0,
+            event_joins_per_second: 500,
+            max_difficulty: 10,
             difficulty: 10,
             ttl: Duration::from_secs(60),
         },
         10,
     );
-    let old = signer.issue_at(event, chrono::Utc::now().timestamp_millis() - 61_000, 10);
+    let me = gateway::client_addr::ClientAddr("127.0.0.4".parse().unwrap());
+    let old = signer.issue_at(
+        event,
+        me,
+        chrono::Utc::now().timestamp_millis() - 61_000,
+        10,
+    );
     let expired = join(
         &http,
         url,
@@ -396,12 +405,15 @@ async fn proofs_are_refused_when_missing_wrong_expired_or_reused_and_accepted_wh
             secret: Secret::new("somebody-else's-secret"),
             address_joins_per_second: 0,
             joins_per_second: 0,
+            network_joins_per_second: 0,
+            event_joins_per_second: 500,
+            max_difficulty: 0,
             difficulty: 0,
             ttl: Duration::from_secs(60),
         },
         10,
     )
-    .issue(event);
+    .issue(event, me);
     let answer = join(&http, url, event, with_proof("v1", &forged, "0"), None).await;
     challenge_of(&answer);
     assert_eq!(answer.body["error"]["reason"], "wrong");
@@ -483,4 +495,74 @@ async fn polls_are_limited_per_queue_id_so_neighbours_behind_one_address_keep_po
         200,
         "the neighbour still polls"
     );
+}
+
+/// A bot farm's two levers: many addresses of one network, each under the per-address
+/// threshold, and proofs solved in one place handed to bots elsewhere. The first is asked for
+/// proofs by its network; the second is refused as `wrong` outside the network it was issued to.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_networks_many_addresses_are_asked_for_proofs_and_proofs_stay_in_their_network(
+    db: PgPool,
+) {
+    let gateway = start_gateway(
+        &db,
+        &[
+            ("TRUSTED_PROXIES", "127.0.0.0/8"),
+            ("PROOF_NETWORK_JOINS_PER_SECOND", "5"),
+            ("PROOF_DIFFICULTY", "8"),
+        ],
+    )
+    .await;
+    let event = create_event(&gateway).await;
+    let http = client_from("127.0.0.5");
+    let url = gateway.url.as_str();
+    let mut statuses = Vec::new();
+    for host in 1..=12 {
+        let answer = join(
+            &http,
+            url,
+            event,
+            json!({"visitor_id": format!("farm-{host}")}),
+            Some(&format!("192.0.2.{host}")),
+        )
+        .await;
+        statuses.push(answer.status);
+    }
+    assert!(
+        statuses[..5].iter().all(|s| *s == 202),
+        "the network's first five pass: {statuses:?}"
+    );
+    assert!(
+        statuses[5..].iter().filter(|s| **s == 428).count() >= 6,
+        "then its addresses are asked for work, each under its own threshold: {statuses:?}"
+    );
+
+    // A proof for a client of 192.0.2.0/24, presented from another network whose own joins
+    // are over the threshold too (else it would pass without any proof).
+    for host in 1..=6 {
+        join(
+            &http,
+            url,
+            event,
+            json!({"visitor_id": format!("other-{host}")}),
+            Some(&format!("203.0.113.{host}")),
+        )
+        .await;
+    }
+    let asked = join(
+        &http,
+        url,
+        event,
+        json!({"visitor_id": "farm-x"}),
+        Some("192.0.2.50"),
+    )
+    .await;
+    let (challenge, difficulty) = challenge_of(&asked);
+    let nonce = solve(&challenge, difficulty);
+    let proof = json!({"visitor_id": "farm-x", "proof": {"challenge": challenge, "nonce": nonce}});
+    let elsewhere = join(&http, url, event, proof.clone(), Some("203.0.113.50")).await;
+    assert_eq!(elsewhere.status, 428, "{}", elsewhere.body);
+    assert_eq!(elsewhere.body["error"]["reason"], "wrong");
+    let at_home = join(&http, url, event, proof, Some("192.0.2.51")).await;
+    assert_eq!(at_home.status, 202, "{}", at_home.body);
 }

@@ -207,6 +207,7 @@ pub async fn join(
         .get(event_id)
         .await?
         .ok_or(ApiError::EventNotFound)?;
+    state.proof_of_work.note_join(event.id);
     let queue_id = QueueId::for_visitor(
         state.config.queue_id_secret.expose().as_bytes(),
         event.short_id,
