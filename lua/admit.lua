@@ -19,6 +19,7 @@
 -- KEYS[16] ev:{E}:holds
 -- KEYS[17] ev:{E}:holdv
 -- KEYS[16+2i] ev:{E}:want:<tier i>, KEYS[17+2i] ev:{E}:free:<tier i>, for every tier
+-- KEYS[#KEYS] ev:{E}:dormant  silent entries out of the line (queue_dormancy.lua)
 -- ARGV[1]  most entries this call may look at off the head (admitted, dropped, parked or passed)
 -- ARGV[2]  the event's notice channel (ev:{E}:notices): the queue ids this step admitted are
 --          published there, so gateways push the news to open streams at once
@@ -36,7 +37,10 @@
 -- fast as the caller repeats this step; max_active does not apply. Waiting entries not seen in
 -- this or the previous liveness window are dropped when they reach the head instead of wasting an
 -- admission; admitted_through records the highest place taken off the head, so a receipt for a
--- place at or below it is never put back in line.
+-- place at or below it is never put back in line. Entries already out of the line for their
+-- silence (dormant) are reached as the head walks past their places: reached_through records the
+-- highest place the head looked at (every dormant place, when it walked to the line's end with
+-- admissions to spare), and queue_dormancy.lua drops the dormant entries at or below it.
 --
 -- The rate is a ceiling; the stock decides (room on or off). Per tier t, an entry is admitted only
 -- while the tickets admitted buyers want stay within what is left plus headroom_pct:
@@ -272,6 +276,8 @@ local function seen(place)
 end
 
 local admitted, dropped, parked, passed = 0, 0, 0, 0
+-- The highest place looked at, and whether the walk reached the line's end.
+local reached, at_end = 0, false
 -- Tiers an earlier entry waits for: later entries needing them wait too. `nowish_waits`: a
 -- buyer without a wish waits, so do later ones without.
 local waiting_for, nowish_waits = {}, false
@@ -282,10 +288,14 @@ while not done and admitted < allowed and admitted + dropped + parked + passed <
   local page = math.min(allowed - admitted, bound - admitted - dropped - parked - passed)
   local head = redis.call('ZRANGE', KEYS[2], passed, passed + page - 1, 'WITHSCORES')
   if #head == 0 then
+    at_end = true
     break
   end
   for i = 1, #head, 2 do
     local qid, place = head[i], tonumber(head[i + 1])
+    if place > reached then
+      reached = place
+    end
     local wish = parse_wish(redis.call('HGET', KEYS[12], qid))
     local verdict, detail
     if not seen(place) then
@@ -347,8 +357,19 @@ while not done and admitted < allowed and admitted + dropped + parked + passed <
     end
   end
   if #head < 2 * page then
+    at_end = not done
     break
   end
+end
+if at_end and admitted < allowed then
+  -- Nobody live is left ahead of the dormant: the head reaches them all.
+  local last = redis.call('ZRANGE', KEYS[#KEYS], -1, -1, 'WITHSCORES')
+  if last[2] and tonumber(last[2]) > reached then
+    reached = tonumber(last[2])
+  end
+end
+if reached > (tonumber(redis.call('HGET', KEYS[1], 'reached_through')) or 0) then
+  redis.call('HSET', KEYS[1], 'reached_through', string.format('%.17g', reached))
 end
 local more = 0
 if admitted < allowed and admitted + dropped + parked + passed >= bound

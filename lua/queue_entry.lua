@@ -20,7 +20,8 @@
 -- KEYS[14] ev:{E}:parked   entries whose wish cannot be met, by place (see admit.lua)
 -- KEYS[15] ev:{E}:admw     admitted queue id -> its wish as admitted ("h|GA:2" when held)
 -- KEYS[16] ev:{E}:leaving  entries that asked to leave after a grace: a poll cancels it
--- KEYS[16+i] ev:{E}:want:<tier i>
+-- KEYS[17] ev:{E}:dormant  entries out of line for want of signs of life (queue_dormancy.lua)
+-- KEYS[17+i] ev:{E}:want:<tier i>
 -- ARGV[1]  "join" or "poll"
 -- ARGV[2]  queue id (raw 16 bytes)
 -- ARGV[3]  join: the lot drawn for this visitor, 1 .. 2^24 - 1 (used if it joins before the
@@ -47,7 +48,7 @@ local now_t = redis.call('TIME')
 local now_s = tonumber(now_t[1])
 local now = now_s * 1000 + math.floor(tonumber(now_t[2]) / 1000)
 local cfg = redis.call('HMGET', KEYS[1], 'enabled', 'token_ttl_s', 'on_sale_ms', 'alive_window_s',
-  'gen', 'admitted_through', 'admit_after_ms', 'aw0', 'aw1', 'leave_pending')
+  'gen', 'admitted_through', 'admit_after_ms', 'aw0', 'aw1', 'leave_pending', 'reached_through')
 if not cfg[1] then
   return {'no_config', 0, 0, false, 0, ''}
 end
@@ -93,7 +94,7 @@ local function wanted_ahead(place, wish)
     if before_opening or not string.find(';' .. wish, ';' .. code .. '=', 1, true) then
       out[i] = -1
     else
-      out[i] = redis.call('ZCOUNT', KEYS[16 + i], '-inf', '(' .. exact(place))
+      out[i] = redis.call('ZCOUNT', KEYS[17 + i], '-inf', '(' .. exact(place))
     end
   end
   return out
@@ -144,6 +145,27 @@ if place then
   return in_line(place, function()
     return redis.call('ZCOUNT', KEYS[2], '-inf', '(' .. exact(place)) + 1
   end)
+end
+
+place = redis.call('ZSCORE', KEYS[17], qid)
+if place then
+  -- Dormant (its page showed no sign of life for a while): a poll or a join is one, so back in
+  -- line at its place, unless the head has passed it meanwhile (queue_dormancy.lua drops those
+  -- as abandoned, as admit.lua drops a silent entry it reaches).
+  place = tonumber(place)
+  if place > math.max(tonumber(cfg[6]) or 0, tonumber(cfg[11]) or 0) then
+    redis.call('ZREM', KEYS[17], qid)
+    redis.call('ZADD', KEYS[2], exact(place), qid)
+    redis.call('HINCRBY', KEYS[10], 'revived_total', 1)
+    return in_line(place, rank)
+  end
+  redis.call('ZREM', KEYS[17], qid)
+  for i = 1, TIERS do
+    redis.call('ZREM', KEYS[17 + i], qid)
+  end
+  redis.call('HDEL', KEYS[13], qid)
+  redis.call('HSET', KEYS[7], qid, 'abandoned')
+  redis.call('HINCRBY', KEYS[10], 'dropped_total', 1)
 end
 
 local token = redis.call('GET', KEYS[8])

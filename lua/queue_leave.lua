@@ -16,7 +16,8 @@
 -- KEYS[11] ev:{E}:holds
 -- KEYS[12] ev:{E}:cfg      leave_pending: set while a leave waits out its grace, so polls look
 --                          for one to cancel only then (queue_entry.lua)
--- KEYS[12+i] ev:{E}:want:<tier i>
+-- KEYS[13] ev:{E}:dormant  entries out of line for want of signs of life
+-- KEYS[13+i] ev:{E}:want:<tier i>
 -- ARGV[1]  queue id (raw 16 bytes)
 -- ARGV[2]  "now"; "later" (after the grace); "due" (the worker: leave if still asked and due)
 -- ARGV[3]  later: the grace, ms
@@ -32,7 +33,7 @@ local now = tonumber(now_t[1]) * 1000 + math.floor(tonumber(now_t[2]) / 1000)
 
 if ARGV[2] == 'later' then
   if not (redis.call('ZSCORE', KEYS[1], qid) or redis.call('ZSCORE', KEYS[6], qid)
-      or redis.call('ZSCORE', KEYS[2], qid)) then
+      or redis.call('ZSCORE', KEYS[13], qid) or redis.call('ZSCORE', KEYS[2], qid)) then
     return 0
   end
   redis.call('ZADD', KEYS[10], now + tonumber(ARGV[3]), qid)
@@ -51,10 +52,11 @@ if redis.call('ZCARD', KEYS[10]) == 0 then
 end
 
 local in_line = redis.call('ZREM', KEYS[1], qid) + redis.call('ZREM', KEYS[6], qid)
+  + redis.call('ZREM', KEYS[13], qid)
 local admitted = redis.call('ZREM', KEYS[2], qid)
 redis.call('DEL', KEYS[4])
 for i = 1, #ARGV - 4 do
-  redis.call('ZREM', KEYS[12 + i], qid)
+  redis.call('ZREM', KEYS[13 + i], qid)
 end
 redis.call('HDEL', KEYS[7], qid)
 local demand = redis.call('HGET', KEYS[8], qid)

@@ -8,7 +8,10 @@
 -- KEYS[3]  ev:{E}:adm
 -- KEYS[4]  ev:{E}:wish
 -- KEYS[5]  ev:{E}:inv
--- KEYS[5+i] ev:{E}:want:<tier i>
+-- KEYS[6]  ev:{E}:dormant  (a wish is a sign of life: a dormant entry goes back in line)
+-- KEYS[7]  ev:{E}:cfg      admitted_through, reached_through: a dormant entry the head passed
+--                          is not taken back
+-- KEYS[7+i] ev:{E}:want:<tier i>
 -- ARGV[1]  queue id (raw 16 bytes)
 -- ARGV[2]  the wish, "GA=2;VIP=1" (codes among ARGV[3..], quantities >= 1), or '' to clear it
 -- ARGV[2+i] tier i's code
@@ -19,10 +22,23 @@
 
 local qid = ARGV[1]
 local place = redis.call('ZSCORE', KEYS[1], qid)
-local parked = false
+-- Out of line (parked, or dormant): the set it is in, to move it back in line once the wish is set.
+local out = nil
 if not place then
   place = redis.call('ZSCORE', KEYS[2], qid)
-  parked = place ~= false and place ~= nil
+  if place then
+    out = KEYS[2]
+  end
+end
+if not place then
+  place = redis.call('ZSCORE', KEYS[6], qid)
+  local marks = redis.call('HMGET', KEYS[7], 'admitted_through', 'reached_through')
+  local passed = math.max(tonumber(marks[1]) or 0, tonumber(marks[2]) or 0)
+  if place and tonumber(place) <= passed then
+    place = nil
+  elseif place then
+    out = KEYS[6]
+  end
 end
 if not place then
   if redis.call('ZSCORE', KEYS[3], qid) then
@@ -33,7 +49,7 @@ end
 
 local wanting = {}
 for i = 1, #ARGV - 2 do
-  wanting[ARGV[2 + i]] = KEYS[5 + i]
+  wanting[ARGV[2 + i]] = KEYS[7 + i]
 end
 local short = {'short'}
 for code, quantity in string.gmatch(ARGV[2], '([^=;]+)=(%d+)') do
@@ -62,8 +78,8 @@ else
     redis.call('ZADD', wanting[code], place, qid)
   end
 end
-if parked then
-  redis.call('ZREM', KEYS[2], qid)
+if out then
+  redis.call('ZREM', out, qid)
   redis.call('ZADD', KEYS[1], place, qid)
 end
 return {'ok'}

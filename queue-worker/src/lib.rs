@@ -73,6 +73,7 @@ impl Worker {
             Job::SweepHolds,
             Job::Reconcile,
             Job::Sample,
+            Job::Dormancy,
         ]
         .map(|job| tokio::spawn(self.clone().repeat(job, cancel.clone())));
         cancel.cancelled().await;
@@ -92,7 +93,9 @@ impl Worker {
             Job::SweepHolds => self.config.sweep_interval,
             Job::Reconcile => self.config.reconcile_interval,
             Job::Sample => Duration::from_secs(1),
+            Job::Dormancy => Duration::from_secs(1),
         };
+        let mut walks = jobs::dormancy::Walks::default();
         let mut admission = Admission::default();
         let mut drift = DriftMemory::default();
         let mut quiet = QuietRound::default();
@@ -109,6 +112,7 @@ impl Worker {
                 Job::SweepHolds => self.sweep_pass().await,
                 Job::Reconcile => self.reconcile_pass(&mut drift, &mut quiet).await,
                 Job::Sample => self.sample_pass().await,
+                Job::Dormancy => walks.pass(&self.redis, &self.events()).await,
             }
         }
     }
@@ -214,6 +218,8 @@ enum Job {
     Reconcile,
     /// One sample per second per event for the operator's live view.
     Sample,
+    /// Silent entries out of the count of those ahead (`jobs::dormancy`).
+    Dormancy,
 }
 
 /// The worker's own HTTP surface: health and metrics.

@@ -198,3 +198,119 @@ fn the_placeholder_admin_token_refuses_to_start() {
         assert!(log.contains("ADMIN_TOKEN"), "{token}: {log}");
     }
 }
+
+/// Entries whose page went silent (a bot's dead identities, a closed tab) leave the count of
+/// those ahead, and each mechanism they meet keeps its promise: a poll brings one back to its
+/// place, a wish too, a leave still leaves, and one the head passed while silent is dropped as
+/// abandoned (its visitor joins again at the back). Liveness windows of 1 s stand in for 60 s.
+#[sqlx::test(migrations = "../migrations")]
+async fn silent_entries_leave_the_count_of_those_ahead_and_come_back_when_they_poll(db: PgPool) {
+    let system = System::start_with(db, Options::default()).await;
+    let event = system
+        .create_event(
+            &[("GA", 100)],
+            json!({"enabled": true, "admission_per_minute": 600, "max_active": 100, "paused": true}),
+        )
+        .await;
+    let keys = EventKeys::new(event);
+    let mut redis = system.redis.clone();
+    let _: () = redis::cmd("HSET")
+        .arg(keys.queue_config())
+        .arg("alive_window_s")
+        .arg(1)
+        .query_async(&mut redis)
+        .await
+        .expect("short windows");
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(system.join_line(event, &format!("silent-{i}")).await);
+    }
+    // Entries 5-9 keep polling; 0-4 fall silent.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let position_of_last = loop {
+        for id in &ids[5..] {
+            assert_eq!(system.poll(id).await.0, 200);
+        }
+        let (_, last) = system.poll(&ids[9]).await;
+        if last["position"] == 5 || std::time::Instant::now() > deadline {
+            break last["position"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(position_of_last, 5, "only the live entries are ahead");
+    let dormant: i64 = redis::cmd("ZCARD")
+        .arg(keys.dormant())
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(dormant, 5);
+
+    // A poll brings one back at its place.
+    let (status, first) = system.poll(&ids[0]).await;
+    assert_eq!(
+        (status, first["position"].clone()),
+        (200, json!(1)),
+        "{first}"
+    );
+    assert_eq!(system.poll(&ids[9]).await.1["position"], 6);
+    // A wish is a sign of life too.
+    let wished = system
+        .http
+        .put(format!("{}/api/queue/{}/wish", system.gateway, ids[2]))
+        .json(&json!({"tiers": {"GA": 2}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wished.status(), 200, "{}", wished.text().await.unwrap());
+    assert_eq!(system.poll(&ids[2]).await.1["position"], 2);
+    // A leave leaves from among the dormant.
+    let left = system
+        .http
+        .delete(format!("{}/api/queue/{}", system.gateway, ids[1]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(left.status(), 204);
+    assert_eq!(system.poll(&ids[1]).await.0, 404);
+
+    // The head passes 3 and 4 while they are silent: dropped as abandoned.
+    let opened = system
+        .admin(system.http.put(format!(
+            "{}/api/admin/events/{event}/waiting-room",
+            system.gateway
+        )))
+        .json(&json!({"paused": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.status(), 200);
+    let mut states = Vec::new();
+    for _ in 0..100 {
+        let (_, last) = system.poll(&ids[9]).await;
+        let gone: Option<String> = redis::cmd("HGET")
+            .arg(keys.gone())
+            .arg(Uuid::parse_str(&ids[3]).unwrap().as_bytes().as_slice())
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        if last["state"] == "admitted" && gone.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for id in &ids[3..5] {
+        let (status, answer) = system.poll(id).await;
+        states.push((status, answer["state"].clone()));
+    }
+    assert_eq!(
+        states,
+        vec![(200, json!("expired")), (200, json!("expired"))],
+        "passed while silent"
+    );
+    let (status, again) = system.join(event, "silent-3").await;
+    assert_eq!(status, 202);
+    assert!(
+        again["state"] == "waiting" || again["state"] == "admitted",
+        "{again}"
+    );
+}

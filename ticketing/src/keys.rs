@@ -116,6 +116,11 @@ impl EventKeys {
     pub fn parked(&self) -> String {
         self.key("parked")
     }
+    /// Zset of queue id to place: entries whose page stopped showing signs of life, out of the
+    /// line (so nobody counts them ahead) until a poll brings them back to their place.
+    pub fn dormant(&self) -> String {
+        self.key("dormant")
+    }
     /// Hash of admitted queue id to the tickets it counts against each tier's stock,
     /// `GA=200;VIP=100` in hundredths (a buyer without a wish counts the sale's average), or
     /// `held` when admission reserved its wish.
@@ -189,6 +194,7 @@ mod tests {
             keys.wishes(),
             keys.wanting("GA"),
             keys.parked(),
+            keys.dormant(),
             keys.admitted_demand(),
             keys.demand(),
             keys.leaving(),

@@ -69,6 +69,7 @@ pub async fn admit(
             .key(keys.free_numbers(code))
             .arg(code);
     }
+    invocation.key(keys.dormant());
     let reply: Value = invocation.invoke_async(&mut redis.clone()).await?;
     let n: Vec<i64> = array(&reply).iter().filter_map(int).collect();
     let [admitted, dropped, expired, more, arrivals, admitted_through, parked] = n[..] else {

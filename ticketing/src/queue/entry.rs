@@ -128,6 +128,7 @@ pub async fn leave(
         .key(keys.leaving())
         .key(keys.holds())
         .key(keys.queue_config())
+        .key(keys.dormant())
         .arg(queue_id)
         .arg(mode)
         .arg(grace_ms)
@@ -205,7 +206,8 @@ fn invocation(event_id: Uuid, queue_id: QueueId, tiers: &[TierCode]) -> ScriptIn
         .key(keys.wishes())
         .key(keys.parked())
         .key(keys.admitted_demand())
-        .key(keys.leaving());
+        .key(keys.leaving())
+        .key(keys.dormant());
     for code in tiers {
         invocation.key(keys.wanting(code));
     }

@@ -243,6 +243,8 @@ pub async fn set_wish(
         .key(keys.admitted())
         .key(keys.wishes())
         .key(keys.inventory())
+        .key(keys.dormant())
+        .key(keys.queue_config())
         .arg(queue_id)
         .arg(wish.encode());
     for code in codes {

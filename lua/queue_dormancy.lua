@@ -1,0 +1,95 @@
+-- queue_dormancy.lua: take entries whose page stopped showing signs of life out of the line, so
+-- the people behind them are not told they stand behind them; drop those the head has passed.
+--
+-- A sign of life (a poll, a stream's check, a refused poll's flushed mark) sets the entry's bit
+-- in the liveness bitmap of the current window (queue_entry.lua, mark_alive.lua). An entry with
+-- no bit in this window nor the one before goes to `dormant`, keeping its place: its next poll
+-- puts it back (queue_entry.lua). A dormant entry at or below where the head reached
+-- (reached_through) was passed while silent: dropped as abandoned, as admit.lua drops a silent
+-- entry it reaches.
+--
+-- KEYS[1] ev:{E}:cfg      alive_window_s, aw0, aw1 (which window each bitmap holds),
+--                         admitted_through, reached_through (see admit.lua)
+-- KEYS[2] ev:{E}:wait
+-- KEYS[3] ev:{E}:dormant
+-- KEYS[4] ev:{E}:alive:0
+-- KEYS[5] ev:{E}:alive:1
+-- KEYS[6] ev:{E}:gone
+-- KEYS[7] ev:{E}:wish
+-- KEYS[8] ev:{E}:stats
+-- KEYS[8+i] ev:{E}:want:<tier i>
+-- ARGV[1] the place after which to look ('' from the head)
+-- ARGV[2] most entries to look at, in line and among the dormant each
+--
+-- Returns {cursor, made_dormant, dropped}: `cursor` ('' once the end of the line was reached)
+-- is where the next call goes on.
+
+local ARRIVALS = 268435456          -- 2^28: arrival numbers per event
+
+local now_s = tonumber(redis.call('TIME')[1])
+local cfg = redis.call('HMGET', KEYS[1], 'alive_window_s', 'aw0', 'aw1', 'admitted_through',
+  'reached_through')
+local window_s = tonumber(cfg[1]) or 60
+local w = math.floor(now_s / window_s)
+local bound = tonumber(ARGV[2])
+local tiers = #KEYS - 8
+
+local function exact(place)
+  return string.format('%.17g', place)
+end
+
+local function out_of_line(qid)
+  for i = 1, tiers do
+    redis.call('ZREM', KEYS[8 + i], qid)
+  end
+  redis.call('HDEL', KEYS[7], qid)
+end
+
+-- Dormant entries the head passed: dropped.
+local dropped = 0
+local passed = math.max(tonumber(cfg[4]) or 0, tonumber(cfg[5]) or 0)
+if passed > 0 then
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', exact(passed), 'LIMIT', 0, bound)
+  for _, qid in ipairs(gone) do
+    redis.call('ZREM', KEYS[3], qid)
+    out_of_line(qid)
+    redis.call('HSET', KEYS[6], qid, 'abandoned')
+    dropped = dropped + 1
+  end
+  if dropped > 0 then
+    redis.call('HINCRBY', KEYS[8], 'dropped_total', dropped)
+  end
+end
+
+-- Only when both bitmaps hold the windows they must (this one and the one before): after a
+-- loss, or in a line nobody polled for a window, silence proves nothing yet.
+local current, previous = w % 2, (w - 1) % 2
+if cfg[2 + current] ~= tostring(w) or cfg[2 + previous] ~= tostring(w - 1) then
+  return {'', 0, dropped}
+end
+
+local from = '-inf'
+if ARGV[1] ~= '' then
+  from = '(' .. ARGV[1]
+end
+local page = redis.call('ZRANGEBYSCORE', KEYS[2], from, '+inf', 'WITHSCORES', 'LIMIT', 0, bound)
+local made_dormant = 0
+local last = ''
+for i = 1, #page, 2 do
+  local qid, place = page[i], page[i + 1]
+  last = place
+  local arrival = tonumber(place) % ARRIVALS
+  if redis.call('GETBIT', KEYS[4 + current], arrival) == 0
+      and redis.call('GETBIT', KEYS[4 + previous], arrival) == 0 then
+    redis.call('ZREM', KEYS[2], qid)
+    redis.call('ZADD', KEYS[3], place, qid)
+    made_dormant = made_dormant + 1
+  end
+end
+if made_dormant > 0 then
+  redis.call('HINCRBY', KEYS[8], 'dormant_total', made_dormant)
+end
+if #page < 2 * bound then
+  last = ''
+end
+return {last, made_dormant, dropped}
