@@ -26,7 +26,7 @@ pub enum ApiError {
     #[error("too many requests from this client; slow down")]
     RateLimited { retry_after: std::time::Duration },
     #[error("solve the proof of work and join again with it")]
-    ProofRequired(crate::proof::ProofRequired),
+    ProofRequired(ProofRequired),
     #[error("cannot identify the client")]
     UnknownClient,
     #[error("the entry is no longer waiting (admitted, or gone)")]
@@ -164,3 +164,31 @@ pub struct Path<T>(pub T);
 #[derive(axum::extract::FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct Query<T>(pub T);
+
+/// Why a join has to (re)do the exchange; sent as `reason` beside the fresh challenge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Missing,
+    Wrong,
+    Expired,
+    Reused,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Wrong => "wrong",
+            Self::Expired => "expired",
+            Self::Reused => "reused",
+        }
+    }
+}
+
+/// The 428 answer's details.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProofRequired {
+    pub challenge: String,
+    pub difficulty: u8,
+    pub reason: Refusal,
+}

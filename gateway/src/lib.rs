@@ -7,8 +7,10 @@ pub mod db;
 pub mod directory;
 pub mod domain;
 pub mod error;
+pub mod keyed;
 pub mod limits;
 pub mod notices;
+pub mod presented;
 pub mod projections;
 pub mod proof;
 pub mod restore;
@@ -34,7 +36,9 @@ use ticketing::http::{health_routes, liveness, not_found, with_common_layers};
 use ticketing::queue;
 use ticketing::telemetry;
 
-use crate::routes::{admin, catalog, health, live, openapi, queue as queue_routes, queue_stream};
+use crate::routes::{
+    admin, catalog, guards, health, live, openapi, queue as queue_routes, queue_stream,
+};
 pub use crate::state::AppState;
 
 /// Largest request body the gateway reads.
@@ -54,7 +58,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/queue/{queue_id}/events", get(queue_stream::events))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
-            limits::limit_polls,
+            guards::limit_polls,
         ));
     // Counted per address before the token is checked: guessing the token costs time.
     let admin = Router::new()
@@ -66,7 +70,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/admin/events/{event_id}/live", get(live::show))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
-            limits::limit_admin,
+            guards::limit_admin,
         ));
     let api = Router::new()
         .route("/api/events", get(catalog::list))

@@ -12,91 +12,16 @@
 //! that still holds more than `LIMITER_MAX_KEYS` keys is emptied (`rate_limiter_resets_total`).
 
 use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hash};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
-use std::num::NonZeroU32;
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use uuid::Uuid;
 
 use crate::client_addr::ClientAddr;
-use crate::config::{LimitSettings, Rate};
+use crate::config::LimitSettings;
 use crate::error::ApiError;
-use crate::state::AppState;
-
-/// One keyed limiter and its name (for metrics and logs).
-pub struct Keyed<K: Hash + Eq + Clone> {
-    name: &'static str,
-    quota: Quota,
-    // governor cannot empty a keyed limiter in place: the lock lets the sweep swap in a fresh
-    // one. Checks only read-lock it, never across an await.
-    limiter: RwLock<DefaultKeyedRateLimiter<K>>,
-}
-
-impl<K: Hash + Eq + Clone> Keyed<K> {
-    /// `per_second` sustained, `burst` at once; `per_second` is at least 1.
-    pub fn new(name: &'static str, per_second: u32, burst: u32) -> Self {
-        let rate = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(burst).unwrap_or(rate);
-        let quota = Quota::per_second(rate).allow_burst(burst);
-        Self {
-            name,
-            quota,
-            limiter: RwLock::new(RateLimiter::keyed(quota)),
-        }
-    }
-
-    fn of(name: &'static str, rate: Rate) -> Self {
-        Self::new(name, rate.per_second, rate.burst)
-    }
-
-    /// Counts one request for `key`; when it is over, how long until it would be allowed.
-    pub fn check(&self, key: &K) -> Result<(), Duration> {
-        self.limiter
-            .read()
-            .expect("a limiter check never panics")
-            .check_key(key)
-            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
-    }
-
-    /// Forgets idle keys; empties the limiter if it still holds more than `max_keys`.
-    pub fn sweep(&self, max_keys: usize) {
-        let keys = {
-            let limiter = self.limiter.read().expect("a limiter check never panics");
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
-            limiter.len()
-        };
-        if keys > max_keys {
-            tracing::warn!(
-                limiter = self.name,
-                keys,
-                max_keys,
-                "rate limiter over its key cap; forgetting every key"
-            );
-            metrics::counter!("rate_limiter_resets_total", "limiter" => self.name).increment(1);
-            *self.limiter.write().expect("a limiter check never panics") =
-                RateLimiter::keyed(self.quota);
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.limiter
-            .read()
-            .expect("a limiter check never panics")
-            .len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+use crate::keyed::Keyed;
 
 /// The waiting room's limits.
 pub struct Limits {
@@ -176,69 +101,10 @@ fn refused(wait: Duration) -> ApiError {
     ApiError::RateLimited { retry_after: wait }
 }
 
-/// The poll route's limits, as a layer: polls have no exchange that must stay free, and so the
-/// poll handler stays as it is.
-pub async fn limit_polls(
-    State(state): State<AppState>,
-    client: ClientAddr,
-    request: Request,
-    next: Next,
-) -> Response {
-    // `/api/queue/{queue_id}` and the paths below it (`/wish`).
-    let queue_id = request
-        .uri()
-        .path()
-        .strip_prefix("/api/queue/")
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|id| Uuid::parse_str(id).ok());
-    match state.limits.poll(queue_id, client) {
-        Ok(()) => next.run(request).await,
-        Err(refusal) => {
-            // Refused, but a live page asked: its entry must not look abandoned.
-            let receipt =
-                crate::routes::queue::presented_receipt(request.headers(), request.uri().query())
-                    .and_then(|text| state.config.receipt_keys.verify(text))
-                    .filter(|r| Some(r.queue_id.0) == queue_id);
-            if let Some(receipt) = receipt {
-                state.signs_of_life.note(&receipt);
-            }
-            refusal.into_response()
-        }
-    }
-}
-
-/// The admin API's limit, as a layer in front of its routes.
-pub async fn limit_admin(
-    State(state): State<AppState>,
-    client: ClientAddr,
-    request: Request,
-    next: Next,
-) -> Response {
-    match state.limits.admin(client) {
-        Ok(()) => next.run(request).await,
-        Err(refusal) => refusal.into_response(),
-    }
-}
-
-/// Sweeps the limiters every second for as long as they are in use.
-pub fn sweep_in_background(limits: &Arc<Limits>, proofs: &Arc<crate::proof::ProofOfWork>) {
-    let (limits, proofs) = (Arc::downgrade(limits), Arc::downgrade(proofs));
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            every.tick().await;
-            let (Some(limits), Some(proofs)) = (limits.upgrade(), proofs.upgrade()) else {
-                return;
-            };
-            limits.sweep();
-            proofs.sweep();
-        }
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Rate;
 
     fn settings() -> LimitSettings {
         LimitSettings {

@@ -40,8 +40,8 @@ use uuid::Uuid;
 
 use crate::client_addr::ClientAddr;
 use crate::config::ProofSettings;
-use crate::error::ApiError;
-use crate::limits::Keyed;
+use crate::error::{ApiError, ProofRequired, Refusal};
+use crate::keyed::Keyed;
 
 const VERSION: u8 = 1;
 /// version, event id, issued at (ms), difficulty, random.
@@ -62,34 +62,6 @@ pub struct Proof {
     pub challenge: String,
     /// A decimal string such that SHA-256 of `challenge:nonce` starts with `difficulty` zero bits.
     pub nonce: String,
-}
-
-/// Why a join has to (re)do the exchange; sent as `reason` beside the fresh challenge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    Missing,
-    Wrong,
-    Expired,
-    Reused,
-}
-
-impl Refusal {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Missing => "missing",
-            Self::Wrong => "wrong",
-            Self::Expired => "expired",
-            Self::Reused => "reused",
-        }
-    }
-}
-
-/// The 428 answer's details.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProofRequired {
-    pub challenge: String,
-    pub difficulty: u8,
-    pub reason: Refusal,
 }
 
 /// What the first half of the check decided.

@@ -12,14 +12,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use sqlx::PgPool;
 use ticketing::detached;
 use ticketing::queue::{self, QueueMarks, Sync};
 use ticketing::rebuild::{self, When};
+use ticketing::redis_client::RedisClient;
 use uuid::Uuid;
 
 use crate::db::events::EventRow;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// How long a request waits for another's restore of the same event before answering 503.
 const PATIENCE: Duration = Duration::from_secs(3);
@@ -31,10 +32,15 @@ pub struct Restores(Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>);
 impl Restores {
     /// Puts `event` back, or waits for the request already doing it. `Ok` means a restore ran
     /// (well or not): the caller asks Redis again and answers from what it finds.
-    pub async fn restore(&self, state: &AppState, event: &EventRow) -> Result<(), ApiError> {
-        let (state, event_of_task) = (state.clone(), event.clone());
+    pub async fn restore(
+        &self,
+        db: &PgPool,
+        redis: &RedisClient,
+        event: &EventRow,
+    ) -> Result<(), ApiError> {
+        let (db, redis, event_of_task) = (db.clone(), redis.clone(), event.clone());
         self.once(event.id, PATIENCE, async move {
-            restore(&state, &event_of_task).await
+            restore(&db, &redis, &event_of_task).await
         })
         .await
     }
@@ -78,14 +84,14 @@ impl Restores {
     }
 }
 
-async fn restore(state: &AppState, event: &EventRow) -> Result<(), ApiError> {
-    let marks = QueueMarks::load(&state.db, event.id).await?;
+async fn restore(db: &PgPool, redis: &RedisClient, event: &EventRow) -> Result<(), ApiError> {
+    let marks = QueueMarks::load(db, event.id).await?;
     // The directory's copy may be a second old: an operator's pause just made must not be undone.
-    let room = crate::db::events::find(&state.db, event.id)
+    let room = crate::db::events::find(db, event.id)
         .await?
         .map_or_else(|| event.waiting_room(), |fresh| fresh.waiting_room());
     queue::sync_config(
-        &state.redis,
+        redis,
         event.id,
         &room,
         event.on_sale_at.timestamp_millis(),
@@ -93,8 +99,8 @@ async fn restore(state: &AppState, event: &EventRow) -> Result<(), ApiError> {
     )
     .await?;
     // The line comes back entry by entry (each with its receipt): the worker admits from it.
-    ticketing::activity::note(&state.redis, event.id).await;
-    rebuild::rebuild_inventory(&state.db, &state.redis, event.id, When::Missing)
+    ticketing::activity::note(redis, event.id).await;
+    rebuild::rebuild_inventory(db, redis, event.id, When::Missing)
         .await
         .map_err(|e| {
             tracing::warn!(error = ?e, "cannot restore the event's inventory");

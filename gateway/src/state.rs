@@ -11,7 +11,7 @@ use crate::client_addr::TrustedProxies;
 use crate::config::GatewayConfig;
 use crate::connections::Draining;
 use crate::directory::EventDirectory;
-use crate::limits::{self, Limits};
+use crate::limits::Limits;
 use crate::notices::Notices;
 use crate::proof::ProofOfWork;
 use crate::restore::Restores;
@@ -127,7 +127,7 @@ impl AppState {
     ) -> Self {
         let limits = Arc::new(Limits::new(&config.limits));
         let proof_of_work = Arc::new(ProofOfWork::new(&config.proof, config.limits.max_keys));
-        limits::sweep_in_background(&limits, &proof_of_work);
+        sweep_in_background(&limits, &proof_of_work);
         let signs_of_life = Arc::new(SignsOfLife::default());
         signs_of_life::flush_in_background(&signs_of_life, redis.clone());
         let notices = Notices::start(config.store.clone(), config.streams);
@@ -147,4 +147,20 @@ impl AppState {
             config: Arc::new(config),
         }))
     }
+}
+
+/// Sweeps the limiters every second for as long as they are in use.
+fn sweep_in_background(limits: &Arc<Limits>, proofs: &Arc<ProofOfWork>) {
+    let (limits, proofs) = (Arc::downgrade(limits), Arc::downgrade(proofs));
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            let (Some(limits), Some(proofs)) = (limits.upgrade(), proofs.upgrade()) else {
+                return;
+            };
+            limits.sweep();
+            proofs.sweep();
+        }
+    });
 }

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod catalog;
+pub mod guards;
 pub mod health;
 pub mod live;
 pub mod openapi;

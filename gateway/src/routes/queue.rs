@@ -23,6 +23,7 @@ use crate::client_addr::ClientAddr;
 use crate::db::events::EventRow;
 use crate::domain::is_visitor_id;
 use crate::error::{ApiError, Json, Path};
+use crate::presented::{presented_receipt, query_value};
 use crate::proof::Proof;
 use crate::state::AppState;
 use crate::wait::{self, WaitNote};
@@ -145,8 +146,6 @@ pub struct WishRequest {
 const MAX_POLL_AFTER_MS: u64 = queue::LONGEST_POLL_MS * 10 / 11;
 
 /// The header a poll carries its place receipt in.
-pub const RECEIPT_HEADER: &str = "x-queue-receipt";
-
 #[utoipa::path(post, path = "/api/events/{event_id}/queue",
     params(("event_id" = Uuid, Path)),
     request_body(content = Option<JoinRequest>),
@@ -361,14 +360,6 @@ pub async fn set_wish(
     ))
 }
 
-/// The value of `name` in a query string (no decoding: our parameters are plain).
-fn query_value<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
-    query?.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=')?;
-        (key == name).then_some(value)
-    })
-}
-
 /// The queue id a path names and the event whose line it stands in (its first four bytes).
 pub(crate) async fn entry_of(
     state: &AppState,
@@ -391,16 +382,6 @@ pub(crate) fn state_label(state: QueueState) -> &'static str {
         QueueState::Expired => "expired",
         QueueState::SoldOut => "sold_out",
     }
-}
-
-/// The receipt a poll presents: the header, else the query parameter. Receipts are URL-safe
-/// (base64url and dots), so the query needs no decoding.
-pub fn presented_receipt<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
-    headers
-        .get(RECEIPT_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| query_value(query, "receipt"))
-        .filter(|text| !text.is_empty())
 }
 
 /// Which step of the line a request takes.
@@ -440,7 +421,10 @@ async fn standing(
     if standing != Standing::NoConfig {
         return Ok(standing);
     }
-    state.restores.restore(state, event).await?;
+    state
+        .restores
+        .restore(&state.db, &state.redis, event)
+        .await?;
     Ok(run().await?)
 }
 
