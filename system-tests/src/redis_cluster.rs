@@ -193,6 +193,64 @@ impl RedisCluster {
         self.wait_ok().await;
     }
 
+    /// Runs one command on one node; its reply as redis-cli prints it.
+    pub fn command(&self, port: u16, args: &[&str]) -> String {
+        cli(port, args)
+    }
+
+    /// Runs one read on one node, a replica included (`READONLY` first): the last line of its
+    /// reply.
+    pub fn read(&self, port: u16, args: &[&str]) -> String {
+        use std::io::Write;
+        let mut child = Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("redis-cli");
+        let mut stdin = child.stdin.take().expect("stdin");
+        writeln!(stdin, "READONLY").expect("READONLY");
+        writeln!(stdin, "{}", args.join(" ")).expect("the read");
+        drop(stdin);
+        let output = child.wait_with_output().expect("redis-cli");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Freezes a node (SIGSTOP) or lets it run again (SIGCONT): a frozen replica reads nothing
+    /// its master sends, and cannot ask for what it missed.
+    pub fn freeze(&self, port: u16, frozen: bool) {
+        let index = self.index_of(port);
+        let child = self.children[index].as_ref().expect("a live node");
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Kills a node outright without waiting for the cluster to heal (its replica may be
+    /// frozen): call [`RedisCluster::wait_ok`] once it can.
+    pub fn kill_now(&mut self, port: u16) {
+        let index = self.index_of(port);
+        if let Some(mut child) = self.children[index].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn index_of(&self, port: u16) -> usize {
+        self.ports
+            .iter()
+            .position(|p| *p == port)
+            .expect("a cluster port")
+    }
+
     /// Kills a node outright; its replica is promoted after the node timeout.
     pub async fn kill(&mut self, port: u16) {
         let index = self
