@@ -9,6 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod keyed;
 pub mod limits;
+pub mod line;
 pub mod notices;
 pub mod presented;
 pub mod projections;

@@ -28,10 +28,10 @@ use ticketing::queue::{QueueId, Receipt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::queue::{entry_of, state_label, status_of, QueueState, QueueStatus};
 use crate::client_addr::ClientAddr;
 use crate::db::events::EventRow;
 use crate::error::{ApiError, Path};
+use crate::line::{entry_of, state_label, status_of, QueueState, QueueStatus};
 use crate::notices::{shut_down, Refused, StreamSlot};
 use crate::presented::presented_receipt;
 use crate::state::AppState;
