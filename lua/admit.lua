@@ -72,22 +72,12 @@ local bound = tonumber(ARGV[1])
 local arrivals = tonumber(redis.call('GET', KEYS[11])) or 0
 local through = tonumber(cfg[12]) or 0
 
--- What an admitted buyer counted against the stock stops counting when it leaves.
-local function forget_demand(qid)
-  local demand = redis.call('HGET', KEYS[14], qid)
-  if demand then
-    for code, hundredths in string.gmatch(demand, '([^|=;]+)=(%d+)') do
-      redis.call('HINCRBY', KEYS[15], code, 0 - tonumber(hundredths))
-    end
-    redis.call('HDEL', KEYS[14], qid)
-  end
-end
 
 local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, bound)
 for _, qid in ipairs(expired) do
   redis.call('HSET', KEYS[7], qid, 'expired')
   redis.call('ZREM', KEYS[3], qid)
-  forget_demand(qid)
+  forget_demand(KEYS[14], KEYS[15], qid)
 end
 
 local enabled = cfg[1] == '1'

@@ -43,13 +43,7 @@ local held = redis.call('HGET', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[2])
-local demand = redis.call('HGET', KEYS[6], ARGV[2])
-if demand then
-  for code, hundredths in string.gmatch(demand, '([^|=;]+)=(%d+)') do
-    redis.call('HINCRBY', KEYS[7], code, 0 - tonumber(hundredths))
-  end
-  redis.call('HDEL', KEYS[6], ARGV[2])
-end
+forget_demand(KEYS[6], KEYS[7], ARGV[2])
 if not held then
   return 0
 end

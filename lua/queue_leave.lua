@@ -59,13 +59,7 @@ for i = 1, #ARGV - 4 do
   redis.call('ZREM', KEYS[13 + i], qid)
 end
 redis.call('HDEL', KEYS[7], qid)
-local demand = redis.call('HGET', KEYS[8], qid)
-if demand then
-  for code, hundredths in string.gmatch(demand, '([^|=;]+)=(%d+)') do
-    redis.call('HINCRBY', KEYS[9], code, 0 - tonumber(hundredths))
-  end
-  redis.call('HDEL', KEYS[8], qid)
-end
+forget_demand(KEYS[8], KEYS[9], qid)
 if admitted == 1 then
   -- Unless a booking claimed it already, the admission hold is now overdue.
   redis.call('ZADD', KEYS[11], 'XX', 0, ARGV[4])

@@ -23,6 +23,7 @@
 use std::sync::Arc;
 
 use ticketing::inventory::{self, Confirmed, Epoch, HoldFor, Numbers, ReleaseMode, Reservation};
+use ticketing::queue;
 use ticketing::rebuild::{self, When};
 use ticketing::token::{EntryClaims, TokenId};
 use tokio::time::Instant;
@@ -140,6 +141,17 @@ impl Checkout {
             } => {
                 if sold_out {
                     state.sold_out.remember(event_id);
+                }
+                // Told no: its admission slot and counted demand go to the next in line, so
+                // max_active never fills with buyers already refused. Its token stays valid for
+                // what is left. A failure here costs only that slot's time, not the answer.
+                match queue::give_back_admission(&state.redis, event_id, self.claims.sub).await {
+                    Ok(given) => {
+                        if given {
+                            metrics::counter!("admission_slots_given_back_total").increment(1);
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot give back the admission slot"),
                 }
                 Err(ApiError::InsufficientInventory(shortfall))
             }

@@ -372,3 +372,47 @@ async fn a_rebuild_drops_admission_holds_and_their_buyers_still_book(db: PgPool)
     assert_eq!(status, 201, "{body}");
     system.assert_inventory_agrees(event).await;
 }
+
+/// A buyer told no for stock gives back its slot at once: with `max_active` 2 and a third buyer
+/// waiting, the refused one's slot admits the third at the next step (not after its token's ten
+/// minutes), and the refused buyer still books what is left with the same token.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_buyer_refused_for_stock_gives_back_its_slot_and_keeps_its_token(db: PgPool) {
+    let system = start(db).await;
+    let event = system
+        .create_event(
+            &[("GA", 4), ("VIP", 10)],
+            json!({"enabled": true, "admission_per_minute": 60000, "max_active": 2,
+                   "paused": false, "token_ttl_s": 600, "headroom_pct": 1000}),
+        )
+        .await;
+    assert_eq!(admit(&system, event).await.admitted, 0);
+    let (first, second, third) = (
+        join(&system, event, "first").await,
+        join(&system, event, "second").await,
+        join(&system, event, "third").await,
+    );
+    assert_eq!(admit(&system, event).await.admitted, 2, "max_active");
+    let (status, _) = book(&system, event, &first, json!({"GA": 3})).await;
+    assert_eq!(status, 201);
+    let (status, refused) = book(&system, event, &second, json!({"GA": 2})).await;
+    assert_eq!(status, 409, "{refused}");
+    let stats = queue::stats(&system.redis, event).await.unwrap();
+    assert_eq!(stats.active, 0, "the booked slot and the refused one are both free");
+    assert_eq!(admit(&system, event).await.admitted, 1, "the third gets in now");
+    assert_eq!(system.poll(&third).await.1["state"], "admitted");
+    // The refused buyer's token still books what is left, and a second refusal gives back
+    // nothing more.
+    let (status, _) = book(&system, event, &second, json!({"GA": 3})).await;
+    assert_eq!(status, 409);
+    let (status, booked) = book(&system, event, &second, json!({"GA": 1})).await;
+    assert_eq!(status, 201, "{booked}");
+    let given_back: Option<i64> = redis::cmd("HGET")
+        .arg(ticketing::keys::EventKeys::new(event).stats())
+        .arg("given_back_total")
+        .query_async(&mut system.redis.clone())
+        .await
+        .unwrap();
+    assert_eq!(given_back, Some(1));
+    system.assert_inventory_agrees(event).await;
+}

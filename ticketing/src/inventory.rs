@@ -27,6 +27,7 @@ static RELEASE: LazyLock<Script> = LazyLock::new(|| {
 static CONFIRM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("../../lua/lib/holds.lua"),
+        include_str!("../../lua/lib/demand.lua"),
         include_str!("../../lua/confirm.lua")
     ))
 });

@@ -6,14 +6,24 @@ use std::sync::LazyLock;
 use redis::{RedisResult, Script, Value};
 use uuid::Uuid;
 
-use super::{Place, QueueMarks};
+use super::{Place, QueueId, QueueMarks};
 use crate::keys::EventKeys;
 use crate::lua_reply::{array, int, malformed};
 use crate::redis_client::RedisClient;
 use crate::tier::TierCode;
 
-static ADMIT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../../lua/admit.lua")));
+static ADMIT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("../../../lua/lib/demand.lua"),
+        include_str!("../../../lua/admit.lua")
+    ))
+});
+static GIVE_BACK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("../../../lua/lib/demand.lua"),
+        include_str!("../../../lua/admission_give_back.lua")
+    ))
+});
 
 /// Most entries one step looks at off the head (admitted, dropped, parked, or passed waiting for
 /// stock), and most expired tokens it clears: about a millisecond of Redis.
@@ -86,4 +96,24 @@ pub async fn admit(
             admitted_through: Place(admitted_through),
         },
     })
+}
+
+/// A buyer refused for stock gives back its admission slot and the demand it counted
+/// (`lua/admission_give_back.lua`); its entry token stays valid for what is left. False when it
+/// held no slot (given back already, booked, left or expired).
+pub async fn give_back_admission(
+    redis: &RedisClient,
+    event_id: Uuid,
+    queue_id: QueueId,
+) -> RedisResult<bool> {
+    let keys = EventKeys::new(event_id);
+    let given: i64 = GIVE_BACK
+        .key(keys.admitted())
+        .key(keys.admitted_demand())
+        .key(keys.demand())
+        .key(keys.stats())
+        .arg(queue_id)
+        .invoke_async(&mut redis.clone())
+        .await?;
+    Ok(given == 1)
 }

@@ -15,8 +15,12 @@ use crate::tier::TierCode;
 
 static ENTRY: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../../lua/queue_entry.lua")));
-static LEAVE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../../lua/queue_leave.lua")));
+static LEAVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("../../../lua/lib/demand.lua"),
+        include_str!("../../../lua/queue_leave.lua")
+    ))
+});
 
 /// Where one entry stands.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,7 @@ pub mod room;
 pub mod stats;
 pub mod wish;
 
-pub use admit::{admit, AdmissionStep};
+pub use admit::{admit, give_back_admission, AdmissionStep};
 pub use entry::{due_to_leave, join, leave, poll, Leaving, Standing};
 pub use entry_token::{deliver_entry_token, keep_entry_token, DELIVERY_GRACE_MS};
 pub use id::QueueId;
