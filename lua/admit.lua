@@ -19,13 +19,15 @@
 -- KEYS[16] ev:{E}:holds
 -- KEYS[17] ev:{E}:holdv
 -- KEYS[16+2i] ev:{E}:want:<tier i>, KEYS[17+2i] ev:{E}:free:<tier i>, for every tier
--- KEYS[#KEYS] ev:{E}:dormant  silent entries out of the line (queue_dormancy.lua)
+-- KEYS[#KEYS-1] ev:{E}:dormant  silent entries out of the line (queue_dormancy.lua)
+-- KEYS[#KEYS]   ev:{E}:admseen  admitted queue id -> its page's last sign of life since delivery
 -- ARGV[1]  most entries this call may look at off the head (admitted, dropped, parked or passed)
 -- ARGV[2]  the event's notice channel (ev:{E}:notices): the queue ids this step admitted are
 --          published there, so gateways push the news to open streams at once
--- ARGV[3]  the delivery grace (ms): an admitted slot is kept for token_ttl_s plus this grace;
---          the token's first delivery shortens it to delivery + token_ttl_s (deliver_token.lua),
---          so a buyer whose page slept still gets the whole time to book
+-- ARGV[3]  the delivery window (ms), unless cfg's delivery_window_ms says otherwise: an
+--          admitted slot waits this long for its token's first delivery (deliver_token.lua then
+--          gives it token_ttl_s from that moment), and is reclaimed with its demand and any hold
+--          when nobody came for it
 -- ARGV[3+i] tier i's code
 --
 -- Nobody is admitted before on_sale_ms (Redis's clock), nor before admit_after_ms (set after a
@@ -64,7 +66,8 @@ local now_s = tonumber(now_t[1])
 local now = now_s * 1000 + math.floor(tonumber(now_t[2]) / 1000)
 local cfg = redis.call('HMGET', KEYS[1], 'enabled', 'admission_per_minute', 'max_active', 'paused',
   'token_ttl_s', 'on_sale_ms', 'alive_window_s', 'aw0', 'aw1', 'drain_per_minute',
-  'admit_after_ms', 'admitted_through', 'headroom_pct', 'hold_on_admission')
+  'admit_after_ms', 'admitted_through', 'headroom_pct', 'hold_on_admission',
+  'delivery_window_ms', 'page_gone_ms')
 if not cfg[1] then
   return {0, 0, 0, 0, 0, 0, 0}
 end
@@ -73,11 +76,27 @@ local arrivals = tonumber(redis.call('GET', KEYS[11])) or 0
 local through = tonumber(cfg[12]) or 0
 
 
+local ADMSEEN = KEYS[#KEYS]
 local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, bound)
 for _, qid in ipairs(expired) do
   redis.call('HSET', KEYS[7], qid, 'expired')
   redis.call('ZREM', KEYS[3], qid)
+  redis.call('ZREM', ADMSEEN, qid)
   forget_demand(KEYS[14], KEYS[15], qid)
+end
+-- Delivered admissions whose page went silent give back their slot and demand; the token stays
+-- valid (and a hold on admission stays until it ends), so a buyer who comes back still books.
+local page_gone = 0
+local silent_since = now - (tonumber(cfg[16]) or 30000)
+for _, qid in ipairs(redis.call('ZRANGEBYSCORE', ADMSEEN, '-inf', silent_since, 'LIMIT', 0, bound)) do
+  redis.call('ZREM', ADMSEEN, qid)
+  if redis.call('ZREM', KEYS[3], qid) == 1 then
+    forget_demand(KEYS[14], KEYS[15], qid)
+    page_gone = page_gone + 1
+  end
+end
+if page_gone > 0 then
+  redis.call('HINCRBY', KEYS[5], 'page_gone_total', page_gone)
 end
 
 local enabled = cfg[1] == '1'
@@ -271,7 +290,7 @@ local reached, at_end = 0, false
 -- Tiers an earlier entry waits for: later entries needing them wait too. `nowish_waits`: a
 -- buyer without a wish waits, so do later ones without.
 local waiting_for, nowish_waits = {}, false
-local until_ms = now + tonumber(cfg[5]) * 1000 + tonumber(ARGV[3])
+local until_ms = now + (tonumber(cfg[15]) or tonumber(ARGV[3]))
 local admitted_ids = {}
 local done = false
 while not done and admitted < allowed and admitted + dropped + parked + passed < bound do
@@ -353,7 +372,7 @@ while not done and admitted < allowed and admitted + dropped + parked + passed <
 end
 if at_end and admitted < allowed then
   -- Nobody live is left ahead of the dormant: the head reaches them all.
-  local last = redis.call('ZRANGE', KEYS[#KEYS], -1, -1, 'WITHSCORES')
+  local last = redis.call('ZRANGE', KEYS[#KEYS - 1], -1, -1, 'WITHSCORES')
   if last[2] and tonumber(last[2]) > reached then
     reached = tonumber(last[2])
   end

@@ -21,7 +21,8 @@
 -- KEYS[15] ev:{E}:admw     admitted queue id -> its wish as admitted ("h|GA:2" when held)
 -- KEYS[16] ev:{E}:leaving  entries that asked to leave after a grace: a poll cancels it
 -- KEYS[17] ev:{E}:dormant  entries out of line for want of signs of life (queue_dormancy.lua)
--- KEYS[17+i] ev:{E}:want:<tier i>
+-- KEYS[18] ev:{E}:admseen  admitted queue id -> its page's last sign of life (a poll is one)
+-- KEYS[18+i] ev:{E}:want:<tier i>
 -- ARGV[1]  "join" or "poll"
 -- ARGV[2]  queue id (raw 16 bytes)
 -- ARGV[3]  join: the lot drawn for this visitor, 1 .. 2^24 - 1 (used if it joins before the
@@ -94,7 +95,7 @@ local function wanted_ahead(place, wish)
     if before_opening or not string.find(';' .. wish, ';' .. code .. '=', 1, true) then
       out[i] = -1
     else
-      out[i] = redis.call('ZCOUNT', KEYS[17 + i], '-inf', '(' .. exact(place))
+      out[i] = redis.call('ZCOUNT', KEYS[18 + i], '-inf', '(' .. exact(place))
     end
   end
   return out
@@ -161,7 +162,7 @@ if place then
   end
   redis.call('ZREM', KEYS[17], qid)
   for i = 1, TIERS do
-    redis.call('ZREM', KEYS[17 + i], qid)
+    redis.call('ZREM', KEYS[18 + i], qid)
   end
   redis.call('HDEL', KEYS[13], qid)
   redis.call('HSET', KEYS[7], qid, 'abandoned')
@@ -174,6 +175,9 @@ if token then
   -- The slot ends when the token does (deliver_token.lua set both): every poll tells the same
   -- end. Once booked, the slot is gone and the token's own time to live tells it.
   local until_ms = tonumber(expires) or (now + redis.call('PTTL', KEYS[8]))
+  if expires then
+    redis.call('ZADD', KEYS[18], 'XX', now, qid)
+  end
   return {'admitted', 0, until_ms, token, 0, generation, '', {},
     redis.call('HGET', KEYS[15], qid) or ''}
 end

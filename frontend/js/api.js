@@ -170,6 +170,14 @@ export const saveWish = (queueId, tiers, signal) =>
   request(`/api/queue/${enc(queueId)}/wish`, { method: 'PUT', body: { tiers }, signal });
 
 /**
+ * The booking page's sign of life while it is open: an admitted buyer whose page shows none for
+ * 30 s gives back the admission slot (the token stays valid). Failures are ignored: the next
+ * beat tries again, and a missed one costs the next in line nothing.
+ */
+export const pageAlive = (queueId, signal) =>
+  request(`/api/queue/${enc(queueId)}/alive`, { method: 'POST', signal });
+
+/**
  * Sent as the page goes away: the entry leaves after `graceS` unless it polls meanwhile, so a
  * reload (which polls at once) keeps the place while a closed tab frees it for the people
  * behind. `keepalive` lets the request outlive the page; nobody is left to read the answer.

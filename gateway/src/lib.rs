@@ -56,6 +56,7 @@ pub fn router(state: AppState) -> Router {
             get(queue_routes::poll).delete(queue_routes::leave),
         )
         .route("/api/queue/{queue_id}/wish", put(queue_routes::set_wish))
+        .route("/api/queue/{queue_id}/alive", post(queue_routes::alive))
         .route("/api/queue/{queue_id}/events", get(queue_stream::events))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

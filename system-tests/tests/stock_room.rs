@@ -398,8 +398,15 @@ async fn a_buyer_refused_for_stock_gives_back_its_slot_and_keeps_its_token(db: P
     let (status, refused) = book(&system, event, &second, json!({"GA": 2})).await;
     assert_eq!(status, 409, "{refused}");
     let stats = queue::stats(&system.redis, event).await.unwrap();
-    assert_eq!(stats.active, 0, "the booked slot and the refused one are both free");
-    assert_eq!(admit(&system, event).await.admitted, 1, "the third gets in now");
+    assert_eq!(
+        stats.active, 0,
+        "the booked slot and the refused one are both free"
+    );
+    assert_eq!(
+        admit(&system, event).await.admitted,
+        1,
+        "the third gets in now"
+    );
     assert_eq!(system.poll(&third).await.1["state"], "admitted");
     // The refused buyer's token still books what is left, and a second refusal gives back
     // nothing more.
@@ -414,5 +421,118 @@ async fn a_buyer_refused_for_stock_gives_back_its_slot_and_keeps_its_token(db: P
         .await
         .unwrap();
     assert_eq!(given_back, Some(1));
+    system.assert_inventory_agrees(event).await;
+}
+
+/// Sets one of the room's timings in Redis (the release writes 49 s and 30 s): what a test
+/// shortens to see it happen.
+async fn shorten(system: &System, event: Uuid, field: &str, ms: u64) {
+    let _: () = redis::cmd("HSET")
+        .arg(ticketing::keys::EventKeys::new(event).queue_config())
+        .arg(field)
+        .arg(ms)
+        .query_async(&mut system.redis.clone())
+        .await
+        .expect("a room timing");
+}
+
+async fn alive(system: &System, queue_id: &str) -> u16 {
+    system
+        .http
+        .post(format!("{}/api/queue/{queue_id}/alive", system.gateway))
+        .send()
+        .await
+        .expect("alive")
+        .status()
+        .as_u16()
+}
+
+/// Absent buyers hold up nobody: an admission nobody came for is reclaimed after the delivery
+/// window (slot, demand and its hold), and a delivered one whose page went silent gives back
+/// its slot while its token still books; a page that keeps its heartbeat keeps its slot.
+#[sqlx::test(migrations = "../migrations")]
+async fn absent_admissions_give_back_their_slots_and_present_ones_keep_them(db: PgPool) {
+    let system = start(db).await;
+    let event = system
+        .create_event(
+            &[("GA", 20), ("VIP", 10)],
+            json!({"enabled": true, "admission_per_minute": 60000, "max_active": 2,
+                   "paused": false, "token_ttl_s": 600, "hold_on_admission": true}),
+        )
+        .await;
+    assert_eq!(admit(&system, event).await.admitted, 0);
+    shorten(&system, event, "delivery_window_ms", 1_000).await;
+    shorten(&system, event, "page_gone_ms", 1_000).await;
+    let never = join(&system, event, "never-comes").await;
+    assert_eq!(wish(&system, &never, json!({"GA": 2})).await.0, 200);
+    let silent = join(&system, event, "goes-silent").await;
+    let present = join(&system, event, "stays").await;
+    let last = join(&system, event, "last").await;
+    assert_eq!(
+        admit(&system, event).await.admitted,
+        2,
+        "never-comes and goes-silent"
+    );
+    let held = inventory::snapshot(&system.redis, event).await.unwrap();
+    assert_eq!(
+        held.tiers[&TierCode::known("GA")].held,
+        2,
+        "the wish is held"
+    );
+    // goes-silent takes its token, then its page is gone.
+    let (status, delivered) = system.poll(&silent).await;
+    assert_eq!(
+        (status, delivered["state"].as_str()),
+        (200, Some("admitted"))
+    );
+    let token = delivered["token"].as_str().unwrap().to_string();
+
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    let step = admit(&system, event).await;
+    assert_eq!(step.expired, 1, "never-comes is reclaimed undelivered");
+    assert_eq!(
+        step.admitted, 2,
+        "both slots go to the next in line: {step:?}"
+    );
+    assert_eq!(system.poll(&never).await.1["state"], "expired");
+    // Its hold goes back on sale at the sweeper's next pass.
+    eventually(
+        Duration::from_secs(5),
+        "the undelivered hold returned",
+        || async {
+            let stock = inventory::snapshot(&system.redis, event).await.ok()?;
+            stock.tiers.values().all(|t| t.held == 0).then_some(())
+        },
+    )
+    .await;
+    // goes-silent still books with its token.
+    let (status, booked) = system
+        .book(
+            &token,
+            &json!({"event_id": event, "tiers": {"GA": 1}, "buyer_email": "back@example.com"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 201, "{booked}");
+
+    // stays keeps its slot with a heartbeat; last, silent, gives its back.
+    assert_eq!(system.poll(&present).await.1["state"], "admitted");
+    assert_eq!(system.poll(&last).await.1["state"], "admitted");
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(alive(&system, &present).await, 204);
+    }
+    admit(&system, event).await;
+    let stats = queue::stats(&system.redis, event).await.unwrap();
+    assert_eq!(stats.active, 1, "only the page still there holds a slot");
+    assert_eq!(alive(&system, &last).await, 404, "its slot is given back");
+    assert_eq!(alive(&system, &never).await, 404);
+    let gone: Option<i64> = redis::cmd("HGET")
+        .arg(ticketing::keys::EventKeys::new(event).stats())
+        .arg("page_gone_total")
+        .query_async(&mut system.redis.clone())
+        .await
+        .unwrap();
+    assert_eq!(gone, Some(2), "goes-silent and last");
     system.assert_inventory_agrees(event).await;
 }

@@ -116,6 +116,12 @@ impl EventKeys {
     pub fn parked(&self) -> String {
         self.key("parked")
     }
+    /// Zset of admitted queue id to the last sign of life of its page since the token's delivery
+    /// (a poll, a stream's check, `POST /api/queue/{id}/alive`): a page silent for
+    /// `page_gone_ms` gives back its slot and demand (admit.lua).
+    pub fn admitted_seen(&self) -> String {
+        self.key("admseen")
+    }
     /// Zset of queue id to place: entries whose page stopped showing signs of life, out of the
     /// line (so nobody counts them ahead) until a poll brings them back to their place.
     pub fn dormant(&self) -> String {
@@ -195,6 +201,7 @@ mod tests {
             keys.wanting("GA"),
             keys.parked(),
             keys.dormant(),
+            keys.admitted_seen(),
             keys.admitted_demand(),
             keys.demand(),
             keys.leaving(),

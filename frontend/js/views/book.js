@@ -2,7 +2,7 @@
 // book. A retried submission reuses its Idempotency-Key, so a lost answer never books twice.
 // The tickets chosen while waiting and the remembered e-mail fill it in: then one tap books.
 
-import { getEvent, bookingUrl, createBooking, serverNow, sleep, randomId } from '../api.js';
+import { getEvent, bookingUrl, createBooking, serverNow, sleep, randomId, pageAlive } from '../api.js';
 import { h, heading, fill, setText, announce } from '../dom.js';
 import { formatClock, formatMoney } from '../format.js';
 import { entryToken, startOver, tokenClaims, rememberAccessCode, wish, buyerEmail } from '../visitor.js';
@@ -185,6 +185,16 @@ export async function show(main, { params: [eventId], signal }) {
       }
     }
   })().catch(() => {});
+
+  // ---- heartbeat ----
+  // Every 10 s while the form is open, so the admission slot stays this buyer's (three missed
+  // beats give it to the next in line; the token stays valid either way).
+  if (claims.sub) {
+    const beat = () => pageAlive(claims.sub, signal).catch(() => {});
+    beat();
+    const heartbeat = setInterval(beat, 10_000);
+    signal.addEventListener('abort', () => clearInterval(heartbeat), { once: true });
+  }
 
   // ---- countdown ----
 

@@ -5,6 +5,10 @@
 //! calls.
 //!
 //! Rules, in the order a request meets them:
+//! 0. **An admission is only kept for a page that is there**: undelivered for
+//!    `queue::DELIVERY_WINDOW_MS` it is reclaimed; delivered, a page silent for
+//!    `queue::PAGE_GONE_MS` (no poll, stream check or [`alive`]) gives back its slot and demand
+//!    while its token stays valid (`lua/admit.lua`).
 //! 1. **Where an entry stands is one Lua script** (`lua/queue_entry.lua`): a join that creates it,
 //!    a poll that reads it and counts as a sign of life, a receipt that puts it back after a
 //!    loss. A request dropped half-way changed Redis entirely or not at all.
@@ -112,6 +116,16 @@ pub async fn leave(
         "closed"
     };
     metrics::counter!("queue_left_total", "how" => how).increment(1);
+    Ok(())
+}
+
+/// The booking page of an admitted entry is still open: its slot and demand stay counted. An
+/// entry holding no admission slot is 404 (its token, if any, stays valid).
+pub async fn alive(state: &AppState, event: &EventRow, queue_id: QueueId) -> Result<(), ApiError> {
+    if !queue::page_alive(&state.redis, event.id, queue_id).await? {
+        return Err(ApiError::QueueEntryNotFound);
+    }
+    metrics::counter!("queue_pages_alive_total").increment(1);
     Ok(())
 }
 

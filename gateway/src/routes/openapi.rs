@@ -17,6 +17,7 @@ use super::{admin, catalog, health, live, queue, queue_stream};
         queue::poll,
         queue::leave,
         queue::set_wish,
+        queue::alive,
         queue_stream::events,
         admin::create_event,
         admin::show_waiting_room,

@@ -229,3 +229,23 @@ pub async fn set_wish(
         line::set_wish(&state, &event, queue_id, &wish, receipt.as_ref()).await?,
     ))
 }
+
+#[utoipa::path(post, path = "/api/queue/{queue_id}/alive",
+    params(("queue_id" = Uuid, Path)),
+    responses(
+        (status = 204, description = "The admitted entry's page is still open: its admission slot stays counted"),
+        (status = 400, body = ticketing::envelope::ErrorEnvelope,
+            description = "The client's address cannot be told"),
+        (status = 404, body = ticketing::envelope::ErrorEnvelope,
+            description = "The entry holds no admission slot (its token, if any, stays valid until it expires)"),
+        (status = 429, body = ticketing::envelope::ErrorEnvelope,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
+        (status = 503, body = ticketing::envelope::ErrorEnvelope)))]
+pub async fn alive(
+    State(state): State<AppState>,
+    Path(queue_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let (queue_id, event) = line::entry_of(&state, &queue_id).await?;
+    line::alive(&state, &event, queue_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -211,7 +211,8 @@ fn invocation(event_id: Uuid, queue_id: QueueId, tiers: &[TierCode]) -> ScriptIn
         .key(keys.parked())
         .key(keys.admitted_demand())
         .key(keys.leaving())
-        .key(keys.dormant());
+        .key(keys.dormant())
+        .key(keys.admitted_seen());
     for code in tiers {
         invocation.key(keys.wanting(code));
     }

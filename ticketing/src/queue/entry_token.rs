@@ -1,6 +1,8 @@
 //! The entry token of an admitted entry: signed by whichever gateway delivers it first, and
 //! living `token_ttl_s` from that first delivery (`lua/deliver_token.lua`), not from the
-//! admission: a buyer whose tab slept through the admission still gets the whole time to book.
+//! admission. An admission nobody comes for within [`DELIVERY_WINDOW_MS`] is reclaimed, and a
+//! delivered one whose page went silent for [`PAGE_GONE_MS`] gives back its slot
+//! (`lua/admit.lua`); [`page_alive`] is the booking page's sign of life.
 
 use std::sync::LazyLock;
 
@@ -15,11 +17,16 @@ use crate::redis_client::RedisClient;
 static DELIVER: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../../lua/deliver_token.lua")));
 
-/// How long past `token_ttl_s` an admission keeps its slot for a buyer who has not yet received
-/// the token: a background tab polls at most every minute when the browser throttles it, and a
-/// phone wakes from sleep within this. The token then lives
-/// `min(first delivery + token_ttl_s, admission + token_ttl_s + DELIVERY_GRACE_MS)`.
-pub const DELIVERY_GRACE_MS: u64 = 120_000;
+/// How long an admission waits for its token's first delivery before it is reclaimed (slot,
+/// demand and any hold): two of the page's longest poll intervals and a few seconds. A page with
+/// a stream gets it at once (the gateway delivers on the worker's notice), a polling one within
+/// an interval. Delivered, the token lives `token_ttl_s` from that moment.
+pub const DELIVERY_WINDOW_MS: u64 = 2 * super::LONGEST_POLL_MS + 5_000;
+
+/// How long a delivered admission's page may show no sign of life (poll, stream check,
+/// `POST /api/queue/{id}/alive`) before its slot and counted demand go to the next in line; its
+/// token stays valid until it expires.
+pub const PAGE_GONE_MS: u64 = 30_000;
 
 /// Starts the token's time at its first delivery; returns when it expires (ms, Redis's clock),
 /// or `None` when the admission ended meanwhile (expired, or booked by another tab).
@@ -34,6 +41,7 @@ pub async fn deliver_entry_token(
         .key(keys.queue_config())
         .key(keys.holds())
         .key(keys.entry_token(queue_id))
+        .key(keys.admitted_seen())
         .arg(queue_id)
         .arg(admission_hold_id(queue_id))
         .invoke_async(&mut redis.clone())
@@ -61,4 +69,24 @@ pub async fn keep_entry_token(
         .query_async(&mut redis.clone())
         .await?;
     Ok(previous.unwrap_or_else(|| token.to_string()))
+}
+
+static ALIVE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../../lua/queue_alive.lua")));
+
+/// The booking page of an admitted entry is still open (`POST /api/queue/{id}/alive`): false
+/// when the entry holds no admission slot (never admitted, given back, booked or expired).
+pub async fn page_alive(
+    redis: &RedisClient,
+    event_id: Uuid,
+    queue_id: QueueId,
+) -> RedisResult<bool> {
+    let keys = EventKeys::new(event_id);
+    let alive: i64 = ALIVE
+        .key(keys.admitted())
+        .key(keys.admitted_seen())
+        .arg(queue_id)
+        .invoke_async(&mut redis.clone())
+        .await?;
+    Ok(alive == 1)
 }

@@ -18,7 +18,9 @@ pub mod wish;
 
 pub use admit::{admit, give_back_admission, AdmissionStep};
 pub use entry::{due_to_leave, join, leave, poll, Leaving, Standing};
-pub use entry_token::{deliver_entry_token, keep_entry_token, DELIVERY_GRACE_MS};
+pub use entry_token::{
+    deliver_entry_token, keep_entry_token, page_alive, DELIVERY_WINDOW_MS, PAGE_GONE_MS,
+};
 pub use id::QueueId;
 pub use place::Place;
 pub use receipt::{Receipt, ReceiptKeys};
