@@ -48,8 +48,8 @@
 -- while the tickets admitted buyers want stay within what is left plus headroom_pct:
 --   sum over admitted of demand_t  <=  avail_t * (1 + headroom_pct/100)
 -- where a buyer's demand is its wish. A buyer without a wish may take any tier, so it is gated by
--- the stock as a whole (the same sum over the tiers on sale) and counts the sale's average tickets
--- of each tier per booking (2 before the first booking). With hold_on_admission, admission instead reserves the wish at
+-- the stock as a whole (the same sum over the tiers on sale) and counts the tickets one booking
+-- takes on average (2 before the first booking), spread over the tiers on sale. With hold_on_admission, admission instead reserves the wish at
 -- once (a hold under the queue id, until the token expires; booking claims it) and needs the wish
 -- on sale now; such buyers count no demand, their tickets are out of avail already.
 -- An entry whose wish cannot be met at all (a tier has less left, held included, than wished) is
@@ -128,6 +128,7 @@ end
 -- The stock, per tier.
 local codes, avail, held, demand, wanting, free, average = {}, {}, {}, {}, {}, {}, {}
 local booked = tonumber(redis.call('HGET', KEYS[5], 'booked_total')) or 0
+local sold_all = 0
 for i = 1, #ARGV - 3 do
   local code = ARGV[3 + i]
   codes[i] = code
@@ -138,11 +139,18 @@ for i = 1, #ARGV - 3 do
   wanting[code] = KEYS[16 + 2 * i]
   free[code] = KEYS[17 + 2 * i]
   if booked == 0 then
-    average[code] = 200
+    average[code] = 0
   else
     local sold = tonumber(redis.call('HGET', KEYS[5], 'sold:' .. code)) or 0
+    sold_all = sold_all + sold
     average[code] = math.floor(100 * sold / booked + 0.5)
   end
+end
+-- The tickets one booking takes, in hundredths: the sale's average over every tier, 2 before
+-- the first booking.
+local per_booking = 200
+if booked > 0 then
+  per_booking = math.max(100, math.floor(100 * sold_all / booked + 0.5))
 end
 local headroom = 100 + (tonumber(cfg[13]) or 10)
 local hold_on_admission = cfg[14] == '1'
@@ -192,18 +200,31 @@ local function judge(wish)
     return 'count', counts
   end
   -- No wish: the buyer may take any tier still on sale, so the gate is the stock as a whole
-  -- (one scarce tier must not hold back buyers who may well want another): counted at the
-  -- sale's average per tier, at least one ticket and at most what is left in all.
-  local counts, on_sale, total, wanted, left = {}, false, 0, 0, 0
+  -- (one scarce tier must not hold back buyers who may well want another). It counts what one
+  -- booking takes (not a booking's worth per tier), spread over the tiers on sale as the sale's
+  -- bookings spread over them (by what is left before any booking of them); at least one
+  -- ticket and at most what is left in all.
+  local on_sale, weights, weight, wanted, left = {}, {}, 0, 0, 0
   for _, code in ipairs(codes) do
     if avail[code] > 0 then
-      on_sale = true
-      counts[#counts + 1] = {code, average[code]}
-      total = total + average[code]
+      on_sale[#on_sale + 1] = code
+      weights[code] = average[code]
+      weight = weight + average[code]
       wanted = wanted + demand[code]
       left = left + avail[code]
     end
   end
+  if weight == 0 then
+    for _, code in ipairs(on_sale) do
+      weights[code] = avail[code]
+    end
+    weight = left
+  end
+  local counts, total = {}, per_booking
+  for _, code in ipairs(on_sale) do
+    counts[#counts + 1] = {code, math.floor(per_booking * weights[code] / weight + 0.5)}
+  end
+  on_sale = #on_sale > 0
   -- It cannot take more than is left: with one ticket left, one such buyer still goes in.
   if not on_sale or wanted + math.min(math.max(total, 100), left * 100) > left * headroom then
     return 'wait', {}

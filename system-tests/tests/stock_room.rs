@@ -536,3 +536,42 @@ async fn absent_admissions_give_back_their_slots_and_present_ones_keep_them(db: 
     assert_eq!(gone, Some(2), "goes-silent and last");
     system.assert_inventory_agrees(event).await;
 }
+
+/// A buyer without a wish counts what one booking takes (2 tickets before any booking), spread
+/// over the tiers on sale, not two per tier: on a three-tier event that is 2, not 6.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_buyer_without_a_wish_counts_one_bookings_tickets_over_the_tiers_on_sale(db: PgPool) {
+    let system = start(db).await;
+    let event = system
+        .create_event(
+            &[("GA", 60), ("VIP", 30), ("FRONT", 10)],
+            json!({"enabled": true, "admission_per_minute": 60000, "max_active": 1000,
+                   "paused": false, "token_ttl_s": 600}),
+        )
+        .await;
+    let codes: Vec<TierCode> = ["GA", "VIP", "FRONT"]
+        .iter()
+        .map(|c| TierCode::known(c))
+        .collect();
+    let step = || async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        queue::admit(&system.redis, event, 1000, &codes)
+            .await
+            .unwrap()
+    };
+    step().await;
+    join(&system, event, "no-wish").await;
+    assert_eq!(step().await.admitted, 1);
+    let counted: std::collections::HashMap<String, i64> = redis::cmd("HGETALL")
+        .arg(ticketing::keys::EventKeys::new(event).demand())
+        .query_async(&mut system.redis.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        counted.values().sum::<i64>(),
+        200,
+        "two tickets in all: {counted:?}"
+    );
+    assert_eq!(counted["GA"], 120, "by what is left: {counted:?}");
+    assert_eq!(counted["FRONT"], 20, "{counted:?}");
+}

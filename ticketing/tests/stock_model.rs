@@ -198,21 +198,31 @@ impl Seen {
         })
     }
 
-    /// The sale's average tickets of `code` per booking, in hundredths, as admit.lua counts a
-    /// buyer without a wish (2 before the first booking).
+    /// The sale's average tickets of `code` per booking, in hundredths (0 before the first
+    /// booking): how admit.lua spreads a buyer without a wish over the tiers on sale.
     fn average(&self, code: &str) -> i64 {
         if self.booked_total == 0 {
-            return 200;
+            return 0;
         }
         let sold = self.sold_stats.get(code).copied().unwrap_or(0) as f64;
         (100.0 * sold / self.booked_total as f64 + 0.5).floor() as i64
     }
 
+    /// The tickets one booking takes on average, in hundredths (2 before the first booking, at
+    /// least 1): what admit.lua counts for a buyer without a wish, in all.
+    fn per_booking(&self) -> i64 {
+        if self.booked_total == 0 {
+            return 200;
+        }
+        let sold: i64 = self.sold_stats.values().sum();
+        ((100.0 * sold as f64 / self.booked_total as f64 + 0.5).floor() as i64).max(100)
+    }
+
     /// admit.lua's gate for one entry at its turn, given the step's running admitted demand and
     /// stock: the record admission writes for it, or None when it must wait. A wish is gated per
     /// tier (held at once with hold on admission); a buyer without one may take any tier, so it
-    /// is gated by the tiers on sale as a whole and counts each one's average (at least one
-    /// ticket, at most what is left, in all). Wishes that cannot be met at all park before this
+    /// is gated by the tiers on sale as a whole and counts one booking's tickets spread over
+    /// them (at least one ticket, at most what is left, in all). Wishes that cannot be met at all park before this
     /// (`unmeetable`).
     fn gate(
         &self,
@@ -242,16 +252,27 @@ impl Seen {
             };
         }
         let on_sale: Vec<&str> = CODES.iter().copied().filter(|c| of(avail, c) > 0).collect();
-        let total: i64 = on_sale.iter().map(|c| self.average(c)).sum();
+        let total = self.per_booking();
         let wanted: i64 = on_sale.iter().map(|c| of(demand, c)).sum();
         let left: i64 = on_sale.iter().map(|c| of(avail, c)).sum();
+        // Spread as the sale's bookings spread over the tiers on sale; by what is left when
+        // none of them has been booked yet.
+        let mut weights: Vec<i64> = on_sale.iter().map(|c| self.average(c)).collect();
+        if weights.iter().sum::<i64>() == 0 {
+            weights = on_sale.iter().map(|c| of(avail, c)).collect();
+        }
+        let weight: i64 = weights.iter().sum();
         (!on_sale.is_empty() && wanted + total.max(100).min(100 * left) <= left * headroom).then(
             || Counted::Demand {
                 wish: false,
                 // Zero shares are not recorded.
                 hundredths: on_sale
                     .iter()
-                    .map(|c| (c.to_string(), self.average(c)))
+                    .zip(&weights)
+                    .map(|(c, w)| {
+                        let share = (total as f64 * *w as f64 / weight as f64 + 0.5).floor();
+                        (c.to_string(), share as i64)
+                    })
                     .filter(|(_, share)| *share > 0)
                     .collect(),
             },
