@@ -67,7 +67,7 @@ local now = now_s * 1000 + math.floor(tonumber(now_t[2]) / 1000)
 local cfg = redis.call('HMGET', KEYS[1], 'enabled', 'admission_per_minute', 'max_active', 'paused',
   'token_ttl_s', 'on_sale_ms', 'alive_window_s', 'aw0', 'aw1', 'drain_per_minute',
   'admit_after_ms', 'admitted_through', 'headroom_pct', 'hold_on_admission',
-  'delivery_window_ms', 'page_gone_ms')
+  'delivery_window_ms', 'page_gone_ms', 'effective_per_minute')
 if not cfg[1] then
   return {0, 0, 0, 0, 0, 0, 0}
 end
@@ -101,6 +101,10 @@ end
 
 local enabled = cfg[1] == '1'
 local rate = tonumber(enabled and cfg[2] or cfg[10]) or 0
+if enabled and cfg[17] then
+  -- Adaptive admission's rate (adapt_rate.lua), under the set one.
+  rate = math.min(rate, tonumber(cfg[17]))
+end
 local soldout = redis.call('HGET', KEYS[10], 'soldout') == '1'
 if cfg[4] == '1' or soldout or now < (tonumber(cfg[6]) or 0) or now < (tonumber(cfg[11]) or 0) then
   -- Nothing accrues while closed or paused, so opening or resuming does not release a burst.

@@ -86,7 +86,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Times each booking made (201), for the p95 the operator's live view shows: refusals (sold
-/// out, shed) are fast and many, and would hide how long a buyer who gets tickets waits.
+/// out, shed) are fast and many, and would hide how long a buyer who gets tickets waits. Counts
+/// every answer and its 503s, for adaptive admission.
 async fn time_bookings(
     axum::extract::State(state): axum::extract::State<AppState>,
     request: axum::extract::Request,
@@ -97,6 +98,10 @@ async fn time_bookings(
     if response.status() == axum::http::StatusCode::CREATED {
         state.latency.record(started.elapsed());
     }
+    // Every answer counts toward the share of 503s adaptive admission holds down.
+    state
+        .latency
+        .record_answer(response.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE);
     response
 }
 

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use ticketing::queue::WaitingRoom;
+use ticketing::queue::{Adaptive, WaitingRoom};
 use ticketing::tier::TierCode;
 
 /// A new event's tier, as the admin API receives it.
@@ -65,6 +65,19 @@ pub struct WaitingRoomChange {
     pub headroom_pct: Option<u32>,
     /// Reserve each buyer's wish at admission.
     pub hold_on_admission: Option<bool>,
+    /// Adaptive admission's targets; `null` turns it off, absent keeps it as it is.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Adaptive>, nullable)]
+    pub adaptive: Option<Option<Adaptive>>,
+}
+
+/// A field that may be absent (None), `null` (Some(None)) or a value.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 impl WaitingRoomChange {
@@ -79,6 +92,9 @@ impl WaitingRoomChange {
         room.drain_per_minute = self.drain_per_minute.unwrap_or(room.drain_per_minute);
         room.headroom_pct = self.headroom_pct.unwrap_or(room.headroom_pct);
         room.hold_on_admission = self.hold_on_admission.unwrap_or(room.hold_on_admission);
+        if let Some(adaptive) = self.adaptive {
+            room.adaptive = adaptive;
+        }
     }
 }
 
@@ -177,6 +193,19 @@ pub fn room_problems(room: &WaitingRoom) -> Vec<String> {
     }
     if room.headroom_pct > 1_000 {
         problems.push("headroom_pct must be 0-1000".into());
+    }
+    if let Some(adaptive) = room.adaptive {
+        if !(1..=600_000).contains(&adaptive.target_p95_ms) {
+            problems.push("adaptive.target_p95_ms must be 1-600000".into());
+        }
+        if adaptive.max_503_pct > 100 {
+            problems.push("adaptive.max_503_pct must be 0-100".into());
+        }
+        if !(1..=1_000_000).contains(&adaptive.floor_per_minute) {
+            problems.push("adaptive.floor_per_minute must be 1-1000000".into());
+        } else if adaptive.floor_per_minute > room.admission_per_minute {
+            problems.push("adaptive.floor_per_minute must not exceed admission_per_minute".into());
+        }
     }
     problems
 }

@@ -152,17 +152,32 @@ impl Worker {
     }
 
     /// The samples' ids are the second by Redis's clock, so workers sampling side by side write
-    /// one per second between them; a second missed (a slow pass) is a gap the charts show.
+    /// one per second between them; a second missed (a slow pass) is a gap the charts show. The
+    /// same pass takes adaptive admission's step for the events that ask for it.
     async fn sample_pass(&self) {
         let now_ms = Utc::now().timestamp_millis();
-        let p95 = match ticketing::live::booking_p95_us(&self.redis, now_ms).await {
-            Ok(p95) => p95,
+        let health = match ticketing::live::booking_health(&self.redis, now_ms).await {
+            Ok(health) => health,
             Err(error) => {
-                tracing::debug!(%error, "cannot read the booking p95");
-                None
+                tracing::debug!(%error, "cannot read the booking fleet's health");
+                Default::default()
             }
         };
+        let p95 = health.p95_us;
         for event in self.events() {
+            let room = event.waiting_room();
+            if let Some(targets) = room.adaptive {
+                let verdict = ticketing::queue::room::Verdict::of(&targets, &health);
+                match ticketing::queue::room::adapt(&self.redis, event.id, &room, &targets, verdict)
+                    .await
+                {
+                    Ok(rate) => {
+                        metrics::gauge!("queue_effective_per_minute", "event" => event.id.to_string())
+                            .set(f64::from(rate))
+                    }
+                    Err(error) => tracing::debug!(event_id = %event.id, %error, "adaptive step failed"),
+                }
+            }
             if let Err(error) =
                 ticketing::live::record_sample(&self.redis, event.id, &event.tier_codes, p95).await
             {

@@ -602,3 +602,108 @@ async fn the_gateway_publishes_queue_metrics(db: PgPool) {
     assert!(metrics.contains("queue_polls_total"));
     assert!(metrics.contains("queue_admitted_total"));
 }
+
+/// The admin view of a room.
+async fn room_view(system: &System, event: Uuid) -> Value {
+    system
+        .admin(system.http.get(format!(
+            "{}/api/admin/events/{event}/waiting-room",
+            system.gateway
+        )))
+        .send()
+        .await
+        .expect("the admin view")
+        .json()
+        .await
+        .expect("json")
+}
+
+async fn change_room(system: &System, event: Uuid, change: Value) -> (u16, Value) {
+    let response = system
+        .admin(system.http.put(format!(
+            "{}/api/admin/events/{event}/waiting-room",
+            system.gateway
+        )))
+        .json(&change)
+        .send()
+        .await
+        .expect("a room change");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Adaptive admission: with the booking p95 over its target the worker cuts the rate to the floor
+/// (quickly), and admission follows it; within the targets it raises it again (gently), never
+/// above the set rate; turned off, the set rate applies at once. A floor above the set rate is
+/// refused.
+#[sqlx::test(migrations = "../migrations")]
+async fn adaptive_admission_cuts_to_the_floor_when_bookings_slow_and_recovers(db: PgPool) {
+    let system = System::start(db).await;
+    let event = system
+        .create_event(
+            &[("GA", 1000)],
+            json!({"enabled": true, "admission_per_minute": 600, "max_active": 1000,
+                   "paused": true, "token_ttl_s": 600,
+                   "adaptive": {"target_p95_ms": 1, "max_503_pct": 100, "floor_per_minute": 60}}),
+        )
+        .await;
+    let (status, refused) = change_room(
+        &system,
+        event,
+        json!({"adaptive": {"target_p95_ms": 1, "max_503_pct": 5, "floor_per_minute": 601}}),
+    )
+    .await;
+    assert_eq!(status, 422, "{refused}");
+    // Bookings slower than 1 ms (any booking is): the p95 is over its target.
+    for _ in 0..5 {
+        let (token, _) = system.keys.token(event, 4, 60);
+        let body = json!({"event_id": event, "tiers": {"GA": 1}, "buyer_email": "a@b.co"});
+        assert_eq!(system.book(&token, &body, None).await.0, 201);
+    }
+    let view = eventually(Duration::from_secs(20), "cut to the floor", || async {
+        let view = room_view(&system, event).await;
+        (view["effective_per_minute"] == 60).then_some(view)
+    })
+    .await;
+    assert_eq!(
+        view["adaptive_reason"], "booking_p95_above_target",
+        "{view}"
+    );
+    assert_eq!(
+        view["admission_per_minute"], 600,
+        "the set rate is kept: {view}"
+    );
+
+    // Admission follows the effective rate: about one a second, not ten.
+    change_room(&system, event, json!({"paused": false})).await;
+    join_many(&system, event, 20).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let admitted = ticketing::queue::stats(&system.redis, event)
+        .await
+        .expect("stats")
+        .admitted_total;
+    assert!(admitted <= 4, "at the floor's pace: {admitted} admitted");
+
+    // Within the targets: it climbs back, a step a second.
+    let (status, _) = change_room(
+        &system,
+        event,
+        json!({"adaptive": {"target_p95_ms": 600000, "max_503_pct": 100, "floor_per_minute": 60}}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let view = eventually(Duration::from_secs(10), "climbing again", || async {
+        let view = room_view(&system, event).await;
+        (view["effective_per_minute"].as_u64()? > 120).then_some(view)
+    })
+    .await;
+    assert!(
+        ["within_targets", "at_set_rate"].contains(&view["adaptive_reason"].as_str().unwrap()),
+        "{view}"
+    );
+    // Off: the set rate again, and nothing adaptive in the view.
+    let (status, room) = change_room(&system, event, json!({"adaptive": null})).await;
+    assert_eq!((status, room["adaptive"].clone()), (200, Value::Null));
+    let view = room_view(&system, event).await;
+    assert!(view.get("effective_per_minute").is_none(), "{view}");
+}

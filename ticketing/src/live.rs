@@ -168,25 +168,46 @@ fn parse_entry(entry: &Value) -> RedisResult<Sample> {
     })
 }
 
-/// The slowest fresh p95 the booking instances published (µs): a conservative figure for the
-/// whole fleet without merging histograms across processes.
+/// The booking fleet's health over the last [`LatencyWindow::SPAN`], as its instances published
+/// it: what adaptive admission holds under its targets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BookingHealth {
+    /// The slowest fresh p95 (µs): a conservative figure for the whole fleet without merging
+    /// histograms across processes.
+    pub p95_us: Option<u64>,
+    /// Booking answers, and how many were 503.
+    pub answers: u64,
+    pub unavailable: u64,
+}
+
+/// The slowest fresh p95 the booking instances published (µs).
 pub async fn booking_p95_us(redis: &RedisClient, now_ms: i64) -> RedisResult<Option<u64>> {
+    Ok(booking_health(redis, now_ms).await?.p95_us)
+}
+
+/// What the booking instances published in the last seconds, summed; a stopped instance's
+/// figures are dropped after a minute.
+pub async fn booking_health(redis: &RedisClient, now_ms: i64) -> RedisResult<BookingHealth> {
     let published: BTreeMap<String, String> = redis::cmd("HGETALL")
         .arg(BOOKING_LATENCY)
         .query_async(&mut redis.clone())
         .await?;
-    let mut slowest = None;
+    let mut health = BookingHealth::default();
     let mut stale = Vec::new();
     for (instance, value) in published {
         let mut parts = value.split('|');
         let p95: Option<u64> = parts.next().and_then(|v| v.parse().ok());
         let at: Option<i64> = parts.next().and_then(|v| v.parse().ok());
-        match (p95, at) {
-            (Some(p95), Some(at)) if now_ms - at <= FRESH_MS => {
-                slowest = slowest.max(Some(p95));
+        let answers: u64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let unavailable: u64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        match at {
+            Some(at) if now_ms - at <= FRESH_MS => {
+                health.p95_us = health.p95_us.max(p95);
+                health.answers += answers;
+                health.unavailable += unavailable;
             }
             // A stopped instance's last word: gone after a minute.
-            (_, Some(at)) if now_ms - at <= 60_000 => {}
+            Some(at) if now_ms - at <= 60_000 => {}
             _ => stale.push(instance),
         }
     }
@@ -197,7 +218,7 @@ pub async fn booking_p95_us(redis: &RedisClient, now_ms: i64) -> RedisResult<Opt
             .query_async(&mut redis.clone())
             .await?;
     }
-    Ok(slowest)
+    Ok(health)
 }
 
 /// Booking latencies of the last [`LatencyWindow::SPAN`] in one process, kept as a histogram per
@@ -206,6 +227,8 @@ pub async fn booking_p95_us(redis: &RedisClient, now_ms: i64) -> RedisResult<Opt
 pub struct LatencyWindow {
     started: Instant,
     seconds: Mutex<Vec<(u64, [u32; BUCKETS])>>,
+    /// Per second: booking answers, and how many of them were 503.
+    answers: Mutex<Vec<(u64, u32, u32)>>,
 }
 
 const BUCKETS: usize = 160;
@@ -218,6 +241,7 @@ impl Default for LatencyWindow {
         Self {
             started: Instant::now(),
             seconds: Mutex::new(Vec::new()),
+            answers: Mutex::new(Vec::new()),
         }
     }
 }
@@ -245,6 +269,34 @@ impl LatencyWindow {
                 seconds.push((second, counts));
             }
         }
+    }
+
+    /// Counts one booking answer, and whether it was a 503 (shed, or a dependency unavailable).
+    pub fn record_answer(&self, unavailable: bool) {
+        let second = self.started.elapsed().as_secs();
+        let span = Self::SPAN.as_secs();
+        let mut answers = self.answers.lock().expect("answers lock");
+        answers.retain(|(s, _, _)| s + span > second);
+        match answers.iter_mut().find(|(s, _, _)| *s == second) {
+            Some((_, all, refused)) => {
+                *all += 1;
+                *refused += u32::from(unavailable);
+            }
+            None => answers.push((second, 1, u32::from(unavailable))),
+        }
+    }
+
+    /// Booking answers over the span, and how many were 503.
+    pub fn answers(&self) -> (u64, u64) {
+        let second = self.started.elapsed().as_secs();
+        let span = Self::SPAN.as_secs();
+        let answers = self.answers.lock().expect("answers lock");
+        answers
+            .iter()
+            .filter(|(s, _, _)| s + span > second)
+            .fold((0, 0), |(all, refused), (_, a, r)| {
+                (all + u64::from(*a), refused + u64::from(*r))
+            })
     }
 
     /// The p95 (µs, the upper edge of its bucket) and the count over the span, if any.
@@ -284,10 +336,17 @@ impl LatencyWindow {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                let Some((p95, _)) = window.p95_us() else {
+                let p95 = window.p95_us().map(|(p95, _)| p95);
+                let (answers, unavailable) = window.answers();
+                if p95.is_none() && answers == 0 {
                     continue;
-                };
-                let value = format!("{p95}|{}", chrono::Utc::now().timestamp_millis());
+                }
+                // "p95|at|answers|503s"; the p95 empty when nothing was booked.
+                let value = format!(
+                    "{}|{}|{answers}|{unavailable}",
+                    p95.map(|p| p.to_string()).unwrap_or_default(),
+                    chrono::Utc::now().timestamp_millis()
+                );
                 let published: RedisResult<()> = redis::cmd("HSET")
                     .arg(BOOKING_LATENCY)
                     .arg(&instance)

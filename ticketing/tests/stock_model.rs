@@ -401,6 +401,7 @@ impl Case {
             drain_per_minute: 0,
             headroom_pct: self.sale.headroom_pct,
             hold_on_admission: self.sale.hold_on_admission,
+            adaptive: None,
         };
         // On sale a minute ago: every join stands in line, waiting.
         let on_sale_ms = chrono::Utc::now().timestamp_millis() - 60_000;

@@ -42,7 +42,8 @@ pub struct TierRow {
 const EVENT_COLUMNS: &str =
     "e.id, e.short_id, e.name, e.venue_id, v.name AS venue_name, e.starts_at,
     e.on_sale_at, e.wr_enabled, e.admission_per_minute, e.max_active, e.paused, e.token_ttl_s,
-    e.drain_per_minute, e.headroom_pct, e.hold_on_admission, e.max_per_booking,
+    e.drain_per_minute, e.headroom_pct, e.hold_on_admission, e.adaptive_target_p95_ms,
+    e.adaptive_max_503_pct, e.adaptive_floor_per_minute, e.max_per_booking,
     ARRAY(SELECT t.code FROM ticket_tiers t WHERE t.event_id = e.id ORDER BY t.position)
         AS tier_codes";
 
@@ -104,8 +105,10 @@ pub async fn insert(conn: &mut PgConnection, draft: &EventDraft) -> sqlx::Result
     let event_id: Uuid = sqlx::query_scalar(
         "INSERT INTO events (name, venue_id, starts_at, on_sale_at, wr_enabled, admission_per_minute,
                              max_active, paused, token_ttl_s, max_per_booking, drain_per_minute,
-                             headroom_pct, hold_on_admission)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+                             headroom_pct, hold_on_admission, adaptive_target_p95_ms,
+                             adaptive_max_503_pct, adaptive_floor_per_minute)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+         RETURNING id",
     )
     .bind(draft.name.trim())
     .bind(venue_id)
@@ -120,6 +123,9 @@ pub async fn insert(conn: &mut PgConnection, draft: &EventDraft) -> sqlx::Result
     .bind(room.drain_per_minute as i32)
     .bind(room.headroom_pct as i32)
     .bind(room.hold_on_admission)
+    .bind(room.adaptive.map(|a| a.target_p95_ms as i32))
+    .bind(room.adaptive.map(|a| a.max_503_pct as i32))
+    .bind(room.adaptive.map(|a| a.floor_per_minute as i32))
     .fetch_one(&mut *conn)
     .await?;
     for (position, tier) in draft.tiers.iter().enumerate() {
@@ -155,7 +161,8 @@ pub async fn update_waiting_room(db: &PgPool, id: Uuid, room: &WaitingRoom) -> s
     let updated = sqlx::query(
         "UPDATE events SET wr_enabled = $2, admission_per_minute = $3, max_active = $4, paused = $5,
                            token_ttl_s = $6, drain_per_minute = $7, headroom_pct = $8,
-                           hold_on_admission = $9
+                           hold_on_admission = $9, adaptive_target_p95_ms = $10,
+                           adaptive_max_503_pct = $11, adaptive_floor_per_minute = $12
           WHERE id = $1",
     )
     .bind(id)
@@ -167,6 +174,9 @@ pub async fn update_waiting_room(db: &PgPool, id: Uuid, room: &WaitingRoom) -> s
     .bind(room.drain_per_minute as i32)
     .bind(room.headroom_pct as i32)
     .bind(room.hold_on_admission)
+    .bind(room.adaptive.map(|a| a.target_p95_ms as i32))
+    .bind(room.adaptive.map(|a| a.max_503_pct as i32))
+    .bind(room.adaptive.map(|a| a.floor_per_minute as i32))
     .execute(db)
     .await?;
     Ok(updated.rows_affected() == 1)

@@ -45,6 +45,13 @@ pub struct WaitingRoomView {
     #[serde(flatten)]
     pub room: WaitingRoom,
     pub stats: QueueStats,
+    /// With adaptive admission on: the rate it sets now (per minute, at most
+    /// `admission_per_minute`) and why (`booking_p95_above_target`, `too_many_503s`,
+    /// `within_targets`, `at_set_rate`, `nothing_measured`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effective_per_minute: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adaptive_reason: Option<String>,
 }
 
 #[utoipa::path(post, path = "/api/admin/events", request_body = EventDraft,
@@ -116,9 +123,17 @@ pub async fn show_waiting_room(
         .await?
         .ok_or(ApiError::EventNotFound)?;
     let stats = queue::stats(&state.redis, event_id).await?;
+    let room = row.waiting_room();
+    let (effective_per_minute, adaptive_reason) = if room.adaptive.is_some() {
+        queue::room::adapted(&state.redis, event_id).await?
+    } else {
+        (None, None)
+    };
     Ok(Json(WaitingRoomView {
-        room: row.waiting_room(),
+        room,
         stats,
+        effective_per_minute,
+        adaptive_reason,
     }))
 }
 

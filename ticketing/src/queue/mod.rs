@@ -24,7 +24,9 @@ pub use entry_token::{
 pub use id::QueueId;
 pub use place::Place;
 pub use receipt::{Receipt, ReceiptKeys};
-pub use room::{sync_config, Generation, QueueMarks, RoomColumns, Sync, WaitingRoom, ROOM_COLUMNS};
+pub use room::{
+    sync_config, Adaptive, Generation, QueueMarks, RoomColumns, Sync, WaitingRoom, ROOM_COLUMNS,
+};
 pub use stats::{stats, QueueStats};
 pub use wish::{set_wish, AdmittedAs, Line, TierLine, TierStock, Wish, WishSet};
 

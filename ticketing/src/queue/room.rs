@@ -35,6 +35,26 @@ pub struct WaitingRoom {
     /// buyer leaves; booking claims the hold, so an admitted buyer never finds the wish sold out.
     #[serde(default)]
     pub hold_on_admission: bool,
+    /// Adaptive admission (off when null): the worker holds the booking p95 and the share of
+    /// 503s under these targets by moving the admission rate between the floor and
+    /// `admission_per_minute`, which stays the ceiling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<Adaptive>,
+}
+
+/// The targets of adaptive admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Adaptive {
+    /// The booking p95 to stay under (ms).
+    #[schema(minimum = 1, maximum = 600000)]
+    pub target_p95_ms: u32,
+    /// The share of booking answers that may be 503 (percent).
+    #[schema(minimum = 0, maximum = 100)]
+    pub max_503_pct: u32,
+    /// The lowest admission rate (per minute) it may set.
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub floor_per_minute: u32,
 }
 
 fn default_headroom_pct() -> u32 {
@@ -55,11 +75,15 @@ pub struct RoomColumns {
     pub drain_per_minute: i32,
     pub headroom_pct: i32,
     pub hold_on_admission: bool,
+    pub adaptive_target_p95_ms: Option<i32>,
+    pub adaptive_max_503_pct: Option<i32>,
+    pub adaptive_floor_per_minute: Option<i32>,
 }
 
 /// The columns of [`RoomColumns`], for a `SELECT` list (of `events`, aliased `e` or not).
 pub const ROOM_COLUMNS: &str = "wr_enabled, admission_per_minute, max_active, paused, \
-    token_ttl_s, drain_per_minute, headroom_pct, hold_on_admission";
+    token_ttl_s, drain_per_minute, headroom_pct, hold_on_admission, adaptive_target_p95_ms, \
+    adaptive_max_503_pct, adaptive_floor_per_minute";
 
 impl WaitingRoom {
     /// The settings as the `events` row stores them; a non-positive rate or size (which the admin
@@ -76,6 +100,18 @@ impl WaitingRoom {
             drain_per_minute: c.drain_per_minute.max(0) as u32,
             headroom_pct: c.headroom_pct.max(0) as u32,
             hold_on_admission: c.hold_on_admission,
+            adaptive: match (
+                c.adaptive_target_p95_ms,
+                c.adaptive_max_503_pct,
+                c.adaptive_floor_per_minute,
+            ) {
+                (Some(p95), Some(share), Some(floor)) => Some(Adaptive {
+                    target_p95_ms: positive(p95),
+                    max_503_pct: share.clamp(0, 100) as u32,
+                    floor_per_minute: positive(floor),
+                }),
+                _ => None,
+            },
         }
     }
 
@@ -110,6 +146,7 @@ impl Default for WaitingRoom {
             drain_per_minute: 0,
             headroom_pct: DEFAULT_HEADROOM_PCT,
             hold_on_admission: false,
+            adaptive: None,
         }
     }
 }
@@ -226,6 +263,13 @@ pub async fn sync_config(
                 .ignore();
         }
     }
+    if room.adaptive.is_none() {
+        // Adaptive admission turned off (or never on): the set rate applies again at once.
+        pipe.cmd("HDEL")
+            .arg(keys.queue_config())
+            .arg(&["effective_per_minute", "adaptive_reason", "adapted_s"][..])
+            .ignore();
+    }
     pipe.cmd("HSET")
         .arg(keys.queue_config())
         .arg(&room.redis_fields()[..])
@@ -244,4 +288,77 @@ pub async fn sync_config(
         .arg(Generation(rand::thread_rng().gen()))
         .ignore();
     pipe.query_async::<()>(&mut redis.clone()).await
+}
+
+static ADAPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("../../../lua/adapt_rate.lua")));
+
+/// Why adaptive admission moves the rate (`adaptive_reason` in the admin view).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    BookingP95AboveTarget,
+    TooMany503s,
+    WithinTargets,
+    NothingMeasured,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BookingP95AboveTarget => "booking_p95_above_target",
+            Self::TooMany503s => "too_many_503s",
+            Self::WithinTargets => "within_targets",
+            Self::NothingMeasured => "nothing_measured",
+        }
+    }
+
+    /// What the booking fleet's last seconds say against `targets`. The share of 503s is judged
+    /// on at least 20 answers; the p95 on any booking made.
+    pub fn of(targets: &Adaptive, health: &crate::live::BookingHealth) -> Self {
+        if health
+            .p95_us
+            .is_some_and(|p95| p95 > u64::from(targets.target_p95_ms) * 1000)
+        {
+            return Self::BookingP95AboveTarget;
+        }
+        if health.answers >= 20
+            && health.unavailable * 100 > health.answers * u64::from(targets.max_503_pct)
+        {
+            return Self::TooMany503s;
+        }
+        if health.p95_us.is_none() && health.answers < 20 {
+            return Self::NothingMeasured;
+        }
+        Self::WithinTargets
+    }
+}
+
+/// Adaptive admission's step for this second (`lua/adapt_rate.lua`): the effective rate now.
+pub async fn adapt(
+    redis: &RedisClient,
+    event_id: Uuid,
+    room: &WaitingRoom,
+    targets: &Adaptive,
+    verdict: Verdict,
+) -> RedisResult<u32> {
+    ADAPT
+        .key(EventKeys::new(event_id).queue_config())
+        .arg(room.admission_per_minute)
+        .arg(targets.floor_per_minute.min(room.admission_per_minute))
+        .arg(verdict.as_str())
+        .invoke_async(&mut redis.clone())
+        .await
+}
+
+/// The effective rate and why, as adaptive admission last set them (None when it is off).
+pub async fn adapted(
+    redis: &RedisClient,
+    event_id: Uuid,
+) -> RedisResult<(Option<u32>, Option<String>)> {
+    redis::cmd("HMGET")
+        .arg(EventKeys::new(event_id).queue_config())
+        .arg("effective_per_minute")
+        .arg("adaptive_reason")
+        .query_async(&mut redis.clone())
+        .await
 }
