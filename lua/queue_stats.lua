@@ -4,8 +4,10 @@
 -- KEYS[2]  ev:{E}:adm
 -- KEYS[3]  ev:{E}:stats
 -- KEYS[4]  ev:{E}:admsec
+-- KEYS[5]  ev:{E}:cfg      effective_per_minute (adaptive admission, adapt_rate.lua)
 --
--- Returns {waiting, admitted_total, active, booked_total, admitted_last_minute, dropped_total};
+-- Returns {waiting, admitted_total, active, booked_total, admitted_last_minute, dropped_total,
+-- effective_per_minute (0 when adaptive admission is off)};
 -- `waiting` counts the pre-queue too (it stands in the same sorted set).
 
 local now_t = redis.call('TIME')
@@ -26,4 +28,5 @@ return {
   tonumber(stats[2]) or 0,
   last_minute,
   tonumber(stats[3]) or 0,
+  tonumber(redis.call('HGET', KEYS[5], 'effective_per_minute')) or 0,
 }

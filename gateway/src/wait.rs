@@ -1,6 +1,7 @@
 //! Wait estimates as a range, from the sale's measured pace, and held steady between polls: the
-//! upper bound rises at most 20 % from one answer to the next unless the room was paused or its
-//! rate lowered, which the answer then names. The bound last shown travels in the place receipt
+//! upper bound rises at most 20 % from one answer to the next unless the room was paused, its
+//! rate lowered (by the operator, or by adaptive admission) or the stock gate holds admissions
+//! below the rate, which the answer then names. The bound last shown travels in the place receipt
 //! (`ticketing::queue::receipt::WaitShown`), so no server keeps anything per visitor.
 
 use std::collections::HashMap;
@@ -25,6 +26,11 @@ pub enum WaitNote {
     Paused,
     /// The operator lowered the admission rate since the last answer.
     RateLowered,
+    /// Adaptive admission slowed the room to keep bookings fast.
+    Slowed,
+    /// The stock gate, not the rate, sets the pace: admissions wait for tickets to come back or
+    /// for admitted buyers to finish.
+    StockGate,
 }
 
 /// An estimate, seconds.
@@ -46,8 +52,15 @@ pub fn estimate(
     before: Option<WaitShown>,
 ) -> Estimate {
     let paused = room.enabled && room.paused;
-    // The ceiling: the set rate, or with the room off the drain rate (0 = all at once).
-    let set = if room.enabled {
+    // Adaptive admission's rate, when it is below the set one.
+    let slowed = room.enabled
+        && sale.effective_per_minute > 0
+        && sale.effective_per_minute < i64::from(room.admission_per_minute);
+    // The ceiling: the set rate (or adaptive admission's, below it), or with the room off the
+    // drain rate (0 = all at once).
+    let set = if slowed {
+        sale.effective_per_minute as f64
+    } else if room.enabled {
         f64::from(room.admission_per_minute)
     } else if room.drain_per_minute == 0 {
         60_000.0
@@ -75,14 +88,24 @@ pub fn estimate(
     let mut low = (ahead * (1.0 - abandon) / set * 60.0).floor() as u64;
     let mut high = ((position as f64) / slow * 60.0).ceil().max(1.0) as u64;
     let rate_now = if paused { 0 } else { set as u32 };
+    // The stock gate holds admissions well below the rate (the sale has run long enough to
+    // tell): the wait follows the gate's pace, and says so.
+    let gated = (sale.admitted_total as f64) >= set && measured < set / 2.0;
     let note = match before {
         _ if paused => Some(WaitNote::Paused),
         Some(b) if b.rate_per_minute == 0 => Some(WaitNote::Paused),
+        Some(b) if rate_now < b.rate_per_minute && slowed => Some(WaitNote::Slowed),
         Some(b) if rate_now < b.rate_per_minute => Some(WaitNote::RateLowered),
         Some(b) => {
-            high = high.min((f64::from(b.high_s) * MOST_GROWTH).floor() as u64);
-            None
+            let most = (f64::from(b.high_s) * MOST_GROWTH).floor() as u64;
+            if high > most && gated {
+                Some(WaitNote::StockGate)
+            } else {
+                high = high.min(most);
+                None
+            }
         }
+        None if gated => Some(WaitNote::StockGate),
         None => None,
     };
     low = low.min(high);
@@ -213,10 +236,51 @@ mod tests {
             high_s: 100,
             rate_per_minute: 600,
         };
-        // Admission slowed to a trickle (the stock holds it): the bound may not jump.
-        let e = estimate(601, &room(600), &sale(10_000, 30, 0), Some(before));
+        // Admission at half the rate (the stock or max_active may hold it there): the bound
+        // may not jump.
+        let e = estimate(601, &room(600), &sale(10_000, 300, 0), Some(before));
         assert_eq!((e.high_s, e.note), (120, None));
         assert!(e.low_s <= e.high_s);
+    }
+
+    #[test]
+    fn when_the_stock_gate_sets_the_pace_the_bound_follows_it_and_says_so() {
+        let before = WaitShown {
+            high_s: 100,
+            rate_per_minute: 600,
+        };
+        // Admission slowed to a trickle: the stock gate, not the rate, is the limit.
+        let e = estimate(601, &room(600), &sale(10_000, 30, 0), Some(before));
+        assert_eq!(e.note, Some(WaitNote::StockGate));
+        assert!(e.high_s > 120, "{e:?}");
+        let first = estimate(601, &room(600), &sale(10_000, 30, 0), None);
+        assert_eq!(first.note, Some(WaitNote::StockGate));
+        // Before the sale has run a minute's worth, nothing can tell the gate from a start.
+        let early = estimate(601, &room(600), &sale(100, 30, 0), None);
+        assert_eq!(early.note, None);
+    }
+
+    #[test]
+    fn adaptive_admission_sets_the_pace_below_the_rate_and_says_so() {
+        let before = WaitShown {
+            high_s: 100,
+            rate_per_minute: 600,
+        };
+        let slowed = QueueStats {
+            effective_per_minute: 120,
+            ..sale(10_000, 120, 0)
+        };
+        let e = estimate(601, &room(600), &slowed, Some(before));
+        assert_eq!(e.note, Some(WaitNote::Slowed));
+        assert_eq!(e.shown.rate_per_minute, 120);
+        // The fast end is the effective rate's: 600 ahead at 120 a minute.
+        assert_eq!(e.low_s, 300);
+        // At the set rate again, it is no longer named.
+        let back = QueueStats {
+            effective_per_minute: 600,
+            ..sale(10_000, 600, 0)
+        };
+        assert_eq!(estimate(601, &room(600), &back, Some(e.shown)).note, None);
     }
 
     #[test]

@@ -22,18 +22,28 @@ pub struct QueueStats {
     pub admitted_last_minute: i64,
     /// Dropped at the head for not polling (left without a word).
     pub dropped_total: i64,
+    /// The rate adaptive admission sets now (per minute); 0 when it is off.
+    pub effective_per_minute: i64,
 }
 
 pub async fn stats(redis: &RedisClient, event_id: Uuid) -> RedisResult<QueueStats> {
     let keys = EventKeys::new(event_id);
-    let (waiting, admitted_total, active, booked_total, admitted_last_minute, dropped_total) =
-        STATS
-            .key(keys.waiting())
-            .key(keys.admitted())
-            .key(keys.stats())
-            .key(keys.admissions_per_second())
-            .invoke_async(&mut redis.clone())
-            .await?;
+    let (
+        waiting,
+        admitted_total,
+        active,
+        booked_total,
+        admitted_last_minute,
+        dropped_total,
+        effective_per_minute,
+    ) = STATS
+        .key(keys.waiting())
+        .key(keys.admitted())
+        .key(keys.stats())
+        .key(keys.admissions_per_second())
+        .key(keys.queue_config())
+        .invoke_async(&mut redis.clone())
+        .await?;
     Ok(QueueStats {
         waiting,
         admitted_total,
@@ -41,5 +51,6 @@ pub async fn stats(redis: &RedisClient, event_id: Uuid) -> RedisResult<QueueStat
         booked_total,
         admitted_last_minute,
         dropped_total,
+        effective_per_minute,
     })
 }
