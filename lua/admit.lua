@@ -106,7 +106,10 @@ if enabled and cfg[17] then
   rate = math.min(rate, tonumber(cfg[17]))
 end
 local soldout = redis.call('HGET', KEYS[10], 'soldout') == '1'
-if cfg[4] == '1' or soldout or now < (tonumber(cfg[6]) or 0) or now < (tonumber(cfg[11]) or 0) then
+-- A room turned off drains even if it was paused: off wins, `paused` waits for the room to be
+-- turned on again.
+if (enabled and cfg[4] == '1') or soldout or now < (tonumber(cfg[6]) or 0)
+    or now < (tonumber(cfg[11]) or 0) then
   -- Nothing accrues while closed or paused, so opening or resuming does not release a burst.
   redis.call('HSET', KEYS[4], 'tokens', 0, 'ts', now)
   return {0, 0, #expired, 0, arrivals, through, 0}

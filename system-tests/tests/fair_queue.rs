@@ -944,3 +944,25 @@ async fn entries_a_lagging_replica_never_received_come_back_from_their_receipts_
     assert_eq!(status, 404);
     assert_eq!(stat(&system, event, "restored_lagged_total").await, 2);
 }
+
+/// Off wins over paused: a paused room turned off (pause left on) drains its line in order, and
+/// `paused` is still there when the room is turned on again.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_paused_room_turned_off_still_drains(db: PgPool) {
+    let system = System::start(db).await;
+    let event = event_opening_at(&system, Utc::now(), room(true, 60, true)).await;
+    let line = join_in_order(&system, event, "paused", 5).await;
+    let ids: Vec<String> = line.iter().map(queue_id).collect();
+    let (status, changed) = system
+        .change_waiting_room(event, json!({"enabled": false}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(changed["paused"], true, "the pause is kept: {changed}");
+    all_admitted(&system, &ids, "the paused line drained once off").await;
+    let (status, changed) = system
+        .change_waiting_room(event, json!({"enabled": true}))
+        .await;
+    assert_eq!((status, changed["paused"].clone()), (200, json!(true)));
+    let (_, after) = system.join(event, "after-on-again").await;
+    assert_eq!(after["state"], "waiting", "paused again once on: {after}");
+}

@@ -59,6 +59,9 @@ pub struct WaitingRoomView {
     responses(
         (status = 201, body = Event),
         (status = 401, body = ticketing::envelope::ErrorEnvelope),
+        (status = 429, body = ticketing::envelope::ErrorEnvelope,
+            description = "`rate_limited`: too many admin requests from this address (counted before the token)",
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
         (status = 413, body = ticketing::envelope::ErrorEnvelope),
         (status = 422, body = ticketing::envelope::ErrorEnvelope)))]
 pub async fn create_event(
@@ -113,6 +116,9 @@ async fn prepare_redis(state: &AppState, row: &events::EventRow) -> anyhow::Resu
     responses(
         (status = 200, body = WaitingRoomView),
         (status = 401, body = ticketing::envelope::ErrorEnvelope),
+        (status = 429, body = ticketing::envelope::ErrorEnvelope,
+            description = "`rate_limited`: too many admin requests from this address (counted before the token)",
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
         (status = 404, body = ticketing::envelope::ErrorEnvelope)))]
 pub async fn show_waiting_room(
     _: Admin,
@@ -142,6 +148,9 @@ pub async fn show_waiting_room(
     responses(
         (status = 200, body = WaitingRoom),
         (status = 401, body = ticketing::envelope::ErrorEnvelope),
+        (status = 429, body = ticketing::envelope::ErrorEnvelope,
+            description = "`rate_limited`: too many admin requests from this address (counted before the token)",
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
         (status = 404, body = ticketing::envelope::ErrorEnvelope),
         (status = 413, body = ticketing::envelope::ErrorEnvelope),
         (status = 422, body = ticketing::envelope::ErrorEnvelope)))]

@@ -35,6 +35,9 @@ pub struct LiveView {
         (status = 200, body = LiveView),
         (status = 400, body = ticketing::envelope::ErrorEnvelope),
         (status = 401, body = ticketing::envelope::ErrorEnvelope),
+        (status = 429, body = ticketing::envelope::ErrorEnvelope,
+            description = "`rate_limited`: too many admin requests from this address (counted before the token)",
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
         (status = 404, body = ticketing::envelope::ErrorEnvelope),
         (status = 503, body = ticketing::envelope::ErrorEnvelope)))]
 pub async fn show(
