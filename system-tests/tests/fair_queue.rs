@@ -77,13 +77,16 @@ async fn stat(system: &System, event: Uuid, field: &str) -> i64 {
     value.unwrap_or(0)
 }
 
-/// The states of these entries, by one poll each (which also keeps them alive).
+/// The states of these entries (in line order), by one poll each (which also keeps them alive).
+/// Read from the back: admission goes on meanwhile, and an entry read admitted means every one
+/// before it was admitted before that read, so an order check cannot be fooled by the reading.
 async fn states(system: &System, ids: &[String]) -> Vec<String> {
     let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
+    for id in ids.iter().rev() {
         let (_, status) = system.poll(id).await;
         out.push(status["state"].as_str().unwrap_or("?").to_string());
     }
+    out.reverse();
     out
 }
 

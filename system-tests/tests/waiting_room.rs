@@ -108,10 +108,14 @@ async fn admits_in_join_order(db: PgPool) {
         .change_waiting_room(event, json!({"paused": false}))
         .await;
     let admitted_seen = eventually(Duration::from_secs(20), "everyone admitted", || async {
+        // Read from the back: admission goes on while the states are read one by one, and an
+        // entry read admitted means every earlier one was admitted before that read, so reading
+        // the earlier ones after it cannot see an admission the later read missed.
         let mut admitted = Vec::new();
-        for id in &ids {
+        for id in ids.iter().rev() {
             admitted.push(state_of(&system, id).await["state"] == "admitted");
         }
+        admitted.reverse();
         // At every observation the admitted entries are a prefix of the join order.
         let prefix = admitted.iter().take_while(|a| **a).count();
         assert!(
