@@ -405,6 +405,25 @@ if at_end and admitted < allowed then
     reached = tonumber(last[2])
   end
 end
+-- Dormant entries the head reached are judged now, as the head judges any entry: seen in this
+-- liveness window or the last (a sign of life since they went dormant), back in line at their
+-- place, taken at the next step; silent, dropped as abandoned.
+if reached > 0 then
+  local dormant = KEYS[#KEYS - 1]
+  local met = redis.call('ZRANGEBYSCORE', dormant, '-inf', string.format('%.17g', reached),
+    'WITHSCORES', 'LIMIT', 0, bound)
+  for i = 1, #met, 2 do
+    local qid, place = met[i], tonumber(met[i + 1])
+    redis.call('ZREM', dormant, qid)
+    if seen(place) then
+      redis.call('ZADD', KEYS[2], string.format('%.17g', place), qid)
+    else
+      out_of_line(qid, parse_wish(redis.call('HGET', KEYS[12], qid)))
+      redis.call('HSET', KEYS[7], qid, 'abandoned')
+      dropped = dropped + 1
+    end
+  end
+end
 if reached > (tonumber(redis.call('HGET', KEYS[1], 'reached_through')) or 0) then
   redis.call('HSET', KEYS[1], 'reached_through', string.format('%.17g', reached))
 end

@@ -45,26 +45,40 @@ local function out_of_line(qid)
   redis.call('HDEL', KEYS[7], qid)
 end
 
--- Dormant entries the head passed: dropped.
+-- The bitmaps are read only when both hold the windows they must (this one and the one before):
+-- after a loss, or in a line nobody polled for a window, silence proves nothing yet.
+local current, previous = w % 2, (w - 1) % 2
+local marks_hold = cfg[2 + current] == tostring(w) and cfg[2 + previous] == tostring(w - 1)
+local function seen(place)
+  local arrival = tonumber(place) % ARRIVALS
+  return redis.call('GETBIT', KEYS[4 + current], arrival) == 1
+    or redis.call('GETBIT', KEYS[4 + previous], arrival) == 1
+end
+
+-- Dormant entries the head reached that admit.lua left (beyond its bound): judged as it judges
+-- them, seen back in line at their place, silent dropped as abandoned.
 local dropped = 0
 local passed = math.max(tonumber(cfg[4]) or 0, tonumber(cfg[5]) or 0)
 if passed > 0 then
-  local gone = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', exact(passed), 'LIMIT', 0, bound)
-  for _, qid in ipairs(gone) do
+  local met = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', exact(passed), 'WITHSCORES', 'LIMIT', 0,
+    bound)
+  for i = 1, #met, 2 do
+    local qid, place = met[i], met[i + 1]
     redis.call('ZREM', KEYS[3], qid)
-    out_of_line(qid)
-    redis.call('HSET', KEYS[6], qid, 'abandoned')
-    dropped = dropped + 1
+    if marks_hold and seen(place) then
+      redis.call('ZADD', KEYS[2], place, qid)
+    else
+      out_of_line(qid)
+      redis.call('HSET', KEYS[6], qid, 'abandoned')
+      dropped = dropped + 1
+    end
   end
   if dropped > 0 then
     redis.call('HINCRBY', KEYS[8], 'dropped_total', dropped)
   end
 end
 
--- Only when both bitmaps hold the windows they must (this one and the one before): after a
--- loss, or in a line nobody polled for a window, silence proves nothing yet.
-local current, previous = w % 2, (w - 1) % 2
-if cfg[2 + current] ~= tostring(w) or cfg[2 + previous] ~= tostring(w - 1) then
+if not marks_hold then
   return {'', 0, dropped}
 end
 
@@ -78,9 +92,7 @@ local last = ''
 for i = 1, #page, 2 do
   local qid, place = page[i], page[i + 1]
   last = place
-  local arrival = tonumber(place) % ARRIVALS
-  if redis.call('GETBIT', KEYS[4 + current], arrival) == 0
-      and redis.call('GETBIT', KEYS[4 + previous], arrival) == 0 then
+  if not seen(place) then
     redis.call('ZREM', KEYS[2], qid)
     redis.call('ZADD', KEYS[3], place, qid)
     made_dormant = made_dormant + 1
