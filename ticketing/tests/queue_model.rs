@@ -4,7 +4,8 @@
 //! by step, with a small model of the line. What the model pins down: the line is ordered by
 //! place and nothing but a join (or a receipt's restore) writes a place; every admission step
 //! takes exactly the head of the line and never more than its bound; nobody is admitted before
-//! the opening, while paused, or during the grace after a loss; every join after the opening
+//! the opening, while paused with the room on, or during the grace after a loss (a room turned
+//! off drains even when paused); every join after the opening
 //! stands behind every earlier entry; after a loss each waiting entry comes back at its own place,
 //! once, and an entry that already reached the head does not come back.
 
@@ -309,7 +310,9 @@ impl Case {
             .await
             .map_err(fail)?;
         let room = self.model.room.expect("a room");
-        let closed = !self.model.opened || room.paused || self.model.grace;
+        // A room turned off drains even when paused: off wins (`paused` is kept for when it
+        // is turned on again).
+        let closed = !self.model.opened || (room.enabled && room.paused) || self.model.grace;
         let taken = (step.admitted + step.dropped) as usize;
         prop_assert!(
             taken <= bound as usize,
