@@ -7,8 +7,11 @@ use ticketing::{http, telemetry};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    ticketing::allocator::runtime()?.block_on(serve())
+}
+
+async fn serve() -> anyhow::Result<()> {
     telemetry::init("booking");
     let config = BookingConfig::from_env()?;
     let addr = config.addr;

@@ -11,8 +11,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// `gateway [serve]` runs the service; `gateway migrate`, `gateway seed` and `gateway keygen`
 /// prepare a machine (the README's run command calls them).
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    ticketing::allocator::runtime()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     telemetry::init("gateway");
     let command = std::env::args().nth(1).unwrap_or_else(|| "serve".into());
     match command.as_str() {

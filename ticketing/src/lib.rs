@@ -2,6 +2,7 @@
 //! Redis key layout with the Lua scripts that guard it, entry tokens and the error envelope.
 
 pub mod activity;
+pub mod allocator;
 pub mod config;
 pub mod db;
 pub mod detached;
