@@ -5,9 +5,10 @@
 //! event's slot, so it works unchanged on Redis Cluster). Each gateway keeps one dedicated RESP3
 //! subscriber connection (per shard on a cluster), subscribed to the events it has streams for,
 //! and wakes exactly the streams a notice concerns; a woken stream reads its entry again, as a
-//! poll would. Pub/Sub may drop messages (a reconnect, a slot moving): after every resubscribe
-//! all streams of the events concerned are woken to check again, so nothing relies on a notice
-//! arriving, only on it arriving fast.
+//! poll would. Pub/Sub may drop messages (a reconnect, a slot moving, a node lost): every
+//! subscription Redis confirms (ours, or one the cluster client makes again by itself after a
+//! node is lost) wakes the streams of its event to check again, each at a random moment of a
+//! window, so nothing relies on a notice arriving, only on it arriving fast.
 //!
 //! Message format: `a|<Redis ms>|<raw 16-byte queue ids…>` (admitted, lua/admit.lua) and
 //! `s|<Redis ms>` (sold out, lua/confirm.lua and lua/release.lua).
@@ -242,12 +243,17 @@ impl Notices {
                 };
                 self.deliver(event_id, &notice);
             }
+            PushKind::SSubscribe => {
+                // Redis confirms a subscription: ours, or one the cluster client made again by
+                // itself after losing a node (it says nothing else). Whatever was published
+                // before it took effect is checked for.
+                if let Some(event_id) = channel_in(&push) {
+                    self.recheck(Some(event_id));
+                }
+            }
             PushKind::SUnsubscribe => {
                 // Also the answer to our own SUNSUBSCRIBE: Sync checks whether it is wanted.
-                if let Some(event_id) = push.data.first().and_then(|v| match v {
-                    Value::BulkString(channel) => event_of_channel(channel),
-                    _ => None,
-                }) {
+                if let Some(event_id) = channel_in(&push) {
                     let _ = self.0.commands.send(Command::Lost(event_id));
                 }
             }
@@ -348,12 +354,20 @@ fn event_of_channel(channel: &[u8]) -> Option<Uuid> {
     inner.parse().ok()
 }
 
+/// The event whose channel a subscribe or unsubscribe push names.
+fn channel_in(push: &PushInfo) -> Option<Uuid> {
+    match push.data.first()? {
+        Value::BulkString(channel) => event_of_channel(channel),
+        _ => None,
+    }
+}
+
 fn channel_of(event_id: Uuid) -> String {
     EventKeys::new(event_id).notices()
 }
 
-/// The subscriber: (re)connects, keeps the channels of watched events subscribed, and after
-/// every (re)subscription wakes the streams concerned to check again.
+/// The subscriber: (re)connects and keeps the channels of watched events subscribed (their
+/// confirmations wake the streams, in `dispatch`).
 async fn subscribe_loop(
     notices: Notices,
     store: StoreConfig,
@@ -397,9 +411,8 @@ async fn subscribe_loop(
             continue;
         }
         backoff = Duration::from_millis(100);
+        // Each confirmation has the event's streams check for what was published meanwhile.
         metrics::counter!("queue_notice_subscriptions_total").increment(1);
-        // Whatever was published while we were not listening is checked for.
-        notices.recheck(None);
         while healthy {
             let command = tokio::select! {
                 command = commands.recv() => match command {
@@ -420,9 +433,6 @@ async fn subscribe_loop(
                         let result = connection.ssubscribe(&channel_of(event_id)).await;
                         if result.is_ok() {
                             subscribed.insert(event_id);
-                            if lost {
-                                notices.recheck(Some(event_id));
-                            }
                         }
                         result
                     } else if !wanted && subscribed.remove(&event_id) {

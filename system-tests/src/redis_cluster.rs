@@ -90,6 +90,11 @@ impl RedisCluster {
                     .to_string_lossy(),
                 "--cluster-node-timeout",
                 "2000",
+                // A replica takes over however long since it last heard from its master: killed
+                // seconds after the cluster was made, a replica still in its first sync would
+                // otherwise refuse ("disconnected from master for longer than allowed").
+                "--cluster-replica-validity-factor",
+                "0",
                 "--save",
                 "",
                 "--appendonly",
@@ -251,16 +256,21 @@ impl RedisCluster {
             .expect("a cluster port")
     }
 
-    /// Kills a node outright; its replica is promoted after the node timeout.
+    /// Kills a node outright and waits until its replica is promoted (the node timeout, then an
+    /// election) and the cluster is whole again.
     pub async fn kill(&mut self, port: u16) {
-        let index = self
-            .ports
-            .iter()
-            .position(|p| *p == port)
-            .expect("a cluster port");
-        if let Some(mut child) = self.children[index].take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        self.kill_now(port);
+        let address = format!("127.0.0.1:{port}@");
+        for _ in 0..300 {
+            let nodes = cli(self.live_port(), &["cluster", "nodes"]);
+            let still_serves = nodes.lines().any(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                fields.len() > 8 && fields[1].starts_with(&address)
+            });
+            if !still_serves {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         self.wait_ok().await;
     }

@@ -101,6 +101,7 @@ pub async fn events(
         receipt,
         last: None,
         next_check: Instant::now(),
+        recheck_asked: None,
         ended: false,
     };
     // The first check answers before the stream starts: an unknown entry is a plain 404.
@@ -146,6 +147,9 @@ struct Watch {
     /// jittered cadence): a check that finds nothing new sends nothing.
     last: Option<u64>,
     next_check: Instant,
+    /// When a (re)subscription asked for the re-check still to come: how long after it the
+    /// check starts is measured (`queue_stream_recheck_delay_seconds`, to see the spread).
+    recheck_asked: Option<Instant>,
     shutdown: watch::Receiver<bool>,
     ended: bool,
 }
@@ -167,16 +171,26 @@ impl Watch {
                     return Some(Event::default().retry(Duration::from_millis(retry)).comment("closing"));
                 }
                 notice = self.slot.signal.woken() => match notice {
-                    Some(at_ms) => Some(at_ms),
+                    Some(at_ms) => {
+                        self.recheck_asked = None;
+                        Some(at_ms)
+                    }
                     None => {
                         // A re-check, told to every stream of the gateway at once: this one's
                         // falls somewhere in the window.
                         let delay = recheck_delay(self.state.notices.open_streams(), &mut rand::thread_rng());
                         self.next_check = self.next_check.min(Instant::now() + delay);
+                        self.recheck_asked.get_or_insert_with(Instant::now);
                         continue;
                     }
                 },
-                _ = tokio::time::sleep_until(self.next_check) => None,
+                _ = tokio::time::sleep_until(self.next_check) => {
+                    if let Some(asked) = self.recheck_asked.take() {
+                        metrics::histogram!("queue_stream_recheck_delay_seconds")
+                            .record(asked.elapsed().as_secs_f64());
+                    }
+                    None
+                }
             };
             match self.check(notice_ms).await {
                 Ok(status) => {
@@ -194,6 +208,8 @@ impl Watch {
                 }
                 Err(error) => {
                     tracing::debug!(%error, "stream check failed; trying again");
+                    metrics::counter!("queue_stream_checks_total", "state" => "failed")
+                        .increment(1);
                     let jitter = rand::thread_rng().gen_range(Duration::ZERO..RETRY_CHECK);
                     self.next_check = Instant::now() + RETRY_CHECK + jitter;
                 }
