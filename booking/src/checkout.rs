@@ -112,7 +112,7 @@ impl Checkout {
                 .await
                 .map_err(|e| {
                     tracing::warn!(error = ?e, "inventory rebuild failed");
-                    ApiError::Unavailable("ticket inventory is being restored; try again")
+                    ApiError::unavailable("ticket inventory is being restored; try again")
                 })?;
             reservation =
                 inventory::reserve(&state.redis, event_id, jti, hold_ms, holder, quantities)
@@ -156,22 +156,22 @@ impl Checkout {
                 Err(ApiError::InsufficientInventory(shortfall))
             }
             Reservation::UnknownTier(code) => {
-                Err(ApiError::InvalidRequest(format!("unknown tier {code:?}")))
+                Err(ApiError::invalid(format!("unknown tier {code:?}")))
             }
-            Reservation::DuplicateTier(code) => Err(ApiError::InvalidRequest(format!(
-                "tier {code:?} listed twice"
-            ))),
-            Reservation::NotLoaded => Err(ApiError::Unavailable(
+            Reservation::DuplicateTier(code) => {
+                Err(ApiError::invalid(format!("tier {code:?} listed twice")))
+            }
+            Reservation::NotLoaded => Err(ApiError::unavailable(
                 "ticket inventory is being restored; try again",
             )),
-            Reservation::ClaimDiffers(_) => Err(ApiError::Unavailable(
+            Reservation::ClaimDiffers(_) => Err(ApiError::unavailable(
                 "your reserved tickets are being returned; try again",
             )),
             Reservation::TokenUsed => Err(ApiError::TokenUsed),
             // This token still holds numbers for an earlier, different request whose outcome is
             // not settled (its write may be in flight): not a reason to send the buyer to the
             // back. Once that hold is confirmed or released, the answer is final.
-            Reservation::OtherRequest => Err(ApiError::Unavailable(
+            Reservation::OtherRequest => Err(ApiError::unavailable(
                 "your previous booking with this pass is still being settled; try again shortly",
             )),
         }
@@ -181,7 +181,7 @@ impl Checkout {
         let mut tickets = Vec::new();
         for (code, list) in &reserved.numbers {
             let tier = self.tiers.by_code(code).ok_or_else(|| {
-                ApiError::Internal(anyhow::anyhow!("redis returned unknown tier {code}"))
+                ApiError::from(anyhow::anyhow!("redis returned unknown tier {code}"))
             })?;
             tickets.extend(list.iter().map(|n| (tier.id, tier.capacity, *n)));
         }
@@ -216,10 +216,10 @@ impl Checkout {
             .map_err(|rejected| match rejected {
                 Rejected::Busy => {
                     metrics::counter!("booking_writes_shed_total").increment(1);
-                    ApiError::Unavailable("too many bookings at once; try again")
+                    ApiError::unavailable("too many bookings at once; try again")
                 }
                 Rejected::Closed => {
-                    ApiError::Unavailable("the booking service is shutting down; try again")
+                    ApiError::unavailable("the booking service is shutting down; try again")
                 }
             })
     }
@@ -273,7 +273,7 @@ impl Checkout {
                 {
                     tracing::warn!(error = ?e, "rebuild after a fenced write failed; left to the reconciler");
                 }
-                Err(ApiError::Unavailable(
+                Err(ApiError::unavailable(
                     "ticket inventory was restored meanwhile; try again",
                 ))
             }
@@ -296,25 +296,24 @@ impl Checkout {
                     When::DriftedAt(reserved.epoch),
                 )
                 .await;
-                Err(ApiError::Unavailable(
+                Err(ApiError::unavailable(
                     "ticket inventory is being repaired; try again",
                 ))
             }
             Written::Refused(why) => {
-                let error =
-                    ApiError::Internal(anyhow::anyhow!("postgres refused a booking: {why}"));
+                let error = ApiError::from(anyhow::anyhow!("postgres refused a booking: {why}"));
                 self.give_back(state, reserved, error).await
             }
             Written::TooLate => {
-                let error = ApiError::Unavailable("the booking took too long; try again");
+                let error = ApiError::unavailable("the booking took too long; try again");
                 self.give_back(state, reserved, error).await
             }
             Written::Failed { unavailable, error } => {
                 let error = if unavailable {
                     tracing::warn!(%error, "booking write failed");
-                    ApiError::Unavailable("the database is busy or unreachable; try again")
+                    ApiError::unavailable("the database is busy or unreachable; try again")
                 } else {
-                    ApiError::Internal(anyhow::anyhow!("booking write failed: {error}"))
+                    ApiError::from(anyhow::anyhow!("booking write failed: {error}"))
                 };
                 self.give_back(state, reserved, error).await
             }
@@ -346,9 +345,7 @@ impl Checkout {
         match self.resolve(state).await {
             // Nothing in Postgres yet: the earlier attempt may still commit. This attempt's own
             // reason is the better answer (an overload says so), and it is retryable as well.
-            Err(ApiError::Unavailable(_)) if matches!(error, ApiError::Unavailable(_)) => {
-                Err(error)
-            }
+            Err(ref again) if again.is_unavailable() && error.is_unavailable() => Err(error),
             other => other,
         }
     }
@@ -369,7 +366,7 @@ impl Checkout {
                     Err(ApiError::TokenUsed)
                 }
             }
-            Ok(None) | Err(_) => Err(ApiError::Unavailable(
+            Ok(None) | Err(_) => Err(ApiError::unavailable(
                 "the booking's outcome is not known yet; try again with the same token",
             )),
         }

@@ -60,8 +60,8 @@ impl Order {
     ) -> Result<Self, ApiError> {
         let email = request.buyer_email.trim().to_string();
         if !is_email(&email) {
-            return Err(ApiError::InvalidRequest(
-                "buyer_email is not a valid email address".into(),
+            return Err(ApiError::invalid(
+                "buyer_email is not a valid email address",
             ));
         }
         let mut quantities = Vec::new();
@@ -69,30 +69,29 @@ impl Order {
         let mut total_cents: i64 = 0;
         for (code, quantity) in &request.tiers {
             let Some(tier) = tiers.by_code(code) else {
-                return Err(ApiError::InvalidRequest(format!("unknown tier {code:?}")));
+                return Err(ApiError::invalid(format!("unknown tier {code:?}")));
             };
             if *quantity < 0 {
-                return Err(ApiError::InvalidRequest(format!(
+                return Err(ApiError::invalid(format!(
                     "quantity of {code:?} is negative"
                 )));
             }
             if *quantity == 0 {
                 continue;
             }
-            let quantity = u32::try_from(*quantity).map_err(|_| {
-                ApiError::InvalidRequest(format!("quantity of {code:?} is too large"))
-            })?;
+            let quantity = u32::try_from(*quantity)
+                .map_err(|_| ApiError::invalid(format!("quantity of {code:?} is too large")))?;
             total += u64::from(quantity);
             total_cents =
                 total_cents.saturating_add(tier.price_cents.saturating_mul(i64::from(quantity)));
             quantities.push((tier.code.clone(), quantity));
         }
         if total == 0 {
-            return Err(ApiError::InvalidRequest("book at least one ticket".into()));
+            return Err(ApiError::invalid("book at least one ticket"));
         }
         let limit = u64::from(token_max.min(tiers.max_per_booking));
         if total > limit {
-            return Err(ApiError::InvalidRequest(format!(
+            return Err(ApiError::invalid(format!(
                 "at most {limit} tickets per booking"
             )));
         }
@@ -140,8 +139,8 @@ pub fn idempotency_key(raw: Option<&str>) -> Result<Option<String>, ApiError> {
         {
             Ok(Some(key.to_string()))
         }
-        Some(_) => Err(ApiError::InvalidRequest(
-            "Idempotency-Key must be 1-255 printable ASCII characters".into(),
+        Some(_) => Err(ApiError::invalid(
+            "Idempotency-Key must be 1-255 printable ASCII characters",
         )),
     }
 }
@@ -150,6 +149,7 @@ pub fn idempotency_key(raw: Option<&str>) -> Result<Option<String>, ApiError> {
 mod tests {
     use super::*;
     use crate::tiers::TierInfo;
+    use ticketing::failure::Failure;
 
     fn tiers() -> EventTiers {
         EventTiers {
@@ -182,7 +182,7 @@ mod tests {
 
     fn refusal(result: Result<Order, ApiError>) -> String {
         match result {
-            Err(ApiError::InvalidRequest(message)) => message,
+            Err(ApiError::Failure(Failure::Invalid(message))) => message,
             other => panic!("expected a 422, got {other:?}"),
         }
     }

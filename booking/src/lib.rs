@@ -56,7 +56,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(axum::error_handling::HandleErrorLayer::new(
                     |_: tower::BoxError| async {
                         metrics::counter!("bookings_shed_total").increment(1);
-                        ApiError::Unavailable("too many bookings at once; try again")
+                        ApiError::unavailable("too many bookings at once; try again")
                     },
                 ))
                 .load_shed()

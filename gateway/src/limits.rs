@@ -16,6 +16,7 @@ use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use ticketing::failure::Failure;
 use uuid::Uuid;
 
 use crate::client_addr::ClientAddr;
@@ -98,7 +99,7 @@ impl Limits {
 }
 
 fn refused(wait: Duration) -> ApiError {
-    ApiError::RateLimited { retry_after: wait }
+    ApiError::Failure(Failure::RateLimited { retry_after: wait })
 }
 
 #[cfg(test)]
@@ -128,7 +129,8 @@ mod tests {
         let home = client("198.51.100.1");
         assert!(limits.join(event, Some("flood"), home).is_ok());
         assert!(limits.join(event, Some("flood"), home).is_ok());
-        let Err(ApiError::RateLimited { retry_after }) = limits.join(event, Some("flood"), home)
+        let Err(ApiError::Failure(Failure::RateLimited { retry_after })) =
+            limits.join(event, Some("flood"), home)
         else {
             panic!("the third join of one id at once is refused");
         };

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use ticketing::detached;
+use ticketing::failure::Failure;
 use ticketing::queue::{self, QueueMarks, Sync};
 use ticketing::rebuild::{self, When};
 use ticketing::redis_client::RedisClient;
@@ -21,6 +22,9 @@ use uuid::Uuid;
 
 use crate::db::events::EventRow;
 use crate::error::ApiError;
+
+/// The 503 while an event's line is restored after a Redis loss.
+const RESTORING: &str = "the line is being restored; try again";
 
 /// How long a request waits for another's restore of the same event before answering 503.
 const PATIENCE: Duration = Duration::from_secs(3);
@@ -58,7 +62,7 @@ impl Restores {
             metrics::counter!("queue_restores_total", "outcome" => "waited").increment(1);
             return match tokio::time::timeout(patience, gate.lock()).await {
                 Ok(_done) => Ok(()),
-                Err(_) => Err(ApiError::Unavailable),
+                Err(_) => Err(Failure::Unavailable(RESTORING).into()),
             };
         };
         metrics::counter!("queue_restores_total", "outcome" => "ran").increment(1);
@@ -104,7 +108,7 @@ async fn restore(db: &PgPool, redis: &RedisClient, event: &EventRow) -> Result<(
         .await
         .map_err(|e| {
             tracing::warn!(error = ?e, "cannot restore the event's inventory");
-            ApiError::Unavailable
+            ApiError::Failure(Failure::Unavailable(RESTORING))
         })?;
     Ok(())
 }
@@ -166,7 +170,10 @@ mod tests {
         let waited = restores
             .once(event, Duration::from_millis(50), async { Ok(()) })
             .await;
-        assert!(matches!(waited, Err(ApiError::Unavailable)));
+        assert!(matches!(
+            waited,
+            Err(ApiError::Failure(Failure::Unavailable(_)))
+        ));
         // The request that started it gives up: the restore still finishes.
         first.abort();
         tokio::time::sleep(Duration::from_millis(400)).await;

@@ -9,7 +9,9 @@ use ticketing::rebuild::{self, When};
 use ticketing::tier::TierCode;
 use uuid::Uuid;
 
-use crate::error::{ApiError, Json, Path};
+use ticketing::failure::{Failure, Json, Path};
+
+use crate::error::ApiError;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -37,7 +39,7 @@ pub async fn show(
         .await?
         .is_none()
     {
-        return Err(ApiError::EventNotFound);
+        return Err(Failure::EventNotFound.into());
     }
     let mut live = inventory::availability(&state.redis, event_id).await?;
     if live.is_none() {
@@ -45,15 +47,15 @@ pub async fn show(
             .await
             .map_err(|e| {
                 tracing::warn!(error = ?e, "inventory rebuild failed");
-                ApiError::Unavailable("ticket inventory is being restored; try again")
+                ApiError::unavailable("ticket inventory is being restored; try again")
             })?;
         if restored.is_none() {
-            return Err(ApiError::EventNotFound);
+            return Err(Failure::EventNotFound.into());
         }
         live = inventory::availability(&state.redis, event_id).await?;
     }
     let tiers = live
-        .ok_or(ApiError::Unavailable(
+        .ok_or(ApiError::unavailable(
             "ticket inventory is being restored; try again",
         ))?
         .into_iter()

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use ticketing::failure::{Failure, Json, Path};
 use ticketing::inventory::{self, Numbers};
 use ticketing::tier::TierCode;
 use uuid::Uuid;
@@ -13,7 +14,8 @@ use uuid::Uuid;
 use crate::checkout::{self, Checkout};
 use crate::db::bookings::{self, StoredBooking};
 use crate::domain::{idempotency_key, BookingRequest, BookingStatus, Order};
-use crate::error::{ApiError, Json, Path};
+
+use crate::error::ApiError;
 use crate::gate;
 use crate::state::AppState;
 use crate::tiers::EventTiers;
@@ -91,7 +93,7 @@ pub async fn create(
         Ok(_) => "created",
         Err(ApiError::InsufficientInventory(_)) => "sold_out",
         Err(ApiError::TokenUsed) => "token_used",
-        Err(ApiError::Unavailable(_)) => "unavailable",
+        Err(error) if error.is_unavailable() => "unavailable",
         Err(_) => "refused",
     };
     metrics::histogram!("booking_duration_seconds", "outcome" => outcome)
@@ -123,7 +125,10 @@ async fn create_booking(
         return Err(ApiError::TokenEventMismatch);
     }
     if state.per_token.check_key(&claims.jti).is_err() {
-        return Err(ApiError::RateLimited);
+        return Err((Failure::RateLimited {
+            retry_after: std::time::Duration::from_secs(1),
+        })
+        .into());
     }
     // The token is the gateway's word that this event exists: read it, never refuse it from
     // the set of known ids, which may predate the event by a moment.
@@ -131,7 +136,7 @@ async fn create_booking(
         .tiers
         .named(&state.db, request.event_id)
         .await?
-        .ok_or_else(|| ApiError::InvalidRequest("unknown event".into()))?;
+        .ok_or_else(|| ApiError::invalid("unknown event"))?;
     if chrono::Utc::now() < tiers.on_sale_at {
         return Err(ApiError::NotOnSale(tiers.on_sale_at));
     }
@@ -240,7 +245,7 @@ async fn tiers_of(
         .tiers
         .named(&state.db, event_id)
         .await?
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("booking of unknown event {event_id}")))
+        .ok_or_else(|| ApiError::from(anyhow::anyhow!("booking of unknown event {event_id}")))
 }
 
 #[utoipa::path(get, path = "/api/bookings/{booking_id}",

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, TimeZone, Utc};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use ticketing::failure::Failure;
 use ticketing::inventory::Shortfall;
 use ticketing::queue::{
     self, Line, QueueId, QueueStats, Receipt, ReceiptKeys, Standing, TierStock, Wish,
@@ -210,7 +211,7 @@ pub fn describe(
             }
         }
         Standing::SoldOut => status.state = QueueState::SoldOut,
-        Standing::Full => return Err(ApiError::Unavailable),
+        Standing::Full => return Err(Failure::Unavailable("the line is full; try again").into()),
         Standing::Expired | Standing::NotFound | Standing::NoConfig => {}
     }
     Ok(status)
@@ -488,6 +489,9 @@ mod tests {
         };
         assert_eq!(tell(Standing::SoldOut).unwrap().state, QueueState::SoldOut);
         assert_eq!(tell(Standing::Expired).unwrap().state, QueueState::Expired);
-        assert!(matches!(tell(Standing::Full), Err(ApiError::Unavailable)));
+        assert!(matches!(
+            tell(Standing::Full),
+            Err(ApiError::Failure(Failure::Unavailable(_)))
+        ));
     }
 }

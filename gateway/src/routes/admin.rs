@@ -6,13 +6,14 @@ use axum::http::{header, StatusCode};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use ticketing::failure::{Failure, Json, Path};
 use ticketing::queue::{self, QueueMarks, QueueStats, Sync, WaitingRoom};
 use ticketing::rebuild::{self, When};
 use uuid::Uuid;
 
 use crate::db::events;
 use crate::domain::{room_problems, EventDraft, WaitingRoomChange};
-use crate::error::{ApiError, Json, Path};
+use crate::error::ApiError;
 use crate::routes::catalog::{assemble, Event};
 use crate::state::AppState;
 
@@ -71,7 +72,7 @@ pub async fn create_event(
 ) -> Result<(StatusCode, Json<Event>), ApiError> {
     let problems = draft.problems();
     if !problems.is_empty() {
-        return Err(ApiError::InvalidBody(problems.join("; ")));
+        return Err(Failure::Invalid(problems.join("; ")).into());
     }
     // The insert's transaction runs to the end even if the client goes away (a `BEGIN` cut in
     // flight would return its connection to the pool inside a transaction).
@@ -127,7 +128,7 @@ pub async fn show_waiting_room(
 ) -> Result<Json<WaitingRoomView>, ApiError> {
     let row = events::find(&state.db, event_id)
         .await?
-        .ok_or(ApiError::EventNotFound)?;
+        .ok_or(Failure::EventNotFound)?;
     let stats = queue::stats(&state.redis, event_id).await?;
     let room = row.waiting_room();
     let (effective_per_minute, adaptive_reason) = if room.adaptive.is_some() {
@@ -162,15 +163,15 @@ pub async fn change_waiting_room(
 ) -> Result<Json<WaitingRoom>, ApiError> {
     let row = events::find(&state.db, event_id)
         .await?
-        .ok_or(ApiError::EventNotFound)?;
+        .ok_or(Failure::EventNotFound)?;
     let mut room = row.waiting_room();
     change.apply(&mut room);
     let problems = room_problems(&room);
     if !problems.is_empty() {
-        return Err(ApiError::InvalidBody(problems.join("; ")));
+        return Err(Failure::Invalid(problems.join("; ")).into());
     }
     if !events::update_waiting_room(&state.db, event_id, &room).await? {
-        return Err(ApiError::EventNotFound);
+        return Err(Failure::EventNotFound.into());
     }
     state.events.forget(event_id);
     // Postgres holds the change; the worker re-syncs Redis from it within its next pass should

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use ticketing::failure::{Failure, Json, Path, Query};
 use ticketing::inventory;
 use ticketing::redis_client::RedisClient;
 use ticketing::tier::TierCode;
@@ -12,7 +13,7 @@ use uuid::Uuid;
 
 use crate::db::events::{self, EventRow, TierRow};
 use crate::directory::EventDirectory;
-use crate::error::{ApiError, Json, Path, Query};
+use crate::error::ApiError;
 use crate::state::{AppState, ReadDb};
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -83,12 +84,10 @@ pub async fn list(
     let page = query.page.unwrap_or(1);
     let limit = query.limit.unwrap_or(10);
     if !(1..=1_000_000).contains(&page) {
-        return Err(ApiError::BadQuery(
-            "page must be between 1 and 1000000".into(),
-        ));
+        return Err(Failure::BadQuery("page must be between 1 and 1000000".into()).into());
     }
     if !(1..=100).contains(&limit) {
-        return Err(ApiError::BadQuery("limit must be between 1 and 100".into()));
+        return Err(Failure::BadQuery("limit must be between 1 and 100".into()).into());
     }
     let mut rows = events::list(&db, limit + 1, (page - 1) * limit).await?;
     let has_next = rows.len() as i64 > limit;
@@ -113,11 +112,11 @@ pub async fn show(
 ) -> Result<Json<Event>, ApiError> {
     // A made-up id is answered from the set of known events, not by a query each.
     if !directory.exists(event_id).await? {
-        return Err(ApiError::EventNotFound);
+        return Err(Failure::EventNotFound.into());
     }
     let row = events::find(&db, event_id)
         .await?
-        .ok_or(ApiError::EventNotFound)?;
+        .ok_or(Failure::EventNotFound)?;
     let mut events = assemble(&db, &redis, vec![row]).await?;
     Ok(Json(events.remove(0)))
 }

@@ -4,11 +4,12 @@
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
+use ticketing::failure::{Failure, Json, Path, Query};
 use ticketing::live::{self, Sample};
 use uuid::Uuid;
 
 use super::admin::Admin;
-use crate::error::{ApiError, Json, Path, Query};
+use crate::error::ApiError;
 use crate::projections::{project, Projections};
 use crate::state::AppState;
 
@@ -48,16 +49,17 @@ pub async fn show(
 ) -> Result<Json<LiveView>, ApiError> {
     if let Some(since) = &query.since {
         if !is_stream_id(since) {
-            return Err(ApiError::BadQuery(
+            return Err(Failure::BadQuery(
                 "since must be a sample id such as 1764100000000-0".into(),
-            ));
+            )
+            .into());
         }
     }
     state
         .events
         .get(event_id)
         .await?
-        .ok_or(ApiError::EventNotFound)?;
+        .ok_or(Failure::EventNotFound)?;
     let samples = live::samples(&state.redis, event_id, query.since.as_deref()).await?;
     // Projections look back a minute (and a sample): the page's new samples alone are too few.
     let projections = project(&live::latest(&state.redis, event_id, 61).await?);

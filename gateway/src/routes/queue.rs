@@ -7,12 +7,13 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
+use ticketing::failure::{Failure, Json, Path};
 use ticketing::queue::{Leaving, Wish};
 use uuid::Uuid;
 
 use crate::client_addr::ClientAddr;
 use crate::domain::is_visitor_id;
-use crate::error::{ApiError, Json, Path};
+use crate::error::ApiError;
 use crate::line::{self, QueueStatus};
 use crate::presented::{presented_receipt, query_value};
 use crate::proof::Proof;
@@ -79,23 +80,24 @@ pub async fn join(
 ) -> Result<(StatusCode, Json<QueueStatus>), ApiError> {
     let body = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge
+            ApiError::Failure(Failure::TooLarge)
         } else {
-            ApiError::InvalidBody(r.body_text())
+            ApiError::Failure(Failure::Invalid(r.body_text()))
         }
     })?;
     let request: Option<JoinRequest> = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::InvalidBody(e.to_string()))?
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::Failure(Failure::Invalid(e.to_string())))?
     };
     let (visitor_id, proof) = request.map_or((None, None), |r| (r.visitor_id, r.proof));
     let chosen = match visitor_id {
         Some(id) if is_visitor_id(&id) => Some(id),
         Some(_) => {
-            return Err(ApiError::InvalidBody(
-                "visitor_id must be 1-64 of A-Z a-z 0-9 _ - . :".into(),
-            ))
+            return Err(
+                (Failure::Invalid("visitor_id must be 1-64 of A-Z a-z 0-9 _ - . :".into())).into(),
+            )
         }
         None => None,
     };
@@ -115,7 +117,7 @@ pub async fn join(
         .events
         .get(event_id)
         .await?
-        .ok_or(ApiError::EventNotFound)?;
+        .ok_or(Failure::EventNotFound)?;
     state.proof_of_work.note_join(event.id);
     let status = line::join(&state, &event, &visitor_id).await?;
     Ok((StatusCode::ACCEPTED, Json(status)))
@@ -170,7 +172,7 @@ pub async fn leave(
         None => Leaving::Now,
         Some(text) => match text.parse::<u64>() {
             Ok(s @ 1..=60) => Leaving::After(s * 1000),
-            _ => return Err(ApiError::BadQuery("grace_s must be 1-60".into())),
+            _ => return Err(Failure::BadQuery("grace_s must be 1-60".into()).into()),
         },
     };
     let (queue_id, event) = line::entry_of(&state, &queue_id).await?;
@@ -210,18 +212,14 @@ pub async fn set_wish(
         .keys()
         .find(|c| !event.tier_codes.iter().any(|code| code == c.as_str()))
     {
-        return Err(ApiError::InvalidBody(format!("unknown tier {unknown:?}")));
+        return Err(Failure::Invalid(format!("unknown tier {unknown:?}")).into());
     }
     if wish.0.iter().any(|(_, quantity)| *quantity == 0) {
-        return Err(ApiError::InvalidBody(
-            "each quantity must be at least 1".into(),
-        ));
+        return Err(Failure::Invalid("each quantity must be at least 1".into()).into());
     }
     let most = event.max_per_booking.max(1) as u32;
     if wish.total() > most {
-        return Err(ApiError::InvalidBody(format!(
-            "at most {most} tickets per booking"
-        )));
+        return Err(Failure::Invalid(format!("at most {most} tickets per booking")).into());
     }
     let receipt = presented_receipt(&headers, query.as_deref())
         .and_then(|text| state.config.receipt_keys.verify(text));

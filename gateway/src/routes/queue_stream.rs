@@ -24,13 +24,14 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use rand::Rng;
+use ticketing::failure::{Failure, Path};
 use ticketing::queue::{QueueId, Receipt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::client_addr::ClientAddr;
 use crate::db::events::EventRow;
-use crate::error::{ApiError, Path};
+use crate::error::ApiError;
 use crate::line::{entry_of, state_label, status_of, QueueState, QueueStatus};
 use crate::notices::{shut_down, Refused, StreamSlot};
 use crate::presented::presented_receipt;
@@ -90,7 +91,10 @@ pub async fn events(
         .open(event.id, queue_id, client.limit_key())
         .map_err(|refused| match refused {
             Refused::TooMany => ApiError::TooManyStreams,
-            Refused::Full => ApiError::Unavailable,
+            Refused::Full => {
+                Failure::Unavailable("this gateway holds all the streams it can; poll instead")
+                    .into()
+            }
         })?;
     let mut watch = Watch {
         shutdown: state.notices.shutdown_signal(),
