@@ -30,8 +30,15 @@ ticketing::service_failures!(ApiError);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        self.body().into_response()
+    }
+}
+
+impl ApiError {
+    /// The envelope this failure is answered with.
+    pub fn body(self) -> ErrorBody {
         let message = self.to_string();
-        let body = match self {
+        match self {
             Self::QueueEntryNotFound => {
                 ErrorBody::new(StatusCode::NOT_FOUND, "queue_entry_not_found", message)
             }
@@ -55,8 +62,7 @@ impl IntoResponse for ApiError {
                     .retry_after(5)
             }
             Self::Failure(failure) => failure.body(),
-        };
-        body.into_response()
+        }
     }
 }
 

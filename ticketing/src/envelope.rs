@@ -40,14 +40,20 @@ impl ErrorBody {
     }
 }
 
-impl IntoResponse for ErrorBody {
-    fn into_response(self) -> Response {
+impl ErrorBody {
+    /// The envelope as JSON (also what a stream's `problem` message carries).
+    pub fn json(&self) -> Value {
         let mut error = Map::new();
         error.insert("code".into(), Value::from(self.code));
-        error.insert("message".into(), Value::from(self.message));
-        error.extend(self.details);
-        let body = serde_json::json!({ "error": error });
-        let mut response = (self.status, axum::Json(body)).into_response();
+        error.insert("message".into(), Value::from(self.message.clone()));
+        error.extend(self.details.clone());
+        serde_json::json!({ "error": error })
+    }
+}
+
+impl IntoResponse for ErrorBody {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(self.json())).into_response();
         if let Some(seconds) = self.retry_after_s {
             response
                 .headers_mut()

@@ -204,10 +204,7 @@ impl Watch {
                 }
                 Err(ApiError::QueueEntryNotFound) => {
                     self.ended = true;
-                    let body = serde_json::json!({"error": {
-                        "code": "queue_entry_not_found",
-                        "message": ApiError::QueueEntryNotFound.to_string(),
-                    }});
+                    let body = ApiError::QueueEntryNotFound.body().json();
                     return Some(Event::default().event("problem").data(body.to_string()));
                 }
                 Err(error) => {
