@@ -12,7 +12,7 @@
 --
 -- Returns the effective rate now.
 
-local now_s = redis.call('TIME')[1]
+local now_s = math.floor(clock_ms() / 1000)
 local state = redis.call('HMGET', KEYS[1], 'effective_per_minute', 'adapted_s')
 local set, floor = tonumber(ARGV[1]), tonumber(ARGV[2])
 local current = math.min(tonumber(state[1]) or set, set)

@@ -61,9 +61,8 @@
 -- Returns {admitted, dropped, expired, more, arrivals, admitted_through, parked}; `more` is 1 when
 -- this step stopped at its bound with people it could admit now still in line.
 
-local now_t = redis.call('TIME')
-local now_s = tonumber(now_t[1])
-local now = now_s * 1000 + math.floor(tonumber(now_t[2]) / 1000)
+local now = clock_ms()
+local now_s = math.floor(now / 1000)
 local cfg = redis.call('HMGET', KEYS[1], 'enabled', 'admission_per_minute', 'max_active', 'paused',
   'token_ttl_s', 'on_sale_ms', 'alive_window_s', 'aw0', 'aw1', 'drain_per_minute',
   'admit_after_ms', 'admitted_through', 'headroom_pct', 'hold_on_admission',
@@ -239,30 +238,12 @@ local function judge(wish)
   return 'count', counts
 end
 
--- The hold's id is the queue id in the form reservation ids have (a token jti: hyphenated hex).
-local function hold_id(qid)
-  local hex = string.gsub(qid, '.', function(c)
-    return string.format('%02x', string.byte(c))
-  end)
-  return string.sub(hex, 1, 8) .. '-' .. string.sub(hex, 9, 12) .. '-' .. string.sub(hex, 13, 16)
-    .. '-' .. string.sub(hex, 17, 20) .. '-' .. string.sub(hex, 21, 32)
-end
-
 -- Reserves the wish for qid until `until_ms` (as reserve.lua does for a token).
 local function hold(qid, wish, until_ms)
   local parts, quantities = {}, {}
   for _, want in ipairs(wish) do
     local code, quantity = want[1], want[2]
-    local numbers = redis.call('SPOP', free[code], quantity)
-    local fresh = quantity - #numbers
-    if fresh > 0 then
-      local last = redis.call('HINCRBY', KEYS[10], code .. ':next', fresh)
-      for n = last - fresh + 1, last do
-        numbers[#numbers + 1] = tostring(n)
-      end
-    end
-    redis.call('HINCRBY', KEYS[10], code .. ':avail', -quantity)
-    redis.call('HINCRBY', KEYS[10], code .. ':held', quantity)
+    local numbers = take_numbers(KEYS[10], free[code], code, quantity)
     avail[code] = avail[code] - quantity
     held[code] = held[code] + quantity
     parts[#parts + 1] = code .. '=' .. table.concat(numbers, ',')
@@ -270,7 +251,7 @@ local function hold(qid, wish, until_ms)
   end
   local id = hold_id(qid)
   redis.call('ZADD', KEYS[16], until_ms, id)
-  redis.call('HSET', KEYS[17], id, 'admission|admission|' .. table.concat(parts, ';'))
+  redis.call('HSET', KEYS[17], id, hold_value('admission', 'admission', parts))
   redis.call('HSET', KEYS[14], qid, 'h|' .. table.concat(quantities, ';'))
 end
 

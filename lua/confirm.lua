@@ -47,7 +47,7 @@ forget_demand(KEYS[6], KEYS[7], ARGV[2])
 if not held then
   return 0
 end
-held = string.match(held, '^[^|]*|[^|]*|(.*)$')
+held = select(3, read_hold(held))
 
 local booked, booked_size = members(ARGV[4])
 local _, held_size = members(held)

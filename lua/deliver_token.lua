@@ -24,8 +24,7 @@ if redis.call('EXISTS', KEYS[4]) == 1 then
   -- Delivered already (a concurrent first delivery won): its end stands.
   return slot
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = clock_ms()
 local ttl_ms = (tonumber(redis.call('HGET', KEYS[2], 'token_ttl_s')) or 300) * 1000
 local expires = now + ttl_ms
 redis.call('ZADD', KEYS[1], 'XX', 'GT', expires, ARGV[1])

@@ -14,9 +14,8 @@
 -- sample per second between them (a second that has one already is skipped), and every gateway
 -- serves the same history. Returns the id written, or false when skipped.
 
-local t = redis.call('TIME')
-local now_s = tonumber(t[1])
-local now = now_s * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = clock_ms()
+local now_s = math.floor(now / 1000)
 local second = now_s * 1000
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
 if last and tonumber(string.match(last[1], '^(%d+)')) >= second then

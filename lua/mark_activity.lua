@@ -6,7 +6,6 @@
 --
 -- Returns the mark (ms).
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = clock_ms()
 redis.call('ZADD', KEYS[1], 'GT', now, ARGV[1])
 return now

@@ -14,7 +14,7 @@ local window_s = tonumber(redis.call('HGET', KEYS[1], 'alive_window_s'))
 if not window_s then
   return 0
 end
-local now_s = tonumber(redis.call('TIME')[1])
+local now_s = math.floor(clock_ms() / 1000)
 local w = math.floor(now_s / window_s)
 local parity = w % 2
 local field = 'aw' .. parity

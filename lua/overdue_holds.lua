@@ -10,8 +10,7 @@
 --
 -- Returns {epoch or false, id1, kind1, id2, kind2, ...}, kind "admission" or "token".
 
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local now_ms = clock_ms()
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms, 'LIMIT', 0, tonumber(ARGV[1]))
 local out = {redis.call('HGET', KEYS[3], 'epoch')}
 for _, id in ipairs(ids) do

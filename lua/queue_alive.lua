@@ -11,6 +11,5 @@
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
   return 0
 end
-local t = redis.call('TIME')
-redis.call('ZADD', KEYS[2], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[1])
+redis.call('ZADD', KEYS[2], clock_ms(), ARGV[1])
 return 1

@@ -26,7 +26,7 @@
 
 local ARRIVALS = 268435456          -- 2^28: arrival numbers per event
 
-local now_s = tonumber(redis.call('TIME')[1])
+local now_s = math.floor(clock_ms() / 1000)
 local cfg = redis.call('HMGET', KEYS[1], 'alive_window_s', 'aw0', 'aw1', 'admitted_through',
   'reached_through')
 local window_s = tonumber(cfg[1]) or 60

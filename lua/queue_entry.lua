@@ -45,9 +45,8 @@
 local ARRIVALS = 268435456          -- 2^28: arrival numbers per event
 local OPENED = 4503599627370496     -- 2^52: places at or above were given after the opening
 
-local now_t = redis.call('TIME')
-local now_s = tonumber(now_t[1])
-local now = now_s * 1000 + math.floor(tonumber(now_t[2]) / 1000)
+local now = clock_ms()
+local now_s = math.floor(now / 1000)
 local cfg = redis.call('HMGET', KEYS[1], 'enabled', 'token_ttl_s', 'on_sale_ms', 'alive_window_s',
   'gen', 'admitted_through', 'admit_after_ms', 'aw0', 'aw1', 'leave_pending', 'reached_through')
 if not cfg[1] then
@@ -59,7 +58,8 @@ local generation = cfg[5]
 if not generation then
   -- Settings written by a release before generations: give the line one now (microseconds of
   -- Redis's clock; any value differing from a later one will do).
-  generation = now_t[1] .. string.format('%06d', tonumber(now_t[2]))
+  local t = redis.call('TIME')
+  generation = t[1] .. string.format('%06d', tonumber(t[2]))
   redis.call('HSETNX', KEYS[1], 'gen', generation)
   generation = redis.call('HGET', KEYS[1], 'gen')
 end

@@ -28,8 +28,7 @@
 -- there was nothing to leave.
 
 local qid = ARGV[1]
-local now_t = redis.call('TIME')
-local now = tonumber(now_t[1]) * 1000 + math.floor(tonumber(now_t[2]) / 1000)
+local now = clock_ms()
 
 if ARGV[2] == 'later' then
   if not (redis.call('ZSCORE', KEYS[1], qid) or redis.call('ZSCORE', KEYS[6], qid)

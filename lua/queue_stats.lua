@@ -10,9 +10,8 @@
 -- effective_per_minute (0 when adaptive admission is off)};
 -- `waiting` counts the pre-queue too (it stands in the same sorted set).
 
-local now_t = redis.call('TIME')
-local now_s = tonumber(now_t[1])
-local now = now_s * 1000 + math.floor(tonumber(now_t[2]) / 1000)
+local now = clock_ms()
+local now_s = math.floor(now / 1000)
 local stats = redis.call('HMGET', KEYS[3], 'admitted_total', 'booked_total', 'dropped_total')
 local last_minute = 0
 local per_second = redis.call('HGETALL', KEYS[4])

@@ -30,15 +30,13 @@ if not held then
   return 'none'
 end
 
--- The hold's value is "<fingerprint>|<attempt>|VIP=1,2;GA=7".
-local attempt, numbers = string.match(held, '^[^|]*|([^|]*)|(.*)$')
+local _, attempt, numbers = read_hold(held)
 if ARGV[4] ~= '' and attempt ~= ARGV[4] then
   return 'superseded'
 end
 if ARGV[4] == '' then
   local deadline = tonumber(redis.call('ZSCORE', KEYS[3], ARGV[2]))
-  local t = redis.call('TIME')
-  if deadline and deadline > tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then
+  if deadline and deadline > clock_ms() then
     return 'rearmed'
   end
 end

@@ -37,12 +37,11 @@
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'not_loaded'}
 end
-local now = redis.call('TIME')
-local deadline = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ARGV[2])
+local deadline = clock_ms() + tonumber(ARGV[2])
 -- Makes `parts` (a hold's numbers, "VIP=1,2;GA=7") this reservation's hold, re-armed.
 local function take_over(tag, parts)
   redis.call('ZADD', KEYS[3], deadline, ARGV[1])
-  redis.call('HSET', KEYS[4], ARGV[1], ARGV[3] .. '|' .. ARGV[4] .. '|' .. parts)
+  redis.call('HSET', KEYS[4], ARGV[1], hold_value(ARGV[3], ARGV[4], {parts}))
   local out = {tag, redis.call('HGET', KEYS[1], 'epoch')}
   for part in string.gmatch(parts, '[^;]+') do
     local code, list = string.match(part, '^(.-)=(.*)$')
@@ -61,7 +60,7 @@ if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
   if not held then
     return {'used'}
   end
-  local fingerprint, parts = string.match(held, '^([^|]*)|[^|]*|(.*)$')
+  local fingerprint, _, parts = read_hold(held)
   if fingerprint ~= ARGV[3] then
     return {'other_request'}
   end
@@ -73,7 +72,7 @@ local tiers = (#ARGV - 5) / 2
 if ARGV[5] ~= '' then
   local claimed = redis.call('HGET', KEYS[4], ARGV[5])
   if claimed then
-    local parts = string.match(claimed, '^[^|]*|[^|]*|(.*)$')
+    local parts = select(3, read_hold(claimed))
     local counts, kinds = {}, 0
     for part in string.gmatch(parts, '[^;]+') do
       local code, list = string.match(part, '^(.-)=(.*)$')
@@ -133,16 +132,7 @@ local held = {}
 for i = 1, tiers do
   local code = ARGV[4 + 2 * i]
   local want = tonumber(ARGV[5 + 2 * i])
-  local numbers = redis.call('SPOP', KEYS[4 + i], want)
-  local fresh = want - #numbers
-  if fresh > 0 then
-    local last = redis.call('HINCRBY', KEYS[1], code .. ':next', fresh)
-    for n = last - fresh + 1, last do
-      numbers[#numbers + 1] = tostring(n)
-    end
-  end
-  redis.call('HINCRBY', KEYS[1], code .. ':avail', -want)
-  redis.call('HINCRBY', KEYS[1], code .. ':held', want)
+  local numbers = take_numbers(KEYS[1], KEYS[4 + i], code, want)
   held[#held + 1] = code .. '=' .. table.concat(numbers, ',')
   out[#out + 1] = code
   out[#out + 1] = numbers
@@ -150,7 +140,7 @@ end
 
 redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[3], deadline, ARGV[1])
-redis.call('HSET', KEYS[4], ARGV[1], ARGV[3] .. '|' .. ARGV[4] .. '|' .. table.concat(held, ';'))
+redis.call('HSET', KEYS[4], ARGV[1], hold_value(ARGV[3], ARGV[4], held))
 
 -- Nothing here can sell the event out: what it took is held until confirmed (confirm.lua).
 return out

@@ -1,6 +1,27 @@
 -- lib/holds.lua: how a hold ends, shared by the scripts that end one (release.lua, confirm.lua).
--- Put before a script's own text when it is loaded (`ticketing::inventory`): it defines
+-- Spliced before every script when it is loaded (`ticketing::lua_script!`): it defines
 -- functions only, and reads no KEYS or ARGV of its own.
+
+-- A hold's value in the holds hash: "<fingerprint>|<attempt>|VIP=1,2;GA=7", the request's
+-- fingerprint, the attempt that holds it now, and the numbers per tier (`parts`, "VIP=1,2").
+local function hold_value(fingerprint, attempt, parts)
+  return fingerprint .. '|' .. attempt .. '|' .. table.concat(parts, ';')
+end
+
+-- The fingerprint, the attempt and the numbers ("VIP=1,2;GA=7") of a hold's value.
+local function read_hold(value)
+  return string.match(value, '^([^|]*)|([^|]*)|(.*)$')
+end
+
+-- The id of the hold an admitted buyer's wish is held under: its queue id (16 raw bytes) in
+-- the form reservation ids have (a token jti: hyphenated hex).
+local function hold_id(qid)
+  local hex = string.gsub(qid, '.', function(c)
+    return string.format('%02x', string.byte(c))
+  end)
+  return string.sub(hex, 1, 8) .. '-' .. string.sub(hex, 9, 12) .. '-' .. string.sub(hex, 13, 16)
+    .. '-' .. string.sub(hex, 17, 20) .. '-' .. string.sub(hex, 21, 32)
+end
 
 -- Ends the numbers of a hold ("VIP=1,2;GA=7") in the inventory hash `inv`: no longer counted as
 -- held; with `free` (tier code -> its free-numbers set) they go back on sale, without it they

@@ -29,8 +29,7 @@ const MARK_EVERY: Duration = Duration::from_secs(1);
 /// [`MARK_EVERY`] ago are forgotten (they would be marked again anyway).
 const REMEMBERED: usize = 10_000;
 
-static MARK: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../lua/mark_activity.lua")));
+static MARK: LazyLock<Script> = crate::lua_script!("mark_activity.lua");
 
 static MARKED: LazyLock<Mutex<HashMap<Uuid, Instant>>> = LazyLock::new(Mutex::default);
 

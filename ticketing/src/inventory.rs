@@ -16,29 +16,13 @@ use crate::redis_client::RedisClient;
 use crate::tier::TierCode;
 use crate::token::TokenId;
 
-static RESERVE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../lua/reserve.lua")));
-static RELEASE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        include_str!("../../lua/lib/holds.lua"),
-        include_str!("../../lua/release.lua")
-    ))
-});
-static CONFIRM: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        include_str!("../../lua/lib/holds.lua"),
-        include_str!("../../lua/lib/demand.lua"),
-        include_str!("../../lua/confirm.lua")
-    ))
-});
-static RESTOCK: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../lua/restock.lua")));
-static SNAPSHOT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../lua/inventory_snapshot.lua")));
-static SWITCH: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../lua/switch_inventory.lua")));
-static OVERDUE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../lua/overdue_holds.lua")));
+static RESERVE: LazyLock<Script> = crate::lua_script!("reserve.lua");
+static RELEASE: LazyLock<Script> = crate::lua_script!("release.lua");
+static CONFIRM: LazyLock<Script> = crate::lua_script!("confirm.lua");
+static RESTOCK: LazyLock<Script> = crate::lua_script!("restock.lua");
+static SNAPSHOT: LazyLock<Script> = crate::lua_script!("inventory_snapshot.lua");
+static SWITCH: LazyLock<Script> = crate::lua_script!("switch_inventory.lua");
+static OVERDUE: LazyLock<Script> = crate::lua_script!("overdue_holds.lua");
 
 /// Ticket numbers per tier code.
 pub type Numbers = BTreeMap<TierCode, Vec<i32>>;

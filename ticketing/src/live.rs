@@ -15,8 +15,7 @@ use crate::lua_reply::{array, malformed};
 use crate::redis_client::RedisClient;
 use crate::tier::TierCode;
 
-static SAMPLE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../lua/live_sample.lua")));
+static SAMPLE: LazyLock<Script> = crate::lua_script!("live_sample.lua");
 
 /// Samples kept per event: the last 30 minutes at one a second.
 pub const SAMPLES_KEPT: usize = 1_800;

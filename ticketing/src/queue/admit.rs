@@ -12,18 +12,8 @@ use crate::lua_reply::{array, int, malformed};
 use crate::redis_client::RedisClient;
 use crate::tier::TierCode;
 
-static ADMIT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        include_str!("../../../lua/lib/demand.lua"),
-        include_str!("../../../lua/admit.lua")
-    ))
-});
-static GIVE_BACK: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        include_str!("../../../lua/lib/demand.lua"),
-        include_str!("../../../lua/admission_give_back.lua")
-    ))
-});
+static ADMIT: LazyLock<Script> = crate::lua_script!("admit.lua");
+static GIVE_BACK: LazyLock<Script> = crate::lua_script!("admission_give_back.lua");
 
 /// Most entries one step looks at off the head (admitted, dropped, parked, or passed waiting for
 /// stock), and most expired tokens it clears: about a millisecond of Redis.

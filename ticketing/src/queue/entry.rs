@@ -13,14 +13,8 @@ use crate::lua_reply::{array, int, malformed, text};
 use crate::redis_client::RedisClient;
 use crate::tier::TierCode;
 
-static ENTRY: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../../lua/queue_entry.lua")));
-static LEAVE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        include_str!("../../../lua/lib/demand.lua"),
-        include_str!("../../../lua/queue_leave.lua")
-    ))
-});
+static ENTRY: LazyLock<Script> = crate::lua_script!("queue_entry.lua");
+static LEAVE: LazyLock<Script> = crate::lua_script!("queue_leave.lua");
 
 /// Where one entry stands.
 #[derive(Debug, Clone, PartialEq, Eq)]

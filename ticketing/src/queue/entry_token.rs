@@ -14,8 +14,7 @@ use crate::inventory::admission_hold_id;
 use crate::keys::EventKeys;
 use crate::redis_client::RedisClient;
 
-static DELIVER: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../../lua/deliver_token.lua")));
+static DELIVER: LazyLock<Script> = crate::lua_script!("deliver_token.lua");
 
 /// How long an admission waits for its token's first delivery before it is reclaimed (slot,
 /// demand and any hold): two of the page's longest poll intervals and a few seconds. A page with
@@ -71,8 +70,7 @@ pub async fn keep_entry_token(
     Ok(previous.unwrap_or_else(|| token.to_string()))
 }
 
-static ALIVE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../../lua/queue_alive.lua")));
+static ALIVE: LazyLock<Script> = crate::lua_script!("queue_alive.lua");
 
 /// The booking page of an admitted entry is still open (`POST /api/queue/{id}/alive`): false
 /// when the entry holds no admission slot (never admitted, given back, booked or expired).

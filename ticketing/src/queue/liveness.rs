@@ -13,8 +13,7 @@ use crate::lua_reply::{array, int};
 use crate::redis_client::RedisClient;
 use crate::tier::TierCode;
 
-static MARK: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../../lua/mark_alive.lua")));
+static MARK: LazyLock<Script> = crate::lua_script!("mark_alive.lua");
 
 /// Most arrival numbers one call marks: a few hundred microseconds of Redis.
 pub const MARK_BOUND: usize = 500;
@@ -35,8 +34,7 @@ pub async fn mark_alive(redis: &RedisClient, event_id: Uuid, arrivals: &[u64]) -
     Ok(())
 }
 
-static DORMANCY: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../../lua/queue_dormancy.lua")));
+static DORMANCY: LazyLock<Script> = crate::lua_script!("queue_dormancy.lua");
 
 /// Entries one dormancy call looks at, in line and among the dormant each: about a millisecond
 /// of Redis.

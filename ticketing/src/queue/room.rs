@@ -290,8 +290,7 @@ pub async fn sync_config(
     pipe.query_async::<()>(&mut redis.clone()).await
 }
 
-static ADAPT: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(include_str!("../../../lua/adapt_rate.lua")));
+static ADAPT: std::sync::LazyLock<redis::Script> = crate::lua_script!("adapt_rate.lua");
 
 /// Why adaptive admission moves the rate (`adaptive_reason` in the admin view).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

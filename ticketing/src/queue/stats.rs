@@ -9,8 +9,7 @@ use uuid::Uuid;
 use crate::keys::EventKeys;
 use crate::redis_client::RedisClient;
 
-static STATS: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../../lua/queue_stats.lua")));
+static STATS: LazyLock<Script> = crate::lua_script!("queue_stats.lua");
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct QueueStats {

@@ -14,8 +14,7 @@ use crate::lua_reply::{array, int, malformed, text};
 use crate::redis_client::RedisClient;
 use crate::tier::TierCode;
 
-static WISH: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../../lua/queue_wish.lua")));
+static WISH: LazyLock<Script> = crate::lua_script!("queue_wish.lua");
 
 /// Tiers and quantities (each ≥ 1), in the order given; the wire form in Redis is
 /// `GA=2;VIP=1`.
