@@ -49,7 +49,8 @@
 --   sum over admitted of demand_t  <=  avail_t * (1 + headroom_pct/100)
 -- where a buyer's demand is its wish. A buyer without a wish may take any tier, so it is gated by
 -- the stock as a whole (the same sum over the tiers on sale) and counts the tickets one booking
--- takes on average (2 before the first booking), spread over the tiers on sale. With hold_on_admission, admission instead reserves the wish at
+-- takes on average (2 before the first booking), spread over the tiers on sale. With
+-- hold_on_admission, admission instead reserves the wish at
 -- once (a hold under the queue id, until the token expires; booking claims it) and needs the wish
 -- on sale now; such buyers count no demand, their tickets are out of avail already.
 -- An entry whose wish cannot be met at all (a tier has less left, held included, than wished) is
@@ -63,16 +64,16 @@
 
 local now = clock_ms()
 local now_s = math.floor(now / 1000)
-local cfg = redis.call('HMGET', KEYS[1], 'enabled', 'admission_per_minute', 'max_active', 'paused',
+local room = read_fields(KEYS[1], {'enabled', 'admission_per_minute', 'max_active', 'paused',
   'token_ttl_s', 'on_sale_ms', 'alive_window_s', 'aw0', 'aw1', 'drain_per_minute',
-  'admit_after_ms', 'admitted_through', 'headroom_pct', 'hold_on_admission',
-  'delivery_window_ms', 'page_gone_ms', 'effective_per_minute')
-if not cfg[1] then
+  'admit_after_ms', 'admitted_through', 'headroom_pct', 'hold_on_admission', 'delivery_window_ms',
+  'page_gone_ms', 'effective_per_minute'})
+if not room.enabled then
   return {0, 0, 0, 0, 0, 0, 0}
 end
 local bound = tonumber(ARGV[1])
 local arrivals = tonumber(redis.call('GET', KEYS[11])) or 0
-local through = tonumber(cfg[12]) or 0
+local through = tonumber(room.admitted_through) or 0
 
 
 local ADMSEEN = KEYS[#KEYS]
@@ -86,8 +87,9 @@ end
 -- Delivered admissions whose page went silent give back their slot and demand; the token stays
 -- valid (and a hold on admission stays until it ends), so a buyer who comes back still books.
 local page_gone = 0
-local silent_since = now - (tonumber(cfg[16]) or 30000)
-for _, qid in ipairs(redis.call('ZRANGEBYSCORE', ADMSEEN, '-inf', silent_since, 'LIMIT', 0, bound)) do
+local silent_since = now - (tonumber(room.page_gone_ms) or 30000)
+local silent = redis.call('ZRANGEBYSCORE', ADMSEEN, '-inf', silent_since, 'LIMIT', 0, bound)
+for _, qid in ipairs(silent) do
   redis.call('ZREM', ADMSEEN, qid)
   if redis.call('ZREM', KEYS[3], qid) == 1 then
     forget_demand(KEYS[14], KEYS[15], qid)
@@ -98,17 +100,17 @@ if page_gone > 0 then
   redis.call('HINCRBY', KEYS[5], 'page_gone_total', page_gone)
 end
 
-local enabled = cfg[1] == '1'
-local rate = tonumber(enabled and cfg[2] or cfg[10]) or 0
-if enabled and cfg[17] then
+local enabled = room.enabled == '1'
+local rate = tonumber(enabled and room.admission_per_minute or room.drain_per_minute) or 0
+if enabled and room.effective_per_minute then
   -- Adaptive admission's rate (adapt_rate.lua), under the set one.
-  rate = math.min(rate, tonumber(cfg[17]))
+  rate = math.min(rate, tonumber(room.effective_per_minute))
 end
 local soldout = redis.call('HGET', KEYS[10], 'soldout') == '1'
 -- A room turned off drains even if it was paused: off wins, `paused` waits for the room to be
 -- turned on again.
-if (enabled and cfg[4] == '1') or soldout or now < (tonumber(cfg[6]) or 0)
-    or now < (tonumber(cfg[11]) or 0) then
+if (enabled and room.paused == '1') or soldout or now < (tonumber(room.on_sale_ms) or 0)
+    or now < (tonumber(room.admit_after_ms) or 0) then
   -- Nothing accrues while closed or paused, so opening or resuming does not release a burst.
   redis.call('HSET', KEYS[4], 'tokens', 0, 'ts', now)
   return {0, 0, #expired, 0, arrivals, through, 0}
@@ -128,7 +130,8 @@ else
 end
 if enabled then
   -- Live tokens only: expired ones are cleared at most `bound` per step.
-  allowed = math.min(allowed, tonumber(cfg[3]) - redis.call('ZCOUNT', KEYS[3], '(' .. now, '+inf'))
+  local active = redis.call('ZCOUNT', KEYS[3], '(' .. now, '+inf')
+  allowed = math.min(allowed, tonumber(room.max_active) - active)
 end
 
 -- The stock, per tier.
@@ -158,8 +161,8 @@ local per_booking = 200
 if booked > 0 then
   per_booking = math.max(100, math.floor(100 * sold_all / booked + 0.5))
 end
-local headroom = 100 + (tonumber(cfg[13]) or 10)
-local hold_on_admission = cfg[14] == '1'
+local headroom = 100 + (tonumber(room.headroom_pct) or 10)
+local hold_on_admission = room.hold_on_admission == '1'
 
 local function parse_wish(text)
   if not text then
@@ -279,14 +282,15 @@ local function out_of_line(qid, wish)
   end
 end
 
-local window_s = tonumber(cfg[7]) or 60
+local window_s = tonumber(room.alive_window_s) or 60
 local w = math.floor(now_s / window_s)
 local function seen(place)
   local arrival = place % 268435456
   for back = 0, 1 do
     local win = w - back
     local parity = win % 2
-    if cfg[8 + parity] == tostring(win) and redis.call('GETBIT', KEYS[8 + parity], arrival) == 1 then
+    if room['aw' .. parity] == tostring(win)
+        and redis.call('GETBIT', KEYS[8 + parity], arrival) == 1 then
       return true
     end
   end
@@ -299,7 +303,7 @@ local reached, at_end = 0, false
 -- Tiers an earlier entry waits for: later entries needing them wait too. `nowish_waits`: a
 -- buyer without a wish waits, so do later ones without.
 local waiting_for, nowish_waits = {}, false
-local until_ms = now + (tonumber(cfg[15]) or tonumber(ARGV[3]))
+local until_ms = now + (tonumber(room.delivery_window_ms) or tonumber(ARGV[3]))
 local admitted_ids = {}
 local done = false
 while not done and admitted < allowed and admitted + dropped + parked + passed < bound do

@@ -21,7 +21,7 @@ local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
 if last and tonumber(string.match(last[1], '^(%d+)')) >= second then
   return false
 end
-local cfg = redis.call('HMGET', KEYS[2], 'admission_per_minute', 'paused', 'enabled')
+local room = read_fields(KEYS[2], {'admission_per_minute', 'paused', 'enabled'})
 local stats = redis.call('HMGET', KEYS[5], 'admitted_total', 'booked_total')
 local fields = {
   't', now,
@@ -29,9 +29,9 @@ local fields = {
   'active', redis.call('ZCOUNT', KEYS[4], '(' .. now, '+inf'),
   'admitted', tonumber(stats[1]) or 0,
   'booked', tonumber(stats[2]) or 0,
-  'rate', tonumber(cfg[1]) or 0,
-  'paused', cfg[2] == '1' and 1 or 0,
-  'enabled', cfg[3] == '1' and 1 or 0,
+  'rate', tonumber(room.admission_per_minute) or 0,
+  'paused', room.paused == '1' and 1 or 0,
+  'enabled', room.enabled == '1' and 1 or 0,
   'p95_us', ARGV[1],
 }
 for i = 3, #ARGV do

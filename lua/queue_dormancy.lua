@@ -27,9 +27,9 @@
 local ARRIVALS = 268435456          -- 2^28: arrival numbers per event
 
 local now_s = math.floor(clock_ms() / 1000)
-local cfg = redis.call('HMGET', KEYS[1], 'alive_window_s', 'aw0', 'aw1', 'admitted_through',
-  'reached_through')
-local window_s = tonumber(cfg[1]) or 60
+local room = read_fields(KEYS[1], {'alive_window_s', 'aw0', 'aw1', 'admitted_through',
+  'reached_through'})
+local window_s = tonumber(room.alive_window_s) or 60
 local w = math.floor(now_s / window_s)
 local bound = tonumber(ARGV[2])
 local tiers = #KEYS - 8
@@ -48,7 +48,8 @@ end
 -- The bitmaps are read only when both hold the windows they must (this one and the one before):
 -- after a loss, or in a line nobody polled for a window, silence proves nothing yet.
 local current, previous = w % 2, (w - 1) % 2
-local marks_hold = cfg[2 + current] == tostring(w) and cfg[2 + previous] == tostring(w - 1)
+local marks_hold = room['aw' .. current] == tostring(w)
+  and room['aw' .. previous] == tostring(w - 1)
 local function seen(place)
   local arrival = tonumber(place) % ARRIVALS
   return redis.call('GETBIT', KEYS[4 + current], arrival) == 1
@@ -58,7 +59,7 @@ end
 -- Dormant entries the head reached that admit.lua left (beyond its bound): judged as it judges
 -- them, seen back in line at their place, silent dropped as abandoned.
 local dropped = 0
-local passed = math.max(tonumber(cfg[4]) or 0, tonumber(cfg[5]) or 0)
+local passed = math.max(tonumber(room.admitted_through) or 0, tonumber(room.reached_through) or 0)
 if passed > 0 then
   local met = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', exact(passed), 'WITHSCORES', 'LIMIT', 0,
     bound)

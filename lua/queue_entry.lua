@@ -47,14 +47,14 @@ local OPENED = 4503599627370496     -- 2^52: places at or above were given after
 
 local now = clock_ms()
 local now_s = math.floor(now / 1000)
-local cfg = redis.call('HMGET', KEYS[1], 'enabled', 'token_ttl_s', 'on_sale_ms', 'alive_window_s',
-  'gen', 'admitted_through', 'admit_after_ms', 'aw0', 'aw1', 'leave_pending', 'reached_through')
-if not cfg[1] then
+local room = read_fields(KEYS[1], {'enabled', 'token_ttl_s', 'on_sale_ms', 'alive_window_s', 'gen',
+  'admitted_through', 'admit_after_ms', 'aw0', 'aw1', 'leave_pending', 'reached_through'})
+if not room.enabled then
   return {'no_config', 0, 0, false, 0, ''}
 end
 local qid = ARGV[2]
-local before_opening = now < (tonumber(cfg[3]) or 0)
-local generation = cfg[5]
+local before_opening = now < (tonumber(room.on_sale_ms) or 0)
+local generation = room.gen
 if not generation then
   -- Settings written by a release before generations: give the line one now (microseconds of
   -- Redis's clock; any value differing from a later one will do).
@@ -65,11 +65,11 @@ if not generation then
 end
 
 local function mark_alive(place)
-  local window_s = tonumber(cfg[4]) or 60
+  local window_s = tonumber(room.alive_window_s) or 60
   local w = math.floor(now_s / window_s)
   local parity = w % 2
   -- The window's mark was read with the settings (one command less on every poll).
-  if cfg[8 + parity] ~= tostring(w) then
+  if room['aw' .. parity] ~= tostring(w) then
     redis.call('DEL', KEYS[4 + parity])
     redis.call('HSET', KEYS[1], 'aw' .. parity, w)
   end
@@ -105,7 +105,7 @@ local function in_line(place, position)
   mark_alive(place)
   -- A poll is a live page: a leave it asked for on closing was a reload. (Only looked for while
   -- some leave is pending, so most polls stay read-only.)
-  if cfg[10] then
+  if room.leave_pending then
     redis.call('ZREM', KEYS[16], qid)
   end
   if soldout then
@@ -154,7 +154,8 @@ if place then
   -- line at its place, unless the head has passed it meanwhile (queue_dormancy.lua drops those
   -- as abandoned, as admit.lua drops a silent entry it reaches).
   place = tonumber(place)
-  if place > math.max(tonumber(cfg[6]) or 0, tonumber(cfg[11]) or 0) then
+  local head = math.max(tonumber(room.admitted_through) or 0, tonumber(room.reached_through) or 0)
+  if place > head then
     redis.call('ZREM', KEYS[17], qid)
     redis.call('ZADD', KEYS[2], exact(place), qid)
     redis.call('HINCRBY', KEYS[10], 'revived_total', 1)
@@ -200,7 +201,7 @@ if ARGV[1] == 'poll' then
   -- dropped) before the loss; each queue id comes back at most once per generation.
   local receipt_place = tonumber(ARGV[3])
   if receipt_place and not left
-      and receipt_place > (tonumber(cfg[6]) or 0)
+      and receipt_place > (tonumber(room.admitted_through) or 0)
       and redis.call('SADD', KEYS[12], qid) == 1 then
     redis.call('ZADD', KEYS[2], receipt_place, qid)
     local arrival = receipt_place % ARRIVALS
@@ -228,11 +229,11 @@ end
 
 -- A join: a returning visitor whose place expired starts again at the back.
 redis.call('HDEL', KEYS[7], qid)
-if cfg[1] ~= '1' and not before_opening and now >= (tonumber(cfg[7]) or 0)
+if room.enabled ~= '1' and not before_opening and now >= (tonumber(room.admit_after_ms) or 0)
     and redis.call('ZCARD', KEYS[2]) == 0 then
   -- No waiting room, nobody still draining from the last one, and not in the grace after a
   -- loss (when the line may yet come back from its receipts): straight in.
-  local until_ms = now + tonumber(cfg[2]) * 1000
+  local until_ms = now + tonumber(room.token_ttl_s) * 1000
   redis.call('ZADD', KEYS[6], until_ms, qid)
   redis.call('HINCRBY', KEYS[10], 'admitted_total', 1)
   redis.call('HINCRBY', KEYS[11], now_s, 1)

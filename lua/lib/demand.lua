@@ -1,6 +1,6 @@
 -- lib/demand.lua: what an admitted buyer counts against the stock (admit.lua's stock gate), and
--- how it stops counting. Spliced before every script when it is loaded (`lua_script!`): it defines functions
--- only, and reads no KEYS or ARGV of its own.
+-- how it stops counting. Spliced before every script when it is loaded (`lua_script!`): it
+-- defines functions only, and reads no KEYS or ARGV of its own.
 --
 -- `admw` holds each admitted buyer's record: "w|GA=200;VIP=100" (a wish) or "a|GA=20;..." (no
 -- wish: the sale's average), in hundredths of tickets, which `admd` sums per tier. A buyer

@@ -11,6 +11,10 @@ macro_rules! lua_script {
                 include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../lua/lib/clock.lua")),
                 include_str!(concat!(
                     env!("CARGO_MANIFEST_DIR"),
+                    "/../lua/lib/fields.lua"
+                )),
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
                     "/../lua/lib/numbers.lua"
                 )),
                 include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../lua/lib/holds.lua")),
