@@ -7,8 +7,9 @@
 -- KEYS[1]  ev:{E}:holds
 -- KEYS[2]  ev:{E}:holdv
 -- KEYS[3]  ev:{E}:adm     admitted buyers (the buyer's slot is freed)
--- KEYS[4]  ev:{E}:stats   booked_total, and sold:<code> (tickets per tier, for the average a
---                         buyer without a wish is counted at, see admit.lua)
+-- KEYS[4]  ev:{E}:stats   booked_total, sold:<code> (tickets per tier, for the average a
+--                         buyer without a wish is counted at, see admit.lua) and buyers:<code>
+--                         (bookings with that tier: the live view's conversion per tier)
 -- KEYS[5]  ev:{E}:inv     the tiers' held and available counts, and the sold-out flag
 -- KEYS[6]  ev:{E}:admw    what each admitted buyer counts against the stock
 -- KEYS[7]  ev:{E}:admd    its sum per tier
@@ -75,6 +76,7 @@ for part in string.gmatch(held, '[^;]+') do
     count = count + 1
   end
   redis.call('HINCRBY', KEYS[4], 'sold:' .. code, count)
+  redis.call('HINCRBY', KEYS[4], 'buyers:' .. code, 1)
 end
 end_hold(KEYS[5], held, nil)
 mark_if_sold_out(KEYS[5], ARGV[3])

@@ -10,12 +10,26 @@ const TOO_EARLY = 'too early to tell its pace';
 
 /**
  * The sentences for the newest sample and the server's projections, each `{key, text}`, key
- * being `queue`, `bookings`, `tier-<code>` or `unserved`.
+ * being `queue`, `stall`, `bookings`, `refused`, `conversion`, `tier-<code>` or `unserved`
+ * (`stall`, `refused` and `conversion` only when there is something to say).
  */
 export function projectionSentences(sample, projections = {}) {
   const waiting = Math.max(0, Number(sample.waiting) || 0);
   const sentences = [{ key: 'queue', text: queueSentence(sample, projections, waiting) }];
+  const stall = stallSentence(sample);
+  if (stall) sentences.push({ key: 'stall', text: stall });
   sentences.push({ key: 'bookings', text: bookingsSentence(projections) });
+  if (Number(projections.refused_share) > 0) {
+    sentences.push({
+      key: 'refused',
+      text: `${percent(projections.refused_share)} of the buyers admitted lately were refused for stock.`,
+    });
+  }
+  const converting = (projections.tiers ?? []).filter((t) => t.conversion != null);
+  if (converting.length > 0) {
+    const shares = converting.map((t) => `${t.code} ${percent(t.conversion)}`).join(', ');
+    sentences.push({ key: 'conversion', text: `Admitted buyers who book each tier: ${shares}.` });
+  }
   for (const tier of sample.tiers ?? []) {
     const projected = (projections.tiers ?? []).find((t) => t.code === tier.code) ?? {};
     sentences.push({ key: `tier-${tier.code}`, text: tierSentence(tier, projected) });
@@ -30,6 +44,19 @@ export function projectionSentences(sample, projections = {}) {
     });
   }
   return sentences;
+}
+
+const percent = (share) => `${Math.round(Number(share) * 100)} %`;
+
+// A stall: the room open, stock on sale, people waiting, and nobody admitted (the worker
+// counts the seconds, see lua/live_sample.lua).
+function stallSentence(sample) {
+  const now = Math.max(0, Number(sample.stall_s) || 0);
+  const total = Math.max(0, Number(sample.stalled_total_s) || 0);
+  if (now > 0) {
+    return `Nobody admitted for ${formatDuration(now)} though stock is on sale and people wait (${formatDuration(total)} of stalls this sale).`;
+  }
+  return total > 0 ? `The line moves; ${formatDuration(total)} of stalls this sale.` : null;
 }
 
 function queueSentence(sample, projections, waiting) {

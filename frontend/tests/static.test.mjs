@@ -271,6 +271,17 @@ test('projections are said in words, and "not moving" where the server has no ti
   assert.equal(early.queue, 'The line of 3: too early to tell its pace.');
   assert.equal(early.bookings, 'Bookings: too early to tell their pace.');
   assert.equal(early['tier-GA'], 'GA has 5 tickets left; too early to tell its pace.');
+  // Stalls, refusals among the admitted and the conversion per tier, when there are any.
+  const stalled = said(
+    { waiting: 40, paused: false, stall_s: 12, stalled_total_s: 75, tiers: [{ code: 'GA', available: 5, held: 0 }, { code: 'VIP', available: 0, held: 0 }] },
+    { admissions_per_minute: 0, bookings_per_minute: 0, queue_drains_in_s: null, refused_share: 0.4, tiers: [{ code: 'GA', sold_per_minute: 0, conversion: 0.25 }, { code: 'VIP', sold_per_minute: 0, conversion: 0.125 }], likely_unserved: 38 },
+  );
+  assert.equal(stalled.stall, 'Nobody admitted for 12 s though stock is on sale and people wait (1 min 15 s of stalls this sale).');
+  assert.equal(stalled.refused, '40 % of the buyers admitted lately were refused for stock.');
+  assert.equal(stalled.conversion, 'Admitted buyers who book each tier: GA 25 %, VIP 13 %.');
+  const moving = said({ waiting: 4, stall_s: 0, stalled_total_s: 3, tiers: [] }, { refused_share: 0, bookings_per_minute: 1 });
+  assert.equal(moving.stall, 'The line moves; 3 s of stalls this sale.');
+  assert.equal(moving.refused, undefined);
   const empty = said({ waiting: 0, tiers: [] }, { bookings_per_minute: 0, queue_drains_in_s: 0, likely_unserved: 0 });
   assert.deepEqual(empty, { queue: 'Nobody is waiting in line.', bookings: 'Nobody is booking right now.' });
 });

@@ -34,6 +34,9 @@ pub struct Projections {
     /// People in line who will likely not get tickets: the line beyond what the tickets left
     /// serve, after the buyers admitted now take theirs.
     pub likely_unserved: u64,
+    /// Of the buyers admitted in the last minute (over the whole sale while fewer than 20 were),
+    /// the share refused for stock; none before the first admission.
+    pub refused_share: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -42,6 +45,9 @@ pub struct TierProjection {
     pub sold_per_minute: Option<f64>,
     /// 0 when nothing is left nor held; none when it is not selling.
     pub sells_out_in_s: Option<u64>,
+    /// Of the buyers admitted in the last minute (over the whole sale while fewer than 20 were),
+    /// the share who booked this tier; none before the first admission.
+    pub conversion: Option<f64>,
 }
 
 /// Projections from samples, oldest first; `None` without any.
@@ -61,6 +67,19 @@ pub fn project(samples: &[Sample]) -> Option<Projections> {
     };
     let base = since(RATE_SPAN_MS);
     let per_minute = |of: &dyn Fn(&Sample) -> i64| rate(base, of);
+    // A share of admissions: over the last minute when it admitted enough to tell, else over
+    // the whole sale.
+    let recent_share = |of: &dyn Fn(&Sample) -> i64| {
+        let share = match base {
+            Some(b) if latest.admitted_total - b.admitted_total >= FEWEST_ADMISSIONS => {
+                (of(latest) - of(b)).max(0) as f64
+                    / (latest.admitted_total - b.admitted_total) as f64
+            }
+            _ if latest.admitted_total > 0 => of(latest) as f64 / latest.admitted_total as f64,
+            _ => return None,
+        };
+        Some(share.min(1.0))
+    };
     let admissions_per_minute = per_minute(&|s| s.admitted_total);
     let bookings_per_minute = per_minute(&|s| s.booked_total);
     let draining = match (
@@ -92,10 +111,17 @@ pub fn project(samples: &[Sample]) -> Option<Projections> {
                     .filter(|rate| *rate > 0.0)
                     .map(|rate| (tier.available as f64 / rate * 60.0).ceil() as u64)
             };
+            let conversion = recent_share(&|s| {
+                s.tiers
+                    .iter()
+                    .find(|t| t.code == tier.code)
+                    .map_or(0, |t| t.buyers_total)
+            });
             TierProjection {
                 code: tier.code.clone(),
                 sold_per_minute,
                 sells_out_in_s,
+                conversion,
             }
         })
         .collect();
@@ -123,6 +149,7 @@ pub fn project(samples: &[Sample]) -> Option<Projections> {
         tickets_per_booking,
         booking_share,
         likely_unserved,
+        refused_share: recent_share(&|s| s.refused_total),
     })
 }
 
@@ -139,6 +166,9 @@ mod tests {
             active: 0,
             admitted_total: admitted,
             booked_total: booked,
+            refused_total: 0,
+            stall_s: 0,
+            stalled_total_s: 0,
             tickets_sold: ga.2,
             admission_per_minute: 600,
             paused: false,
@@ -149,6 +179,7 @@ mod tests {
                 available: ga.0,
                 held: ga.1,
                 sold: ga.2,
+                buyers_total: booked,
             }],
         }
     }
@@ -170,6 +201,9 @@ mod tests {
         assert_eq!(p.tiers[0].sells_out_in_s, Some(40));
         assert_eq!(p.tickets_per_booking, 2.0);
         assert_eq!(p.booking_share, 0.75);
+        // Every booking took GA: three in four admitted in the minute booked it; none refused.
+        assert_eq!(p.tiers[0].conversion, Some(0.75));
+        assert_eq!(p.refused_share, Some(0.0));
         // 400 tickets = 200 bookings = 267 people at a 75 % share; 800 wait.
         assert_eq!(p.likely_unserved, 533);
     }
@@ -208,5 +242,26 @@ mod tests {
         assert_eq!(p.tiers[0].sells_out_in_s, Some(0));
         assert_eq!(p.likely_unserved, 0);
         assert_eq!(project(&[]), None);
+    }
+
+    #[test]
+    fn conversion_and_refusals_count_the_last_minute_or_the_whole_sale_while_few_were_admitted() {
+        // Five admitted in all, two booked GA, one refused: too few in the minute, so the sale.
+        let mut early = sample(30, 20, 5, 2, (90, 0, 4));
+        early.refused_total = 1;
+        let p = project(&[sample(0, 25, 0, 0, (94, 0, 0)), early]).expect("projections");
+        assert_eq!(p.tiers[0].conversion, Some(0.4));
+        assert_eq!(p.refused_share, Some(0.2));
+        // A minute that admitted 100, of whom 10 booked and 60 were refused (the tier ran short).
+        let mut before = sample(0, 500, 100, 50, (100, 0, 100));
+        before.refused_total = 10;
+        let mut now = sample(60, 400, 200, 60, (80, 0, 120));
+        now.refused_total = 70;
+        let p = project(&[before, now]).expect("projections");
+        assert_eq!(p.tiers[0].conversion, Some(0.1));
+        assert_eq!(p.refused_share, Some(0.6));
+        // Nobody admitted yet: nothing to tell.
+        let p = project(&[sample(0, 5, 0, 0, (10, 0, 0))]).expect("projections");
+        assert_eq!((p.tiers[0].conversion, p.refused_share), (None, None));
     }
 }

@@ -32,7 +32,7 @@ async fn the_live_view_samples_every_second_what_the_sale_did(db: PgPool) {
     .await;
     let event = system
         .create_event(
-            &[("VIP", 10), ("GA", 100)],
+            &[("VIP", 5), ("GA", 100)],
             json!({"enabled": true, "admission_per_minute": 6000, "max_active": 3, "paused": false, "token_ttl_s": 600}),
         )
         .await;
@@ -100,7 +100,7 @@ async fn the_live_view_samples_every_second_what_the_sale_did(db: PgPool) {
         })
         .collect();
     assert!(tiers.contains(&("GA".into(), 97, 0, 3)), "{tiers:?}");
-    assert!(tiers.contains(&("VIP".into(), 9, 0, 1)), "{tiers:?}");
+    assert!(tiers.contains(&("VIP".into(), 4, 0, 1)), "{tiers:?}");
     // One sample per second between the two workers: ids are seconds, strictly rising.
     let ids: Vec<i64> = samples
         .iter()
@@ -121,8 +121,56 @@ async fn the_live_view_samples_every_second_what_the_sale_did(db: PgPool) {
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len());
     let projections = &view["projections"];
     assert_eq!(projections["tickets_per_booking"], 2.0, "{projections}");
-    // 106 tickets left at 2 a booking serve everyone: nobody in line goes without.
+    // 101 tickets left at 2 a booking serve everyone: nobody in line goes without.
     assert_eq!(projections["likely_unserved"], 0, "{projections}");
+
+    // Three active buyers fill max_active while GA is on sale and three wait: the line stalls,
+    // and the live view counts it.
+    let stalled = eventually(Duration::from_secs(10), "a stall counted", || async {
+        let (_, view) = live(&system, event, None).await;
+        let last = view["samples"].as_array()?.last()?.clone();
+        (last["stall_s"].as_i64()? >= 2).then_some(last)
+    })
+    .await;
+    assert!(
+        stalled["stalled_total_s"].as_i64() >= stalled["stall_s"].as_i64(),
+        "{stalled}"
+    );
+    // The third buyer asks for more VIP than is left: refused, it gives back its slot, and the
+    // next in line is admitted; the view counts the refusal and the conversion per tier.
+    let (status, body) = system
+        .book(
+            &tokens[2],
+            &json!({"event_id": event, "tiers": {"VIP": 5}, "buyer_email": "l@example.com"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    let view = eventually(Duration::from_secs(10), "the refusal sampled", || async {
+        let (_, view) = live(&system, event, None).await;
+        let last = view["samples"].as_array()?.last()?.clone();
+        (last["refused_total"] == 1 && last["admitted_total"] == 6).then_some(view)
+    })
+    .await;
+    let projections = &view["projections"];
+    let share = |value: &Value| (value.as_f64().unwrap() * 1000.0).round() / 1000.0;
+    assert_eq!(share(&projections["refused_share"]), 0.167, "{projections}");
+    let conversion: Vec<(String, f64)> = projections["tiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["code"].as_str().unwrap().to_string(),
+                share(&t["conversion"]),
+            )
+        })
+        .collect();
+    assert!(conversion.contains(&("GA".into(), 0.333)), "{conversion:?}");
+    assert!(
+        conversion.contains(&("VIP".into(), 0.167)),
+        "{conversion:?}"
+    );
 
     // `since` returns only what is newer.
     let newest = last["id"].as_str().unwrap().to_string();

@@ -35,6 +35,14 @@ pub struct Sample {
     pub active: i64,
     pub admitted_total: i64,
     pub booked_total: i64,
+    /// Admitted buyers refused for stock (each counted once: its first refusal gives back its
+    /// admission slot).
+    pub refused_total: i64,
+    /// The stall running now: seconds with the room open, stock on sale, people waiting and
+    /// nobody admitted (0 when someone was admitted since the last sample).
+    pub stall_s: i64,
+    /// Every stalled second of the sale so far.
+    pub stalled_total_s: i64,
     /// Tickets issued in all tiers (sum of `sold`).
     pub tickets_sold: i64,
     /// The set rate.
@@ -52,6 +60,8 @@ pub struct TierSample {
     pub available: i64,
     pub held: i64,
     pub sold: i64,
+    /// Bookings that took this tier (the conversion per tier counts them against admissions).
+    pub buyers_total: i64,
 }
 
 /// Writes this second's sample of `event_id`, unless another worker did. `booking_p95_us`: what
@@ -145,6 +155,8 @@ fn parse_entry(entry: &Value) -> RedisResult<Sample> {
                 available: parts.next()?,
                 held: parts.next()?,
                 sold: parts.next()?,
+                // Samples written before buyers were counted have three parts.
+                buyers_total: parts.next().unwrap_or(0),
             })
         })
         .collect();
@@ -155,6 +167,9 @@ fn parse_entry(entry: &Value) -> RedisResult<Sample> {
         active: number("active"),
         admitted_total: number("admitted"),
         booked_total: number("booked"),
+        refused_total: number("refused"),
+        stall_s: number("stall_s"),
+        stalled_total_s: number("stalled_s"),
         tickets_sold: tiers.iter().map(|t| t.sold).sum(),
         admission_per_minute: number("rate"),
         paused: number("paused") == 1,
