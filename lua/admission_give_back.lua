@@ -6,7 +6,7 @@
 -- KEYS[1] ev:{E}:adm    admitted queue id -> slot's end (ms)
 -- KEYS[2] ev:{E}:admw   what each admitted buyer counts against the stock
 -- KEYS[3] ev:{E}:admd   its sum per tier
--- KEYS[4] ev:{E}:stats  given_back_total
+-- KEYS[4] ev:{E}:stats  given_back_total, and the recent outcomes (lib/conversion.lua)
 -- ARGV[1] queue id (raw 16 bytes)
 --
 -- Returns 1 when a slot was given back, 0 when there was none (given back already, booked, left
@@ -17,4 +17,5 @@ if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then
 end
 forget_demand(KEYS[2], KEYS[3], ARGV[1])
 redis.call('HINCRBY', KEYS[4], 'given_back_total', 1)
+note_outcome(KEYS[4], clock_ms(), false)
 return 1

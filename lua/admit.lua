@@ -106,6 +106,12 @@ if enabled and room.effective_per_minute then
   -- Adaptive admission's rate (adapt_rate.lua), under the set one.
   rate = math.min(rate, tonumber(room.effective_per_minute))
 end
+-- Admitted buyers being refused for stock (a tier they want is gone): admissions slow to the
+-- share of recent attempts that booked, down to a probe every 5 s, never a stop, so the rest of
+-- the stock still sells and nobody is let in only to be told no.
+if enabled then
+  rate = refusal_limited(rate, KEYS[5], now)
+end
 local soldout = redis.call('HGET', KEYS[10], 'soldout') == '1'
 -- A room turned off drains even if it was paused: off wins, `paused` waits for the room to be
 -- turned on again.

@@ -69,6 +69,7 @@ if not same then
 end
 
 redis.call('HINCRBY', KEYS[4], 'booked_total', 1)
+note_outcome(KEYS[4], clock_ms(), true)
 for part in string.gmatch(held, '[^;]+') do
   local code, list = string.match(part, '^(.-)=(.*)$')
   local count = 0

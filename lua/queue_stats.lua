@@ -4,10 +4,12 @@
 -- KEYS[2]  ev:{E}:adm
 -- KEYS[3]  ev:{E}:stats
 -- KEYS[4]  ev:{E}:admsec
--- KEYS[5]  ev:{E}:cfg      effective_per_minute (adaptive admission, adapt_rate.lua)
+-- KEYS[5]  ev:{E}:cfg      admission_per_minute, enabled, effective_per_minute (adaptive
+--                          admission, adapt_rate.lua)
 --
 -- Returns {waiting, admitted_total, active, booked_total, admitted_last_minute, dropped_total,
--- effective_per_minute (0 when adaptive admission is off)};
+-- effective_per_minute (0 when adaptive admission is off), refusal_per_minute (the rate once
+-- refusals of admitted buyers slow it, admit.lua; 0 while they do not)};
 -- `waiting` counts the pre-queue too (it stands in the same sorted set).
 
 local now = clock_ms()
@@ -20,6 +22,19 @@ for i = 1, #per_second, 2 do
     last_minute = last_minute + tonumber(per_second[i + 1])
   end
 end
+local room = read_fields(KEYS[5], {'admission_per_minute', 'enabled', 'effective_per_minute'})
+local effective = tonumber(room.effective_per_minute) or 0
+local refusal_rate = 0
+if room.enabled == '1' then
+  local rate = tonumber(room.admission_per_minute) or 0
+  if effective > 0 then
+    rate = math.min(rate, effective)
+  end
+  local limited, slowed = refusal_limited(rate, KEYS[3], now)
+  if slowed then
+    refusal_rate = math.max(1, math.floor(limited))
+  end
+end
 return {
   redis.call('ZCARD', KEYS[1]),
   tonumber(stats[1]) or 0,
@@ -27,5 +42,6 @@ return {
   tonumber(stats[2]) or 0,
   last_minute,
   tonumber(stats[3]) or 0,
-  tonumber(redis.call('HGET', KEYS[5], 'effective_per_minute')) or 0,
+  effective,
+  refusal_rate,
 }

@@ -28,6 +28,9 @@ pub enum WaitNote {
     RateLowered,
     /// Adaptive admission slowed the room to keep bookings fast.
     Slowed,
+    /// Admitted buyers are being refused for stock (a tier they wanted is gone): admissions slow
+    /// to the share of them who book.
+    Refusals,
     /// The stock gate, not the rate, sets the pace: admissions wait for tickets to come back or
     /// for admitted buyers to finish.
     StockGate,
@@ -52,13 +55,17 @@ pub fn estimate(
     before: Option<WaitShown>,
 ) -> Estimate {
     let paused = room.enabled && room.paused;
-    // Adaptive admission's rate, when it is below the set one.
+    // Adaptive admission's rate, when it is below the set one; refusals of admitted buyers slow
+    // either further.
     let slowed = room.enabled
         && sale.effective_per_minute > 0
         && sale.effective_per_minute < i64::from(room.admission_per_minute);
-    // The ceiling: the set rate (or adaptive admission's, below it), or with the room off the
-    // drain rate (0 = all at once).
-    let set = if slowed {
+    let refused = room.enabled && sale.refusal_per_minute > 0;
+    // The ceiling: the set rate (or adaptive admission's, below it, or the refusals', below
+    // either), or with the room off the drain rate (0 = all at once).
+    let set = if refused {
+        sale.refusal_per_minute as f64
+    } else if slowed {
         sale.effective_per_minute as f64
     } else if room.enabled {
         f64::from(room.admission_per_minute)
@@ -94,6 +101,7 @@ pub fn estimate(
     let note = match before {
         _ if paused => Some(WaitNote::Paused),
         Some(b) if b.rate_per_minute == 0 => Some(WaitNote::Paused),
+        Some(b) if rate_now < b.rate_per_minute && refused => Some(WaitNote::Refusals),
         Some(b) if rate_now < b.rate_per_minute && slowed => Some(WaitNote::Slowed),
         Some(b) if rate_now < b.rate_per_minute => Some(WaitNote::RateLowered),
         Some(b) => {
@@ -281,6 +289,32 @@ mod tests {
             ..sale(10_000, 600, 0)
         };
         assert_eq!(estimate(601, &room(600), &back, Some(e.shown)).note, None);
+    }
+
+    #[test]
+    fn refusals_of_admitted_buyers_set_the_pace_and_say_so() {
+        let before = WaitShown {
+            high_s: 100,
+            rate_per_minute: 600,
+        };
+        // One attempt in ten books: 60 a minute, below adaptive admission's 300.
+        let refusing = QueueStats {
+            effective_per_minute: 300,
+            refusal_per_minute: 60,
+            ..sale(10_000, 60, 0)
+        };
+        let e = estimate(601, &room(600), &refusing, Some(before));
+        assert_eq!(e.note, Some(WaitNote::Refusals));
+        assert_eq!(e.shown.rate_per_minute, 60);
+        // 600 ahead at 60 a minute.
+        assert_eq!(e.low_s, 600);
+        // Nobody refused lately: the rate is adaptive admission's again, and says so no more.
+        let booking = QueueStats {
+            effective_per_minute: 300,
+            ..sale(10_000, 300, 0)
+        };
+        let later = estimate(601, &room(600), &booking, Some(e.shown));
+        assert_eq!((later.note, later.shown.rate_per_minute), (None, 300));
     }
 
     #[test]

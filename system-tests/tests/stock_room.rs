@@ -575,3 +575,71 @@ async fn a_buyer_without_a_wish_counts_one_bookings_tickets_over_the_tiers_on_sa
     assert_eq!(counted["GA"], 120, "by what is left: {counted:?}");
     assert_eq!(counted["FRONT"], 20, "{counted:?}");
 }
+
+/// Admission steps every 100 ms for `span`: how many were admitted.
+async fn admitted_over(system: &System, event: Uuid, span: Duration) -> i64 {
+    let until = std::time::Instant::now() + span;
+    let mut admitted = 0;
+    while std::time::Instant::now() < until {
+        admitted += admit(system, event).await.admitted;
+    }
+    admitted
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn refusals_slow_admissions_to_the_share_that_books_and_never_stop_them(db: PgPool) {
+    let system = start(db).await;
+    // 10 admissions a second; the stock gate out of the way (headroom 1000 %).
+    let event = system
+        .create_event(
+            &[("GA", 2), ("VIP", 40)],
+            json!({"enabled": true, "admission_per_minute": 600, "max_active": 1000,
+                   "paused": false, "token_ttl_s": 600, "headroom_pct": 1000}),
+        )
+        .await;
+    assert_eq!(admit(&system, event).await.admitted, 0);
+    let mut first = Vec::new();
+    for i in 0..6 {
+        first.push(join(&system, event, &format!("early-{i}")).await);
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        admit(&system, event).await.admitted,
+        6,
+        "no refusals yet: the set rate"
+    );
+    // One books the GA there was; the five after it want GA too and are refused.
+    let (status, _) = book(&system, event, &first[0], json!({"GA": 2})).await;
+    assert_eq!(status, 201);
+    for queue_id in &first[1..] {
+        let (status, body) = book(&system, event, queue_id, json!({"GA": 1})).await;
+        assert_eq!(status, 409, "{body}");
+    }
+    // The wait estimates know it: the rate is the share that books (600 a minute × 1/6).
+    let stats = queue::stats(&system.redis, event).await.unwrap();
+    assert!((95..=100).contains(&stats.refusal_per_minute), "{stats:?}");
+    for i in 0..20 {
+        join(&system, event, &format!("late-{i}")).await;
+    }
+    // One attempt in six booked: about 100 admissions a minute, not 600 (30 in 3 s at the set
+    // rate, with the bucket full).
+    let admitted = admitted_over(&system, event, Duration::from_secs(3)).await;
+    assert!(
+        (1..=8).contains(&admitted),
+        "admissions slowed to the share that books, not stopped: {admitted} in 3 s"
+    );
+
+    // Every recent attempt refused: a probe every 5 s, never a stop.
+    let _: () = redis::cmd("HSET")
+        .arg(ticketing::keys::EventKeys::new(event).stats())
+        .arg(&["conv_booked", "0", "conv_refused", "1000"])
+        .query_async(&mut system.redis.clone())
+        .await
+        .unwrap();
+    let probes = admitted_over(&system, event, Duration::from_secs(6)).await;
+    assert!(
+        (1..=2).contains(&probes),
+        "one probe admission every 5 s while every attempt is refused: {probes} in 6 s"
+    );
+    system.assert_inventory_agrees(event).await;
+}

@@ -22,6 +22,10 @@ macro_rules! lua_script {
                     env!("CARGO_MANIFEST_DIR"),
                     "/../lua/lib/demand.lua"
                 )),
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../lua/lib/conversion.lua"
+                )),
                 include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../lua/", $file)),
             ))
         })

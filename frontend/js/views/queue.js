@@ -53,6 +53,7 @@ const WAIT_NOTES = {
   paused: 'The sale is paused; your wait grows until it resumes. You keep your place.',
   rate_lowered: 'Admissions were slowed down, so your wait grew. You keep your place.',
   slowed: 'Admissions are slowed for a moment so booking stays fast. You keep your place.',
+  refusals: 'Some tickets have sold out and buyers ahead are finding less than they wanted, so the line moves slower. You keep your place.',
   stock_gate: 'People ahead are still booking, and some tickets may come back, so the line moves slower. You keep your place.',
 };
 

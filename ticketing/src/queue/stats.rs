@@ -23,6 +23,9 @@ pub struct QueueStats {
     pub dropped_total: i64,
     /// The rate adaptive admission sets now (per minute); 0 when it is off.
     pub effective_per_minute: i64,
+    /// The rate once refusals of admitted buyers for stock slow it (per minute; `admit.lua`
+    /// admits at the share of recent attempts that booked); 0 while nobody is refused.
+    pub refusal_per_minute: i64,
 }
 
 pub async fn stats(redis: &RedisClient, event_id: Uuid) -> RedisResult<QueueStats> {
@@ -35,6 +38,7 @@ pub async fn stats(redis: &RedisClient, event_id: Uuid) -> RedisResult<QueueStat
         admitted_last_minute,
         dropped_total,
         effective_per_minute,
+        refusal_per_minute,
     ) = STATS
         .key(keys.waiting())
         .key(keys.admitted())
@@ -51,5 +55,6 @@ pub async fn stats(redis: &RedisClient, event_id: Uuid) -> RedisResult<QueueStat
         admitted_last_minute,
         dropped_total,
         effective_per_minute,
+        refusal_per_minute,
     })
 }
