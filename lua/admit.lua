@@ -291,16 +291,7 @@ end
 local window_s = tonumber(room.alive_window_s) or 60
 local w = math.floor(now_s / window_s)
 local function seen(place)
-  local arrival = place % 268435456
-  for back = 0, 1 do
-    local win = w - back
-    local parity = win % 2
-    if room['aw' .. parity] == tostring(win)
-        and redis.call('GETBIT', KEYS[8 + parity], arrival) == 1 then
-      return true
-    end
-  end
-  return false
+  return seen_lately(room, w, {KEYS[8], KEYS[9]}, place)
 end
 
 local admitted, dropped, parked, passed = 0, 0, 0, 0

@@ -24,8 +24,6 @@
 -- Returns {cursor, made_dormant, dropped}: `cursor` ('' once the end of the line was reached)
 -- is where the next call goes on.
 
-local ARRIVALS = 268435456          -- 2^28: arrival numbers per event
-
 local now_s = math.floor(clock_ms() / 1000)
 local room = read_fields(KEYS[1], {'alive_window_s', 'aw0', 'aw1', 'admitted_through',
   'reached_through'})
@@ -51,9 +49,7 @@ local current, previous = w % 2, (w - 1) % 2
 local marks_hold = room['aw' .. current] == tostring(w)
   and room['aw' .. previous] == tostring(w - 1)
 local function seen(place)
-  local arrival = tonumber(place) % ARRIVALS
-  return redis.call('GETBIT', KEYS[4 + current], arrival) == 1
-    or redis.call('GETBIT', KEYS[4 + previous], arrival) == 1
+  return seen_lately(room, w, {KEYS[4], KEYS[5]}, place)
 end
 
 -- Dormant entries the head reached that admit.lua left (beyond its bound): judged as it judges

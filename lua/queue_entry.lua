@@ -42,7 +42,6 @@
 -- the opening needs no script at all, so nothing can stall it. A waiting entry is looked up first:
 -- in a hot sale nearly every call is a waiting poll, and this keeps it to a handful of commands.
 
-local ARRIVALS = 268435456          -- 2^28: arrival numbers per event
 local OPENED = 4503599627370496     -- 2^52: places at or above were given after the opening
 
 local now = clock_ms()

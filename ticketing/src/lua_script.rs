@@ -26,6 +26,10 @@ macro_rules! lua_script {
                     env!("CARGO_MANIFEST_DIR"),
                     "/../lua/lib/conversion.lua"
                 )),
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../lua/lib/liveness.lua"
+                )),
                 include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../lua/", $file)),
             ))
         })
