@@ -299,14 +299,9 @@ async fn an_exhausted_booking_pool_answers_503_at_once(db: PgPool) {
     assert_eq!(status, 201);
 }
 
-/// A failover to a replica that had not received the last joins: the replica is frozen and its
-/// link dropped (so it can neither read nor ask for what follows), three visitors join, the
-/// master dies and the stale replica is promoted. The queue's
-/// generation is the same, so nothing says the line was lost, but each missing entry's page
-/// presents its receipt and gets its place back.
-#[sqlx::test(migrations = "../migrations")]
-async fn a_replica_promoted_without_the_last_joins_puts_them_back_from_their_receipts(db: PgPool) {
-    let mut cluster = RedisCluster::start().await;
+/// A system on a fresh 3-master cluster, with a paused room of 100 GA.
+async fn paused_room_on_a_cluster(db: PgPool) -> (RedisCluster, System, Uuid) {
+    let cluster = RedisCluster::start().await;
     let options = Options {
         redis_cluster: cluster.urls(),
         ..Options::default()
@@ -318,6 +313,17 @@ async fn a_replica_promoted_without_the_last_joins_puts_them_back_from_their_rec
             json!({"enabled": true, "admission_per_minute": 60, "max_active": 10, "paused": true}),
         )
         .await;
+    (cluster, system, event)
+}
+
+/// A failover to a replica that had not received the last joins: the replica is frozen and its
+/// link dropped (so it can neither read nor ask for what follows), three visitors join, the
+/// master dies and the stale replica is promoted. The queue's
+/// generation is the same, so nothing says the line was lost, but each missing entry's page
+/// presents its receipt and gets its place back.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_replica_promoted_without_the_last_joins_puts_them_back_from_their_receipts(db: PgPool) {
+    let (mut cluster, system, event) = paused_room_on_a_cluster(db).await;
     let mut joined = Vec::new();
     for i in 0..3 {
         joined.push(system.join(event, &format!("replicated-{i}")).await.1);
@@ -392,18 +398,7 @@ fn series_value(page: &str, series: &str) -> f64 {
 #[sqlx::test(migrations = "../migrations")]
 async fn streams_re_check_spread_out_after_a_master_is_lost(db: PgPool) {
     const STREAMS: usize = 300;
-    let mut cluster = RedisCluster::start().await;
-    let options = Options {
-        redis_cluster: cluster.urls(),
-        ..Options::default()
-    };
-    let system = System::start_with(db, options).await;
-    let event = system
-        .create_event(
-            &[("GA", 100)],
-            json!({"enabled": true, "admission_per_minute": 60, "max_active": 10, "paused": true}),
-        )
-        .await;
+    let (mut cluster, system, event) = paused_room_on_a_cluster(db).await;
     let http = system_tests::sse::client();
     let mut streams = Vec::new();
     for i in 0..STREAMS {
