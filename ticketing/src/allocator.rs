@@ -11,17 +11,22 @@
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
-/// At most one collection per worker thread in this time: a busy worker parks thousands of
-/// times a second, and a forced collection walks every page the thread owns.
-const COLLECT_EVERY: Duration = Duration::from_secs(1);
+/// At most one collection per worker thread in this time (`ALLOCATOR_COLLECT_MS`, 0 turns it
+/// off): a busy worker parks thousands of times a second, and a forced collection walks every
+/// page the thread owns.
+const COLLECT_EVERY_MS: u64 = 1_000;
 
 /// A multi-threaded runtime (as `#[tokio::main]` builds) whose idle workers give back what they
 /// freed.
-pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .on_thread_park(collect_when_idle)
-        .build()
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    let every_ms: u64 = crate::config::env_or("ALLOCATOR_COLLECT_MS", COLLECT_EVERY_MS)?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if every_ms > 0 {
+        let every = Duration::from_millis(every_ms);
+        builder.on_thread_park(move || collect_when_idle(every));
+    }
+    Ok(builder.build()?)
 }
 
 thread_local! {
@@ -29,11 +34,11 @@ thread_local! {
 }
 
 /// Runs as a worker parks (it has nothing to do): frees this thread's unused pages and returns
-/// them to the system, unless it did within `COLLECT_EVERY`.
-fn collect_when_idle() {
+/// them to the system, unless it did within `every`.
+fn collect_when_idle(every: Duration) {
     let now = Instant::now();
     let due = LAST_COLLECTED.with(|last| match last.get() {
-        Some(at) if now.duration_since(at) < COLLECT_EVERY => false,
+        Some(at) if now.duration_since(at) < every => false,
         _ => {
             last.set(Some(now));
             true
