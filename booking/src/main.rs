@@ -8,7 +8,7 @@ use ticketing::{http, telemetry};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
-    ticketing::allocator::runtime()?.block_on(serve())
+    ticketing::allocator::run(serve())
 }
 
 async fn serve() -> anyhow::Result<()> {

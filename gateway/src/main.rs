@@ -12,7 +12,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `gateway [serve]` runs the service; `gateway migrate`, `gateway seed` and `gateway keygen`
 /// prepare a machine (the README's run command calls them).
 fn main() -> anyhow::Result<()> {
-    ticketing::allocator::runtime()?.block_on(run())
+    ticketing::allocator::run(run())
 }
 
 async fn run() -> anyhow::Result<()> {

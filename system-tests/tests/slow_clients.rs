@@ -1,8 +1,8 @@
 //! Clients that never finish a request, against the real gateway binary: connections that send
 //! half a head and stop, and connections that send nothing, are closed within the header-read
-//! timeout, the gateway's memory comes back (the aim, 10 % of its start, is waited for and
-//! printed; 25 % is asserted, as a loaded run found 13-16 %), and a buyer polling meanwhile is
-//! served throughout.
+//! timeout, the gateway's memory comes back to within 10 % of its start (waited for up to 10 s:
+//! idle workers give memory back at most once a second, `ticketing::allocator`), and a buyer
+//! polling meanwhile is served throughout.
 //! Then a deploy's SIGTERM: `/readyz` turns 503 while polls are still answered, until the drain
 //! ends and the process exits.
 
@@ -110,14 +110,12 @@ async fn half_heads_and_silent_connections_are_closed_in_time_and_cost_nothing_a
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = gateway.resident_kib();
 
-    // The aim is within 10 % of the start (met alone: 32.1 MiB from 31.1); under a loaded CI run
-    // 13-16 % was seen, so the test holds it to a quarter and says what it found.
-    let aim = before + before / 10;
-    let bound = before + before / 4;
+    // Within 10 % of the start: alone and beside two busy loops alike, 1-8 % was seen.
+    let bound = before + before / 10;
     let mut after_each = Vec::new();
     for wave in 0..2 {
         let (held, closed_after, open_still) = hold_and_wait_for_closes(&gateway).await;
-        let after = memory_settled_under(&gateway, aim).await;
+        let after = memory_settled_under(&gateway, bound).await;
         eprintln!(
             "slow clients, wave {wave}: rss {before} KiB at the start, {held} KiB holding {} \
              connections, {after} KiB after; all closed {closed_after:?} after the first opened",
@@ -151,7 +149,7 @@ async fn half_heads_and_silent_connections_are_closed_in_time_and_cost_nothing_a
     // Idle workers give back what the waves freed (`ticketing::allocator`).
     assert!(
         after_each.iter().all(|after| *after <= bound),
-        "memory after the waves {after_each:?} KiB back within 25 % of the start: {bound} KiB"
+        "memory after the waves {after_each:?} KiB back within 10 % of the start: {bound} KiB"
     );
 }
 
