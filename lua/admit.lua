@@ -1,6 +1,11 @@
 -- admit.lua: one bounded admission step for one event. Atomic, so any number of queue-workers
 -- may call it at once without admitting anyone twice or beating the rate.
 --
+-- Its concerns are spliced before it (`ticketing::queue::admit`): admission/reclaim.lua (absent
+-- admissions give back what they hold), admission/pace.lua (the rate and max_active),
+-- admission/gate.lua (the stock gate), admission/record.lua (notices and statistics). This file
+-- is the walk of the line's head.
+--
 -- KEYS[1]  ev:{E}:cfg
 -- KEYS[2]  ev:{E}:wait
 -- KEYS[3]  ev:{E}:adm
@@ -44,15 +49,8 @@
 -- highest place the head looked at (every dormant place, when it walked to the line's end with
 -- admissions to spare), and queue_dormancy.lua drops the dormant entries at or below it.
 --
--- The rate is a ceiling; the stock decides (room on or off). Per tier t, an entry is admitted only
--- while the tickets admitted buyers want stay within what is left plus headroom_pct:
---   sum over admitted of demand_t  <=  avail_t * (1 + headroom_pct/100)
--- where a buyer's demand is its wish. A buyer without a wish may take any tier, so it is gated by
--- the stock as a whole (the same sum over the tiers on sale) and counts the tickets one booking
--- takes on average (2 before the first booking), spread over the tiers on sale. With
--- hold_on_admission, admission instead reserves the wish at
--- once (a hold under the queue id, until the token expires; booking claims it) and needs the wish
--- on sale now; such buyers count no demand, their tickets are out of avail already.
+-- The rate is a ceiling; the stock decides (room on or off): each entry at the head is judged by
+-- the stock gate (admission/gate.lua), over what is left plus headroom_pct.
 -- An entry whose wish cannot be met at all (a tier has less left, held included, than wished) is
 -- parked: out of the line's head, at its place, until the buyer changes the wish. An entry that
 -- must wait for stock (held tickets may come back, admitted buyers may leave) stays in place, and
@@ -71,104 +69,38 @@ local room = read_fields(KEYS[1], {'enabled', 'admission_per_minute', 'max_activ
 if not room.enabled then
   return {0, 0, 0, 0, 0, 0, 0}
 end
+local k = {cfg = KEYS[1], wait = KEYS[2], adm = KEYS[3], bucket = KEYS[4], stats = KEYS[5],
+  admsec = KEYS[6], gone = KEYS[7], inv = KEYS[10], seq = KEYS[11], wish = KEYS[12],
+  parked = KEYS[13], admw = KEYS[14], admd = KEYS[15], holds = KEYS[16], holdv = KEYS[17],
+  dormant = KEYS[#KEYS - 1], admseen = KEYS[#KEYS], wanting = {}, free = {}}
+local codes = {}
+for i = 1, #ARGV - 3 do
+  local code = ARGV[3 + i]
+  codes[i] = code
+  k.wanting[code] = KEYS[16 + 2 * i]
+  k.free[code] = KEYS[17 + 2 * i]
+end
 local bound = tonumber(ARGV[1])
-local arrivals = tonumber(redis.call('GET', KEYS[11])) or 0
+local arrivals = tonumber(redis.call('GET', k.seq)) or 0
 local through = tonumber(room.admitted_through) or 0
 
-
-local ADMSEEN = KEYS[#KEYS]
-local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, bound)
-for _, qid in ipairs(expired) do
-  redis.call('HSET', KEYS[7], qid, 'expired')
-  redis.call('ZREM', KEYS[3], qid)
-  redis.call('ZREM', ADMSEEN, qid)
-  forget_demand(KEYS[14], KEYS[15], qid)
-end
--- Delivered admissions whose page went silent give back their slot and demand; the token stays
--- valid (and a hold on admission stays until it ends), so a buyer who comes back still books.
-local page_gone = 0
-local silent_since = now - (tonumber(room.page_gone_ms) or 30000)
-local silent = redis.call('ZRANGEBYSCORE', ADMSEEN, '-inf', silent_since, 'LIMIT', 0, bound)
-for _, qid in ipairs(silent) do
-  redis.call('ZREM', ADMSEEN, qid)
-  if redis.call('ZREM', KEYS[3], qid) == 1 then
-    forget_demand(KEYS[14], KEYS[15], qid)
-    page_gone = page_gone + 1
-  end
-end
-if page_gone > 0 then
-  redis.call('HINCRBY', KEYS[5], 'page_gone_total', page_gone)
-end
+local expired = reclaim_expired(k, now, bound)
+reclaim_silent_pages(k, room, now, bound)
 
 local enabled = room.enabled == '1'
-local rate = tonumber(enabled and room.admission_per_minute or room.drain_per_minute) or 0
-if enabled and room.effective_per_minute then
-  -- Adaptive admission's rate (adapt_rate.lua), under the set one.
-  rate = math.min(rate, tonumber(room.effective_per_minute))
-end
--- Admitted buyers being refused for stock (a tier they want is gone): admissions slow to the
--- share of recent attempts that booked, down to a probe every 5 s, never a stop, so the rest of
--- the stock still sells and nobody is let in only to be told no.
-if enabled then
-  rate = refusal_limited(rate, KEYS[5], now)
-end
-local soldout = redis.call('HGET', KEYS[10], 'soldout') == '1'
+local rate = admission_rate(k, room, now)
+local soldout = redis.call('HGET', k.inv, 'soldout') == '1'
 -- A room turned off drains even if it was paused: off wins, `paused` waits for the room to be
 -- turned on again.
 if (enabled and room.paused == '1') or soldout or now < (tonumber(room.on_sale_ms) or 0)
     or now < (tonumber(room.admit_after_ms) or 0) then
-  -- Nothing accrues while closed or paused, so opening or resuming does not release a burst.
-  redis.call('HSET', KEYS[4], 'tokens', 0, 'ts', now)
-  return {0, 0, #expired, 0, arrivals, through, 0}
+  bucket_empty(k, now)
+  return {0, 0, expired, 0, arrivals, through, 0}
 end
 
 -- How many the rate and max_active allow now; this step takes at most `bound` of them.
-local allowed
-local tokens = 0
-if rate > 0 then
-  local capacity = math.max(1, rate / 60)
-  local bucket = redis.call('HMGET', KEYS[4], 'tokens', 'ts')
-  local last = tonumber(bucket[2]) or now
-  tokens = math.min(capacity, (tonumber(bucket[1]) or 0) + math.max(0, now - last) * rate / 60000)
-  allowed = math.floor(tokens)
-else
-  allowed = math.huge
-end
-if enabled then
-  -- Live tokens only: expired ones are cleared at most `bound` per step.
-  local active = redis.call('ZCOUNT', KEYS[3], '(' .. now, '+inf')
-  allowed = math.min(allowed, tonumber(room.max_active) - active)
-end
-
--- The stock, per tier.
-local codes, avail, held, demand, wanting, free, average = {}, {}, {}, {}, {}, {}, {}
-local booked = tonumber(redis.call('HGET', KEYS[5], 'booked_total')) or 0
-local sold_all = 0
-for i = 1, #ARGV - 3 do
-  local code = ARGV[3 + i]
-  codes[i] = code
-  local stock = redis.call('HMGET', KEYS[10], code .. ':avail', code .. ':held')
-  avail[code] = tonumber(stock[1]) or 0
-  held[code] = tonumber(stock[2]) or 0
-  demand[code] = tonumber(redis.call('HGET', KEYS[15], code)) or 0
-  wanting[code] = KEYS[16 + 2 * i]
-  free[code] = KEYS[17 + 2 * i]
-  if booked == 0 then
-    average[code] = 0
-  else
-    local sold = tonumber(redis.call('HGET', KEYS[5], 'sold:' .. code)) or 0
-    sold_all = sold_all + sold
-    average[code] = math.floor(100 * sold / booked + 0.5)
-  end
-end
--- The tickets one booking takes, in hundredths: the sale's average over every tier, 2 before
--- the first booking.
-local per_booking = 200
-if booked > 0 then
-  per_booking = math.max(100, math.floor(100 * sold_all / booked + 0.5))
-end
-local headroom = 100 + (tonumber(room.headroom_pct) or 10)
-local hold_on_admission = room.hold_on_admission == '1'
+local tokens, allowed = admissions_allowed(k, room, rate, now)
+local gate = stock_gate(k, room, codes)
 
 local function parse_wish(text)
   if not text then
@@ -181,110 +113,14 @@ local function parse_wish(text)
   return wish
 end
 
--- One entry at the head: 'park', 'wait' (with the tiers it waits for), 'hold', or 'count' with
--- what it will count against each tier (hundredths).
-local function judge(wish)
-  if wish then
-    for _, want in ipairs(wish) do
-      local code, quantity = want[1], want[2]
-      if avail[code] == nil or avail[code] + held[code] < quantity then
-        return 'park'
-      end
-    end
-    local short = {}
-    for _, want in ipairs(wish) do
-      local code, quantity = want[1], want[2]
-      if hold_on_admission then
-        if avail[code] < quantity then
-          short[#short + 1] = code
-        end
-      elseif demand[code] + 100 * quantity > avail[code] * headroom then
-        short[#short + 1] = code
-      end
-    end
-    if #short > 0 then
-      return 'wait', short
-    end
-    if hold_on_admission then
-      return 'hold'
-    end
-    local counts = {}
-    for _, want in ipairs(wish) do
-      counts[#counts + 1] = {want[1], 100 * want[2]}
-    end
-    return 'count', counts
-  end
-  -- No wish: the buyer may take any tier still on sale, so the gate is the stock as a whole
-  -- (one scarce tier must not hold back buyers who may well want another). It counts what one
-  -- booking takes (not a booking's worth per tier), spread over the tiers on sale as the sale's
-  -- bookings spread over them (by what is left before any booking of them); at least one
-  -- ticket and at most what is left in all.
-  local on_sale, weights, weight, wanted, left = {}, {}, 0, 0, 0
-  for _, code in ipairs(codes) do
-    if avail[code] > 0 then
-      on_sale[#on_sale + 1] = code
-      weights[code] = average[code]
-      weight = weight + average[code]
-      wanted = wanted + demand[code]
-      left = left + avail[code]
-    end
-  end
-  if weight == 0 then
-    for _, code in ipairs(on_sale) do
-      weights[code] = avail[code]
-    end
-    weight = left
-  end
-  local counts, total = {}, per_booking
-  for _, code in ipairs(on_sale) do
-    counts[#counts + 1] = {code, math.floor(per_booking * weights[code] / weight + 0.5)}
-  end
-  on_sale = #on_sale > 0
-  -- It cannot take more than is left: with one ticket left, one such buyer still goes in.
-  if not on_sale or wanted + math.min(math.max(total, 100), left * 100) > left * headroom then
-    return 'wait', {}
-  end
-  return 'count', counts
-end
-
--- Reserves the wish for qid until `until_ms` (as reserve.lua does for a token).
-local function hold(qid, wish, until_ms)
-  local parts, quantities = {}, {}
-  for _, want in ipairs(wish) do
-    local code, quantity = want[1], want[2]
-    local numbers = take_numbers(KEYS[10], free[code], code, quantity)
-    avail[code] = avail[code] - quantity
-    held[code] = held[code] + quantity
-    parts[#parts + 1] = code .. '=' .. table.concat(numbers, ',')
-    quantities[#quantities + 1] = code .. ':' .. quantity
-  end
-  local id = hold_id(qid)
-  redis.call('ZADD', KEYS[16], until_ms, id)
-  redis.call('HSET', KEYS[17], id, hold_value('admission', 'admission', parts))
-  redis.call('HSET', KEYS[14], qid, 'h|' .. table.concat(quantities, ';'))
-end
-
-local function count(qid, kind, counts)
-  local parts = {}
-  for _, c in ipairs(counts) do
-    -- Zero shares are not written ('-0' is no integer to Redis when given back).
-    if c[2] > 0 then
-      demand[c[1]] = demand[c[1]] + c[2]
-      redis.call('HINCRBY', KEYS[15], c[1], c[2])
-      parts[#parts + 1] = c[1] .. '=' .. c[2]
-    end
-  end
-  redis.call('HSET', KEYS[14], qid, kind .. '|' .. table.concat(parts, ';'))
-end
-
 local function out_of_line(qid, wish)
   if wish then
     for _, want in ipairs(wish) do
-      if wanting[want[1]] then
-        redis.call('ZREM', wanting[want[1]], qid)
+      if k.wanting[want[1]] then
+        redis.call('ZREM', k.wanting[want[1]], qid)
       end
     end
-    redis.call('HDEL', KEYS[12], qid)
+    redis.call('HDEL', k.wish, qid)
   end
 end
 
@@ -305,7 +141,7 @@ local admitted_ids = {}
 local done = false
 while not done and admitted < allowed and admitted + dropped + parked + passed < bound do
   local page = math.min(allowed - admitted, bound - admitted - dropped - parked - passed)
-  local head = redis.call('ZRANGE', KEYS[2], passed, passed + page - 1, 'WITHSCORES')
+  local head = redis.call('ZRANGE', k.wait, passed, passed + page - 1, 'WITHSCORES')
   if #head == 0 then
     at_end = true
     break
@@ -315,12 +151,12 @@ while not done and admitted < allowed and admitted + dropped + parked + passed <
     if place > reached then
       reached = place
     end
-    local wish = parse_wish(redis.call('HGET', KEYS[12], qid))
+    local wish = parse_wish(redis.call('HGET', k.wish, qid))
     local verdict, detail
     if not seen(place) then
       verdict = 'drop'
     else
-      verdict, detail = judge(wish)
+      verdict, detail = gate.judge(wish)
       if verdict ~= 'park' then
         local blocked = (wish == nil and nowish_waits)
         for _, want in ipairs(wish or {}) do
@@ -346,25 +182,25 @@ while not done and admitted < allowed and admitted + dropped + parked + passed <
         waiting_for[code] = true
       end
     else
-      redis.call('ZREM', KEYS[2], qid)
+      redis.call('ZREM', k.wait, qid)
       if place > through then
         through = place
       end
       if verdict == 'park' then
-        redis.call('ZADD', KEYS[13], place, qid)
+        redis.call('ZADD', k.parked, place, qid)
         parked = parked + 1
       else
         out_of_line(qid, wish)
         if verdict == 'drop' then
-          redis.call('HSET', KEYS[7], qid, 'abandoned')
+          redis.call('HSET', k.gone, qid, 'abandoned')
           dropped = dropped + 1
         else
           if verdict == 'hold' then
-            hold(qid, wish, until_ms)
+            gate.hold(qid, wish, until_ms)
           else
-            count(qid, wish and 'w' or 'a', detail)
+            gate.count(qid, wish and 'w' or 'a', detail)
           end
-          redis.call('ZADD', KEYS[3], until_ms, qid)
+          redis.call('ZADD', k.adm, until_ms, qid)
           admitted = admitted + 1
           admitted_ids[admitted] = qid
         end
@@ -382,7 +218,7 @@ while not done and admitted < allowed and admitted + dropped + parked + passed <
 end
 if at_end and admitted < allowed then
   -- Nobody live is left ahead of the dormant: the head reaches them all.
-  local last = redis.call('ZRANGE', KEYS[#KEYS - 1], -1, -1, 'WITHSCORES')
+  local last = redis.call('ZRANGE', k.dormant, -1, -1, 'WITHSCORES')
   if last[2] and tonumber(last[2]) > reached then
     reached = tonumber(last[2])
   end
@@ -391,53 +227,33 @@ end
 -- liveness window or the last (a sign of life since they went dormant), back in line at their
 -- place, taken at the next step; silent, dropped as abandoned.
 if reached > 0 then
-  local dormant = KEYS[#KEYS - 1]
-  local met = redis.call('ZRANGEBYSCORE', dormant, '-inf', string.format('%.17g', reached),
+  local met = redis.call('ZRANGEBYSCORE', k.dormant, '-inf', string.format('%.17g', reached),
     'WITHSCORES', 'LIMIT', 0, bound)
   for i = 1, #met, 2 do
     local qid, place = met[i], tonumber(met[i + 1])
-    redis.call('ZREM', dormant, qid)
+    redis.call('ZREM', k.dormant, qid)
     if seen(place) then
-      redis.call('ZADD', KEYS[2], string.format('%.17g', place), qid)
+      redis.call('ZADD', k.wait, string.format('%.17g', place), qid)
     else
-      out_of_line(qid, parse_wish(redis.call('HGET', KEYS[12], qid)))
-      redis.call('HSET', KEYS[7], qid, 'abandoned')
+      out_of_line(qid, parse_wish(redis.call('HGET', k.wish, qid)))
+      redis.call('HSET', k.gone, qid, 'abandoned')
       dropped = dropped + 1
     end
   end
 end
-if reached > (tonumber(redis.call('HGET', KEYS[1], 'reached_through')) or 0) then
-  redis.call('HSET', KEYS[1], 'reached_through', string.format('%.17g', reached))
+if reached > (tonumber(redis.call('HGET', k.cfg, 'reached_through')) or 0) then
+  redis.call('HSET', k.cfg, 'reached_through', string.format('%.17g', reached))
 end
 local more = 0
 if admitted < allowed and admitted + dropped + parked + passed >= bound
-    and redis.call('ZCARD', KEYS[2]) > passed then
+    and redis.call('ZCARD', k.wait) > passed then
   more = 1
 end
 
-redis.call('HSET', KEYS[4], 'tokens', tostring(math.max(0, tokens - admitted)), 'ts', now)
+bucket_spend(k, tokens, admitted, now)
 if admitted + dropped + parked > 0 then
   -- %.17g keeps every integer place below 2^53 exact (tostring would round it).
-  redis.call('HSET', KEYS[1], 'admitted_through', string.format('%.17g', through))
+  redis.call('HSET', k.cfg, 'admitted_through', string.format('%.17g', through))
 end
-if admitted > 0 then
-  -- "a|<Redis ms>|" and the raw 16-byte queue ids (see gateway/src/notices.rs).
-  redis.call('SPUBLISH', ARGV[2], 'a|' .. now .. '|' .. table.concat(admitted_ids))
-  redis.call('HINCRBY', KEYS[5], 'admitted_total', admitted)
-  redis.call('HINCRBY', KEYS[6], now_s, admitted)
-end
-if dropped > 0 then
-  redis.call('HINCRBY', KEYS[5], 'dropped_total', dropped)
-end
-if parked > 0 then
-  redis.call('HINCRBY', KEYS[5], 'parked_total', parked)
-end
--- Keep two minutes of per-second admissions.
-if now_s % 10 == 0 then
-  for _, second in ipairs(redis.call('HKEYS', KEYS[6])) do
-    if tonumber(second) < now_s - 120 then
-      redis.call('HDEL', KEYS[6], second)
-    end
-  end
-end
-return {admitted, dropped, #expired, more, arrivals, through, parked}
+record_step(k, ARGV[2], now, admitted_ids, dropped, parked)
+return {admitted, dropped, expired, more, arrivals, through, parked}

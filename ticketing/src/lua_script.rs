@@ -2,10 +2,11 @@
 //! a rule (Redis's clock, taking ticket numbers, ending a hold, counting demand) is written once.
 //! The library defines local functions only and reads no KEYS or ARGV of its own.
 
-/// A lazily built `redis::Script` of `lua/<file>` with the library before it.
+/// A lazily built `redis::Script` of `lua/<file>` with the library before it, then any parts
+/// named after it (`lua/<part>`, in order): a long script split by concern, as `admit.lua` is.
 #[macro_export]
 macro_rules! lua_script {
-    ($file:literal) => {
+    ($file:literal $(, $part:literal)* $(,)?) => {
         std::sync::LazyLock::new(|| {
             redis::Script::new(concat!(
                 include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../lua/lib/clock.lua")),
@@ -30,6 +31,7 @@ macro_rules! lua_script {
                     env!("CARGO_MANIFEST_DIR"),
                     "/../lua/lib/liveness.lua"
                 )),
+                $(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../lua/", $part)),)*
                 include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../lua/", $file)),
             ))
         })

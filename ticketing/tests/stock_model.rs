@@ -11,7 +11,7 @@
 //!
 //! The model is thin on purpose: Redis tells who stands where; the model knows only what Redis
 //! cannot (what was sold, which crashed bookings reached Postgres) and what each case was set up
-//! with. `Seen::gate` restates admit.lua's rule; change both together. Each case uses its own
+//! with. `Seen::gate` restates the rule of admit.lua's gate (`lua/admission/gate.lua`); change both together. Each case uses its own
 //! event id and deletes its keys when it ends.
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -12,7 +12,13 @@ use crate::lua_reply::{array, int, malformed};
 use crate::redis_client::RedisClient;
 use crate::tier::TierCode;
 
-static ADMIT: LazyLock<Script> = crate::lua_script!("admit.lua");
+static ADMIT: LazyLock<Script> = crate::lua_script!(
+    "admit.lua",
+    "admission/reclaim.lua",
+    "admission/pace.lua",
+    "admission/gate.lua",
+    "admission/record.lua",
+);
 static GIVE_BACK: LazyLock<Script> = crate::lua_script!("admission_give_back.lua");
 
 /// Most entries one step looks at off the head (admitted, dropped, parked, or passed waiting for

@@ -1,0 +1,141 @@
+-- admission/gate.lua: the stock gate, what admit.lua asks of each entry at the head. Spliced
+-- into admit.lua only; `k` holds admit.lua's keys by name.
+--
+-- Per tier t, an entry is admitted only while the tickets admitted buyers want stay within what
+-- is left plus headroom_pct:
+--   sum over admitted of demand_t  <=  avail_t * (1 + headroom_pct/100)
+-- where a buyer's demand is its wish. A buyer without a wish may take any tier, so it is gated by
+-- the stock as a whole (the same sum over the tiers on sale) and counts the tickets one booking
+-- takes on average (2 before the first booking), spread over the tiers on sale. With
+-- hold_on_admission, admission instead reserves the wish at once (a hold under the queue id;
+-- booking claims it) and needs the wish on sale now; such buyers count no demand, their tickets
+-- are out of avail already.
+
+-- The gate for this step, over the tiers `codes`: reads the stock and what admitted buyers count
+-- against it once, and keeps both current as it admits.
+local function stock_gate(k, room, codes)
+  local avail, held, demand, average = {}, {}, {}, {}
+  local booked = tonumber(redis.call('HGET', k.stats, 'booked_total')) or 0
+  local sold_all = 0
+  for _, code in ipairs(codes) do
+    local stock = redis.call('HMGET', k.inv, code .. ':avail', code .. ':held')
+    avail[code] = tonumber(stock[1]) or 0
+    held[code] = tonumber(stock[2]) or 0
+    demand[code] = tonumber(redis.call('HGET', k.admd, code)) or 0
+    if booked == 0 then
+      average[code] = 0
+    else
+      local sold = tonumber(redis.call('HGET', k.stats, 'sold:' .. code)) or 0
+      sold_all = sold_all + sold
+      average[code] = math.floor(100 * sold / booked + 0.5)
+    end
+  end
+  -- The tickets one booking takes, in hundredths: the sale's average over every tier, 2 before
+  -- the first booking.
+  local per_booking = 200
+  if booked > 0 then
+    per_booking = math.max(100, math.floor(100 * sold_all / booked + 0.5))
+  end
+  local headroom = 100 + (tonumber(room.headroom_pct) or 10)
+  local hold_on_admission = room.hold_on_admission == '1'
+  local gate = {}
+
+  -- One entry at the head: 'park', 'wait' (with the tiers it waits for), 'hold', or 'count' with
+  -- what it will count against each tier (hundredths).
+  function gate.judge(wish)
+    if wish then
+      for _, want in ipairs(wish) do
+        local code, quantity = want[1], want[2]
+        if avail[code] == nil or avail[code] + held[code] < quantity then
+          return 'park'
+        end
+      end
+      local short = {}
+      for _, want in ipairs(wish) do
+        local code, quantity = want[1], want[2]
+        if hold_on_admission then
+          if avail[code] < quantity then
+            short[#short + 1] = code
+          end
+        elseif demand[code] + 100 * quantity > avail[code] * headroom then
+          short[#short + 1] = code
+        end
+      end
+      if #short > 0 then
+        return 'wait', short
+      end
+      if hold_on_admission then
+        return 'hold'
+      end
+      local counts = {}
+      for _, want in ipairs(wish) do
+        counts[#counts + 1] = {want[1], 100 * want[2]}
+      end
+      return 'count', counts
+    end
+    -- No wish: the buyer may take any tier still on sale, so the gate is the stock as a whole
+    -- (one scarce tier must not hold back buyers who may well want another). It counts what one
+    -- booking takes (not a booking's worth per tier), spread over the tiers on sale as the sale's
+    -- bookings spread over them (by what is left before any booking of them); at least one
+    -- ticket and at most what is left in all.
+    local on_sale, weights, weight, wanted, left = {}, {}, 0, 0, 0
+    for _, code in ipairs(codes) do
+      if avail[code] > 0 then
+        on_sale[#on_sale + 1] = code
+        weights[code] = average[code]
+        weight = weight + average[code]
+        wanted = wanted + demand[code]
+        left = left + avail[code]
+      end
+    end
+    if weight == 0 then
+      for _, code in ipairs(on_sale) do
+        weights[code] = avail[code]
+      end
+      weight = left
+    end
+    local counts, total = {}, per_booking
+    for _, code in ipairs(on_sale) do
+      counts[#counts + 1] = {code, math.floor(per_booking * weights[code] / weight + 0.5)}
+    end
+    -- It cannot take more than is left: with one ticket left, one such buyer still goes in.
+    if #on_sale == 0 or wanted + math.min(math.max(total, 100), left * 100) > left * headroom then
+      return 'wait', {}
+    end
+    return 'count', counts
+  end
+
+  -- Reserves the wish for qid until `until_ms` (as reserve.lua does for a token).
+  function gate.hold(qid, wish, until_ms)
+    local parts, quantities = {}, {}
+    for _, want in ipairs(wish) do
+      local code, quantity = want[1], want[2]
+      local numbers = take_numbers(k.inv, k.free[code], code, quantity)
+      avail[code] = avail[code] - quantity
+      held[code] = held[code] + quantity
+      parts[#parts + 1] = code .. '=' .. table.concat(numbers, ',')
+      quantities[#quantities + 1] = code .. ':' .. quantity
+    end
+    local id = hold_id(qid)
+    redis.call('ZADD', k.holds, until_ms, id)
+    redis.call('HSET', k.holdv, id, hold_value('admission', 'admission', parts))
+    redis.call('HSET', k.admw, qid, 'h|' .. table.concat(quantities, ';'))
+  end
+
+  -- Counts `counts` ({tier, hundredths}) against the stock for qid, recorded as `kind` ('w' a
+  -- wish, 'a' the sale's average) so lib/demand.lua can give it back.
+  function gate.count(qid, kind, counts)
+    local parts = {}
+    for _, c in ipairs(counts) do
+      -- Zero shares are not written ('-0' is no integer to Redis when given back).
+      if c[2] > 0 then
+        demand[c[1]] = demand[c[1]] + c[2]
+        redis.call('HINCRBY', k.admd, c[1], c[2])
+        parts[#parts + 1] = c[1] .. '=' .. c[2]
+      end
+    end
+    redis.call('HSET', k.admw, qid, kind .. '|' .. table.concat(parts, ';'))
+  end
+
+  return gate
+end
