@@ -28,7 +28,6 @@ out=test-output/bench
 mkdir -p "$out"
 summary=$out/summary.txt
 : > "$summary"
-note() { echo "$*" | tee -a "$summary"; }
 
 ensure_postgres
 ensure_redis
@@ -70,8 +69,6 @@ wait_for http://127.0.0.1:5501/readyz
 wait_for http://127.0.0.1:5502/readyz
 lg() { $bin/loadgen "$@" --gateway http://127.0.0.1:3500 --booking http://127.0.0.1:5500 \
   --keys-dir "$ENTRY_KEYS_DIR" --kid bench --database-url "$DATABASE_URL"; }
-# field FILE EXPR: evaluates a Python expression over the JSON report `r`.
-field() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
 
 note "machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB; concurrency $CONCURRENCY; ${DURATION}s per run"
 note ""
@@ -114,25 +111,15 @@ sampler=$!
 # without it just before and just after differed by 17 %), so the flood is measured in
 # alternating rounds, each with and without it, in turn first, and the ratio is the median of
 # the rounds'.
-: > "$out/flood-rounds.txt"
-for round in $(seq 1 "${FLOOD_ROUNDS:-4}"); do
-  order=$([ $((round % 2)) = 1 ] && echo "flood plain" || echo "plain flood")
-  for which in $order; do
-    lg booking-ceiling --mode closed --concurrency "$CONCURRENCY" --duration "$DURATION" \
-      $([ "$which" = flood ] && echo --lookup-flood 2000) --out "$out/booking-$which-$round" > "$out/booking-$which-$round.txt"
-    rate=$(field "$out/booking-$which-$round.json" "[e for e in r['endpoints'] if e['endpoint']=='POST /api/bookings'][0]['throughput_per_s']")
-    echo "$round $which $rate" >> "$out/flood-rounds.txt"
-  done
-done
+bookings_of() { # side round: one timed run, with the flood or without, its bookings/s
+  lg booking-ceiling --mode closed --concurrency "$CONCURRENCY" --duration "$DURATION" \
+    $([ "$1" = flood ] && echo --lookup-flood 2000) --out "$out/booking-$1-$2" > "$out/booking-$1-$2.txt"
+  field "$out/booking-$1-$2.json" "[e for e in r['endpoints'] if e['endpoint']=='POST /api/bookings'][0]['throughput_per_s']"
+}
+alternating_rounds "${FLOOD_ROUNDS:-4}" flood plain "$out/flood-rounds.txt" bookings_of
 kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
 cp "$out/booking-flood-1.json" "$out/booking-flood.json"
-note "bookings with / without the flood, per round: $(python3 -c "
-import collections, statistics
-r = collections.defaultdict(dict)
-for line in open('$out/flood-rounds.txt'):
-    n, which, v = line.split(); r[n][which] = float(v)
-ratios = [r[n]['flood'] / r[n]['plain'] for n in sorted(r, key=int)]
-print(', '.join(f\"{r[n]['flood']:.0f}/{r[n]['plain']:.0f} = {x:.2f}\" for n, x in zip(sorted(r, key=int), ratios)), '| median', f'{statistics.median(ratios):.2f}x')")"
+note "bookings with / without the flood, per round: $(ratios_and_median "$out/flood-rounds.txt" flood plain)"
 note "ledger after the flood rounds:  $(grep -c BROKEN "$out"/booking-flood-*.txt "$out"/booking-plain-*.txt | awk -F: '{s+=$2} END {print (s ? s " checks BROKEN" : "every check holds")}')"
 note "look-ups answered:              $(field "$out/booking-flood.json" "[e for e in r['endpoints'] if 'unknown' in e['endpoint']][0]['outcomes']")"
 note "sessions waiting on an advisory lock: max $(grep -E '^[0-9]+$' "$out/advisory-waits.txt" | sort -n | tail -1) in $(grep -cE '^[0-9]+$' "$out/advisory-waits.txt") samples"

@@ -10,10 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-ensure_rust
-ensure_postgres
-ensure_postgres_access
-ensure_redis
+ensure_stack
 
 ROUNDS=${ROUNDS:-4}
 DURATION=${DURATION:-10}
@@ -21,7 +18,7 @@ profile=${BIN:-release}
 out=${OUT:-test-output/bench-allocator}
 mkdir -p "$out"
 : > "$out/summary.txt"
-note() { echo "$*" | tee -a "$out/summary.txt"; }
+summary=$out/summary.txt
 
 flag=$([ "$profile" = release ] && echo --release || true)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
@@ -51,7 +48,6 @@ keep_pid=$!
 wait_for http://127.0.0.1:5700/readyz
 wait_for http://127.0.0.1:3700/readyz
 wait_for http://127.0.0.1:3701/readyz
-field() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
 note "machine: $(nproc) cores; $profile builds"
@@ -63,22 +59,12 @@ storm() {
     --kid bench --database-url "$DATABASE_URL" --booking http://127.0.0.1:5700 > /dev/null
 }
 storm collect 4 warm; storm keep 4 warm
-for round in $(seq 1 "$ROUNDS"); do
-  order=$([ $((round % 2)) = 1 ] && echo "collect keep" || echo "keep collect")
-  for which in $order; do
-    storm "$which" "$DURATION" "$round"
-    polls=$(field "$out/storm-$which-$round.json" "round([e for e in r['endpoints'] if e['endpoint'].startswith('GET')][0]['throughput_per_s'])")
-    echo "$round $which $polls" >> "$out/polls.txt"
-    note "round $round $which: $polls polls/s"
-  done
-done
-note "collect/keep per round, and the median: $(python3 -c "
-import collections, statistics
-r = collections.defaultdict(dict)
-for line in open('$out/polls.txt'):
-    n, which, v = line.split(); r[n][which] = float(v)
-ratios = [r[n]['collect'] / r[n]['keep'] for n in sorted(r, key=int)]
-print(' '.join(f'{x:.3f}' for x in ratios), '| median', f'{statistics.median(ratios):.3f}')")"
+polls_of() { # side round: one timed storm, its polls/s
+  storm "$1" "$DURATION" "$2"
+  field "$out/storm-$1-$2.json" "round([e for e in r['endpoints'] if e['endpoint'].startswith('GET')][0]['throughput_per_s'])"
+}
+alternating_rounds "$ROUNDS" collect keep "$out/polls.txt" polls_of
+note "collect/keep polls/s per round, and the median: $(ratios_and_median "$out/polls.txt" collect keep)"
 
 note "== resident memory (KiB) around a wave of 2,000 half heads and 2,000 silent connections"
 for which in collect keep; do

@@ -11,10 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-ensure_rust
-ensure_postgres
-ensure_postgres_access
-ensure_redis
+ensure_stack
 
 BASE_REV=${BASE_REV:-ee089d1}
 ROUNDS=${ROUNDS:-3}
@@ -23,7 +20,7 @@ CONCURRENCY=${CONCURRENCY:-16}
 out=${OUT:-test-output/bench-ab}
 mkdir -p "$out"
 : > "$out/summary.txt"
-note() { echo "$*" | tee -a "$out/summary.txt"; }
+summary=$out/summary.txt
 
 root=$PWD
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
@@ -63,7 +60,6 @@ wait_for http://127.0.0.1:3700/readyz
 "$bin/queue-worker" > "$out/queue-worker.log" 2>&1 & pids+=("$!")
 BOOKING_ADDR=127.0.0.1:5700 "$bin/booking" > "$out/booking-new.log" 2>&1 & pids+=("$!")
 wait_for http://127.0.0.1:5700/readyz
-field() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
 run() { # run NAME PORT [flood]
   "$bin/loadgen" booking-ceiling --mode closed --concurrency "$CONCURRENCY" --duration "$DURATION" \
     --gateway http://127.0.0.1:3700 --booking "http://127.0.0.1:$2" --keys-dir "$ENTRY_KEYS_DIR" \

@@ -33,7 +33,7 @@ out=${OUT:-test-output/bench-catalog}
 mkdir -p "$out"
 : > "$out/summary.txt"
 : > "$out/measures.txt"
-note() { echo "$*" | tee -a "$out/summary.txt"; }
+summary=$out/summary.txt
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 cargo build -q --release -p gateway -p booking -p queue-worker -p loadgen

@@ -13,10 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-ensure_rust
-ensure_postgres
-ensure_postgres_access
-ensure_redis
+ensure_stack
 
 BASE_REV=${BASE_REV:-aadacea}
 VISITORS=${VISITORS:-3000}
@@ -27,7 +24,7 @@ profile=${BIN:-release}
 out=${OUT:-test-output/bench-stock}
 mkdir -p "$out"
 : > "$out/summary.txt"
-note() { echo "$*" | tee -a "$out/summary.txt"; }
+summary=$out/summary.txt
 
 flag=$([ "$profile" = release ] && echo --release || true)
 root=$PWD
@@ -74,7 +71,6 @@ wait_for http://127.0.0.1:3601/readyz
 wait_for http://127.0.0.1:5600/readyz
 lg() { $bin/loadgen "$@" --booking http://127.0.0.1:5600 --keys-dir "$ENTRY_KEYS_DIR" \
   --kid bench --database-url "$DATABASE_URL"; }
-field() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
 
 note "machine: $(nproc) cores; $profile builds; base gateway: $BASE_REV"
 note ""
@@ -88,27 +84,15 @@ note "ledger: $(field "$out/stock-sale.json" "'holds' if all(c['holds'] for c in
 note ""
 fi
 if [[ " $SECTIONS " == *" 2 "* ]]; then
-: > "$out/polls.txt"
 note "== 2. polls/s, this gateway vs $BASE_REV's, alternating rounds of queue-storm (64 clients, ${DURATION}s)"
 storm() { lg queue-storm --gateway "http://127.0.0.1:$([ "$1" = new ] && echo 3600 || echo 3601)" \
   --concurrency 64 --duration "$2" --out "$out/storm-$1-$3" > /dev/null; }
 # Warm both (connection pools, caches, the allocator) before anything is timed.
 storm new 4 warm; storm base 4 warm
-for round in $(seq 1 "$ROUNDS"); do
-  # Each round in the other order, so neither side always runs first on a drifting machine.
-  order=$([ $((round % 2)) = 1 ] && echo "new base" || echo "base new")
-  for which in $order; do
-    storm "$which" "$DURATION" "$round"
-    polls=$(field "$out/storm-$which-$round.json" "round([e for e in r['endpoints'] if e['endpoint'].startswith('GET')][0]['throughput_per_s'])")
-    echo "$round $which $polls" >> "$out/polls.txt"
-    note "round $round $which: $polls polls/s"
-  done
-done
-note "new/base per round, and the median: $(python3 -c "
-import collections, statistics
-r = collections.defaultdict(dict)
-for line in open('$out/polls.txt'):
-    n, which, v = line.split(); r[n][which] = float(v)
-ratios = [r[n]['new'] / r[n]['base'] for n in sorted(r, key=int)]
-print(' '.join(f'{x:.2f}' for x in ratios), '| median', f'{statistics.median(ratios):.2f}')")"
+polls_of() { # side round: one timed storm, its polls/s
+  storm "$1" "$DURATION" "$2"
+  field "$out/storm-$1-$2.json" "round([e for e in r['endpoints'] if e['endpoint'].startswith('GET')][0]['throughput_per_s'])"
+}
+alternating_rounds "$ROUNDS" new base "$out/polls.txt" polls_of
+note "new/base polls/s per round, and the median: $(ratios_and_median "$out/polls.txt" new base)"
 fi

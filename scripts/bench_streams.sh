@@ -11,10 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-ensure_rust
-ensure_postgres
-ensure_postgres_access
-ensure_redis
+ensure_stack
 
 COUNTS=${COUNTS:-5000,10000,20000}
 SOURCES=${SOURCES:-10}
@@ -24,7 +21,7 @@ profile=${BIN:-release}
 out=${OUT:-test-output/bench-streams}
 mkdir -p "$out"
 : > "$out/summary.txt"
-note() { echo "$*" | tee -a "$out/summary.txt"; }
+summary=$out/summary.txt
 
 # Two sockets per stream (the page's and the gateway's) in this one machine.
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"

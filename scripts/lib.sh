@@ -1,4 +1,4 @@
-# Shared by run.sh and test.sh: make sure the machine has what the system needs, installing from
+# Shared by the scripts: make sure the machine has what the system needs, installing from
 # the OS packages only what is missing, and starting PostgreSQL and Redis if they are not running.
 # Debian/Ubuntu as root (or with sudo); on macOS use Homebrew (see README).
 
@@ -120,4 +120,51 @@ random_secrets() {
   export ACCESS_CODE_SECRET=${ACCESS_CODE_SECRET:-$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')}
   export QUEUE_RECEIPT_KEYS=${QUEUE_RECEIPT_KEYS:-k1:$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')}
   export PROOF_SECRET=${PROOF_SECRET:-$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')}
+}
+
+# What every script that builds or runs the services needs: Rust, PostgreSQL reachable as
+# $PG_USER, and Redis, installed and started where missing.
+ensure_stack() {
+  ensure_rust
+  ensure_postgres
+  ensure_postgres_access
+  ensure_redis
+}
+
+# A benchmark's summary line: printed, and kept in $summary.
+note() { echo "$*" | tee -a "${summary:?set summary to the summary file}"; }
+
+# One value out of a loadgen report: `field FILE EXPR`, EXPR a Python expression over `r`.
+field() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
+
+# Measures two sides in alternating rounds: `alternating_rounds ROUNDS A B FILE MEASURE` calls
+# `MEASURE SIDE ROUND` (it prints one figure) for A and B each round, each round in the other
+# order so neither always runs first on a drifting machine, and keeps "ROUND SIDE FIGURE" lines
+# in FILE. The machine's speed drifts between runs by more than most differences we measure.
+alternating_rounds() {
+  local rounds=$1 a=$2 b=$3 file=$4 measure=$5 round side figure
+  : > "$file"
+  for round in $(seq 1 "$rounds"); do
+    for side in $([ $((round % 2)) = 1 ] && echo "$a $b" || echo "$b $a"); do
+      figure=$("$measure" "$side" "$round")
+      echo "$round $side $figure" >> "$file"
+      note "round $round $side: $figure"
+    done
+  done
+}
+
+# A/B per round of `alternating_rounds`' FILE, then the median: "a/b = r, ... | median m".
+ratios_and_median() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import collections, statistics, sys
+path, a, b = sys.argv[1:]
+r = collections.defaultdict(dict)
+for line in open(path):
+    n, side, v = line.split()
+    r[n][side] = float(v)
+rounds = sorted(r, key=int)
+ratios = [r[n][a] / r[n][b] for n in rounds]
+print(', '.join(f'{r[n][a]:.0f}/{r[n][b]:.0f} = {x:.3f}' for n, x in zip(rounds, ratios)),
+      '| median', f'{statistics.median(ratios):.3f}')
+PY
 }

@@ -6,10 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-ensure_rust
-ensure_postgres
-ensure_postgres_access
-ensure_redis
+ensure_stack
 create_database ticket_booking
 
 PROFILE=${PROFILE:-release}

@@ -13,10 +13,7 @@ SCHEMATHESIS_VERSION=4.32.5
 HYPOTHESIS_VERSION=6.170.17
 venv=.run/venv
 
-ensure_rust
-ensure_postgres
-ensure_postgres_access
-ensure_redis
+ensure_stack
 
 pins=("schemathesis==$SCHEMATHESIS_VERSION" "hypothesis==$HYPOTHESIS_VERSION")
 if [ "$("$venv/bin/pip" freeze 2>/dev/null | grep -cxF -e "${pins[0]}" -e "${pins[1]}")" != 2 ]; then
