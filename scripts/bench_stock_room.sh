@@ -6,6 +6,11 @@
 #   2. poll throughput of this gateway against the gateway before the stock gate (git rev
 #      $BASE_REV, built in its own worktree): loadgen queue-storm against each, alternating
 #      rounds, the same database, Redis and worker.
+#   3. loadgen rehearsal: an on-sale night as crowds behave (8,000 pre-queued, 4,000 more at
+#      150/s, 20 % leave while waiting, 5 % of those admitted never book, no wishes: 1-4 GA, one
+#      in ten adds a VIP) against 3,000 GA and 300 VIP at 3,000 admissions/min, max_active 1,000,
+#      token TTL 120 s, replayed against the stock gate and a rate-only room: sell-out times,
+#      admissions a minute, the longest stall, refusals for stock, the first wait range.
 # Results: test-output/bench-stock/summary.txt and the loadgen reports beside it.
 # VISITORS, ROUNDS, DURATION and BASE_REV may be set, SECTIONS="1 2" chooses; BIN=debug runs the
 # debug builds (a smoke run, not a measurement).
@@ -18,13 +23,15 @@ ensure_stack
 BASE_REV=${BASE_REV:-aadacea}
 VISITORS=${VISITORS:-3000}
 ROUNDS=${ROUNDS:-3}
-SECTIONS=${SECTIONS:-1 2}
+SECTIONS=${SECTIONS:-1 2 3}
 DURATION=${DURATION:-10}
 profile=${BIN:-release}
 out=${OUT:-test-output/bench-stock}
 mkdir -p "$out"
 : > "$out/summary.txt"
 summary=$out/summary.txt
+# The rehearsal's 12,000 pages may all poll at the opening: as many sockets.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 flag=$([ "$profile" = release ] && echo --release || true)
 root=$PWD
@@ -36,12 +43,14 @@ bin=$out/bin
 mkdir -p "$bin"
 for b in gateway booking queue-worker loadgen; do cp "$target/$b" "$bin/$b"; done
 # The gateway before the stock gate, from its own worktree (the same target dir shares the
-# dependencies' builds).
-base=$(mktemp -d)/base
-git worktree add -q --detach "$base" "$BASE_REV"
-(cd "$base" && cargo build -q $flag -p gateway)
-cp "$target/gateway" "$out/gateway-base"
-git worktree remove --force "$base"
+# dependencies' builds), for section 2.
+if [[ " $SECTIONS " == *" 2 "* ]]; then
+  base=$(mktemp -d)/base
+  git worktree add -q --detach "$base" "$BASE_REV"
+  (cd "$base" && cargo build -q $flag -p gateway)
+  cp "$target/gateway" "$out/gateway-base"
+  git worktree remove --force "$base"
+fi
 
 db=ticket_booking_bench_stock
 # The base gateway has a database of its own: it refuses one that migrations it does not know
@@ -62,12 +71,14 @@ pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 $bin/gateway serve > "$out/gateway.log" 2>&1 & pids+=("$!")
-GATEWAY_ADDR=127.0.0.1:3601 DATABASE_URL=postgres://$PG_USER@$PG_HOST:$PG_PORT/${db}_base \
-  "$out/gateway-base" serve > "$out/gateway-base.log" 2>&1 & pids+=("$!")
+if [[ " $SECTIONS " == *" 2 "* ]]; then
+  GATEWAY_ADDR=127.0.0.1:3601 DATABASE_URL=postgres://$PG_USER@$PG_HOST:$PG_PORT/${db}_base \
+    "$out/gateway-base" serve > "$out/gateway-base.log" 2>&1 & pids+=("$!")
+  wait_for http://127.0.0.1:3601/readyz
+fi
 $bin/booking > "$out/booking.log" 2>&1 & pids+=("$!")
 $bin/queue-worker > "$out/queue-worker.log" 2>&1 & pids+=("$!")
 wait_for http://127.0.0.1:3600/readyz
-wait_for http://127.0.0.1:3601/readyz
 wait_for http://127.0.0.1:5600/readyz
 lg() { $bin/loadgen "$@" --booking http://127.0.0.1:5600 --keys-dir "$ENTRY_KEYS_DIR" \
   --kid bench --database-url "$DATABASE_URL"; }
@@ -95,4 +106,13 @@ polls_of() { # side round: one timed storm, its polls/s
 }
 alternating_rounds "$ROUNDS" new base "$out/polls.txt" polls_of
 note "new/base polls/s per round, and the median: $(ratios_and_median "$out/polls.txt" new base)"
+fi
+if [[ " $SECTIONS " == *" 3 "* ]]; then
+note ""
+note "== 3. rehearsal: 8,000 pre-queued + 4,000 at 150/s, 20 % leave while waiting, 5 % never book, no wishes; 3,000 GA + 300 VIP, 3,000/min, max_active 1,000, TTL 120 s"
+lg rehearsal --gateway http://127.0.0.1:3600 ${REHEARSAL_ARGS:-} --out "$out/rehearsal" > "$out/rehearsal.txt"
+for i in 0 1; do
+  note "$(field "$out/rehearsal.json" "(lambda x: f\"{x['room']['name']:28} GA sold out {x['ga_sold_out_s']} s, VIP {x['vip_sold_out_s']} s; admissions {x['measured_per_minute'] and round(x['measured_per_minute'])}/min of {x['set_per_minute']}; longest stall {x['longest_stall_s']:.1f} s; refused for stock {x['refused_for_stock']} of {x['admitted']} admitted ({100*x['refused_share']:.1f} % of those who tried); first range held {x['first_range_held_share'] and round(100*x['first_range_held_share'])} %, median error {x['first_estimate_median_error'] and round(100*x['first_estimate_median_error'])} %, {x['jumps_beyond_range']} jumps beyond it\")(r['rehearsal'][$i])")"
+done
+note "ledger: $(field "$out/rehearsal.json" "'holds' if all(c['holds'] for c in r['invariants']) else 'BROKEN: ' + '; '.join(c['promise'] for c in r['invariants'] if not c['holds'])")"
 fi

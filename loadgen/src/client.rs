@@ -149,18 +149,31 @@ impl Api {
         answer
     }
 
-    /// Creates an event through the admin API (not recorded).
+    /// Creates an event on sale already through the admin API (not recorded).
     pub async fn create_event(
         &self,
         name: &str,
         tiers: &[(String, i64)],
         waiting_room: Value,
     ) -> anyhow::Result<Uuid> {
+        let on_sale_at = chrono::Utc::now() - chrono::Duration::seconds(5);
+        self.create_event_opening(name, tiers, waiting_room, on_sale_at)
+            .await
+    }
+
+    /// Creates an event that goes on sale at `on_sale_at` (not recorded).
+    pub async fn create_event_opening(
+        &self,
+        name: &str,
+        tiers: &[(String, i64)],
+        waiting_room: Value,
+        on_sale_at: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<Uuid> {
         let body = json!({
             "name": name,
             "venue_name": "Load Test Arena",
             "starts_at": (chrono::Utc::now() + chrono::Duration::days(60)).to_rfc3339(),
-            "on_sale_at": (chrono::Utc::now() - chrono::Duration::seconds(5)).to_rfc3339(),
+            "on_sale_at": on_sale_at.to_rfc3339(),
             "waiting_room": waiting_room,
             "max_per_booking": 8,
             "tiers": tiers.iter().map(|(code, capacity)| json!({

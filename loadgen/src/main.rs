@@ -34,6 +34,10 @@ scenarios:
   stock-sale       two tiers selling out at different times, buyers choosing while they wait,
                    replayed against three rooms in one run (hold on admission, stock gate,
                    rate only): refusals for stock among admitted buyers, time to be told
+  rehearsal        an on-sale night as crowds behave (a pre-queue, later arrivals, visitors who
+                   leave while waiting, admitted buyers who never book, no wishes), replayed
+                   against the stock gate and a rate-only room: sell-out times, admissions a
+                   minute, the longest stall, refusals for stock, the first wait range
   streams          --counts open queue streams on one gateway against as many pages polling:
                    its memory per stream, CPU and Redis commands, admission-notice latency
   original         the original app's SKIP LOCKED algorithm in Postgres (baseline)
@@ -56,6 +60,9 @@ proof-joins:     --proof-gateway http://127.0.0.1:3001 --joins 20000 (per mode) 
                  (alternating slices of each mode) --concurrency 64
 stock-sale:      --visitors 3000 --arrival-rate 300 --ga 2400 --vip 300 --admission-per-minute 3000
                  --max-active 300 --switch 0.1 --max-poll-ms 2000 --max-duration 300
+rehearsal:       --pre-queued 8000 --lead 20 --later 4000 --later-rate 150 --abandon 0.2
+                 --never-book 0.05 --add-vip 0.1 --ga 3000 --vip 300 --admission-per-minute 3000
+                 --max-active 1000 --token-ttl 120 --max-poll-ms 20000 --max-duration 300
 streams:         --counts 5000,10000,20000 --sources 10 (127.0.0.x addresses) --window 20
                  --admit 2000 --gateway-pid <pid> (required) --redis-url $REDIS_URL
 original:        --concurrency 32 --rows 300000
@@ -317,6 +324,52 @@ async fn main() -> anyhow::Result<()> {
             }
             window = started.elapsed();
             report["stock_sale"] = serde_json::to_value(&rooms)?;
+            report["invariants"] = serde_json::to_value(&checks)?;
+            for c in &checks {
+                println!(
+                    "  [{}] {} ({})",
+                    if c.holds { "ok" } else { "BROKEN" },
+                    c.promise,
+                    c.detail
+                );
+            }
+        }
+        "rehearsal" => {
+            let plan = scenarios::rehearsal::Plan {
+                pre_queued: args.get("pre-queued", 8000)?,
+                lead: Duration::from_secs_f64(args.get("lead", 20.0)?),
+                later: args.get("later", 4000)?,
+                later_rate: args.get("later-rate", 150.0)?,
+                abandon: args.get("abandon", 0.2)?,
+                never_book: args.get("never-book", 0.05)?,
+                add_vip: args.get("add-vip", 0.1)?,
+                ga: args.get("ga", 3000)?,
+                vip: args.get("vip", 300)?,
+                admission_per_minute: args.get("admission-per-minute", 3000)?,
+                max_active: args.get("max-active", 1000)?,
+                token_ttl_s: args.get("token-ttl", 120)?,
+                max_poll_ms: args.get("max-poll-ms", 20_000)?,
+                max_duration: Duration::from_secs_f64(args.get("max-duration", 300.0)?),
+            };
+            let mut rooms = Vec::new();
+            let mut checks = Vec::new();
+            for room in scenarios::rehearsal::ROOMS {
+                let progress =
+                    stats::progress(recorder.clone(), plan.max_duration + plan.lead, room.name);
+                let result = scenarios::rehearsal::run(&api, &plan, room, &run_id).await?;
+                progress.abort();
+                eprintln!();
+                println!("{}: {}", room.name, serde_json::to_string_pretty(&result)?);
+                // Holds of buyers refused mid-checkout return at the sweeper's next pass.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                for mut check in invariants::check(&database_url, &api, result.event_id).await? {
+                    check.promise = format!("{}: {}", room.name, check.promise);
+                    checks.push(check);
+                }
+                rooms.push(result);
+            }
+            window = started.elapsed();
+            report["rehearsal"] = serde_json::to_value(&rooms)?;
             report["invariants"] = serde_json::to_value(&checks)?;
             for c in &checks {
                 println!(

@@ -6,5 +6,6 @@ pub mod onsale;
 pub mod opening;
 pub mod proof_joins;
 pub mod queue_storm;
+pub mod rehearsal;
 pub mod stock_sale;
 pub mod streams;
