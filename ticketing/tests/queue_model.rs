@@ -9,6 +9,8 @@
 //! stands behind every earlier entry; after a loss each waiting entry comes back at its own place,
 //! once, and an entry that already reached the head does not come back.
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap};
 
 use proptest::prelude::*;
@@ -393,28 +395,9 @@ impl Case {
         Ok(())
     }
 
+    /// Everything the event has in Redis, as a data loss takes it.
     async fn delete_keys(&self) -> Result<(), RedisError> {
-        let keys = &self.keys;
-        let mut del = redis::cmd("DEL");
-        del.arg(keys.queue_config())
-            .arg(keys.waiting())
-            .arg(keys.sequence())
-            .arg(keys.alive(0))
-            .arg(keys.alive(1))
-            .arg(keys.admitted())
-            .arg(keys.gone())
-            .arg(keys.stats())
-            .arg(keys.admissions_per_second())
-            .arg(keys.admission_bucket())
-            .arg(keys.restored())
-            .arg(keys.inventory())
-            .arg(keys.demand())
-            .arg(keys.admitted_demand());
-        for id in &self.ids {
-            del.arg(keys.entry_token(*id));
-        }
-        del.query_async::<i64>(&mut self.redis.clone()).await?;
-        Ok(())
+        support::delete_event_keys(&self.redis, self.event_id).await
     }
 }
 

@@ -4,6 +4,8 @@
 //! event's tickets. Each case uses its own event id, so cases never share keys and the
 //! shared Redis stays usable by everyone else; each case deletes its keys when it ends.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::collection::{btree_set, vec};
@@ -871,19 +873,7 @@ impl Case {
     }
 
     async fn delete_keys(&self) -> Result<(), RedisError> {
-        let mut del = redis::cmd("DEL");
-        del.arg(self.keys.inventory())
-            .arg(self.keys.used_tokens())
-            .arg(self.keys.holds())
-            .arg(self.keys.hold_numbers())
-            .arg(self.keys.stats())
-            .arg(self.keys.admitted())
-            .arg(self.keys.free_numbers(UNKNOWN_TIER));
-        for code in &self.model.codes {
-            del.arg(self.keys.free_numbers(code));
-        }
-        del.query_async::<i64>(&mut self.redis.clone()).await?;
-        Ok(())
+        support::delete_event_keys(&self.redis, self.event_id).await
     }
 }
 

@@ -14,6 +14,8 @@
 //! with. `Seen::gate` restates the rule of admit.lua's gate (`lua/admission/gate.lua`); change both together. Each case uses its own
 //! event id and deletes its keys when it ends.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
@@ -1080,38 +1082,7 @@ impl Case {
     }
 
     async fn delete_keys(&self) -> Result<(), RedisError> {
-        let mut conn = self.redis.clone();
-        let pattern = format!("ev:{{{}}}:*", self.event_id);
-        let mut cursor = 0u64;
-        let mut found: Vec<String> = Vec::new();
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await?;
-            found.extend(keys);
-            cursor = next;
-            if cursor == 0 {
-                break;
-            }
-        }
-        if !found.is_empty() {
-            redis::cmd("DEL")
-                .arg(&found)
-                .query_async::<i64>(&mut conn)
-                .await?;
-        }
-        // sync_config marks the event active for workers; this one never existed anywhere else.
-        redis::cmd("ZREM")
-            .arg(ticketing::activity::ACTIVITY)
-            .arg(self.event_id.to_string())
-            .query_async::<i64>(&mut conn)
-            .await?;
-        Ok(())
+        support::delete_event_keys(&self.redis, self.event_id).await
     }
 }
 
