@@ -303,12 +303,21 @@ async fn entries_that_stop_polling_lose_their_place(db: PgPool) {
     system
         .change_waiting_room(event, json!({"paused": false}))
         .await;
-    eventually(
-        Duration::from_secs(5),
-        "the live entry admitted",
-        || async { (state_of(&system, &stays_id).await["state"] == "admitted").then_some(()) },
-    )
-    .await;
+    // Up to 10 s, saying where the live entry stood if it never got in (a CI run under load once
+    // timed out at 5 s without saying).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = state_of(&system, &stays_id).await;
+        if now["state"] == "admitted" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the live entry was never admitted: {now}, room {}",
+            system.waiting_room(event).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(
         state_of(&system, gone["queue_id"].as_str().unwrap()).await["state"],
         "expired"
