@@ -148,21 +148,25 @@ pub fn idempotency_key(raw: Option<&str>) -> Result<Option<String>, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tiers::TierInfo;
+    use ticketing::event::Tier;
     use ticketing::failure::Failure;
 
     fn tiers() -> EventTiers {
         EventTiers {
             tiers: vec![
-                TierInfo {
+                Tier {
                     id: Uuid::new_v4(),
+                    event_id: Uuid::nil(),
                     code: TierCode::known("VIP"),
+                    name: "VIP".into(),
                     capacity: 5,
                     price_cents: 10_000,
                 },
-                TierInfo {
+                Tier {
                     id: Uuid::new_v4(),
+                    event_id: Uuid::nil(),
                     code: TierCode::known("GA"),
+                    name: "General admission".into(),
                     capacity: 10,
                     price_cents: 1_000,
                 },

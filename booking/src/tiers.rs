@@ -1,5 +1,5 @@
-//! Each event's tiers, cached while they are used (tiers never change once created), and the set
-//! of event ids Postgres has.
+//! Each event's tiers as the booking rules need them (read through `ticketing::event`), cached
+//! while they are used (tiers never change once created), and the set of event ids Postgres has.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -7,22 +7,15 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
+use ticketing::event::{self, Tier};
 use ticketing::known_events::KnownEvents;
 use ticketing::redis_client::RedisClient;
 use ticketing::tier::TierCode;
 use uuid::Uuid;
 
 #[derive(Debug, Clone)]
-pub struct TierInfo {
-    pub id: Uuid,
-    pub code: TierCode,
-    pub capacity: i32,
-    pub price_cents: i64,
-}
-
-#[derive(Debug, Clone)]
 pub struct EventTiers {
-    pub tiers: Vec<TierInfo>,
+    pub tiers: Vec<Tier>,
     pub max_per_booking: u32,
     /// Entry tokens are refused before this, whoever signed them (set at creation, never
     /// changed, so cached like the tiers).
@@ -30,11 +23,11 @@ pub struct EventTiers {
 }
 
 impl EventTiers {
-    pub fn by_code(&self, code: &str) -> Option<&TierInfo> {
+    pub fn by_code(&self, code: &str) -> Option<&Tier> {
         self.tiers.iter().find(|t| t.code == *code)
     }
 
-    pub fn by_id(&self, id: Uuid) -> Option<&TierInfo> {
+    pub fn by_id(&self, id: Uuid) -> Option<&Tier> {
         self.tiers.iter().find(|t| t.id == id)
     }
 
@@ -104,32 +97,13 @@ impl TierCatalog {
     }
 
     async fn load(&self, db: &PgPool, event_id: Uuid) -> sqlx::Result<Option<Arc<EventTiers>>> {
-        let Some((max_per_booking, on_sale_at)): Option<(i32, DateTime<Utc>)> =
-            sqlx::query_as("SELECT max_per_booking, on_sale_at FROM events WHERE id = $1")
-                .bind(event_id)
-                .fetch_optional(db)
-                .await?
-        else {
+        let Some(event) = event::find(db, event_id).await? else {
             return Ok(None);
         };
-        let rows: Vec<(Uuid, TierCode, i32, i64)> = sqlx::query_as(
-            "SELECT id, code, capacity, price_cents FROM ticket_tiers WHERE event_id = $1 ORDER BY position",
-        )
-        .bind(event_id)
-        .fetch_all(db)
-        .await?;
         let tiers = Arc::new(EventTiers {
-            tiers: rows
-                .into_iter()
-                .map(|(id, code, capacity, price_cents)| TierInfo {
-                    id,
-                    code,
-                    capacity,
-                    price_cents,
-                })
-                .collect(),
-            max_per_booking: max_per_booking.max(1) as u32,
-            on_sale_at,
+            tiers: event::tiers(db, &[event_id]).await?,
+            max_per_booking: event.max_per_booking.max(1) as u32,
+            on_sale_at: event.on_sale_at,
         });
         let mut events = self.events.write().expect("tier cache lock");
         if events.len() >= MOST_CACHED {

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use ticketing::known_events::KnownEvents;
 use ticketing::redis_client::RedisClient;
 
-use crate::db::events::{self, EventRow};
+use ticketing::event::{self, Event};
 
 const FRESH_FOR: Duration = Duration::from_secs(1);
 
@@ -21,7 +21,7 @@ const FRESH_FOR: Duration = Duration::from_secs(1);
 /// this, entries past their freshness (kept only as a fallback while Postgres is away) go.
 const MOST_CACHED: usize = 4096;
 
-type Cached = (Instant, Arc<EventRow>);
+type Cached = (Instant, Arc<Event>);
 
 #[derive(Clone)]
 pub struct EventDirectory {
@@ -44,7 +44,7 @@ impl EventDirectory {
         }
     }
 
-    pub async fn get(&self, id: Uuid) -> sqlx::Result<Option<Arc<EventRow>>> {
+    pub async fn get(&self, id: Uuid) -> sqlx::Result<Option<Arc<Event>>> {
         let cached = self.by_id.read().expect("cache lock").get(&id).cloned();
         if let Some((at, row)) = &cached {
             if at.elapsed() < FRESH_FOR {
@@ -54,7 +54,7 @@ impl EventDirectory {
         if cached.is_none() && !self.known.contains(&self.db, &self.redis, id).await? {
             return Ok(None);
         }
-        match events::find(&self.db, id).await {
+        match event::find(&self.db, id).await {
             Ok(row) => Ok(row.map(|row| self.remember(row))),
             // While Postgres is away the waiting room keeps running on what it last knew.
             Err(e) => match cached {
@@ -67,7 +67,7 @@ impl EventDirectory {
         }
     }
 
-    pub async fn by_short_id(&self, short_id: i32) -> sqlx::Result<Option<Arc<EventRow>>> {
+    pub async fn by_short_id(&self, short_id: i32) -> sqlx::Result<Option<Arc<Event>>> {
         let known = self
             .short_ids
             .read()
@@ -102,7 +102,7 @@ impl EventDirectory {
         self.by_id.write().expect("cache lock").remove(&id);
     }
 
-    fn remember(&self, row: EventRow) -> Arc<EventRow> {
+    fn remember(&self, row: Event) -> Arc<Event> {
         let row = Arc::new(row);
         self.short_ids
             .write()

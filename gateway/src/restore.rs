@@ -20,8 +20,8 @@ use ticketing::rebuild::{self, When};
 use ticketing::redis_client::RedisClient;
 use uuid::Uuid;
 
-use crate::db::events::EventRow;
 use crate::error::ApiError;
+use ticketing::event::{self, Event};
 
 /// The 503 while an event's line is restored after a Redis loss.
 const RESTORING: &str = "the line is being restored; try again";
@@ -40,7 +40,7 @@ impl Restores {
         &self,
         db: &PgPool,
         redis: &RedisClient,
-        event: &EventRow,
+        event: &Event,
     ) -> Result<(), ApiError> {
         let (db, redis, event_of_task) = (db.clone(), redis.clone(), event.clone());
         self.once(event.id, PATIENCE, async move {
@@ -88,10 +88,10 @@ impl Restores {
     }
 }
 
-async fn restore(db: &PgPool, redis: &RedisClient, event: &EventRow) -> Result<(), ApiError> {
+async fn restore(db: &PgPool, redis: &RedisClient, event: &Event) -> Result<(), ApiError> {
     let marks = QueueMarks::load(db, event.id).await?;
     // The directory's copy may be a second old: an operator's pause just made must not be undone.
-    let room = crate::db::events::find(db, event.id)
+    let room = event::find(db, event.id)
         .await?
         .map_or_else(|| event.waiting_room(), |fresh| fresh.waiting_room());
     queue::sync_config(

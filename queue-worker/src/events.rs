@@ -15,104 +15,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sqlx::PgPool;
 use ticketing::activity;
+use ticketing::event::{self, Event};
 use ticketing::keys::EventKeys;
-use ticketing::queue::{RoomColumns, WaitingRoom, ROOM_COLUMNS};
 use ticketing::redis_client::RedisClient;
-use ticketing::tier::TierCode;
 use uuid::Uuid;
-
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct WatchedEvent {
-    pub id: Uuid,
-    pub on_sale_at: DateTime<Utc>,
-    #[sqlx(flatten)]
-    pub room: RoomColumns,
-    /// The event's tier codes in their order (tiers never change once the event exists).
-    pub tier_codes: Vec<TierCode>,
-}
-
-impl WatchedEvent {
-    pub fn waiting_room(&self) -> WaitingRoom {
-        WaitingRoom::from_columns(self.room)
-    }
-}
-
-fn watched_columns() -> String {
-    format!(
-        "id, on_sale_at, {ROOM_COLUMNS},
-         ARRAY(SELECT t.code FROM ticket_tiers t WHERE t.event_id = events.id ORDER BY t.position)
-             AS tier_codes"
-    )
-}
-
-/// One event's waiting room as Postgres has it now.
-pub async fn room_of(db: &PgPool, event_id: Uuid) -> sqlx::Result<Option<WaitingRoom>> {
-    let row: Option<WatchedEvent> = sqlx::query_as(&format!(
-        "SELECT {} FROM events WHERE id = $1",
-        watched_columns()
-    ))
-    .bind(event_id)
-    .fetch_optional(db)
-    .await?;
-    Ok(row.map(|e| e.waiting_room()))
-}
-
-/// The events named, as Postgres has them now.
-pub async fn by_ids(db: &PgPool, ids: &[Uuid]) -> sqlx::Result<Vec<WatchedEvent>> {
-    sqlx::query_as(&format!(
-        "SELECT {} FROM events WHERE id = ANY($1)",
-        watched_columns()
-    ))
-    .bind(ids)
-    .fetch_all(db)
-    .await
-}
-
-/// The events named, and those whose sale opens within `lead` or opened less than `opened`
-/// ago: one query, over the primary key and the `on_sale_at` index.
-async fn named_or_opening(
-    db: &PgPool,
-    ids: &[Uuid],
-    lead: Duration,
-    opened: Duration,
-) -> sqlx::Result<Vec<(WatchedEvent, bool)>> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        #[sqlx(flatten)]
-        event: WatchedEvent,
-        opening: bool,
-    }
-    let rows: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT {}, on_sale_at BETWEEN now() - $2 AND now() + $3 AS opening
-           FROM events
-          WHERE id = ANY($1) OR on_sale_at BETWEEN now() - $2 AND now() + $3",
-        watched_columns()
-    ))
-    .bind(ids)
-    .bind(opened)
-    .bind(lead)
-    .fetch_all(db)
-    .await?;
-    Ok(rows.into_iter().map(|r| (r.event, r.opening)).collect())
-}
-
-/// A page of the catalog's events that have not started more than a day ago, after `after` in
-/// id order: the reconciler's round over quiet events.
-pub async fn page_after(db: &PgPool, after: Uuid, limit: i64) -> sqlx::Result<Vec<WatchedEvent>> {
-    sqlx::query_as(&format!(
-        "SELECT {} FROM events
-          WHERE id > $1 AND starts_at > now() - interval '1 day'
-          ORDER BY id LIMIT $2",
-        watched_columns()
-    ))
-    .bind(after)
-    .bind(limit)
-    .fetch_all(db)
-    .await
-}
 
 /// What makes an event hot, and for how long.
 #[derive(Debug, Clone, Copy)]
@@ -136,7 +45,7 @@ const READ_OVERLAP_MS: i64 = 1_000;
 
 #[derive(Debug, Clone)]
 struct Hot {
-    event: WatchedEvent,
+    event: Event,
     /// The event's last activity (Redis's clock, ms); 0 when only the opening window holds it.
     active_ms: i64,
 }
@@ -173,7 +82,7 @@ impl HotSet {
         }
     }
 
-    pub fn events(&self) -> Vec<WatchedEvent> {
+    pub fn events(&self) -> Vec<Event> {
         self.events.values().map(|h| h.event.clone()).collect()
     }
 
@@ -216,7 +125,7 @@ pub async fn pick_up(
     if new.is_empty() {
         return Ok(0);
     }
-    let rows = by_ids(db, &new).await?;
+    let rows = event::by_ids(db, &new).await?;
     let mut set = hot.lock().expect("hot set lock");
     let added = rows.len();
     for event in rows {
@@ -248,7 +157,7 @@ pub async fn refresh(
             set.redis_now_ms,
         )
     };
-    let rows = named_or_opening(db, &ids, settings.lead, OPENED_WITHIN).await?;
+    let rows = event::named_or_opening(db, &ids, settings.lead, OPENED_WITHIN).await?;
     let quiet_since = redis_now_ms - settings.quiet.as_millis() as i64;
     let mut refreshed = Refreshed::default();
     let mut next = HashMap::new();

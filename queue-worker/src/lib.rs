@@ -25,9 +25,10 @@ use ticketing::redis_client::RedisClient;
 use ticketing::telemetry;
 
 use crate::config::WorkerConfig;
-use crate::events::{HotSet, WatchedEvent};
+use crate::events::HotSet;
 use crate::jobs::admission::Admission;
 use crate::jobs::reconcile::{DriftMemory, QuietRound};
+use ticketing::event::Event;
 
 /// Bounds each request to the worker's own HTTP surface (health and metrics).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -60,7 +61,7 @@ impl Worker {
         self.events().iter().map(|e| e.id).collect()
     }
 
-    fn events(&self) -> Vec<WatchedEvent> {
+    fn events(&self) -> Vec<Event> {
         self.hot.lock().expect("hot set lock").events()
     }
 

@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod detached;
 pub mod envelope;
+pub mod event;
 pub mod failure;
 pub mod http;
 pub mod inventory;

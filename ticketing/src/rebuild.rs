@@ -61,14 +61,11 @@ async fn rebuild(
     if !exists {
         return Ok(None);
     }
-    let current: i64 = sqlx::query_scalar("SELECT inventory_epoch FROM events WHERE id = $1")
-        .bind(event_id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let current = crate::event::epoch(&mut *tx, event_id).await?;
     match when {
         When::Missing => {
             let in_redis = inventory::redis_epoch(redis, event_id).await?;
-            if in_redis == Some(Epoch(current)) {
+            if in_redis == Some(current) {
                 return Ok(in_redis);
             }
         }

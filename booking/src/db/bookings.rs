@@ -266,15 +266,9 @@ pub async fn cancel(db: &PgPool, id: Uuid, event_id: Uuid) -> sqlx::Result<Optio
     .bind(id)
     .fetch_all(&mut *tx)
     .await?;
-    let epoch: i64 = sqlx::query_scalar("SELECT inventory_epoch FROM events WHERE id = $1")
-        .bind(event_id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let epoch = ticketing::event::epoch(&mut *tx, event_id).await?;
     tx.commit().await?;
-    Ok(Some(Cancelled {
-        freed,
-        epoch: Epoch(epoch),
-    }))
+    Ok(Some(Cancelled { freed, epoch }))
 }
 
 #[cfg(test)]

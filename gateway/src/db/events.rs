@@ -1,96 +1,12 @@
-//! Events, their venue and tiers.
+//! Writing events: a new event with its venue and tiers, and its waiting room retuned. They are
+//! read through `ticketing::event`.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sqlx::{PgConnection, PgPool};
-use ticketing::queue::{RoomColumns, WaitingRoom};
-use ticketing::tier::TierCode;
+use ticketing::queue::WaitingRoom;
 use uuid::Uuid;
 
 use crate::domain::EventDraft;
-
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct EventRow {
-    pub id: Uuid,
-    pub short_id: i32,
-    pub name: String,
-    pub venue_id: Uuid,
-    pub venue_name: String,
-    pub starts_at: DateTime<Utc>,
-    pub on_sale_at: DateTime<Utc>,
-    #[sqlx(flatten)]
-    pub room: RoomColumns,
-    pub max_per_booking: i32,
-    /// The event's tier codes in their order (tiers never change once the event exists).
-    pub tier_codes: Vec<TierCode>,
-}
-
-impl EventRow {
-    pub fn waiting_room(&self) -> WaitingRoom {
-        WaitingRoom::from_columns(self.room)
-    }
-}
-
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct TierRow {
-    pub event_id: Uuid,
-    pub code: TierCode,
-    pub name: String,
-    pub price_cents: i64,
-    pub capacity: i32,
-}
-
-const EVENT_COLUMNS: &str =
-    "e.id, e.short_id, e.name, e.venue_id, v.name AS venue_name, e.starts_at,
-    e.on_sale_at, e.wr_enabled, e.admission_per_minute, e.max_active, e.paused, e.token_ttl_s,
-    e.drain_per_minute, e.headroom_pct, e.hold_on_admission, e.adaptive_target_p95_ms,
-    e.adaptive_max_503_pct, e.adaptive_floor_per_minute, e.max_per_booking,
-    ARRAY(SELECT t.code FROM ticket_tiers t WHERE t.event_id = e.id ORDER BY t.position)
-        AS tier_codes";
-
-/// One page of events by start time; one extra row tells whether another page follows.
-pub async fn list(db: &PgPool, limit: i64, offset: i64) -> sqlx::Result<Vec<EventRow>> {
-    sqlx::query_as(&format!(
-        "SELECT {EVENT_COLUMNS} FROM events e JOIN venues v ON v.id = e.venue_id
-          ORDER BY e.starts_at, e.id LIMIT $1 OFFSET $2"
-    ))
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(db)
-    .await
-}
-
-pub async fn find(db: &PgPool, id: Uuid) -> sqlx::Result<Option<EventRow>> {
-    sqlx::query_as(&format!(
-        "SELECT {EVENT_COLUMNS} FROM events e JOIN venues v ON v.id = e.venue_id WHERE e.id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(db)
-    .await
-}
-
-pub async fn tiers(db: &PgPool, event_ids: &[Uuid]) -> sqlx::Result<Vec<TierRow>> {
-    sqlx::query_as(
-        "SELECT event_id, code, name, price_cents, capacity FROM ticket_tiers
-          WHERE event_id = ANY($1) ORDER BY event_id, position",
-    )
-    .bind(event_ids)
-    .fetch_all(db)
-    .await
-}
-
-/// Tickets still unsold per tier code, counted in Postgres (used when Redis lacks the event).
-pub async fn unsold(db: &PgPool, event_id: Uuid) -> sqlx::Result<Vec<(TierCode, i64)>> {
-    sqlx::query_as(
-        "SELECT t.code, t.capacity - count(k.id)
-           FROM ticket_tiers t
-           LEFT JOIN tickets k ON k.tier_id = t.id AND k.status = 'issued'
-          WHERE t.event_id = $1
-          GROUP BY t.id",
-    )
-    .bind(event_id)
-    .fetch_all(db)
-    .await
-}
 
 /// Inserts a validated draft with its venue (created if new) and tiers; returns the event id.
 pub async fn insert(conn: &mut PgConnection, draft: &EventDraft) -> sqlx::Result<Uuid> {

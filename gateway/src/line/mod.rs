@@ -28,16 +28,13 @@ use chrono::Utc;
 use ticketing::queue::{self, place, Leaving, QueueId, Receipt, Standing, Wish, WishSet};
 use ticketing::token::{EntryClaims, TokenId};
 
-use crate::db::events::EventRow;
 use crate::error::ApiError;
 use crate::state::AppState;
 pub use status::{state_label, QueueState, QueueStatus, TierStatus};
+use ticketing::event::Event;
 
 /// The queue id a path names and the event whose line it stands in (its first four bytes).
-pub async fn entry_of(
-    state: &AppState,
-    queue_id: &str,
-) -> Result<(QueueId, Arc<EventRow>), ApiError> {
+pub async fn entry_of(state: &AppState, queue_id: &str) -> Result<(QueueId, Arc<Event>), ApiError> {
     let queue_id: QueueId = queue_id.parse().map_err(|_| ApiError::QueueEntryNotFound)?;
     let event = state
         .events
@@ -50,7 +47,7 @@ pub async fn entry_of(
 /// Joins `event`'s line as `visitor_id` (or finds the entry it has).
 pub async fn join(
     state: &AppState,
-    event: &EventRow,
+    event: &Event,
     visitor_id: &str,
 ) -> Result<QueueStatus, ApiError> {
     let queue_id = QueueId::for_visitor(
@@ -68,7 +65,7 @@ pub async fn join(
 /// poll and each check of a stream). An entry that is not there is 404.
 pub async fn status_of(
     state: &AppState,
-    event: &EventRow,
+    event: &Event,
     queue_id: QueueId,
     receipt: Option<&Receipt>,
 ) -> Result<QueueStatus, ApiError> {
@@ -83,7 +80,7 @@ pub async fn status_of(
 /// answers as a poll does.
 pub async fn set_wish(
     state: &AppState,
-    event: &EventRow,
+    event: &Event,
     queue_id: QueueId,
     wish: &Wish,
     receipt: Option<&Receipt>,
@@ -102,7 +99,7 @@ pub async fn set_wish(
 /// The entry leaves the line or gives back its admission, now or after a grace.
 pub async fn leave(
     state: &AppState,
-    event: &EventRow,
+    event: &Event,
     queue_id: QueueId,
     when: Leaving,
 ) -> Result<(), ApiError> {
@@ -121,7 +118,7 @@ pub async fn leave(
 
 /// The booking page of an admitted entry is still open: its slot and demand stay counted. An
 /// entry holding no admission slot is 404 (its token, if any, stays valid).
-pub async fn alive(state: &AppState, event: &EventRow, queue_id: QueueId) -> Result<(), ApiError> {
+pub async fn alive(state: &AppState, event: &Event, queue_id: QueueId) -> Result<(), ApiError> {
     if !queue::page_alive(&state.redis, event.id, queue_id).await? {
         return Err(ApiError::QueueEntryNotFound);
     }
@@ -141,7 +138,7 @@ enum Step<'a> {
 /// settings, line marks and inventory back from Postgres first.
 async fn standing(
     state: &AppState,
-    event: &EventRow,
+    event: &Event,
     queue_id: QueueId,
     step: Step<'_>,
 ) -> Result<Standing, ApiError> {
@@ -177,7 +174,7 @@ async fn standing(
 /// describes it. `held` is the verified receipt the poll presented, if any.
 async fn present(
     state: &AppState,
-    event: &EventRow,
+    event: &Event,
     queue_id: QueueId,
     standing: Standing,
     held: Option<&Receipt>,
@@ -244,7 +241,7 @@ async fn present(
 /// two gateways delivering at once answer the same token).
 async fn sign_entry(
     state: &AppState,
-    event: &EventRow,
+    event: &Event,
     queue_id: QueueId,
     expires_ms: i64,
 ) -> Result<String, ApiError> {

@@ -15,9 +15,9 @@ use ticketing::queue::{
 use ticketing::tier::TierCode;
 use uuid::Uuid;
 
-use crate::db::events::EventRow;
 use crate::error::ApiError;
 use crate::wait::{self, WaitNote};
+use ticketing::event::Event;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -119,7 +119,7 @@ pub struct Facts<'a> {
 /// is the verified receipt the poll presented: one that already says all a new one would
 /// (place, generation, the estimate shown) is kept, as sealing a new one would buy nothing.
 pub fn describe(
-    event: &EventRow,
+    event: &Event,
     queue_id: QueueId,
     standing: Standing,
     facts: Facts<'_>,
@@ -278,8 +278,8 @@ mod tests {
 
     use super::*;
 
-    fn event(on_sale_in: Duration) -> EventRow {
-        EventRow {
+    fn event(on_sale_in: Duration) -> Event {
+        Event {
             id: Uuid::new_v4(),
             short_id: 7,
             name: "Status".into(),

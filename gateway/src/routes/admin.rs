@@ -6,6 +6,7 @@ use axum::http::{header, StatusCode};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use ticketing::event;
 use ticketing::failure::{Failure, Json, Path};
 use ticketing::queue::{self, QueueMarks, QueueStats, Sync, WaitingRoom};
 use ticketing::rebuild::{self, When};
@@ -84,7 +85,7 @@ pub async fn create_event(
         Ok::<_, ApiError>(event_id)
     })
     .await?;
-    let row = events::find(&state.db, event_id)
+    let row = event::find(&state.db, event_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("event {event_id} vanished after insert"))?;
     state.events.created(row.id, row.short_id).await;
@@ -97,7 +98,7 @@ pub async fn create_event(
     Ok((StatusCode::CREATED, Json(events.remove(0))))
 }
 
-async fn prepare_redis(state: &AppState, row: &events::EventRow) -> anyhow::Result<()> {
+async fn prepare_redis(state: &AppState, row: &event::Event) -> anyhow::Result<()> {
     rebuild::rebuild_inventory(&state.db, &state.redis, row.id, When::Missing).await?;
     queue::sync_config(
         &state.redis,
@@ -126,7 +127,7 @@ pub async fn show_waiting_room(
     State(state): State<AppState>,
     Path(event_id): Path<Uuid>,
 ) -> Result<Json<WaitingRoomView>, ApiError> {
-    let row = events::find(&state.db, event_id)
+    let row = event::find(&state.db, event_id)
         .await?
         .ok_or(Failure::EventNotFound)?;
     let stats = queue::stats(&state.redis, event_id).await?;
@@ -161,7 +162,7 @@ pub async fn change_waiting_room(
     Path(event_id): Path<Uuid>,
     Json(change): Json<WaitingRoomChange>,
 ) -> Result<Json<WaitingRoom>, ApiError> {
-    let row = events::find(&state.db, event_id)
+    let row = event::find(&state.db, event_id)
         .await?
         .ok_or(Failure::EventNotFound)?;
     let mut room = row.waiting_room();

@@ -11,10 +11,10 @@ use ticketing::redis_client::RedisClient;
 use ticketing::tier::TierCode;
 use uuid::Uuid;
 
-use crate::db::events::{self, EventRow, TierRow};
 use crate::directory::EventDirectory;
 use crate::error::ApiError;
 use crate::state::{AppState, ReadDb};
+use ticketing::event;
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Venue {
@@ -89,7 +89,7 @@ pub async fn list(
     if !(1..=100).contains(&limit) {
         return Err(Failure::BadQuery("limit must be between 1 and 100".into()).into());
     }
-    let mut rows = events::list(&db, limit + 1, (page - 1) * limit).await?;
+    let mut rows = event::list(&db, limit + 1, (page - 1) * limit).await?;
     let has_next = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let events = assemble(&db, &redis, rows).await?;
@@ -114,7 +114,7 @@ pub async fn show(
     if !directory.exists(event_id).await? {
         return Err(Failure::EventNotFound.into());
     }
-    let row = events::find(&db, event_id)
+    let row = event::find(&db, event_id)
         .await?
         .ok_or(Failure::EventNotFound)?;
     let mut events = assemble(&db, &redis, vec![row]).await?;
@@ -133,11 +133,11 @@ pub async fn frontend_config(State(state): State<AppState>) -> Json<FrontendConf
 pub async fn assemble(
     db: &sqlx::PgPool,
     redis: &RedisClient,
-    rows: Vec<EventRow>,
+    rows: Vec<event::Event>,
 ) -> Result<Vec<Event>, ApiError> {
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let mut tiers_by_event: HashMap<Uuid, Vec<TierRow>> = HashMap::new();
-    for tier in events::tiers(db, &ids).await? {
+    let mut tiers_by_event: HashMap<Uuid, Vec<event::Tier>> = HashMap::new();
+    for tier in event::tiers(db, &ids).await? {
         tiers_by_event.entry(tier.event_id).or_default().push(tier);
     }
     let live =
@@ -146,7 +146,7 @@ pub async fn assemble(
     for (row, live) in rows.into_iter().zip(live) {
         let available: HashMap<TierCode, i64> = match live {
             Ok(Some(map)) => map,
-            _ => events::unsold(db, row.id).await?.into_iter().collect(),
+            _ => event::unsold(db, row.id).await?.into_iter().collect(),
         };
         let tiers: Vec<Tier> = tiers_by_event
             .remove(&row.id)

@@ -30,13 +30,13 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::client_addr::ClientAddr;
-use crate::db::events::EventRow;
 use crate::error::ApiError;
 use crate::line::{entry_of, state_label, status_of, QueueState, QueueStatus};
 use crate::notices::{shut_down, Refused, StreamSlot};
 use crate::presented::presented_receipt;
 use crate::state::AppState;
 use crate::takeover::HandOver;
+use ticketing::event;
 
 /// Checks of a stream never come closer than this (a notice is checked at once).
 const MIN_CHECK_MS: u64 = 1_000;
@@ -142,7 +142,7 @@ fn recheck_delay(open_streams: usize, rng: &mut impl Rng) -> Duration {
 /// One open stream.
 struct Watch {
     state: AppState,
-    event: Arc<EventRow>,
+    event: Arc<event::Event>,
     queue_id: QueueId,
     slot: StreamSlot,
     /// The receipt in force (its text, for the message ids) and what it says.

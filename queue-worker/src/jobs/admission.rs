@@ -13,7 +13,7 @@ use ticketing::queue::{self, admit::STEP_BOUND, AdmissionStep, Leaving, QueueMar
 use ticketing::redis_client::RedisClient;
 use uuid::Uuid;
 
-use crate::events::WatchedEvent;
+use ticketing::event::Event;
 
 /// Most steps one event takes per tick: up to 20,000 entries off its head, so a room turned off
 /// with a long line drains at once in seconds while every other event still gets its tick.
@@ -39,12 +39,7 @@ pub struct TickReport {
 }
 
 impl Admission {
-    pub async fn tick(
-        &mut self,
-        db: &PgPool,
-        redis: &RedisClient,
-        events: &[WatchedEvent],
-    ) -> TickReport {
+    pub async fn tick(&mut self, db: &PgPool, redis: &RedisClient, events: &[Event]) -> TickReport {
         let mut report = TickReport {
             events: events.len(),
             failed: 0,
@@ -64,7 +59,7 @@ impl Admission {
         &mut self,
         db: &PgPool,
         redis: &RedisClient,
-        event: &WatchedEvent,
+        event: &Event,
     ) -> anyhow::Result<()> {
         let (event_id, tiers) = (event.id, &event.tier_codes);
         let now_ms = chrono::Utc::now().timestamp_millis();

@@ -9,7 +9,7 @@ use ticketing::queue::Place;
 use ticketing::redis_client::RedisClient;
 use uuid::Uuid;
 
-use crate::events::WatchedEvent;
+use ticketing::event::Event;
 
 /// Slices of the line (of `DORMANCY_BOUND` entries each) one event gets per pass.
 const SLICES_PER_PASS: usize = 10;
@@ -20,7 +20,7 @@ pub struct Walks(HashMap<Uuid, Option<Place>>);
 
 impl Walks {
     /// One pass over the hot events; events no longer hot are forgotten.
-    pub async fn pass(&mut self, redis: &RedisClient, events: &[WatchedEvent]) {
+    pub async fn pass(&mut self, redis: &RedisClient, events: &[Event]) {
         self.0
             .retain(|id, _| events.iter().any(|event| event.id == *id));
         for event in events {

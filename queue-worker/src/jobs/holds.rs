@@ -59,11 +59,7 @@ pub async fn settle(
     let Some(epoch) = overdue.epoch.filter(|_| !overdue.is_empty()) else {
         return Ok(swept);
     };
-    let codes: Vec<TierCode> =
-        sqlx::query_scalar("SELECT code FROM ticket_tiers WHERE event_id = $1 ORDER BY position")
-            .bind(event_id)
-            .fetch_all(db)
-            .await?;
+    let codes = ticketing::event::tier_codes(db, event_id).await?;
     for id in &overdue.admission {
         let released = inventory::release(
             redis,

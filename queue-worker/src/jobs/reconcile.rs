@@ -15,7 +15,7 @@ use ticketing::tier::TierCode;
 use ticketing::token::TokenId;
 use uuid::Uuid;
 
-use crate::events::WatchedEvent;
+use ticketing::event::Event;
 
 /// What the previous pass saw, per event, to tell drift from in-flight work.
 #[derive(Default)]
@@ -38,7 +38,7 @@ impl DriftMemory {
 #[derive(Default)]
 pub struct QuietRound {
     after: Uuid,
-    repairing: HashMap<Uuid, WatchedEvent>,
+    repairing: HashMap<Uuid, Event>,
 }
 
 impl QuietRound {
@@ -49,15 +49,15 @@ impl QuietRound {
         db: &PgPool,
         per_pass: i64,
         hot: impl Fn(Uuid) -> bool,
-    ) -> sqlx::Result<Vec<WatchedEvent>> {
-        let mut events: Vec<WatchedEvent> = self
+    ) -> sqlx::Result<Vec<Event>> {
+        let mut events: Vec<Event> = self
             .repairing
             .values()
             .filter(|e| !hot(e.id))
             .cloned()
             .collect();
         if per_pass > 0 {
-            let page = crate::events::page_after(db, self.after, per_pass).await?;
+            let page = ticketing::event::page_after(db, self.after, per_pass).await?;
             self.after = match page.last() {
                 Some(last) if page.len() as i64 == per_pass => last.id,
                 // The end of the catalog: the next pass starts the round over.
@@ -72,7 +72,7 @@ impl QuietRound {
     }
 
     /// After a quiet event's pass: kept for the next pass while its repair is pending.
-    pub fn reconciled(&mut self, event: &WatchedEvent, memory: &DriftMemory) {
+    pub fn reconciled(&mut self, event: &Event, memory: &DriftMemory) {
         if memory.repairing(event.id) {
             self.repairing.insert(event.id, event.clone());
         } else {
@@ -96,7 +96,7 @@ pub struct Repair {
 pub async fn reconcile_quiet(
     db: &PgPool,
     redis: &RedisClient,
-    event: &WatchedEvent,
+    event: &Event,
     memory: &mut DriftMemory,
 ) -> anyhow::Result<Repair> {
     let keys = EventKeys::new(event.id);
@@ -115,7 +115,7 @@ pub async fn reconcile_quiet(
 pub async fn reconcile(
     db: &PgPool,
     redis: &RedisClient,
-    event: &WatchedEvent,
+    event: &Event,
     memory: &mut DriftMemory,
 ) -> anyhow::Result<Repair> {
     let mut repair = Repair::default();
@@ -125,7 +125,10 @@ pub async fn reconcile(
         // The worker's list of events is up to a second old: an operator's change (a pause!) may
         // be newer. Putting the list's settings back would undo it, so compare with Postgres as
         // it is now.
-        if let Some(fresh) = crate::events::room_of(db, event.id).await? {
+        if let Some(fresh) = ticketing::event::find(db, event.id)
+            .await?
+            .map(|e| e.waiting_room())
+        {
             room = fresh;
             settings = settings_state(redis, event.id, &room).await?;
         }
@@ -160,11 +163,8 @@ pub async fn reconcile(
     }
 
     let snapshot = inventory::snapshot(redis, event.id).await?;
-    let pg_epoch: i64 = sqlx::query_scalar("SELECT inventory_epoch FROM events WHERE id = $1")
-        .bind(event.id)
-        .fetch_one(db)
-        .await?;
-    if snapshot.epoch != Some(inventory::Epoch(pg_epoch)) {
+    let pg_epoch = ticketing::event::epoch(db, event.id).await?;
+    if snapshot.epoch != Some(pg_epoch) {
         rebuild::rebuild_inventory(db, redis, event.id, When::Missing).await?;
         repair.rebuilt_inventory = true;
         return Ok(repair);
