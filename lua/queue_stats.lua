@@ -6,6 +6,7 @@
 -- KEYS[4]  ev:{E}:admsec
 -- KEYS[5]  ev:{E}:cfg      admission_per_minute, enabled, effective_per_minute (adaptive
 --                          admission, adapt_rate.lua)
+-- KEYS[6]  ev:{E}:inv      which tiers have none left (lib/conversion.lua)
 --
 -- Returns {waiting, admitted_total, active, booked_total, admitted_last_minute, dropped_total,
 -- effective_per_minute (0 when adaptive admission is off), refusal_per_minute (the rate once
@@ -30,7 +31,7 @@ if room.enabled == '1' then
   if effective > 0 then
     rate = math.min(rate, effective)
   end
-  local limited, slowed = refusal_limited(rate, KEYS[3], now)
+  local limited, slowed = refusal_limited(rate, KEYS[3], KEYS[6], now)
   if slowed then
     refusal_rate = math.max(1, math.floor(limited))
   end

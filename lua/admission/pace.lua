@@ -3,9 +3,9 @@
 
 -- Admissions a minute for this step: the set rate (the drain rate with the room off), under
 -- adaptive admission's rate (adapt_rate.lua) and, while admitted buyers are refused for stock,
--- slowed to the share of recent attempts that booked, down to a probe every 5 s, never a stop
--- (lib/conversion.lua), so the rest of the stock still sells and nobody is let in only to be
--- told no. 0: no rate, as fast as the caller repeats the step (a room turned off).
+-- slowed to the share that can still book (recent attempts, and the sale's buyers who did
+-- without the tiers now gone), down to a probe every 5 s, never a stop (lib/conversion.lua), so
+-- the rest of the stock still sells and nobody is let in only to be told no. 0: no rate, as fast as the caller repeats the step (a room turned off).
 local function admission_rate(k, room, now)
   local enabled = room.enabled == '1'
   local rate = tonumber(enabled and room.admission_per_minute or room.drain_per_minute) or 0
@@ -13,7 +13,7 @@ local function admission_rate(k, room, now)
     rate = math.min(rate, tonumber(room.effective_per_minute))
   end
   if enabled then
-    rate = refusal_limited(rate, k.stats, now)
+    rate = refusal_limited(rate, k.stats, k.inv, now)
   end
   return rate
 end

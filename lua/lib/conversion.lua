@@ -1,8 +1,14 @@
--- lib/conversion.lua: how admitted buyers' attempts ended lately, booked or refused for stock,
--- as counts that halve every 30 s (in the stats hash: conv_booked, conv_refused, conv_ts).
--- confirm.lua notes a booking, admission_give_back.lua a refusal (each buyer once: its slot is
--- given back once); admit.lua slows admissions to the share that booked when buyers are being
--- refused (a tier they want is gone), so nobody is let in only to be told no.
+-- lib/conversion.lua: how many admitted buyers can still book, from two signals. How admitted
+-- buyers' attempts ended lately, booked or refused for stock, as counts that halve every 30 s
+-- (in the stats hash: conv_booked, conv_refused, conv_ts): confirm.lua notes a booking,
+-- admission_give_back.lua a refusal (each buyer once: its slot is given back once). And the
+-- sale's history: when a tier has nothing left on sale, at most the share of the sale's bookings
+-- that did without it can still book (buyers:<code> of booked_total). admit.lua slows admissions
+-- to the lower share, so nobody is let in only to be told no.
+--
+-- The history answers at once where the recent outcomes lag: in a rehearsal where every buyer
+-- took GA, GA sold out while the recent counts still held the bookings of the minute before, and
+-- 1,100 admitted buyers were refused over the next four minutes before they faded.
 
 local CONVERSION_HALF_LIFE_MS = 30000
 -- Fewer outcomes than this tell nothing yet.
@@ -38,15 +44,41 @@ local function recent_conversion(stats, now)
   return b / (b + r)
 end
 
+-- The share of the sale's buyers who did without every tier that has nothing left on sale now,
+-- at most (buyers who took tier T: buyers:T of booked_total); 1 while a tier with none left was
+-- never booked, or too few bookings were made to tell. `inv` is the inventory hash, whose
+-- "<code>:cap" fields name the tiers.
+local function bookable_share(stats, inv, now)
+  local booked = tonumber(redis.call('HGET', stats, 'booked_total')) or 0
+  if booked < CONVERSION_FEWEST then
+    return 1
+  end
+  local share = 1
+  local fields = redis.call('HGETALL', inv)
+  local values = {}
+  for i = 1, #fields, 2 do
+    values[fields[i]] = fields[i + 1]
+  end
+  for field in pairs(values) do
+    local code = string.match(field, '^(.+):cap$')
+    if code and (tonumber(values[code .. ':avail']) or 0) <= 0 then
+      local buyers = tonumber(redis.call('HGET', stats, 'buyers:' .. code)) or 0
+      share = math.min(share, 1 - buyers / booked)
+    end
+  end
+  return math.max(0, share)
+end
+
 -- The slowest refusals slow admissions to: one every 5 s.
 local PROBES_PER_MINUTE = 12
 
--- The admission rate (a minute) once refusals are counted: `rate` times the share of recent
--- attempts that booked, down to a probe every 5 s (never a stop); `rate` while nobody is
--- refused. The second result says whether refusals slowed it.
-local function refusal_limited(rate, stats, now)
-  local conversion = recent_conversion(stats, now)
-  if rate <= 0 or not conversion or conversion >= 1 then
+-- The admission rate (a minute) once refusals are counted: `rate` times the lower of the share
+-- of recent attempts that booked and the share of the sale's buyers who could still book
+-- (`bookable_share`), down to a probe every 5 s (never a stop); `rate` while neither is below
+-- 1. The second result says whether they slowed it.
+local function refusal_limited(rate, stats, inv, now)
+  local conversion = math.min(recent_conversion(stats, now) or 1, bookable_share(stats, inv, now))
+  if rate <= 0 or conversion >= 1 then
     return rate, false
   end
   return math.max(math.min(rate, PROBES_PER_MINUTE), rate * conversion), true

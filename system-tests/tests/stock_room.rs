@@ -643,3 +643,50 @@ async fn refusals_slow_admissions_to_the_share_that_books_and_never_stop_them(db
     );
     system.assert_inventory_agrees(event).await;
 }
+
+/// The seam of a tier selling out and the refusal slowing: when every buyer so far took GA and GA
+/// has none left, the next admitted buyers could only be refused, so admissions slow to probes at
+/// once, from the sale's history, before a single refusal; the estimates know it too.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_tier_every_buyer_took_selling_out_slows_admissions_before_any_refusal(db: PgPool) {
+    let system = start(db).await;
+    let event = system
+        .create_event(
+            &[("GA", 8), ("VIP", 40)],
+            json!({"enabled": true, "admission_per_minute": 600, "max_active": 1000,
+                   "paused": false, "token_ttl_s": 600, "headroom_pct": 1000}),
+        )
+        .await;
+    assert_eq!(admit(&system, event).await.admitted, 0);
+    let mut first = Vec::new();
+    for i in 0..4 {
+        first.push(join(&system, event, &format!("early-{i}")).await);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(admit(&system, event).await.admitted, 4);
+    // Four buyers, each two GA: GA has none left, and every booking took it.
+    for queue_id in &first {
+        let (status, body) = book(&system, event, queue_id, json!({"GA": 2})).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let stats = queue::stats(&system.redis, event).await.unwrap();
+    assert_eq!(stats.refusal_per_minute, 12, "probes only: {stats:?}");
+    for i in 0..20 {
+        join(&system, event, &format!("late-{i}")).await;
+    }
+    // At the set rate 30 would go in over 3 s (the bucket full): a probe, at most two.
+    let admitted = admitted_over(&system, event, Duration::from_secs(3)).await;
+    assert!(
+        (1..=2).contains(&admitted),
+        "admissions slowed to probes before anyone was refused: {admitted} in 3 s"
+    );
+    // GA back on sale (as a cancellation or a returned hold would put it) lifts the slowing.
+    let _: () = redis::cmd("HSET")
+        .arg(ticketing::keys::EventKeys::new(event).inventory())
+        .arg(&["GA:avail", "1"])
+        .query_async(&mut system.redis.clone())
+        .await
+        .unwrap();
+    let stats = queue::stats(&system.redis, event).await.unwrap();
+    assert_eq!(stats.refusal_per_minute, 0, "GA on sale again: {stats:?}");
+}

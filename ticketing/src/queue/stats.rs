@@ -23,8 +23,9 @@ pub struct QueueStats {
     pub dropped_total: i64,
     /// The rate adaptive admission sets now (per minute); 0 when it is off.
     pub effective_per_minute: i64,
-    /// The rate once refusals of admitted buyers for stock slow it (per minute; `admit.lua`
-    /// admits at the share of recent attempts that booked); 0 while nobody is refused.
+    /// The rate once the share of admitted buyers who can still book slows it (per minute;
+    /// `lib/conversion.lua`: recent attempts that booked, and the sale's buyers who did without
+    /// the tiers now gone); 0 while it does not.
     pub refusal_per_minute: i64,
 }
 
@@ -45,6 +46,7 @@ pub async fn stats(redis: &RedisClient, event_id: Uuid) -> RedisResult<QueueStat
         .key(keys.stats())
         .key(keys.admissions_per_second())
         .key(keys.queue_config())
+        .key(keys.inventory())
         .invoke_async(&mut redis.clone())
         .await?;
     Ok(QueueStats {
