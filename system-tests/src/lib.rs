@@ -400,37 +400,12 @@ impl System {
 
     /// Creates an event through the admin API; `tiers` as (code, capacity) at 10 dollars each.
     pub async fn create_event(&self, tiers: &[(&str, i32)], waiting_room: Value) -> Uuid {
-        let body = json!({
-            "name": format!("Test event {}", Uuid::new_v4()),
-            "venue_name": "Test Hall",
-            "starts_at": (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339(),
-            "on_sale_at": (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339(),
-            "waiting_room": waiting_room,
-            "tiers": tiers.iter().map(|(code, capacity)| json!({
-                "code": code, "name": format!("{code} tier"), "price_cents": 1000, "capacity": capacity
-            })).collect::<Vec<_>>(),
-        });
-        self.create_event_from(body).await
+        self.create_event_from(event_body(tiers, waiting_room))
+            .await
     }
 
     pub async fn create_event_from(&self, body: Value) -> Uuid {
-        let response = self
-            .admin(self.http.post(format!("{}/api/admin/events", self.gateway)))
-            .json(&body)
-            .send()
-            .await
-            .expect("creating an event");
-        assert_eq!(
-            response.status(),
-            201,
-            "{}",
-            response.text().await.unwrap_or_default()
-        );
-        let event: Value = response.json().await.expect("event json");
-        event["id"]
-            .as_str()
-            .and_then(|id| id.parse().ok())
-            .expect("event id")
+        create_event_at(&self.http, &self.gateway, &body).await
     }
 
     /// POST /api/bookings with `token`, to the first booking service.
@@ -615,13 +590,57 @@ impl Drop for System {
     }
 }
 
-/// Polls `check` every 50 ms until it returns Some, or panics after `limit`.
 /// A paused room at a slow rate: nothing is admitted until the test opens the tap, and streams
 /// check on their own only every several seconds, so what reaches them at once was pushed.
 pub fn paused_room() -> Value {
     json!({"enabled": true, "admission_per_minute": 1, "max_active": 100, "paused": true, "token_ttl_s": 600})
 }
 
+/// A waiting room turned off: a buyer books straight away.
+pub fn room_off() -> Value {
+    json!({"enabled": false, "admission_per_minute": 600, "max_active": 1000, "paused": false, "token_ttl_s": 600})
+}
+
+/// A waiting room on, admitting `rate` a minute, at most `max_active` at once.
+pub fn room_on(rate: u32, max_active: u32, paused: bool) -> Value {
+    json!({"enabled": true, "admission_per_minute": rate, "max_active": max_active, "paused": paused, "token_ttl_s": 600})
+}
+
+/// An event body for the admin API: on sale since a minute, starting in 30 days, `tiers` as
+/// (code, capacity) at 10 dollars each.
+pub fn event_body(tiers: &[(&str, i32)], waiting_room: Value) -> Value {
+    json!({
+        "name": format!("Test event {}", Uuid::new_v4()),
+        "venue_name": "Test Hall",
+        "starts_at": (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339(),
+        "on_sale_at": (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339(),
+        "waiting_room": waiting_room,
+        "tiers": tiers.iter().map(|(code, capacity)| json!({
+            "code": code, "name": format!("{code} tier"), "price_cents": 1000, "capacity": capacity
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Creates an event through the admin API of the gateway at `gateway` (in-process or a real
+/// binary); its id.
+pub async fn create_event_at(http: &reqwest::Client, gateway: &str, body: &Value) -> Uuid {
+    let response = http
+        .post(format!("{gateway}/api/admin/events"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(body)
+        .send()
+        .await
+        .expect("creating an event");
+    let status = response.status();
+    let event: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, 201, "creating an event: {event}");
+    event["id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .expect("event id")
+}
+
+/// Polls `check` every 50 ms until it returns Some, or panics after `limit`.
 pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,

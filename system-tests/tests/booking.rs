@@ -8,14 +8,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use system_tests::{eventually, Keys, Options, System};
+use system_tests::{eventually, room_off, Keys, Options, System};
 use ticketing::keys::EventKeys;
 use ticketing::tier::TierCode;
 use uuid::Uuid;
-
-fn open_room() -> Value {
-    json!({"enabled": false, "admission_per_minute": 600, "max_active": 1000, "paused": false, "token_ttl_s": 600})
-}
 
 fn order(event: Uuid, tiers: Value) -> Value {
     json!({"event_id": event, "tiers": tiers, "buyer_email": "buyer@example.com"})
@@ -25,7 +21,7 @@ fn order(event: Uuid, tiers: Value) -> Value {
 async fn hundreds_of_concurrent_bookings_sell_exactly_the_capacity(db: PgPool) {
     let system = System::start(db).await;
     let capacity = [("VIP", 5), ("FrontRow", 7), ("GA", 20)];
-    let event = system.create_event(&capacity, open_room()).await;
+    let event = system.create_event(&capacity, room_off()).await;
     let requests: Vec<Value> = (0..300)
         .map(|i| match i % 4 {
             0 => json!({"VIP": 1, "GA": 1}),
@@ -88,7 +84,7 @@ async fn hundreds_of_concurrent_bookings_sell_exactly_the_capacity(db: PgPool) {
 async fn a_multi_tier_booking_is_all_or_nothing(db: PgPool) {
     let system = System::start(db).await;
     let event = system
-        .create_event(&[("VIP", 1), ("GA", 5)], open_room())
+        .create_event(&[("VIP", 1), ("GA", 5)], room_off())
         .await;
     let (token, _) = system.keys.token(event, 6, 60);
     let (status, body) = system
@@ -126,8 +122,8 @@ fn forge(header: Value, claims: &ticketing::token::EntryClaims, signature: &[u8]
 #[sqlx::test(migrations = "../migrations")]
 async fn forged_expired_and_misused_tokens_are_refused(db: PgPool) {
     let system = System::start(db).await;
-    let event = system.create_event(&[("GA", 10)], open_room()).await;
-    let other_event = system.create_event(&[("GA", 10)], open_room()).await;
+    let event = system.create_event(&[("GA", 10)], room_off()).await;
+    let other_event = system.create_event(&[("GA", 10)], room_off()).await;
     let body = order(event, json!({"GA": 1}));
     let (valid, claims) = system.keys.token(event, 4, 60);
 
@@ -211,7 +207,7 @@ async fn forged_expired_and_misused_tokens_are_refused(db: PgPool) {
 async fn bad_quantities_and_bodies_are_422(db: PgPool) {
     let system = System::start(db).await;
     let event = system
-        .create_event(&[("VIP", 5), ("GA", 10)], open_room())
+        .create_event(&[("VIP", 5), ("GA", 10)], room_off())
         .await;
     let (token, _) = system.keys.token(event, 3, 60);
     for (what, body) in [
@@ -287,7 +283,7 @@ async fn bad_quantities_and_bodies_are_422(db: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn an_idempotent_retry_returns_the_first_answer(db: PgPool) {
     let system = System::start(db).await;
-    let event = system.create_event(&[("GA", 10)], open_room()).await;
+    let event = system.create_event(&[("GA", 10)], room_off()).await;
     let (token, _) = system.keys.token(event, 4, 60);
     let body = order(event, json!({"GA": 2}));
     let (status, first) = system.book(&token, &body, Some("retry-1")).await;
@@ -320,7 +316,7 @@ async fn an_idempotent_retry_returns_the_first_answer(db: PgPool) {
 async fn a_booking_is_read_and_cancelled_once_with_its_access_code(db: PgPool) {
     let system = System::start(db).await;
     let event = system
-        .create_event(&[("VIP", 2), ("GA", 10)], open_room())
+        .create_event(&[("VIP", 2), ("GA", 10)], room_off())
         .await;
     let (token, _) = system.keys.token(event, 4, 60);
     let (status, booking) = system
@@ -405,7 +401,7 @@ async fn sold_out_answers_are_reused_briefly_and_returned_tickets_sell_again(db:
         ..Options::default()
     };
     let system = &System::start_with(db, options).await;
-    let event = system.create_event(&[("GA", 1)], open_room()).await;
+    let event = system.create_event(&[("GA", 1)], room_off()).await;
     let (first, second) = (&system.bookings[0], &system.bookings[1]);
     let one = order(event, json!({"GA": 1}));
     let book = |base: &str| {
@@ -464,7 +460,7 @@ async fn sold_out_answers_are_reused_briefly_and_returned_tickets_sell_again(db:
 #[sqlx::test(migrations = "../migrations")]
 async fn a_failed_postgres_write_releases_its_reservation(db: PgPool) {
     let system = System::start(db.clone()).await;
-    let event = system.create_event(&[("GA", 3)], open_room()).await;
+    let event = system.create_event(&[("GA", 3)], room_off()).await;
     sqlx::raw_sql(
         "CREATE FUNCTION refuse_bookings() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN RAISE EXCEPTION 'bookings are refused for this test'; END $$;
@@ -499,7 +495,7 @@ async fn a_failed_postgres_write_releases_its_reservation(db: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn a_write_fenced_by_a_rebuild_is_undone_and_the_retry_succeeds(db: PgPool) {
     let system = System::start(db.clone()).await;
-    let event = system.create_event(&[("GA", 3)], open_room()).await;
+    let event = system.create_event(&[("GA", 3)], room_off()).await;
     // As if another process rebuilt the inventory after this booking reserved.
     sqlx::query("UPDATE events SET inventory_epoch = inventory_epoch + 1 WHERE id = $1")
         .bind(event)
@@ -522,7 +518,7 @@ async fn a_write_fenced_by_a_rebuild_is_undone_and_the_retry_succeeds(db: PgPool
 #[sqlx::test(migrations = "../migrations")]
 async fn a_reservation_that_never_became_a_booking_is_released(db: PgPool) {
     let system = System::start(db).await;
-    let event = system.create_event(&[("GA", 5)], open_room()).await;
+    let event = system.create_event(&[("GA", 5)], room_off()).await;
     // A booking process that reserved and died before writing; its hold ends now.
     let held = ticketing::inventory::reserve(
         &system.redis,
@@ -555,7 +551,7 @@ async fn a_reservation_that_never_became_a_booking_is_released(db: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn drift_between_redis_and_postgres_is_found_and_repaired(db: PgPool) {
     let system = System::start(db).await;
-    let event = system.create_event(&[("GA", 5)], open_room()).await;
+    let event = system.create_event(&[("GA", 5)], room_off()).await;
     let (token, _) = system.keys.token(event, 4, 60);
     assert_eq!(
         system
@@ -584,7 +580,7 @@ async fn drift_between_redis_and_postgres_is_found_and_repaired(db: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn availability_cors_and_metrics_behave(db: PgPool) {
     let system = System::start(db).await;
-    let event = system.create_event(&[("GA", 5)], open_room()).await;
+    let event = system.create_event(&[("GA", 5)], room_off()).await;
     let (status, body) = system
         .get_json(&format!(
             "{}/api/events/{}/availability",
@@ -656,7 +652,7 @@ async fn one_bad_order_never_fails_its_batch(db: PgPool) {
     use ticketing::token::TokenId;
 
     let system = System::start(db.clone()).await;
-    let event = system.create_event(&[("GA", 10)], open_room()).await;
+    let event = system.create_event(&[("GA", 10)], room_off()).await;
     let (tier, epoch): (Uuid, i64) = sqlx::query_as(
         "SELECT t.id, e.inventory_epoch FROM ticket_tiers t JOIN events e ON e.id = t.event_id
           WHERE e.id = $1",
@@ -743,7 +739,7 @@ async fn a_retry_after_a_lost_reservation_continues_its_hold(db: PgPool) {
     use ticketing::inventory::{self, HoldFor, ReleaseMode, Released, Reservation};
 
     let system = System::start(db).await;
-    let event = system.create_event(&[("GA", 10)], open_room()).await;
+    let event = system.create_event(&[("GA", 10)], room_off()).await;
     let (token, claims) = system.keys.token(event, 4, 60);
     // The fingerprint the booking service keeps with the hold for this very request.
     let fingerprint: String = booking::domain::Order {

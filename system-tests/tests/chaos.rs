@@ -918,24 +918,14 @@ async fn strike() {
 }
 
 async fn create_event(gateway: &str) -> Uuid {
-    let created = reqwest::Client::new()
-        .post(format!("{gateway}/api/admin/events"))
-        .bearer_auth(system_tests::ADMIN_TOKEN)
-        .json(&json!({
-            "name": "chaos", "venue_name": "Chaos Hall", "starts_at": "2031-01-01T20:00:00Z",
-            "waiting_room": {"enabled": true, "admission_per_minute": 6000, "max_active": 1000,
-                             "paused": false, "token_ttl_s": 600},
-            "tiers": [{"code": "VIP", "name": "VIP", "price_cents": 100, "capacity": VIP_CAPACITY},
-                      {"code": "GA", "name": "GA", "price_cents": 50, "capacity": GA_CAPACITY}]
-        }))
-        .send()
-        .await
-        .expect("creating the event");
-    assert_eq!(created.status(), 201);
-    created.json::<Value>().await.expect("event json")["id"]
-        .as_str()
-        .and_then(|id| id.parse().ok())
-        .expect("event id")
+    let body = json!({
+        "name": "chaos", "venue_name": "Chaos Hall", "starts_at": "2031-01-01T20:00:00Z",
+        "waiting_room": {"enabled": true, "admission_per_minute": 6000, "max_active": 1000,
+                         "paused": false, "token_ttl_s": 600},
+        "tiers": [{"code": "VIP", "name": "VIP", "price_cents": 100, "capacity": VIP_CAPACITY},
+                  {"code": "GA", "name": "GA", "price_cents": 50, "capacity": GA_CAPACITY}]
+    });
+    system_tests::create_event_at(&reqwest::Client::new(), gateway, &body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ use gateway::proof::{solve, zero_bits, ProofOfWork};
 use serde_json::{json, Value};
 use sqlx::{ConnectOptions, PgPool};
 use system_tests::processes::GatewayProcess;
-use system_tests::{ADMIN_TOKEN, PROOF_SECRET};
+use system_tests::PROOF_SECRET;
 use ticketing::config::Secret;
 use uuid::Uuid;
 
@@ -42,16 +42,7 @@ async fn create_event(gateway: &GatewayProcess) -> Uuid {
                          "paused": true, "token_ttl_s": 300},
         "tiers": [{"code": "GA", "name": "General", "price_cents": 1000, "capacity": 100}],
     });
-    let response = reqwest::Client::new()
-        .post(format!("{}/api/admin/events", gateway.url))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .expect("creating an event");
-    assert_eq!(response.status(), 201);
-    let event: Value = response.json().await.expect("event json");
-    event["id"].as_str().unwrap().parse().unwrap()
+    system_tests::create_event_at(&reqwest::Client::new(), &gateway.url, &body).await
 }
 
 struct Answer {

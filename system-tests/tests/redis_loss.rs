@@ -8,12 +8,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use system_tests::private_redis::PrivateRedis;
-use system_tests::{Options, System};
+use system_tests::{room_off, Options, System};
 use uuid::Uuid;
-
-fn open_room() -> Value {
-    json!({"enabled": false, "admission_per_minute": 600, "max_active": 1000, "paused": false, "token_ttl_s": 600})
-}
 
 /// Books continuously from several clients until `stop`, returning every answer's status and
 /// how long the sale went without a success at its longest after `lost_at` is set.
@@ -52,7 +48,7 @@ async fn lose_redis_mid_sale(db: PgPool, lose: impl AsyncFnOnce(&mut PrivateRedi
     let event = system
         // Far more than the clients can buy in the test's seconds, so "no sale after the fault"
         // can only mean a stall, never a sell-out.
-        .create_event(&[("VIP", 50_000), ("GA", 50_000)], open_room())
+        .create_event(&[("VIP", 50_000), ("GA", 50_000)], room_off())
         .await;
     let stop = Arc::new(AtomicBool::new(false));
     let selling = sell(&system, event, stop.clone());

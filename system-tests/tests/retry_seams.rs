@@ -18,15 +18,11 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use system_tests::ledger::{self, Ledger, Outcome};
-use system_tests::{eventually, Options, System};
+use system_tests::{eventually, room_off, Options, System};
 use ticketing::inventory::{self, HoldFor, Reservation};
 use ticketing::keys::EventKeys;
 use ticketing::token::TokenId;
 use uuid::Uuid;
-
-fn open_room() -> Value {
-    json!({"enabled": false, "admission_per_minute": 600, "max_active": 1000, "paused": false, "token_ttl_s": 600})
-}
 
 fn order(event: Uuid, quantity: u32, email: &str) -> Value {
     json!({"event_id": event, "tiers": {"GA": quantity}, "buyer_email": email})
@@ -180,7 +176,7 @@ async fn hold_the_writer(
     sqlx::Transaction<'static, sqlx::Postgres>,
     tokio::task::JoinHandle<(u16, Value)>,
 ) {
-    let elsewhere = system.create_event(&[("GA", 10)], open_room()).await;
+    let elsewhere = system.create_event(&[("GA", 10)], room_off()).await;
     let paused = pause_writes(db, elsewhere).await;
     let (token, _) = system.keys.token(elsewhere, 4, 600);
     let blocker = spawn_booking(
@@ -201,7 +197,7 @@ async fn a_failing_retry_never_returns_the_numbers_its_first_attempt_is_writing(
     log_rebuilds(&db).await;
     let system = System::start_with(db.clone(), options()).await;
     let ledger = new_ledger();
-    let event = system.create_event(&[("GA", 10)], open_room()).await;
+    let event = system.create_event(&[("GA", 10)], room_off()).await;
     let created = rebuilds(&db, event).await;
     let (token, claims) = system.keys.token(event, 4, 600);
     let body = order(event, 2, "first@example.com");
@@ -271,7 +267,7 @@ async fn confirming_a_hold_of_other_numbers_than_the_booking_returns_them(db: Pg
     log_rebuilds(&db).await;
     let system = System::start_with(db.clone(), options()).await;
     let ledger = new_ledger();
-    let event = system.create_event(&[("GA", 10)], open_room()).await;
+    let event = system.create_event(&[("GA", 10)], room_off()).await;
     let created = rebuilds(&db, event).await;
     let (token, _) = system.keys.token(event, 4, 600);
     let body = order(event, 2, "twice@example.com");
@@ -319,7 +315,7 @@ async fn the_sweeper_never_releases_a_hold_a_retry_rearmed_after_its_listing(db:
     )
     .await;
     let ledger = new_ledger();
-    let event = system.create_event(&[("GA", 10)], open_room()).await;
+    let event = system.create_event(&[("GA", 10)], room_off()).await;
     let created = rebuilds(&db, event).await;
     let (token, claims) = system.keys.token(event, 4, 600);
     let body = order(event, 2, "late@example.com");
@@ -419,7 +415,7 @@ async fn one_wave_of_number_conflicts_rebuilds_the_event_once(db: PgPool) {
     )
     .await;
     let ledger = new_ledger();
-    let event = system.create_event(&[("GA", 10)], open_room()).await;
+    let event = system.create_event(&[("GA", 10)], room_off()).await;
     let created = rebuilds(&db, event).await;
     let mut sold = Vec::new();
     for i in 0..3 {
@@ -497,7 +493,7 @@ async fn a_lock_timeout_in_the_write_is_503_with_retry_after(db: PgPool) {
     .expect("lock timeout");
     let system = System::start_with(db.clone(), options()).await;
     let ledger = new_ledger();
-    let event = system.create_event(&[("GA", 1)], open_room()).await;
+    let event = system.create_event(&[("GA", 1)], room_off()).await;
 
     // Someone else's transaction is inserting number 1 of GA, the only one, and has not ended.
     let (tier, capacity): (Uuid, i32) =
@@ -576,7 +572,7 @@ async fn the_sweeper_waits_for_a_write_still_committing(db: PgPool) {
     log_rebuilds(&db).await;
     let system = System::start_with(db.clone(), options()).await;
     let ledger = new_ledger();
-    let event = system.create_event(&[("GA", 10)], open_room()).await;
+    let event = system.create_event(&[("GA", 10)], room_off()).await;
     let created = rebuilds(&db, event).await;
     let (token, claims) = system.keys.token(event, 4, 600);
     let body = order(event, 2, "slow@example.com");
@@ -641,7 +637,7 @@ async fn a_fresh_event_is_never_unknown_to_its_tokens_during_an_unknown_id_flood
         })
     };
     for i in 0..50 {
-        let event = system.create_event(&[("GA", 5)], open_room()).await;
+        let event = system.create_event(&[("GA", 5)], room_off()).await;
         let (status, joined) = system.join(event, &format!("visitor-{i}")).await;
         assert_eq!(status, 202, "{joined}");
         let token = match joined["token"].as_str() {

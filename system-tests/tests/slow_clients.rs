@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sqlx::{ConnectOptions, PgPool};
 use system_tests::processes::GatewayProcess;
-use system_tests::ADMIN_TOKEN;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use uuid::Uuid;
@@ -32,17 +31,7 @@ async fn a_visitor_in_line(gateway: &GatewayProcess) -> (String, String) {
                          "paused": true, "token_ttl_s": 300},
         "tiers": [{"code": "GA", "name": "General", "price_cents": 1000, "capacity": 100}],
     });
-    let created: Value = http
-        .post(format!("{}/api/admin/events", gateway.url))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .expect("creating an event")
-        .json()
-        .await
-        .expect("event json");
-    let event = created["id"].as_str().expect("an event id");
+    let event = system_tests::create_event_at(&http, &gateway.url, &body).await;
     let joined: Value = http
         .post(format!("{}/api/events/{event}/queue", gateway.url))
         .json(&json!({"visitor_id": "patient-buyer"}))

@@ -5,13 +5,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use system_tests::{eventually, Options, System};
+use system_tests::{eventually, room_on, Options, System};
 use ticketing::keys::EventKeys;
 use uuid::Uuid;
-
-fn room(rate: u32, max_active: u32, paused: bool) -> Value {
-    json!({"enabled": true, "admission_per_minute": rate, "max_active": max_active, "paused": paused, "token_ttl_s": 600})
-}
 
 async fn join_many(system: &System, event: Uuid, count: usize) -> Vec<String> {
     let mut ids = Vec::new();
@@ -32,7 +28,9 @@ async fn state_of(system: &System, queue_id: &str) -> Value {
 #[sqlx::test(migrations = "../migrations")]
 async fn joining_twice_returns_the_same_entry_and_place(db: PgPool) {
     let system = System::start(db).await;
-    let event = system.create_event(&[("GA", 10)], room(60, 10, true)).await;
+    let event = system
+        .create_event(&[("GA", 10)], room_on(60, 10, true))
+        .await;
     let (status, first) = system.join(event, "same-visitor").await;
     assert_eq!(status, 202);
     assert_eq!(first["state"], "waiting");
@@ -48,7 +46,9 @@ async fn joining_twice_returns_the_same_entry_and_place(db: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn bad_joins_and_polls_get_clean_errors(db: PgPool) {
     let system = System::start(db).await;
-    let event = system.create_event(&[("GA", 10)], room(60, 10, true)).await;
+    let event = system
+        .create_event(&[("GA", 10)], room_on(60, 10, true))
+        .await;
     for visitor in [
         json!(""),
         json!("x".repeat(65)),
@@ -101,7 +101,7 @@ async fn bad_joins_and_polls_get_clean_errors(db: PgPool) {
 async fn admits_in_join_order(db: PgPool) {
     let system = System::start(db).await;
     let event = system
-        .create_event(&[("GA", 100)], room(1200, 1000, true))
+        .create_event(&[("GA", 100)], room_on(1200, 1000, true))
         .await;
     let ids = join_many(&system, event, 30).await;
     system
@@ -136,7 +136,7 @@ async fn the_pre_queue_is_shuffled_at_the_opening_and_placed_ahead(db: PgPool) {
         .create_event_from(json!({
             "name": "Opening", "venue_name": "Hall", "starts_at": "2031-01-01T20:00:00Z",
             "on_sale_at": opens.to_rfc3339(),
-            "waiting_room": room(1, 1000, false),
+            "waiting_room": room_on(1, 1000, false),
             "tiers": [{"code": "GA", "name": "GA", "price_cents": 100, "capacity": 100}]
         }))
         .await;
@@ -182,7 +182,7 @@ async fn admission_holds_the_configured_rate_within_two_percent(db: PgPool) {
     // 3000 per minute is 50 per second: over a 20 s window, 1000 ± 20.
     let event = system
         // Stock for every admission: the rate, not the stock, is what this measures.
-        .create_event(&[("GA", 100_000)], room(3000, 100_000, true))
+        .create_event(&[("GA", 100_000)], room_on(3000, 100_000, true))
         .await;
     let keys = EventKeys::new(event);
     system.fill_queue(event, 1600).await;
@@ -217,7 +217,7 @@ async fn admission_holds_the_configured_rate_within_two_percent(db: PgPool) {
 async fn never_more_than_max_active_admitted_but_unfinished(db: PgPool) {
     let system = System::start(db).await;
     let event = system
-        .create_event(&[("GA", 100)], room(6000, 5, false))
+        .create_event(&[("GA", 100)], room_on(6000, 5, false))
         .await;
     let ids = join_many(&system, event, 20).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -252,7 +252,7 @@ async fn never_more_than_max_active_admitted_but_unfinished(db: PgPool) {
 async fn pause_stops_admission_and_resume_restarts_it(db: PgPool) {
     let system = System::start(db).await;
     let event = system
-        .create_event(&[("GA", 100)], room(6000, 1000, true))
+        .create_event(&[("GA", 100)], room_on(6000, 1000, true))
         .await;
     let ids = join_many(&system, event, 10).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -290,7 +290,7 @@ async fn pause_stops_admission_and_resume_restarts_it(db: PgPool) {
 async fn entries_that_stop_polling_lose_their_place(db: PgPool) {
     let system = System::start(db).await;
     let event = system
-        .create_event(&[("GA", 100)], room(6000, 1000, true))
+        .create_event(&[("GA", 100)], room_on(6000, 1000, true))
         .await;
     system.shorten_liveness_window(event).await;
     let (_, gone) = system.join(event, "leaves").await;
@@ -365,7 +365,9 @@ async fn an_unused_token_that_expires_frees_its_slot(db: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn waiting_buyers_learn_of_a_sell_out_at_their_next_poll(db: PgPool) {
     let system = System::start(db).await;
-    let event = system.create_event(&[("GA", 1)], room(60, 10, true)).await;
+    let event = system
+        .create_event(&[("GA", 1)], room_on(60, 10, true))
+        .await;
     let ids = join_many(&system, event, 3).await;
     assert_eq!(state_of(&system, &ids[2]).await["state"], "waiting");
     let (token, _) = system.keys.token(event, 1, 60);
@@ -396,7 +398,7 @@ async fn two_workers_never_admit_anyone_twice_nor_beat_the_rate(db: PgPool) {
     .await;
     let event = system
         // Stock for every admission: the rate, not the stock, is what this measures.
-        .create_event(&[("GA", 100_000)], room(1200, 100_000, true))
+        .create_event(&[("GA", 100_000)], room_on(1200, 100_000, true))
         .await;
     system.fill_queue(event, 400).await;
     system
@@ -483,7 +485,7 @@ async fn an_event_without_waiting_room_admits_at_once_with_a_verifiable_token(db
 async fn admin_reads_and_tunes_the_waiting_room_with_validation(db: PgPool) {
     let system = System::start(db).await;
     let event = system
-        .create_event(&[("GA", 10)], room(60, 10, false))
+        .create_event(&[("GA", 10)], room_on(60, 10, false))
         .await;
     let view = system.waiting_room(event).await;
     assert_eq!(view["admission_per_minute"], 60);
@@ -570,7 +572,9 @@ async fn a_client_over_its_join_rate_gets_429_with_retry_after(db: PgPool) {
         },
     )
     .await;
-    let event = system.create_event(&[("GA", 10)], room(60, 10, true)).await;
+    let event = system
+        .create_event(&[("GA", 10)], room_on(60, 10, true))
+        .await;
     let mut limited = None;
     for i in 0..10 {
         let response = system
@@ -594,7 +598,9 @@ async fn a_client_over_its_join_rate_gets_429_with_retry_after(db: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn the_gateway_publishes_queue_metrics(db: PgPool) {
     let system = System::start(db).await;
-    let event = system.create_event(&[("GA", 10)], room(60, 10, true)).await;
+    let event = system
+        .create_event(&[("GA", 10)], room_on(60, 10, true))
+        .await;
     let ids = join_many(&system, event, 2).await;
     state_of(&system, &ids[0]).await;
     let metrics = eventually(Duration::from_secs(10), "queue gauges", || async {
