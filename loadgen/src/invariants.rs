@@ -15,6 +15,34 @@ pub struct Check {
     pub detail: String,
 }
 
+/// The checks of one room of a run, each promise named after the room, once holds given back by
+/// leaving buyers have returned (the sweeper's next pass).
+pub async fn check_room(
+    db_url: &str,
+    api: &Api,
+    event: Uuid,
+    room: &str,
+) -> anyhow::Result<Vec<Check>> {
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let mut checks = check(db_url, api, event).await?;
+    for check in &mut checks {
+        check.promise = format!("{room}: {}", check.promise);
+    }
+    Ok(checks)
+}
+
+/// Prints each check, held or broken.
+pub fn print(checks: &[Check]) {
+    for c in checks {
+        println!(
+            "  [{}] {} ({})",
+            if c.holds { "ok" } else { "BROKEN" },
+            c.promise,
+            c.detail
+        );
+    }
+}
+
 pub async fn check(db_url: &str, api: &Api, event: Uuid) -> anyhow::Result<Vec<Check>> {
     let db = sqlx::PgPool::connect(db_url).await?;
     // A run has just written tens of thousands of rows that autovacuum may not have counted yet;

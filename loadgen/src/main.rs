@@ -314,25 +314,13 @@ async fn main() -> anyhow::Result<()> {
                 progress.abort();
                 eprintln!();
                 println!("{}: {}", room.name, serde_json::to_string_pretty(&result)?);
-                // Holds given back by leaving buyers return at the sweeper's next pass.
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                for mut check in invariants::check(&database_url, &api, id).await? {
-                    check.promise = format!("{}: {}", room.name, check.promise);
-                    checks.push(check);
-                }
+                checks.extend(invariants::check_room(&database_url, &api, id, room.name).await?);
                 rooms.push(result);
             }
             window = started.elapsed();
             report["stock_sale"] = serde_json::to_value(&rooms)?;
             report["invariants"] = serde_json::to_value(&checks)?;
-            for c in &checks {
-                println!(
-                    "  [{}] {} ({})",
-                    if c.holds { "ok" } else { "BROKEN" },
-                    c.promise,
-                    c.detail
-                );
-            }
+            invariants::print(&checks);
         }
         "rehearsal" => {
             let plan = scenarios::rehearsal::Plan {
@@ -360,25 +348,15 @@ async fn main() -> anyhow::Result<()> {
                 progress.abort();
                 eprintln!();
                 println!("{}: {}", room.name, serde_json::to_string_pretty(&result)?);
-                // Holds of buyers refused mid-checkout return at the sweeper's next pass.
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                for mut check in invariants::check(&database_url, &api, result.event_id).await? {
-                    check.promise = format!("{}: {}", room.name, check.promise);
-                    checks.push(check);
-                }
+                checks.extend(
+                    invariants::check_room(&database_url, &api, result.event_id, room.name).await?,
+                );
                 rooms.push(result);
             }
             window = started.elapsed();
             report["rehearsal"] = serde_json::to_value(&rooms)?;
             report["invariants"] = serde_json::to_value(&checks)?;
-            for c in &checks {
-                println!(
-                    "  [{}] {} ({})",
-                    if c.holds { "ok" } else { "BROKEN" },
-                    c.promise,
-                    c.detail
-                );
-            }
+            invariants::print(&checks);
         }
         "original" => {
             let concurrency = args.get("concurrency", 32)?;
@@ -409,14 +387,7 @@ async fn main() -> anyhow::Result<()> {
         match invariants::check(&database_url, &api, id).await {
             Ok(checks) => {
                 println!("\ninvariants:");
-                for c in &checks {
-                    println!(
-                        "  [{}] {} ({})",
-                        if c.holds { "ok" } else { "BROKEN" },
-                        c.promise,
-                        c.detail
-                    );
-                }
+                invariants::print(&checks);
                 report["invariants"] = serde_json::to_value(&checks)?;
             }
             Err(e) => eprintln!("invariants not checked: {e:#}"),

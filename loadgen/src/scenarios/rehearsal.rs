@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::client::Api;
+use crate::client::{Api, Booked};
 
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -395,24 +395,15 @@ async fn visit(
     visit.tried_to_book = true;
     let token = body["token"].as_str().unwrap_or_default().to_string();
     let request = json!({"event_id": event, "tiers": order, "buyer_email": "buyer@example.com"});
-    for _ in 0..3 {
-        let (status, answer) = api.book(&token, &request, Instant::now()).await;
-        match (status, answer["error"]["code"].as_str()) {
-            (201, _) => {
-                visit.outcome = "booked";
-                return visit;
-            }
-            (409, Some("insufficient_inventory")) => {
-                // The page says so; the booking service gave the admission back already.
-                visit.refused_for_stock = true;
-                visit.outcome = "refused_for_stock";
-                return visit;
-            }
-            (503, _) => tokio::time::sleep(Duration::from_millis(300)).await,
-            _ => break,
+    visit.outcome = match api.book_as_a_page(&token, &request).await {
+        Booked::Yes => "booked",
+        Booked::RefusedForStock => {
+            // The page says so; the booking service gave the admission back already.
+            visit.refused_for_stock = true;
+            "refused_for_stock"
         }
-    }
-    visit.outcome = "booking_failed";
+        Booked::Failed => "booking_failed",
+    };
     visit
 }
 

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::client::Api;
+use crate::client::{Api, Booked};
 
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -285,26 +285,19 @@ async fn visit(api: &Api, event: Uuid, i: usize, plan: &Plan, deadline: Instant)
         wish.clone()
     };
     let request = json!({"event_id": event, "tiers": order, "buyer_email": "buyer@example.com"});
-    for _ in 0..3 {
-        let (status, answer) = api.book(&token, &request, Instant::now()).await;
-        match (status, answer["error"]["code"].as_str()) {
-            (201, _) => {
-                visit.outcome = "booked";
-                return visit;
-            }
-            (409, Some("insufficient_inventory")) => {
-                visit.refused_for_stock = true;
-                told(&mut visit);
-                visit.outcome = "refused_for_stock";
-                // Gives back the admission (and any hold) at once, as the page does.
-                api.leave(&queue_id).await;
-                return visit;
-            }
-            (503, _) => tokio::time::sleep(Duration::from_millis(300)).await,
-            _ => break,
+    match api.book_as_a_page(&token, &request).await {
+        Booked::Yes => visit.outcome = "booked",
+        Booked::RefusedForStock => {
+            visit.refused_for_stock = true;
+            told(&mut visit);
+            visit.outcome = "refused_for_stock";
+            // Gives back the admission (and any hold) at once, as the page does.
+            api.leave(&queue_id).await;
+        }
+        Booked::Failed => {
+            visit.outcome = "booking_failed";
+            api.leave(&queue_id).await;
         }
     }
-    visit.outcome = "booking_failed";
-    api.leave(&queue_id).await;
     visit
 }
