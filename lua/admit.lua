@@ -88,7 +88,7 @@ local expired = reclaim_expired(k, now, bound)
 reclaim_silent_pages(k, room, now, bound)
 
 local enabled = room.enabled == '1'
-local rate = admission_rate(k, room, now)
+local rate, nowish_rate = admission_rate(k, room, now)
 local soldout = redis.call('HGET', k.inv, 'soldout') == '1'
 -- A room turned off drains even if it was paused: off wins, `paused` waits for the room to be
 -- turned on again.
@@ -100,6 +100,8 @@ end
 
 -- How many the rate and max_active allow now; this step takes at most `bound` of them.
 local tokens, allowed = admissions_allowed(k, room, rate, now)
+-- Buyers without a wish may be slower still (the sale's history says few of them can book).
+local nw_tokens, nw_allowed = nowish_allowed(k, rate, nowish_rate, now)
 local gate = stock_gate(k, room, codes)
 
 local function parse_wish(text)
@@ -130,7 +132,7 @@ local function seen(place)
   return seen_lately(room, w, {KEYS[8], KEYS[9]}, place)
 end
 
-local admitted, dropped, parked, passed = 0, 0, 0, 0
+local admitted, dropped, parked, passed, nowish = 0, 0, 0, 0, 0
 -- The highest place looked at, and whether the walk reached the line's end.
 local reached, at_end = 0, false
 -- Tiers an earlier entry waits for: later entries needing them wait too. `nowish_waits`: a
@@ -164,7 +166,7 @@ while not done and admitted < allowed and admitted + dropped + parked + passed <
             blocked = true
           end
         end
-        if blocked then
+        if blocked or (wish == nil and verdict == 'count' and nowish >= nw_allowed) then
           verdict, detail = 'wait', {}
         end
       end
@@ -199,6 +201,9 @@ while not done and admitted < allowed and admitted + dropped + parked + passed <
             gate.hold(qid, wish, until_ms)
           else
             gate.count(qid, wish and 'w' or 'a', detail)
+          end
+          if wish == nil then
+            nowish = nowish + 1
           end
           redis.call('ZADD', k.adm, until_ms, qid)
           admitted = admitted + 1
@@ -250,7 +255,7 @@ if admitted < allowed and admitted + dropped + parked + passed >= bound
   more = 1
 end
 
-bucket_spend(k, tokens, admitted, now)
+bucket_spend(k, tokens, admitted, nw_tokens, nowish, now)
 if admitted + dropped + parked > 0 then
   -- %.17g keeps every integer place below 2^53 exact (tostring would round it).
   redis.call('HSET', k.cfg, 'admitted_through', string.format('%.17g', through))

@@ -31,7 +31,10 @@ if room.enabled == '1' then
   if effective > 0 then
     rate = math.min(rate, effective)
   end
-  local limited, slowed = refusal_limited(rate, KEYS[3], KEYS[6], now)
+  -- What a buyer without a wish faces: the lower of the two (lib/conversion.lua).
+  local limited, slowed = refusal_limited(rate, KEYS[3], now)
+  local by_history, slowed_by_history = history_limited(rate, KEYS[3], KEYS[6], now)
+  limited, slowed = math.min(limited, by_history), slowed or slowed_by_history
   if slowed then
     refusal_rate = math.max(1, math.floor(limited))
   end

@@ -3,8 +3,9 @@
 -- (in the stats hash: conv_booked, conv_refused, conv_ts): confirm.lua notes a booking,
 -- admission_give_back.lua a refusal (each buyer once: its slot is given back once). And the
 -- sale's history: when a tier has nothing left on sale, at most the share of the sale's bookings
--- that did without it can still book (buyers:<code> of booked_total). admit.lua slows admissions
--- to the lower share, so nobody is let in only to be told no.
+-- that did without it can still book (buyers:<code> of booked_total). admit.lua slows every
+-- admission to the first share and admissions of buyers without a wish to the lower of the two,
+-- so nobody is let in only to be told no.
 --
 -- The history answers at once where the recent outcomes lag: in a rehearsal where every buyer
 -- took GA, GA sold out while the recent counts still held the bookings of the minute before, and
@@ -72,14 +73,24 @@ end
 -- The slowest refusals slow admissions to: one every 5 s.
 local PROBES_PER_MINUTE = 12
 
--- The admission rate (a minute) once refusals are counted: `rate` times the lower of the share
--- of recent attempts that booked and the share of the sale's buyers who could still book
--- (`bookable_share`), down to a probe every 5 s (never a stop); `rate` while neither is below
--- 1. The second result says whether they slowed it.
-local function refusal_limited(rate, stats, inv, now)
-  local conversion = math.min(recent_conversion(stats, now) or 1, bookable_share(stats, inv, now))
-  if rate <= 0 or conversion >= 1 then
+-- The admission rate (a minute) once refusals are counted: `rate` times the share of recent
+-- attempts that booked, down to a probe every 5 s (never a stop); `rate` while nobody is
+-- refused. The second result says whether refusals slowed it.
+local function refusal_limited(rate, stats, now)
+  local conversion = recent_conversion(stats, now)
+  if rate <= 0 or not conversion or conversion >= 1 then
     return rate, false
   end
   return math.max(math.min(rate, PROBES_PER_MINUTE), rate * conversion), true
+end
+
+-- The admission rate for buyers without a wish once the sale's history is read: `rate` times
+-- `bookable_share`, down to a probe every 5 s (never a stop). A buyer with a wish is judged by
+-- it (parked when it cannot be met), so this applies to buyers without one only.
+local function history_limited(rate, stats, inv, now)
+  local share = bookable_share(stats, inv, now)
+  if rate <= 0 or share >= 1 then
+    return rate, false
+  end
+  return math.max(math.min(rate, PROBES_PER_MINUTE), rate * share), true
 end

@@ -502,13 +502,13 @@ impl System {
         assert_eq!(empty, 0, "bookings without tickets");
     }
 
-    /// Shortens the event's liveness window from a minute to one second (until its settings are
+    /// Shortens the event's liveness window from a minute to `seconds` (until its settings are
     /// next written), so a test sees entries that stop polling count as gone within seconds.
-    pub async fn shorten_liveness_window(&self, event: Uuid) {
+    pub async fn shorten_liveness_window(&self, event: Uuid, seconds: u32) {
         let _: () = redis::cmd("HSET")
             .arg(ticketing::keys::EventKeys::new(event).queue_config())
             .arg("alive_window_s")
-            .arg(1)
+            .arg(seconds)
             .query_async(&mut self.redis.clone())
             .await
             .expect("shortening the liveness window");

@@ -452,7 +452,7 @@ async fn pre_queue_entries_that_left_long_before_the_opening_are_not_admitted(db
     let system = System::start(db).await;
     let on_sale_at = Utc::now() + chrono::Duration::seconds(4);
     let event = event_opening_at(&system, on_sale_at, room(true, 60_000, false)).await;
-    system.shorten_liveness_window(event).await;
+    system.shorten_liveness_window(event, 1).await;
     let line = join_in_order(&system, event, "v", 10).await;
     let (stay, leave): (Vec<String>, Vec<String>) = {
         let ids: Vec<String> = line.iter().map(queue_id).collect();
@@ -716,7 +716,7 @@ async fn polls_refused_by_the_address_ceiling_still_keep_their_entry_alive(db: P
     .await;
     let on_sale_at = Utc::now() + chrono::Duration::seconds(5);
     let event = event_opening_at(&system, on_sale_at, room(true, 60_000, false)).await;
-    system.shorten_liveness_window(event).await;
+    system.shorten_liveness_window(event, 1).await;
     let line = join_in_order(&system, event, "v", 2).await;
     let (live, receipt) = (
         queue_id(&line[0]),

@@ -205,7 +205,7 @@ async fn a_dropped_stream_resumes_from_its_last_event_id(db: PgPool) {
     // they reach the head without a sign of life; the tap opens once the loss's grace ends).
     // (The test's own Redis connection noticed the restart only now: its first command fails.)
     let _ = system.redis.ping().await;
-    system.shorten_liveness_window(event).await;
+    system.shorten_liveness_window(event, 1).await;
     let (status, body) = system
         .change_waiting_room(
             event,

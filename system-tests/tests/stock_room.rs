@@ -645,8 +645,9 @@ async fn refusals_slow_admissions_to_the_share_that_books_and_never_stop_them(db
 }
 
 /// The seam of a tier selling out and the refusal slowing: when every buyer so far took GA and GA
-/// has none left, the next admitted buyers could only be refused, so admissions slow to probes at
-/// once, from the sale's history, before a single refusal; the estimates know it too.
+/// has none left, the next admitted buyers without a wish could only be refused, so their
+/// admissions slow to probes at once, from the sale's history, before a single refusal; the
+/// estimates know it too. Buyers whose wish is VIP still go in at the set rate.
 #[sqlx::test(migrations = "../migrations")]
 async fn a_tier_every_buyer_took_selling_out_slows_admissions_before_any_refusal(db: PgPool) {
     let system = start(db).await;
@@ -679,6 +680,19 @@ async fn a_tier_every_buyer_took_selling_out_slows_admissions_before_any_refusal
     assert!(
         (1..=2).contains(&admitted),
         "admissions slowed to probes before anyone was refused: {admitted} in 3 s"
+    );
+    // A buyer with a wish is judged by it: VIP wishes, behind the wish-less ones still waiting,
+    // go in at the set rate (10 a second), not at the probes'.
+    let mut vip = Vec::new();
+    for i in 0..6 {
+        let queue_id = join(&system, event, &format!("vip-{i}")).await;
+        assert_eq!(wish(&system, &queue_id, json!({"VIP": 1})).await.0, 200);
+        vip.push(queue_id);
+    }
+    let admitted = admitted_over(&system, event, Duration::from_secs(2)).await;
+    assert!(
+        (6..=7).contains(&admitted),
+        "the six VIP wishes went in (and at most a probe of the rest): {admitted} in 2 s"
     );
     // GA back on sale (as a cancellation or a returned hold would put it) lifts the slowing.
     let _: () = redis::cmd("HSET")

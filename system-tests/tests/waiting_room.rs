@@ -292,11 +292,14 @@ async fn entries_that_stop_polling_lose_their_place(db: PgPool) {
     let event = system
         .create_event(&[("GA", 100)], room_on(6000, 1000, true))
         .await;
-    system.shorten_liveness_window(event).await;
+    // Windows of 2 s: "leaves" is silent for two whole windows before the room opens, and
+    // "stays" would have to go unheard for 2 s to be dropped (with 1 s windows a loaded CI run
+    // once lost it).
+    system.shorten_liveness_window(event, 2).await;
     let (_, gone) = system.join(event, "leaves").await;
     let (_, stays) = system.join(event, "stays").await;
     let stays_id = stays["queue_id"].as_str().unwrap().to_string();
-    for _ in 0..12 {
+    for _ in 0..20 {
         tokio::time::sleep(Duration::from_millis(250)).await;
         state_of(&system, &stays_id).await;
     }
