@@ -149,6 +149,24 @@ impl Api {
         answer
     }
 
+    /// Polls as a page does: after the cadence the last answer asked for (at most `max_ms`), the
+    /// entry's next answer; the last one again when the poll failed, None when the entry is gone
+    /// (404).
+    pub async fn poll_when_asked(
+        &self,
+        queue_id: &str,
+        last: &Value,
+        max_ms: u64,
+    ) -> Option<Value> {
+        let wait = last["poll_after_ms"].as_u64().unwrap_or(2000).min(max_ms);
+        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+        match self.poll(queue_id).await {
+            (200, answer) => Some(answer),
+            (404, _) => None,
+            _ => Some(last.clone()),
+        }
+    }
+
     /// Books as a page does: up to three tries, 300 ms apart while the service answers 503.
     pub async fn book_as_a_page(&self, token: &str, request: &Value) -> Booked {
         for _ in 0..3 {

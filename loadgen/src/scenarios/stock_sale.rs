@@ -254,19 +254,15 @@ async fn visit(api: &Api, event: Uuid, i: usize, plan: &Plan, deadline: Instant)
             api.leave(&queue_id).await;
             return visit;
         }
-        let wait = body["poll_after_ms"]
-            .as_u64()
-            .unwrap_or(2000)
-            .min(plan.max_poll_ms);
-        tokio::time::sleep(Duration::from_millis(wait)).await;
-        let (status, answer) = api.poll(&queue_id).await;
-        match status {
-            200 => body = answer,
-            404 => {
+        match api
+            .poll_when_asked(&queue_id, &body, plan.max_poll_ms)
+            .await
+        {
+            Some(next) => body = next,
+            None => {
                 visit.outcome = "lost";
                 return visit;
             }
-            _ => {}
         }
     }
     visit.admitted = true;
