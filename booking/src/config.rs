@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ticketing::config::{env_list, env_or, env_secret, Secret, StoreConfig};
+use ticketing::config::{Secret, StoreConfig, Vars};
 
 #[derive(Debug, Clone)]
 pub struct BookingConfig {
@@ -49,7 +49,11 @@ pub struct BookingConfig {
 
 impl BookingConfig {
     pub fn from_env() -> anyhow::Result<Self> {
-        let mut cors_origins = env_list("CORS_ORIGINS");
+        Self::from_vars(&Vars::process())
+    }
+
+    pub fn from_vars(vars: &Vars) -> anyhow::Result<Self> {
+        let mut cors_origins = vars.list("CORS_ORIGINS");
         if cors_origins.is_empty() {
             cors_origins = vec![
                 "http://127.0.0.1:3000".into(),
@@ -57,21 +61,21 @@ impl BookingConfig {
             ];
         }
         Ok(Self {
-            store: StoreConfig::from_env()?,
-            addr: env_or("BOOKING_ADDR", SocketAddr::from(([127, 0, 0, 1], 5000)))?,
-            public_keys_dir: env_or("ENTRY_PUBLIC_KEYS_DIR", PathBuf::from(".run/keys"))?,
-            access_code_secret: env_secret("ACCESS_CODE_SECRET")?,
+            store: StoreConfig::from_vars(vars)?,
+            addr: vars.or("BOOKING_ADDR", SocketAddr::from(([127, 0, 0, 1], 5000)))?,
+            public_keys_dir: vars.or("ENTRY_PUBLIC_KEYS_DIR", PathBuf::from(".run/keys"))?,
+            access_code_secret: vars.secret("ACCESS_CODE_SECRET")?,
             cors_origins,
-            hold_ttl: Duration::from_millis(env_or("HOLD_TTL_MS", 30_000)?),
-            commit_wait: Duration::from_millis(env_or("DATABASE_COMMIT_WAIT_MS", 2_000)?),
-            request_timeout: Duration::from_millis(env_or("REQUEST_TIMEOUT_MS", 10_000)?),
-            sold_out_memory: Duration::from_millis(env_or("SOLD_OUT_MEMORY_MS", 250)?),
-            writers: env_or("BOOKING_WRITERS", 4)?,
-            write_batch: env_or("BOOKING_WRITE_BATCH", crate::writer::MAX_BATCH)?,
-            write_queue: env_or("BOOKING_WRITE_QUEUE", 1024)?,
-            write_queue_wait: Duration::from_millis(env_or("BOOKING_WRITE_QUEUE_WAIT_MS", 2_000)?),
-            max_in_flight: env_or("BOOKING_MAX_IN_FLIGHT", 1024)?,
-            per_token_per_second: env_or("BOOKING_PER_TOKEN_PER_SECOND", 5)?,
+            hold_ttl: Duration::from_millis(vars.or("HOLD_TTL_MS", 30_000)?),
+            commit_wait: Duration::from_millis(vars.or("DATABASE_COMMIT_WAIT_MS", 2_000)?),
+            request_timeout: Duration::from_millis(vars.or("REQUEST_TIMEOUT_MS", 10_000)?),
+            sold_out_memory: Duration::from_millis(vars.or("SOLD_OUT_MEMORY_MS", 250)?),
+            writers: vars.or("BOOKING_WRITERS", 4)?,
+            write_batch: vars.or("BOOKING_WRITE_BATCH", crate::writer::MAX_BATCH)?,
+            write_queue: vars.or("BOOKING_WRITE_QUEUE", 1024)?,
+            write_queue_wait: Duration::from_millis(vars.or("BOOKING_WRITE_QUEUE_WAIT_MS", 2_000)?),
+            max_in_flight: vars.or("BOOKING_MAX_IN_FLIGHT", 1024)?,
+            per_token_per_second: vars.or("BOOKING_PER_TOKEN_PER_SECOND", 5)?,
         })
     }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
-use ticketing::config::{env_or, env_required, env_secret, Secret, StoreConfig};
+use ticketing::config::{Secret, StoreConfig, Vars};
 use ticketing::queue::ReceiptKeys;
 
 use crate::client_addr::TrustedProxies;
@@ -61,8 +61,8 @@ impl Rate {
 
     /// `name` in requests per second (at least 1), with a burst of two seconds' worth, so a
     /// client that was quiet may catch up at once.
-    fn from_env(name: &str, default: u32) -> anyhow::Result<Self> {
-        let per_second: u32 = env_or(name, default)?;
+    fn from_vars(vars: &Vars, name: &str, default: u32) -> anyhow::Result<Self> {
+        let per_second: u32 = vars.or(name, default)?;
         if per_second == 0 {
             bail!("{name} must be at least 1");
         }
@@ -141,57 +141,61 @@ const REPLACED: [(&str, &str); 5] = [
 
 impl GatewayConfig {
     pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_vars(&Vars::process())
+    }
+
+    pub fn from_vars(vars: &Vars) -> anyhow::Result<Self> {
         for (old, new) in REPLACED {
-            if std::env::var_os(old).is_some() {
+            if vars.is_set(old) {
                 bail!("{old} is no longer read; use {new}");
             }
         }
         Ok(Self {
-            store: StoreConfig::from_env()?,
-            addr: env_or("GATEWAY_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?,
+            store: StoreConfig::from_vars(vars)?,
+            addr: vars.or("GATEWAY_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?,
             // Held to the secrets' rules: anyone who reads `.env.example` knows its placeholder,
             // and the admin API can pause or retune every sale.
-            admin_token: env_secret("ADMIN_TOKEN")?,
-            queue_id_secret: env_secret("QUEUE_ID_SECRET")?,
+            admin_token: vars.secret("ADMIN_TOKEN")?,
+            queue_id_secret: vars.secret("QUEUE_ID_SECRET")?,
             receipt_keys: ReceiptKeys::parse(
                 "QUEUE_RECEIPT_KEYS",
-                &env_required("QUEUE_RECEIPT_KEYS")?,
+                &vars.required("QUEUE_RECEIPT_KEYS")?,
             )?,
-            keys_dir: env_or("ENTRY_KEYS_DIR", PathBuf::from(".run/keys"))?,
-            signing_kid: env_or("ENTRY_SIGNING_KID", "dev".to_string())?,
-            booking_url: env_or("BOOKING_URL", "http://127.0.0.1:5000".to_string())?,
-            frontend_dir: env_or("FRONTEND_DIR", PathBuf::from("frontend"))?,
-            trusted_proxies: TrustedProxies::parse(&env_or("TRUSTED_PROXIES", String::new())?)
+            keys_dir: vars.or("ENTRY_KEYS_DIR", PathBuf::from(".run/keys"))?,
+            signing_kid: vars.or("ENTRY_SIGNING_KID", "dev".to_string())?,
+            booking_url: vars.or("BOOKING_URL", "http://127.0.0.1:5000".to_string())?,
+            frontend_dir: vars.or("FRONTEND_DIR", PathBuf::from("frontend"))?,
+            trusted_proxies: TrustedProxies::parse(&vars.or("TRUSTED_PROXIES", String::new())?)
                 .map_err(|e| anyhow!("TRUSTED_PROXIES: {e}"))?,
             limits: LimitSettings {
-                join_per_visitor: Rate::from_env("JOIN_PER_VISITOR_PER_SECOND", 1)?,
-                join_per_address: Rate::from_env("JOIN_PER_ADDRESS_PER_SECOND", 200)?,
-                poll_per_queue_id: Rate::from_env("POLL_PER_QUEUE_ID_PER_SECOND", 2)?,
-                poll_per_address: Rate::from_env("POLL_PER_ADDRESS_PER_SECOND", 1_000)?,
-                admin_per_address: Rate::from_env("ADMIN_PER_ADDRESS_PER_SECOND", 20)?,
-                max_keys: env_or("LIMITER_MAX_KEYS", 100_000)?,
+                join_per_visitor: Rate::from_vars(vars, "JOIN_PER_VISITOR_PER_SECOND", 1)?,
+                join_per_address: Rate::from_vars(vars, "JOIN_PER_ADDRESS_PER_SECOND", 200)?,
+                poll_per_queue_id: Rate::from_vars(vars, "POLL_PER_QUEUE_ID_PER_SECOND", 2)?,
+                poll_per_address: Rate::from_vars(vars, "POLL_PER_ADDRESS_PER_SECOND", 1_000)?,
+                admin_per_address: Rate::from_vars(vars, "ADMIN_PER_ADDRESS_PER_SECOND", 20)?,
+                max_keys: vars.or("LIMITER_MAX_KEYS", 100_000)?,
             },
             proof: ProofSettings {
-                secret: env_secret("PROOF_SECRET")?,
-                address_joins_per_second: env_or("PROOF_ADDRESS_JOINS_PER_SECOND", 20)?,
-                joins_per_second: env_or("PROOF_JOINS_PER_SECOND", 2_000)?,
-                difficulty: difficulty(env_or("PROOF_DIFFICULTY", 18)?)?,
-                network_joins_per_second: env_or("PROOF_NETWORK_JOINS_PER_SECOND", 100)?,
-                event_joins_per_second: env_or("PROOF_EVENT_JOINS_PER_SECOND", 500)?,
-                max_difficulty: difficulty(env_or("PROOF_MAX_DIFFICULTY", 22)?)?,
-                ttl: Duration::from_secs(env_or("PROOF_TTL_S", 300)?.max(1)),
+                secret: vars.secret("PROOF_SECRET")?,
+                address_joins_per_second: vars.or("PROOF_ADDRESS_JOINS_PER_SECOND", 20)?,
+                joins_per_second: vars.or("PROOF_JOINS_PER_SECOND", 2_000)?,
+                difficulty: difficulty(vars.or("PROOF_DIFFICULTY", 18)?)?,
+                network_joins_per_second: vars.or("PROOF_NETWORK_JOINS_PER_SECOND", 100)?,
+                event_joins_per_second: vars.or("PROOF_EVENT_JOINS_PER_SECOND", 500)?,
+                max_difficulty: difficulty(vars.or("PROOF_MAX_DIFFICULTY", 22)?)?,
+                ttl: Duration::from_secs(vars.or("PROOF_TTL_S", 300)?.max(1)),
             },
-            request_timeout: Duration::from_millis(env_or("REQUEST_TIMEOUT_MS", 10_000)?),
+            request_timeout: Duration::from_millis(vars.or("REQUEST_TIMEOUT_MS", 10_000)?),
             streams: crate::notices::StreamLimits {
-                per_address: env_or("STREAMS_PER_ADDRESS", 5_000)?,
-                total: env_or("STREAMS_MAX", 100_000)?,
+                per_address: vars.or("STREAMS_PER_ADDRESS", 5_000)?,
+                total: vars.or("STREAMS_MAX", 100_000)?,
                 ..Default::default()
             },
             serving: Serving {
-                connections: connection_limits()?,
-                takeover: env_or("STREAM_TAKEOVER", true)?,
+                connections: connection_limits(vars)?,
+                takeover: vars.or("STREAM_TAKEOVER", true)?,
             },
-            metrics_addr: match env_or("METRICS_ADDR", String::new())? {
+            metrics_addr: match vars.or("METRICS_ADDR", String::new())? {
                 addr if addr.is_empty() => None,
                 addr => Some(
                     addr.parse()
@@ -202,18 +206,17 @@ impl GatewayConfig {
     }
 }
 
-fn connection_limits() -> anyhow::Result<ConnectionLimits> {
+fn connection_limits(vars: &Vars) -> anyhow::Result<ConnectionLimits> {
     let defaults = ConnectionLimits::default();
     let millis = |name: &str, default: Duration| -> anyhow::Result<Duration> {
-        Ok(Duration::from_millis(env_or(
-            name,
-            default.as_millis() as u64,
-        )?))
+        Ok(Duration::from_millis(
+            vars.or(name, default.as_millis() as u64)?,
+        ))
     };
     let limits = ConnectionLimits {
         header_read_timeout: millis("HTTP_HEADER_READ_TIMEOUT_MS", defaults.header_read_timeout)?,
-        max: env_or("HTTP_MAX_CONNECTIONS", defaults.max)?,
-        per_address: env_or("HTTP_CONNECTIONS_PER_ADDRESS", defaults.per_address)?,
+        max: vars.or("HTTP_MAX_CONNECTIONS", defaults.max)?,
+        per_address: vars.or("HTTP_CONNECTIONS_PER_ADDRESS", defaults.per_address)?,
         unacknowledged: millis("TCP_USER_TIMEOUT_MS", defaults.unacknowledged)?,
         drain: millis("SHUTDOWN_DRAIN_MS", defaults.drain)?,
     };

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ticketing::config::{env_or, StoreConfig};
+use ticketing::config::{StoreConfig, Vars};
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -28,18 +28,22 @@ pub struct WorkerConfig {
 
 impl WorkerConfig {
     pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_vars(&Vars::process())
+    }
+
+    pub fn from_vars(vars: &Vars) -> anyhow::Result<Self> {
         Ok(Self {
-            store: StoreConfig::from_env()?,
-            addr: env_or("WORKER_ADDR", SocketAddr::from(([127, 0, 0, 1], 5100)))?,
-            admit_interval: Duration::from_millis(env_or("ADMIT_INTERVAL_MS", 100)?),
-            sweep_interval: Duration::from_millis(env_or("SWEEP_INTERVAL_MS", 2_000)?),
-            reconcile_interval: Duration::from_millis(env_or("RECONCILE_INTERVAL_MS", 5_000)?),
-            shutdown_grace: Duration::from_millis(env_or("SHUTDOWN_GRACE_MS", 5_000)?),
+            store: StoreConfig::from_vars(vars)?,
+            addr: vars.or("WORKER_ADDR", SocketAddr::from(([127, 0, 0, 1], 5100)))?,
+            admit_interval: Duration::from_millis(vars.or("ADMIT_INTERVAL_MS", 100)?),
+            sweep_interval: Duration::from_millis(vars.or("SWEEP_INTERVAL_MS", 2_000)?),
+            reconcile_interval: Duration::from_millis(vars.or("RECONCILE_INTERVAL_MS", 5_000)?),
+            shutdown_grace: Duration::from_millis(vars.or("SHUTDOWN_GRACE_MS", 5_000)?),
             hot: crate::events::HotSettings {
-                lead: Duration::from_secs(env_or("HOT_LEAD_S", 900)?),
-                quiet: Duration::from_secs(env_or("HOT_QUIET_S", 300)?),
+                lead: Duration::from_secs(vars.or("HOT_LEAD_S", 900)?),
+                quiet: Duration::from_secs(vars.or("HOT_QUIET_S", 300)?),
             },
-            reconcile_quiet_per_pass: env_or("RECONCILE_QUIET_PER_PASS", 20)?,
+            reconcile_quiet_per_pass: vars.or("RECONCILE_QUIET_PER_PASS", 20)?,
         })
     }
 }

@@ -14,9 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway::config::Rate;
+pub use gateway::line::status::{QueueState, QueueStatus};
 use serde_json::{json, Value};
 use sqlx::{ConnectOptions, PgPool};
-use ticketing::config::{Secret, StoreConfig};
+use ticketing::config::{StoreConfig, Vars};
 use ticketing::redis_client::RedisClient;
 use ticketing::token::{EntryClaims, EntrySigner, EntryVerifier};
 use tokio_util::sync::CancellationToken;
@@ -163,16 +164,26 @@ fn write_budget(hold_ttl: Duration) -> WriteBudget {
     }
 }
 
+/// The settings every service of a test system reads, as a deployment would set them in the
+/// environment: the test's database and Redis, its secrets and keys, its timings. Each service
+/// reads them through its production `from_vars` (every default and every check), and a test
+/// changes only what it means to.
+fn settings(db_url: &str, options: &Options) -> Vars {
+    let millis = |d: Duration| d.as_millis().to_string();
+    let budget = write_budget(options.hold_ttl);
+    Vars::of([
+        ("DATABASE_URL", db_url.to_string()),
+        ("DATABASE_MAX_CONNECTIONS", "10".into()),
+        ("DATABASE_ACQUIRE_TIMEOUT_MS", millis(ACQUIRE_TIMEOUT)),
+        ("DATABASE_STATEMENT_TIMEOUT_MS", millis(budget.statement)),
+        ("DATABASE_COMMIT_WAIT_MS", millis(budget.commit_wait)),
+        ("REDIS_URL", options.redis_url.clone()),
+        ("REDIS_CLUSTER_NODES", options.redis_cluster.join(",")),
+    ])
+}
+
 fn store(db_url: &str, options: &Options) -> StoreConfig {
-    StoreConfig {
-        database_url: db_url.into(),
-        database_read_url: None,
-        database_max_connections: 10,
-        database_acquire_timeout: ACQUIRE_TIMEOUT,
-        database_statement_timeout: write_budget(options.hold_ttl).statement,
-        redis_url: options.redis_url.clone(),
-        redis_cluster_nodes: options.redis_cluster.clone(),
-    }
+    StoreConfig::from_vars(&settings(db_url, options)).expect("the store settings")
 }
 
 async fn connect_redis(options: &Options) -> RedisClient {
@@ -252,56 +263,48 @@ impl System {
     }
 
     async fn start_gateway(&mut self, listener: tokio::net::TcpListener, read_db: PgPool) {
-        let config = gateway::config::GatewayConfig {
-            store: store(&self.db_url(), &self.options),
-            addr: listener.local_addr().expect("address"),
-            admin_token: Secret::new(ADMIN_TOKEN),
-            queue_id_secret: Secret::new("test-queue-secret"),
-            receipt_keys: ticketing::queue::ReceiptKeys::parse("receipt keys", RECEIPT_KEYS)
-                .expect("receipt keys"),
-            keys_dir: self.keys.dir.clone(),
-            signing_kid: "test".into(),
-            booking_url: self.bookings[0].clone(),
-            frontend_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../frontend")),
-            trusted_proxies: Default::default(),
-            // Every test client shares one address: only the per-address join ceiling is set
-            // by the test; the rest never get in the way.
-            limits: gateway::config::LimitSettings {
-                join_per_visitor: Rate::new(10_000, 10_000),
-                join_per_address: Rate::new(
-                    u32::try_from(self.options.join_per_second).unwrap_or(u32::MAX),
-                    self.options.join_burst,
-                ),
-                poll_per_queue_id: Rate::new(10_000, 10_000),
-                poll_per_address: Rate::new(
-                    self.options.poll_per_address.0,
-                    self.options.poll_per_address.1,
-                ),
-                admin_per_address: Rate::new(10_000, 10_000),
-                max_keys: 100_000,
-            },
-            proof: gateway::config::ProofSettings {
-                secret: Secret::new(PROOF_SECRET),
-                address_joins_per_second: u32::MAX,
-                joins_per_second: u32::MAX,
-                network_joins_per_second: 0,
-                event_joins_per_second: u32::MAX,
-                max_difficulty: 8,
-                difficulty: 8,
-                ttl: Duration::from_secs(60),
-            },
-            request_timeout: Duration::from_secs(10),
-            streams: Default::default(),
+        let vars = settings(&self.db_url(), &self.options)
+            .with("ADMIN_TOKEN", ADMIN_TOKEN)
+            .with("QUEUE_ID_SECRET", "test-queue-secret")
+            .with("QUEUE_RECEIPT_KEYS", RECEIPT_KEYS)
+            .with("ENTRY_KEYS_DIR", self.keys.dir.to_string_lossy())
+            .with("ENTRY_SIGNING_KID", "test")
+            .with("BOOKING_URL", self.bookings[0].as_str())
+            .with(
+                "FRONTEND_DIR",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../frontend"),
+            )
+            .with("PROOF_SECRET", PROOF_SECRET)
+            .with("PROOF_DIFFICULTY", "8")
+            .with("PROOF_MAX_DIFFICULTY", "8")
+            .with("PROOF_TTL_S", "60")
+            .with("PROOF_NETWORK_JOINS_PER_SECOND", "0")
             // A stopped test gateway stops at once: no load balancer to drain from.
-            serving: gateway::takeover::Serving {
-                connections: gateway::connections::ConnectionLimits {
-                    drain: Duration::ZERO,
-                    ..Default::default()
-                },
-                takeover: true,
-            },
-            metrics_addr: None,
+            .with("SHUTDOWN_DRAIN_MS", "0");
+        let mut config =
+            gateway::config::GatewayConfig::from_vars(&vars).expect("the gateway settings");
+        config.addr = listener.local_addr().expect("address");
+        // Every test client shares one address: only the per-address join and poll ceilings
+        // are set by the test; the rest never get in the way.
+        let unlimited = Rate::new(10_000, 10_000);
+        config.limits = gateway::config::LimitSettings {
+            join_per_visitor: unlimited,
+            join_per_address: Rate::new(
+                u32::try_from(self.options.join_per_second).unwrap_or(u32::MAX),
+                self.options.join_burst,
+            ),
+            poll_per_queue_id: unlimited,
+            poll_per_address: Rate::new(
+                self.options.poll_per_address.0,
+                self.options.poll_per_address.1,
+            ),
+            admin_per_address: unlimited,
+            ..config.limits
         };
+        // Proofs are asked for only when a test lowers these.
+        config.proof.address_joins_per_second = u32::MAX;
+        config.proof.joins_per_second = u32::MAX;
+        config.proof.event_joins_per_second = u32::MAX;
         let state = gateway::AppState::with_stores(
             config,
             self.db.clone(),
@@ -318,23 +321,22 @@ impl System {
 
     async fn start_booking(&mut self) {
         let (listener, url) = listen().await;
-        let config = booking::config::BookingConfig {
-            store: store(&self.db_url(), &self.options),
-            addr: listener.local_addr().expect("address"),
-            public_keys_dir: self.keys.dir.clone(),
-            access_code_secret: Secret::new("test-access-secret"),
-            cors_origins: self.gateways.clone(),
-            hold_ttl: self.options.hold_ttl,
-            request_timeout: Duration::from_secs(10),
-            sold_out_memory: self.options.sold_out_memory,
-            commit_wait: write_budget(self.options.hold_ttl).commit_wait,
-            writers: self.options.writers,
-            write_batch: booking::writer::MAX_BATCH,
-            write_queue: self.options.write_queue,
-            write_queue_wait: write_budget(self.options.hold_ttl).queue_wait,
-            max_in_flight: 1024,
-            per_token_per_second: 5,
-        };
+        let millis = |d: Duration| d.as_millis().to_string();
+        let vars = settings(&self.db_url(), &self.options)
+            .with("ENTRY_PUBLIC_KEYS_DIR", self.keys.dir.to_string_lossy())
+            .with("ACCESS_CODE_SECRET", "test-access-secret")
+            .with("CORS_ORIGINS", self.gateways.join(","))
+            .with("HOLD_TTL_MS", millis(self.options.hold_ttl))
+            .with("SOLD_OUT_MEMORY_MS", millis(self.options.sold_out_memory))
+            .with("BOOKING_WRITERS", self.options.writers.to_string())
+            .with("BOOKING_WRITE_QUEUE", self.options.write_queue.to_string())
+            .with(
+                "BOOKING_WRITE_QUEUE_WAIT_MS",
+                millis(write_budget(self.options.hold_ttl).queue_wait),
+            );
+        let mut config =
+            booking::config::BookingConfig::from_vars(&vars).expect("the booking settings");
+        config.addr = listener.local_addr().expect("address");
         config.check().expect("booking settings");
         let state = booking::AppState::with_stores(
             config,
@@ -363,19 +365,24 @@ impl System {
 
     /// Starts one more queue-worker process (in this process), returning its index.
     pub async fn start_worker(&mut self) -> usize {
-        let config = queue_worker::config::WorkerConfig {
-            store: store(&self.db_url(), &self.options),
-            addr: "127.0.0.1:0".parse().expect("address"),
-            admit_interval: self.options.admit_interval,
-            sweep_interval: self.options.sweep_interval,
-            reconcile_interval: self.options.reconcile_interval,
-            shutdown_grace: Duration::from_secs(2),
-            hot: queue_worker::events::HotSettings {
-                lead: Duration::from_secs(900),
-                quiet: self.options.hot_quiet,
-            },
-            reconcile_quiet_per_pass: self.options.reconcile_quiet_per_pass,
-        };
+        let millis = |d: Duration| d.as_millis().to_string();
+        let vars = settings(&self.db_url(), &self.options)
+            .with("WORKER_ADDR", "127.0.0.1:0")
+            .with("ADMIT_INTERVAL_MS", millis(self.options.admit_interval))
+            .with("SWEEP_INTERVAL_MS", millis(self.options.sweep_interval))
+            .with(
+                "RECONCILE_INTERVAL_MS",
+                millis(self.options.reconcile_interval),
+            )
+            .with("SHUTDOWN_GRACE_MS", "2000")
+            .with(
+                "RECONCILE_QUIET_PER_PASS",
+                self.options.reconcile_quiet_per_pass.to_string(),
+            );
+        let mut config =
+            queue_worker::config::WorkerConfig::from_vars(&vars).expect("the worker settings");
+        // Sub-second quiet times, which the variable (in seconds) cannot say.
+        config.hot.quiet = self.options.hot_quiet;
         let redis = connect_redis(&self.options).await;
         let worker = queue_worker::Worker::new(self.db.clone(), redis, config);
         let cancel = self.cancel.child_token();
@@ -545,9 +552,21 @@ impl System {
 
     /// Joins as `visitor`, expecting 202, and returns the queue id.
     pub async fn join_line(&self, event_id: Uuid, visitor: &str) -> String {
+        self.enter(event_id, visitor).await.queue_id.to_string()
+    }
+
+    /// Joins as `visitor`, expecting 202: the entry's status, typed as the gateway answers it.
+    pub async fn enter(&self, event_id: Uuid, visitor: &str) -> QueueStatus {
         let (status, body) = self.join(event_id, visitor).await;
         assert_eq!(status, 202, "{body}");
-        body["queue_id"].as_str().expect("queue id").to_string()
+        serde_json::from_value(body).expect("a queue status")
+    }
+
+    /// Polls `queue_id`, expecting 200: its status, typed as the gateway answers it.
+    pub async fn status(&self, queue_id: &str) -> QueueStatus {
+        let (status, body) = self.poll(queue_id).await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_value(body).expect("a queue status")
     }
 
     pub async fn poll(&self, queue_id: &str) -> (u16, Value) {

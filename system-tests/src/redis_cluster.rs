@@ -95,6 +95,11 @@ impl RedisCluster {
                 // otherwise refuse ("disconnected from master for longer than allowed").
                 "--cluster-replica-validity-factor",
                 "0",
+                // A replica's first sync starts at once rather than after the default 5 s wait
+                // for more replicas to share it: on a loaded machine the wait plus the transfer
+                // outran the tests' patience for a replica to catch up.
+                "--repl-diskless-sync-delay",
+                "0",
                 "--save",
                 "",
                 "--appendonly",

@@ -164,15 +164,13 @@ async fn retries_under_overload_lose_nothing_and_drift_nothing(db: PgPool) {
         summary.timed_out > 0 && summary.answered.get(&503).copied().unwrap_or(0) > 0,
         "the storm never overloaded the booking service: {summary:?}"
     );
-    let redis = ticketing::redis_client::RedisClient::connect(&ticketing::config::StoreConfig {
-        database_url: database_url.clone(),
-        database_read_url: None,
-        database_max_connections: 2,
-        database_acquire_timeout: Duration::from_secs(1),
-        database_statement_timeout: Duration::from_secs(5),
-        redis_url: system_tests::redis_url(),
-        redis_cluster_nodes: Vec::new(),
-    })
+    let redis = ticketing::redis_client::RedisClient::connect(
+        &ticketing::config::StoreConfig::from_vars(&ticketing::config::Vars::of([
+            ("DATABASE_URL", database_url.clone()),
+            ("REDIS_URL", system_tests::redis_url()),
+        ]))
+        .expect("the store settings"),
+    )
     .await
     .expect("redis");
     for (event, created) in events.iter().zip(created) {

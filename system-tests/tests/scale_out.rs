@@ -330,12 +330,23 @@ async fn a_replica_promoted_without_the_last_joins_puts_them_back_from_their_rec
     }
     let keys = EventKeys::new(event);
     let (master, replica) = cluster.master_and_replica_of(&keys.waiting()).await;
-    // Everything so far has reached the replica.
-    eventually(Duration::from_secs(10), "the replica caught up", || async {
-        let on_replica = cluster.read(replica, &["zcard", &keys.waiting()]);
-        (on_replica.trim() == "3").then_some(())
+    // Everything so far has reached the replica (its first full sync included).
+    let mut last_read = String::new();
+    let caught_up = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            last_read = cluster.read(replica, &["zcard", &keys.waiting()]);
+            if last_read.trim() == "3" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     })
     .await;
+    assert!(
+        caught_up.is_ok(),
+        "the replica did not catch up in 30 s; it last answered {last_read:?}, role {:?}",
+        cluster.command(replica, &["role"])
+    );
     cluster.freeze(replica, true);
     cluster.command(master, &["client", "kill", "type", "replica"]);
     for i in 0..3 {

@@ -5,24 +5,21 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use system_tests::{eventually, room_on, Options, System};
+use system_tests::{eventually, room_on, Options, QueueState, System};
 use ticketing::keys::EventKeys;
 use uuid::Uuid;
 
 async fn join_many(system: &System, event: Uuid, count: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..count {
-        let (status, body) = system.join(event, &format!("visitor-{i}")).await;
-        assert_eq!(status, 202, "{body}");
-        ids.push(body["queue_id"].as_str().unwrap().to_string());
+        ids.push(system.join_line(event, &format!("visitor-{i}")).await);
     }
     ids
 }
 
-async fn state_of(system: &System, queue_id: &str) -> Value {
-    let (status, body) = system.poll(queue_id).await;
-    assert_eq!(status, 200, "{body}");
-    body
+/// Where `queue_id` stands now.
+async fn state_of(system: &System, queue_id: &str) -> QueueState {
+    system.status(queue_id).await.state
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -31,16 +28,15 @@ async fn joining_twice_returns_the_same_entry_and_place(db: PgPool) {
     let event = system
         .create_event(&[("GA", 10)], room_on(60, 10, true))
         .await;
-    let (status, first) = system.join(event, "same-visitor").await;
-    assert_eq!(status, 202);
-    assert_eq!(first["state"], "waiting");
-    assert_eq!(first["position"], 1);
-    system.join(event, "someone-else").await;
-    let (_, again) = system.join(event, "same-visitor").await;
-    assert_eq!(again["queue_id"], first["queue_id"]);
-    assert_eq!(again["position"], 1);
-    assert!(again["poll_after_ms"].as_u64().unwrap() >= 500);
-    assert!(again["estimated_wait_s"].as_u64().is_some());
+    let first = system.enter(event, "same-visitor").await;
+    assert_eq!(first.state, QueueState::Waiting);
+    assert_eq!(first.position, Some(1));
+    system.enter(event, "someone-else").await;
+    let again = system.enter(event, "same-visitor").await;
+    assert_eq!(again.queue_id, first.queue_id);
+    assert_eq!(again.position, Some(1));
+    assert!(again.poll_after_ms >= 500);
+    assert!(again.estimated_wait_s.is_some());
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -113,7 +109,7 @@ async fn admits_in_join_order(db: PgPool) {
         // the earlier ones after it cannot see an admission the later read missed.
         let mut admitted = Vec::new();
         for id in ids.iter().rev() {
-            admitted.push(state_of(&system, id).await["state"] == "admitted");
+            admitted.push(state_of(&system, id).await == QueueState::Admitted);
         }
         admitted.reverse();
         // At every observation the admitted entries are a prefix of the join order.
@@ -141,21 +137,20 @@ async fn the_pre_queue_is_shuffled_at_the_opening_and_placed_ahead(db: PgPool) {
         }))
         .await;
     let early = join_many(&system, event, 40).await;
-    let status = state_of(&system, &early[0]).await;
-    assert_eq!(status["state"], "pre_queue");
-    assert_eq!(status["position"], Value::Null);
+    let status = system.status(&early[0]).await;
+    assert_eq!(status.state, QueueState::PreQueue);
+    assert_eq!(status.position, None);
 
     // Everyone keeps polling, as browsers do, until the sale opens.
     eventually(Duration::from_secs(10), "the opening", || async {
-        (state_of(&system, &early[0]).await["state"] != "pre_queue").then_some(())
+        (state_of(&system, &early[0]).await != QueueState::PreQueue).then_some(())
     })
     .await;
-    let (_, late) = system.join(event, "late-visitor").await;
+    let late = system.enter(event, "late-visitor").await;
 
     let mut positions = Vec::new();
     for id in &early {
-        let status = state_of(&system, id).await;
-        positions.push(status["position"].as_u64().unwrap_or(0));
+        positions.push(system.status(id).await.position.unwrap_or(0));
     }
     // The first one may have been admitted (rate 1/min); everyone else is in 1..=40.
     let placed: Vec<u64> = positions.iter().copied().filter(|p| *p > 0).collect();
@@ -169,7 +164,7 @@ async fn the_pre_queue_is_shuffled_at_the_opening_and_placed_ahead(db: PgPool) {
         placed, sorted,
         "the pre-queue kept join order: no shuffle happened"
     );
-    let late_position = late["position"].as_u64().unwrap();
+    let late_position = late.position.expect("a place in line");
     assert!(
         late_position > *placed.iter().max().unwrap(),
         "a later joiner went ahead of the pre-queue"
@@ -225,9 +220,9 @@ async fn never_more_than_max_active_admitted_but_unfinished(db: PgPool) {
     assert_eq!(stats["active"], 5, "{stats}");
     assert_eq!(stats["waiting"], 15, "{stats}");
     // A booking finishes one admitted buyer, which frees a slot for the next in line.
-    let status = state_of(&system, &ids[0]).await;
-    assert_eq!(status["state"], "admitted");
-    let token = status["token"].as_str().unwrap();
+    let status = system.status(&ids[0]).await;
+    assert_eq!(status.state, QueueState::Admitted);
+    let token = status.token.as_deref().expect("a token");
     let (code, body) = system
         .book(
             token,
@@ -266,22 +261,19 @@ async fn pause_stops_admission_and_resume_restarts_it(db: PgPool) {
     assert_eq!(status, 200);
     assert_eq!(changed["paused"], false);
     eventually(Duration::from_secs(5), "admission after resume", || async {
-        (state_of(&system, &ids[9]).await["state"] == "admitted").then_some(())
+        (state_of(&system, &ids[9]).await == QueueState::Admitted).then_some(())
     })
     .await;
     system
         .change_waiting_room(event, json!({"paused": true}))
         .await;
     let more = join_many(&system, event, 1).await;
-    let (_, fresh) = system.join(event, "after-pause").await;
+    let fresh = system.join_line(event, "after-pause").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(state_of(&system, &fresh).await, QueueState::Waiting);
     assert_eq!(
-        state_of(&system, fresh["queue_id"].as_str().unwrap()).await["state"],
-        "waiting"
-    );
-    assert_eq!(
-        state_of(&system, &more[0]).await["state"],
-        "admitted",
+        state_of(&system, &more[0]).await,
+        QueueState::Admitted,
         "visitor-0 was admitted before the pause"
     );
 }
@@ -296,9 +288,8 @@ async fn entries_that_stop_polling_lose_their_place(db: PgPool) {
     // "stays" would have to go unheard for 2 s to be dropped (with 1 s windows a loaded CI run
     // once lost it).
     system.shorten_liveness_window(event, 2).await;
-    let (_, gone) = system.join(event, "leaves").await;
-    let (_, stays) = system.join(event, "stays").await;
-    let stays_id = stays["queue_id"].as_str().unwrap().to_string();
+    let gone = system.join_line(event, "leaves").await;
+    let stays_id = system.join_line(event, "stays").await;
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_millis(250)).await;
         state_of(&system, &stays_id).await;
@@ -310,21 +301,18 @@ async fn entries_that_stop_polling_lose_their_place(db: PgPool) {
     // timed out at 5 s without saying).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let now = state_of(&system, &stays_id).await;
-        if now["state"] == "admitted" {
+        let now = system.status(&stays_id).await;
+        if now.state == QueueState::Admitted {
             break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the live entry was never admitted: {now}, room {}",
+            "the live entry was never admitted: {now:?}, room {}",
             system.waiting_room(event).await
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(
-        state_of(&system, gone["queue_id"].as_str().unwrap()).await["state"],
-        "expired"
-    );
+    assert_eq!(state_of(&system, &gone).await, QueueState::Expired);
     let stats = system.waiting_room(event).await["stats"].clone();
     assert_eq!(
         stats["admitted_total"], 1,
@@ -340,10 +328,10 @@ async fn an_unused_token_that_expires_frees_its_slot(db: PgPool) {
         .await;
     let ids = join_many(&system, event, 2).await;
     eventually(Duration::from_secs(5), "the first admitted", || async {
-        (state_of(&system, &ids[0]).await["state"] == "admitted").then_some(())
+        (state_of(&system, &ids[0]).await == QueueState::Admitted).then_some(())
     })
     .await;
-    assert_eq!(state_of(&system, &ids[1]).await["state"], "waiting");
+    assert_eq!(state_of(&system, &ids[1]).await, QueueState::Waiting);
     // Age the first admission past its token's expiry.
     let keys = EventKeys::new(event);
     let _: () = redis::cmd("ZADD")
@@ -359,10 +347,10 @@ async fn an_unused_token_that_expires_frees_its_slot(db: PgPool) {
         .await
         .unwrap();
     eventually(Duration::from_secs(5), "the second admitted", || async {
-        (state_of(&system, &ids[1]).await["state"] == "admitted").then_some(())
+        (state_of(&system, &ids[1]).await == QueueState::Admitted).then_some(())
     })
     .await;
-    assert_eq!(state_of(&system, &ids[0]).await["state"], "expired");
+    assert_eq!(state_of(&system, &ids[0]).await, QueueState::Expired);
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -372,7 +360,7 @@ async fn waiting_buyers_learn_of_a_sell_out_at_their_next_poll(db: PgPool) {
         .create_event(&[("GA", 1)], room_on(60, 10, true))
         .await;
     let ids = join_many(&system, event, 3).await;
-    assert_eq!(state_of(&system, &ids[2]).await["state"], "waiting");
+    assert_eq!(state_of(&system, &ids[2]).await, QueueState::Waiting);
     let (token, _) = system.keys.token(event, 1, 60);
     let (status, _) = system
         .book(
@@ -383,10 +371,10 @@ async fn waiting_buyers_learn_of_a_sell_out_at_their_next_poll(db: PgPool) {
         .await;
     assert_eq!(status, 201);
     for id in &ids {
-        assert_eq!(state_of(&system, id).await["state"], "sold_out");
+        assert_eq!(state_of(&system, id).await, QueueState::SoldOut);
     }
-    let (_, late) = system.join(event, "too-late").await;
-    assert_eq!(late["state"], "sold_out");
+    let late = system.enter(event, "too-late").await;
+    assert_eq!(late.state, QueueState::SoldOut);
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -455,10 +443,9 @@ async fn an_event_without_waiting_room_admits_at_once_with_a_verifiable_token(db
     let event = system
         .create_event(&[("GA", 10)], json!({"enabled": false, "admission_per_minute": 60, "max_active": 10, "paused": false, "token_ttl_s": 300}))
         .await;
-    let (status, body) = system.join(event, "instant").await;
-    assert_eq!(status, 202);
-    assert_eq!(body["state"], "admitted");
-    let token = body["token"].as_str().unwrap();
+    let entry = system.enter(event, "instant").await;
+    assert_eq!(entry.state, QueueState::Admitted);
+    let token = entry.token.as_deref().expect("a token");
     let header = jsonwebtoken::decode_header(token).unwrap();
     assert_eq!(header.alg, jsonwebtoken::Algorithm::EdDSA);
     assert_eq!(header.kid.as_deref(), Some("test"));
@@ -467,7 +454,7 @@ async fn an_event_without_waiting_room_admits_at_once_with_a_verifiable_token(db
         .verifier
         .verify(token)
         .expect("verifies with the public key");
-    assert_eq!(claims.sub.to_string(), body["queue_id"].as_str().unwrap());
+    assert_eq!(claims.sub, entry.queue_id);
     assert_eq!(claims.evt, event);
     assert_eq!(claims.max, 8);
     let now = chrono::Utc::now().timestamp();
@@ -476,12 +463,11 @@ async fn an_event_without_waiting_room_admits_at_once_with_a_verifiable_token(db
         "exp is the waiting room's token_ttl_s"
     );
     assert!((claims.iat - now).abs() <= 2);
-    let expires: chrono::DateTime<chrono::Utc> =
-        body["token_expires_at"].as_str().unwrap().parse().unwrap();
+    let expires = entry.token_expires_at.expect("an expiry");
     assert!((expires.timestamp() - claims.exp).abs() <= 1);
     // Polling again returns the same token: it is signed once per admission.
-    let again = state_of(&system, body["queue_id"].as_str().unwrap()).await;
-    assert_eq!(again["token"], body["token"]);
+    let again = system.status(&entry.queue_id.to_string()).await;
+    assert_eq!(again.token, entry.token);
 }
 
 #[sqlx::test(migrations = "../migrations")]
