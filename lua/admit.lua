@@ -133,6 +133,9 @@ local function seen(place)
 end
 
 local admitted, dropped, parked, passed, nowish = 0, 0, 0, 0, 0
+-- One probe a step at most, and only when nobody went in for a while (admission/gate.lua).
+local probe = gate.probe_due(now)
+local probes = 0
 -- The highest place looked at, and whether the walk reached the line's end.
 local reached, at_end = 0, false
 -- Tiers an earlier entry waits for: later entries needing them wait too. `nowish_waits`: a
@@ -166,8 +169,17 @@ while not done and admitted < allowed and admitted + dropped + parked + passed <
             blocked = true
           end
         end
+        -- The first entry the gate holds back, not behind another that waits, is the probe.
+        if verdict == 'wait' and not blocked and probe and admitted == 0 then
+          verdict, detail = gate.judge(wish, true)
+          if verdict == 'count' then
+            probes = 1
+            probe = false
+          end
+        end
         if blocked or (wish == nil and verdict == 'count' and nowish >= nw_allowed) then
           verdict, detail = 'wait', {}
+          probes = 0
         end
       end
     end
@@ -260,5 +272,5 @@ if admitted + dropped + parked > 0 then
   -- %.17g keeps every integer place below 2^53 exact (tostring would round it).
   redis.call('HSET', k.cfg, 'admitted_through', string.format('%.17g', through))
 end
-record_step(k, ARGV[2], now, admitted_ids, dropped, parked)
+record_step(k, ARGV[2], now, admitted_ids, dropped, parked, probes)
 return {admitted, dropped, expired, more, arrivals, through, parked}

@@ -10,6 +10,15 @@
 -- hold_on_admission, admission instead reserves the wish at once (a hold under the queue id;
 -- booking claims it) and needs the wish on sale now; such buyers count no demand, their tickets
 -- are out of avail already.
+--
+-- The gate never stops the line while something is on sale: admitted buyers may count the whole
+-- stock and never book it (gone without a word, until their admission is reclaimed). After
+-- PROBE_AFTER_MS without an admission, the first entry the gate holds back whose tickets are on
+-- sale now goes in as a probe, counted like any other.
+
+-- The longest the gate holds the line while tickets are on sale: under the 5 s the operator is
+-- promised, with the worker's tick and a sampler's resolution on top.
+local PROBE_AFTER_MS = 4000
 
 -- The gate for this step, over the tiers `codes`: reads the stock and what admitted buyers count
 -- against it once, and keeps both current as it admits.
@@ -40,9 +49,16 @@ local function stock_gate(k, room, codes)
   local hold_on_admission = room.hold_on_admission == '1'
   local gate = {}
 
+  -- Whether this step may admit a probe: nobody was admitted for PROBE_AFTER_MS.
+  function gate.probe_due(now)
+    local last = tonumber(redis.call('HGET', k.stats, 'last_admit_ms'))
+    return last == nil or now - last >= PROBE_AFTER_MS
+  end
+
   -- One entry at the head: 'park', 'wait' (with the tiers it waits for), 'hold', or 'count' with
-  -- what it will count against each tier (hundredths).
-  function gate.judge(wish)
+  -- what it will count against each tier (hundredths). `probe`: what admitted buyers count is
+  -- not held against it, only what is on sale now.
+  function gate.judge(wish, probe)
     if wish then
       for _, want in ipairs(wish) do
         local code, quantity = want[1], want[2]
@@ -54,6 +70,10 @@ local function stock_gate(k, room, codes)
       for _, want in ipairs(wish) do
         local code, quantity = want[1], want[2]
         if hold_on_admission then
+          if avail[code] < quantity then
+            short[#short + 1] = code
+          end
+        elseif probe then
           if avail[code] < quantity then
             short[#short + 1] = code
           end
@@ -99,7 +119,8 @@ local function stock_gate(k, room, codes)
       counts[#counts + 1] = {code, math.floor(per_booking * weights[code] / weight + 0.5)}
     end
     -- It cannot take more than is left: with one ticket left, one such buyer still goes in.
-    if #on_sale == 0 or wanted + math.min(math.max(total, 100), left * 100) > left * headroom then
+    if #on_sale == 0 or (not probe
+        and wanted + math.min(math.max(total, 100), left * 100) > left * headroom) then
       return 'wait', {}
     end
     return 'count', counts

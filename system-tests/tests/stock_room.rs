@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use system_tests::{eventually, Options, System};
+use system_tests::{eventually, Options, QueueState, System};
 use ticketing::inventory;
 use ticketing::queue::{self, QueueId};
 use ticketing::tier::TierCode;
@@ -55,10 +55,9 @@ async fn admit(system: &System, event: Uuid) -> queue::AdmissionStep {
 
 /// Joins as `visitor` and returns the queue id.
 async fn join(system: &System, event: Uuid, visitor: &str) -> String {
-    let (status, body) = system.join(event, visitor).await;
-    assert_eq!(status, 202, "{body}");
-    assert_eq!(body["state"], "waiting", "{body}");
-    body["queue_id"].as_str().expect("queue id").to_string()
+    let entry = system.enter(event, visitor).await;
+    assert_eq!(entry.state, QueueState::Waiting, "{entry:?}");
+    entry.queue_id.to_string()
 }
 
 async fn wish(system: &System, queue_id: &str, tiers: Value) -> (u16, Value) {
@@ -88,13 +87,9 @@ fn tier<'a>(status: &'a Value, code: &str) -> &'a Value {
 
 /// Polls until admitted and books `tiers` with the entry token it got.
 async fn book(system: &System, event: Uuid, queue_id: &str, tiers: Value) -> (u16, Value) {
-    let (status, body) = system.poll(queue_id).await;
-    assert_eq!(
-        (status, body["state"].as_str()),
-        (200, Some("admitted")),
-        "{body}"
-    );
-    let token = body["token"].as_str().expect("token");
+    let entry = system.status(queue_id).await;
+    assert_eq!(entry.state, QueueState::Admitted, "{entry:?}");
+    let token = entry.token.as_deref().expect("token");
     system
         .book(
             token,
@@ -629,7 +624,7 @@ async fn refusals_slow_admissions_to_the_share_that_books_and_never_stop_them(db
         "admissions slowed to the share that books, not stopped: {admitted} in 3 s"
     );
 
-    // Every recent attempt refused: a probe every 5 s, never a stop.
+    // Every recent attempt refused: a probe every 4 s, never a stop.
     let _: () = redis::cmd("HSET")
         .arg(ticketing::keys::EventKeys::new(event).stats())
         .arg(&["conv_booked", "0", "conv_refused", "1000"])
@@ -639,7 +634,7 @@ async fn refusals_slow_admissions_to_the_share_that_books_and_never_stop_them(db
     let probes = admitted_over(&system, event, Duration::from_secs(6)).await;
     assert!(
         (1..=2).contains(&probes),
-        "one probe admission every 5 s while every attempt is refused: {probes} in 6 s"
+        "one probe admission every 4 s while every attempt is refused: {probes} in 6 s"
     );
     system.assert_inventory_agrees(event).await;
 }
@@ -671,7 +666,7 @@ async fn a_tier_every_buyer_took_selling_out_slows_admissions_before_any_refusal
         assert_eq!(status, 201, "{body}");
     }
     let stats = queue::stats(&system.redis, event).await.unwrap();
-    assert_eq!(stats.refusal_per_minute, 12, "probes only: {stats:?}");
+    assert_eq!(stats.refusal_per_minute, 15, "probes only: {stats:?}");
     for i in 0..20 {
         join(&system, event, &format!("late-{i}")).await;
     }
@@ -703,4 +698,62 @@ async fn a_tier_every_buyer_took_selling_out_slows_admissions_before_any_refusal
         .unwrap();
     let stats = queue::stats(&system.redis, event).await.unwrap();
     assert_eq!(stats.refusal_per_minute, 0, "GA on sale again: {stats:?}");
+}
+
+/// The gate meets absent buyers: admitted buyers who count the whole stock and never book it
+/// would hold the line until their admissions are reclaimed. After 4 s without an admission, the
+/// first entry the gate holds back goes in as a probe (one, not a burst); once the tier is gone
+/// for good, nobody is probed in for it.
+#[sqlx::test(migrations = "../migrations")]
+async fn the_gate_never_stops_the_line_while_tickets_are_on_sale(db: PgPool) {
+    let system = start(db).await;
+    let event = open_event(&system, 4, 20, false).await;
+    let mut ga = Vec::new();
+    for i in 0..4 {
+        let queue_id = join(&system, event, &format!("ga-{i}")).await;
+        assert_eq!(wish(&system, &queue_id, json!({"GA": 2})).await.0, 200);
+        ga.push(queue_id);
+    }
+    let probes = || async {
+        let probes: Option<i64> = redis::cmd("HGET")
+            .arg(ticketing::keys::EventKeys::new(event).stats())
+            .arg("stock_probes_total")
+            .query_async(&mut system.redis.clone())
+            .await
+            .unwrap();
+        probes.unwrap_or(0)
+    };
+    // 4 GA with 10 % headroom serve two buyers of 2; both take their tokens and stay.
+    assert_eq!(admit(&system, event).await.admitted, 2);
+    for queue_id in &ga[..2] {
+        assert_eq!(system.status(queue_id).await.state, QueueState::Admitted);
+    }
+    // Just after an admission, the gate holds the third back: no probe is due.
+    assert_eq!(admit(&system, event).await.admitted, 0);
+    tokio::time::sleep(Duration::from_millis(4_200)).await;
+    let step = admit(&system, event).await;
+    assert_eq!(step.admitted, 1, "a probe after 4 s: {step:?}");
+    assert_eq!(system.status(&ga[2]).await.state, QueueState::Admitted);
+    assert_eq!(system.status(&ga[3]).await.state, QueueState::Waiting);
+    assert_eq!(probes().await, 1);
+    assert_eq!(
+        admit(&system, event).await.admitted,
+        0,
+        "one probe, then the gate again"
+    );
+
+    // The second buyer never books; the first and the probe do, and GA is gone.
+    for queue_id in [&ga[0], &ga[2]] {
+        let (status, body) = book(&system, event, queue_id, json!({"GA": 2})).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    tokio::time::sleep(Duration::from_millis(4_200)).await;
+    let step = admit(&system, event).await;
+    assert_eq!(
+        (step.admitted, step.parked),
+        (0, 1),
+        "nothing on sale for the fourth: parked, not probed in"
+    );
+    assert_eq!(probes().await, 1);
+    system.assert_inventory_agrees(event).await;
 }

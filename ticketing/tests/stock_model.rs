@@ -4,7 +4,8 @@
 //! small capacity, a random headroom and hold on admission on or off. After every step the
 //! accounting must add up: what admitted buyers count against each tier equals the sum of their
 //! records, and every ticket is on sale, held or sold. Around every admission step: each buyer
-//! admitted passed the gate as it stood at its turn and is recorded as the gate counts it (with
+//! admitted passed the gate as it stood at its turn (or, the step's first when nobody was admitted
+//! for a while, passed as the probe: its tickets on sale now) and is recorded as the gate counts it (with
 //! hold on admission, a buyer with a wish holds exactly that wish), nobody is admitted whose wish
 //! cannot be met, and once every token has come back admission resumes. At the end, with everyone
 //! gone and every deadline past, every hold has either become a booking or gone back on sale.
@@ -69,8 +70,9 @@ enum Op {
     Join(usize),
     /// An empty wish clears it.
     SetWish(usize, Wish),
-    /// One admission step taking at most this many off the head.
-    Admit(u32),
+    /// One admission step taking at most this many off the head; with `true`, nobody was
+    /// admitted for longer than the gate's probe interval (so a probe is due).
+    Admit(u32, bool),
     /// An admitted buyer books its wish, or `other` when it has none or `change_of_mind`.
     Book {
         pick: Index,
@@ -224,14 +226,16 @@ impl Seen {
     /// stock: the record admission writes for it, or None when it must wait. A wish is gated per
     /// tier (held at once with hold on admission); a buyer without one may take any tier, so it
     /// is gated by the tiers on sale as a whole and counts one booking's tickets spread over
-    /// them (at least one ticket, at most what is left, in all). Wishes that cannot be met at all park before this
-    /// (`unmeetable`).
+    /// them (at least one ticket, at most what is left, in all). Wishes that cannot be met at
+    /// all park before this (`unmeetable`). A `probe` is gated by what is on sale only, not by
+    /// what admitted buyers count.
     fn gate(
         &self,
         wish: Option<&Wish>,
         demand: &BTreeMap<String, i64>,
         avail: &BTreeMap<String, i64>,
         sale: &Sale,
+        probe: bool,
     ) -> Option<Counted> {
         let headroom = 100 + i64::from(sale.headroom_pct);
         let of = |m: &BTreeMap<String, i64>, code: &str| m.get(code).copied().unwrap_or(0);
@@ -242,15 +246,20 @@ impl Seen {
             return if sale.hold_on_admission {
                 each(&|code, q| of(avail, code) >= q).then(|| Counted::Held(wish.clone()))
             } else {
-                each(&|code, q| of(demand, code) + 100 * q <= of(avail, code) * headroom).then(
-                    || Counted::Demand {
-                        wish: true,
-                        hundredths: tickets(wish)
-                            .into_iter()
-                            .map(|(c, q)| (c, 100 * q))
-                            .collect(),
-                    },
-                )
+                each(&|code, q| {
+                    if probe {
+                        of(avail, code) >= q
+                    } else {
+                        of(demand, code) + 100 * q <= of(avail, code) * headroom
+                    }
+                })
+                .then(|| Counted::Demand {
+                    wish: true,
+                    hundredths: tickets(wish)
+                        .into_iter()
+                        .map(|(c, q)| (c, 100 * q))
+                        .collect(),
+                })
             };
         }
         let on_sale: Vec<&str> = CODES.iter().copied().filter(|c| of(avail, c) > 0).collect();
@@ -264,8 +273,9 @@ impl Seen {
             weights = on_sale.iter().map(|c| of(avail, c)).collect();
         }
         let weight: i64 = weights.iter().sum();
-        (!on_sale.is_empty() && wanted + total.max(100).min(100 * left) <= left * headroom).then(
-            || Counted::Demand {
+        (!on_sale.is_empty()
+            && (probe || wanted + total.max(100).min(100 * left) <= left * headroom))
+            .then(|| Counted::Demand {
                 wish: false,
                 // Zero shares are not recorded.
                 hundredths: on_sale
@@ -277,8 +287,7 @@ impl Seen {
                     })
                     .filter(|(_, share)| *share > 0)
                     .collect(),
-            },
-        )
+            })
     }
 
     fn avail(&self) -> BTreeMap<String, i64> {
@@ -292,7 +301,7 @@ impl Seen {
     fn servable(&self, wish: Option<&Wish>, sale: &Sale) -> bool {
         !wish.is_some_and(|w| self.unmeetable(w))
             && self
-                .gate(wish, &BTreeMap::new(), &self.avail(), sale)
+                .gate(wish, &BTreeMap::new(), &self.avail(), sale, false)
                 .is_some()
     }
 }
@@ -350,7 +359,11 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0..VISITORS).prop_map(Op::Join),
         3 => (0..VISITORS, wish()).prop_map(|(v, w)| Op::SetWish(v, w)),
-        4 => prop_oneof![3 => 1u32..=4, 1 => Just(STEP_BOUND)].prop_map(Op::Admit),
+        4 => (
+            prop_oneof![3 => 1u32..=4, 1 => Just(STEP_BOUND)],
+            proptest::bool::weighted(0.3)
+        )
+            .prop_map(|(bound, probe_due)| Op::Admit(bound, probe_due)),
         4 => (any::<Index>(), request(), proptest::bool::weighted(0.2), outcome()).prop_map(
             |(pick, other, change_of_mind, outcome)| Op::Book {
                 pick,
@@ -549,7 +562,7 @@ impl Case {
                 }
                 Ok(())
             }
-            Op::Admit(bound) => self.admit(*bound).await,
+            Op::Admit(bound, probe_due) => self.admit(*bound, *probe_due).await,
             Op::Book {
                 pick,
                 other,
@@ -572,14 +585,23 @@ impl Case {
         }
     }
 
-    /// One admission step, with the gate checked around it (invariants 2 and 4).
-    async fn admit(&mut self, bound: u32) -> Result<(), TestCaseError> {
+    /// One admission step, with the gate checked around it (invariants 2 and 4). With
+    /// `probe_due`, the last admission is set long ago, so the gate may let one held-back entry
+    /// in as a probe; without, it is set in the future, so none is due.
+    async fn admit(&mut self, bound: u32, probe_due: bool) -> Result<(), TestCaseError> {
         // The rate is not what this model is about: a full bucket, so only the stock (and the
         // bound) decide.
         redis::cmd("HSET")
             .arg(self.keys.admission_bucket())
             .arg("tokens")
             .arg(1_000_000_000)
+            .query_async::<i64>(&mut self.redis.clone())
+            .await
+            .map_err(fail)?;
+        redis::cmd("HSET")
+            .arg(self.keys.stats())
+            .arg("last_admit_ms")
+            .arg(if probe_due { 0i64 } else { i64::MAX / 2 })
             .query_async::<i64>(&mut self.redis.clone())
             .await
             .map_err(fail)?;
@@ -696,14 +718,22 @@ impl Case {
             }
         }
         let mut avail = before.avail();
-        for v in &admitted {
+        for (turn, v) in admitted.iter().enumerate() {
             let qid = self.ids[*v];
             let record = after
                 .admw
                 .get(qid.as_bytes().as_slice())
                 .and_then(|r| Counted::parse(r));
             let wish = before.wishes.get(v);
-            let expected = before.gate(wish, &demand, &avail, &self.sale);
+            // The step's first admission may be the probe, when one is due and the gate held
+            // this entry back.
+            let expected = before
+                .gate(wish, &demand, &avail, &self.sale, false)
+                .or_else(|| {
+                    (probe_due && turn == 0)
+                        .then(|| before.gate(wish, &demand, &avail, &self.sale, true))
+                        .flatten()
+                });
             prop_assert_eq!(
                 &record,
                 &expected,
@@ -909,7 +939,7 @@ impl Case {
                 .await
                 .map_err(fail)?;
         }
-        self.admit(STEP_BOUND).await?;
+        self.admit(STEP_BOUND, false).await?;
         self.check().await?;
         self.sweep().await?;
         self.check().await?;
@@ -918,7 +948,7 @@ impl Case {
         let nobody = seen.admitted.is_empty() && CODES.iter().all(|c| seen.demand(c) == 0);
         if let (true, Some(&head)) = (nobody, seen.wait.first()) {
             if seen.servable(seen.wishes.get(&head), &self.sale) {
-                self.admit(STEP_BOUND).await?;
+                self.admit(STEP_BOUND, false).await?;
                 let after = self.read().await?;
                 prop_assert!(
                     after.admitted.contains_key(&head),
@@ -1136,7 +1166,7 @@ async fn zero_share(case: &mut Case) -> Result<(), TestCaseError> {
         .current();
     let ops = [
         Op::Join(0),
-        Op::Admit(STEP_BOUND),
+        Op::Admit(STEP_BOUND, false),
         Op::Book {
             pick: first,
             other: ga_once,
@@ -1144,7 +1174,7 @@ async fn zero_share(case: &mut Case) -> Result<(), TestCaseError> {
             outcome: Outcome::Confirmed,
         },
         Op::Join(1),
-        Op::Admit(STEP_BOUND),
+        Op::Admit(STEP_BOUND, false),
         Op::Leave(1),
     ];
     for (step, op) in ops.iter().enumerate() {
