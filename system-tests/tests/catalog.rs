@@ -446,3 +446,209 @@ async fn the_frontend_is_served_and_path_traversal_is_refused(db: PgPool) {
         assert!(status == 404 || status == 400, "{path}: {status}");
     }
 }
+
+/// Postgres alone keeps a sale from being oversold, whatever path a writer holding the
+/// application's role takes (issue 25; any change to the guard must keep this passing): not by
+/// direct inserts or updates of tickets with a made-up capacity or tier, not by raising a sold
+/// tier's capacity, not by deleting what was sold, and not by a delete racing a sale in flight.
+#[sqlx::test(migrations = "../migrations")]
+async fn no_writer_oversells_through_any_path(db: PgPool) {
+    let event: Uuid = sqlx::query_scalar(
+        "WITH v AS (INSERT INTO venues (name) VALUES ('Guard Hall') RETURNING id)
+         INSERT INTO events (name, venue_id, starts_at, on_sale_at)
+         SELECT 'Guarded', id, now() + interval '30 days', now() FROM v RETURNING id",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let tier = |code: &'static str, capacity: i32, position: i32| {
+        sqlx::query_scalar::<_, Uuid>(
+            "INSERT INTO ticket_tiers (event_id, code, name, price_cents, capacity, position)
+             VALUES ($1, $2, $2, 100, $3, $4) RETURNING id",
+        )
+        .bind(event)
+        .bind(code)
+        .bind(capacity)
+        .bind(position)
+        .fetch_one(&db)
+    };
+    let vip = tier("VIP", 2, 0).await.unwrap();
+    let ga = tier("GA", 50, 1).await.unwrap();
+    let booking = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO bookings (id, event_id, buyer_email, status, token_jti, queue_id, request_hash, total_cents)
+         VALUES ($1, $2, 'a@b.co', 'confirmed', gen_random_uuid(), gen_random_uuid(), '\\x00', 0)",
+    )
+    .bind(booking)
+    .bind(event)
+    .execute(&db)
+    .await
+    .unwrap();
+    let constraint = |result: Result<sqlx::postgres::PgQueryResult, sqlx::Error>| {
+        result
+            .expect_err("refused")
+            .into_database_error()
+            .and_then(|d| d.constraint().map(str::to_owned))
+    };
+    let sql = |statement: &'static str| sqlx::query(statement);
+
+    // Both VIP numbers sold, within the capacity.
+    for number in [1, 2] {
+        sql("INSERT INTO tickets (booking_id, tier_id, tier_capacity, number) VALUES ($1, $2, 2, $3)")
+            .bind(booking)
+            .bind(vip)
+            .bind(number)
+            .execute(&db)
+            .await
+            .expect("a free number within the capacity");
+    }
+    // A third VIP: beyond the capacity, whatever capacity the row claims, in a batch or alone.
+    let third = |claimed: i32| {
+        sql("INSERT INTO tickets (booking_id, tier_id, tier_capacity, number) VALUES ($1, $2, $3, 3)")
+            .bind(booking)
+            .bind(vip)
+            .bind(claimed)
+            .execute(&db)
+    };
+    assert_eq!(
+        constraint(third(2).await).as_deref(),
+        Some("tickets_number_in_range")
+    );
+    assert_eq!(
+        constraint(third(100).await).as_deref(),
+        Some("tickets_tier_fkey")
+    );
+    assert_eq!(
+        constraint(
+            sql(
+                "INSERT INTO tickets (booking_id, tier_id, tier_capacity, number)
+                 VALUES ($1, $2, 50, 1), ($1, $3, 100, 3)"
+            )
+            .bind(booking)
+            .bind(ga)
+            .bind(vip)
+            .execute(&db)
+            .await
+        )
+        .as_deref(),
+        Some("tickets_tier_fkey"),
+        "one bad row fails the whole statement"
+    );
+    assert_eq!(
+        constraint(
+            sql("INSERT INTO tickets (booking_id, tier_id, tier_capacity, number) VALUES ($1, $2, 2, 1)")
+                .bind(booking)
+                .bind(Uuid::new_v4())
+                .execute(&db)
+                .await
+        )
+        .as_deref(),
+        Some("tickets_tier_fkey"),
+        "a tier that does not exist"
+    );
+    // Updates: a sold ticket moved beyond the capacity, or to another tier under a made-up one.
+    assert_eq!(
+        constraint(
+            sql("UPDATE tickets SET tier_capacity = 100, number = 3 WHERE tier_id = $1 AND number = 2")
+                .bind(vip)
+                .execute(&db)
+                .await
+        )
+        .as_deref(),
+        Some("tickets_tier_fkey")
+    );
+    assert_eq!(
+        constraint(
+            sql("UPDATE tickets SET tier_id = $2 WHERE tier_id = $1 AND number = 2")
+                .bind(vip)
+                .bind(ga)
+                .execute(&db)
+                .await
+        )
+        .as_deref(),
+        Some("tickets_tier_fkey"),
+        "GA's capacity is not the 2 the row carries"
+    );
+    // A sold tier's capacity cannot be raised under its tickets (they carry it).
+    assert_eq!(
+        constraint(
+            sql("UPDATE ticket_tiers SET capacity = 3 WHERE id = $1")
+                .bind(vip)
+                .execute(&db)
+                .await
+        )
+        .as_deref(),
+        Some("tickets_tier_fkey")
+    );
+    sql("UPDATE ticket_tiers SET name = 'Very Important' WHERE id = $1")
+        .bind(vip)
+        .execute(&db)
+        .await
+        .expect("the rest of a tier may change");
+    // What was sold cannot be deleted away (and its numbers sold again).
+    assert_eq!(
+        constraint(
+            sql("DELETE FROM ticket_tiers WHERE id = $1")
+                .bind(vip)
+                .execute(&db)
+                .await
+        )
+        .as_deref(),
+        Some("tickets_tier_fkey")
+    );
+    // The event's delete cascades to its tiers: whichever refuses first, it is refused.
+    let refused = constraint(
+        sql("DELETE FROM events WHERE id = $1")
+            .bind(event)
+            .execute(&db)
+            .await,
+    );
+    assert!(
+        matches!(
+            refused.as_deref(),
+            Some("bookings_event_id_fkey" | "tickets_tier_fkey")
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(
+        constraint(
+            sql("INSERT INTO bookings (id, event_id, buyer_email, status, token_jti, queue_id, request_hash, total_cents)
+                 VALUES (gen_random_uuid(), gen_random_uuid(), 'a@b.co', 'confirmed', gen_random_uuid(), gen_random_uuid(), '\\x00', 0)")
+                .execute(&db)
+                .await
+        )
+        .as_deref(),
+        Some("bookings_event_id_fkey"),
+        "a booking for an event that does not exist"
+    );
+
+    // A delete racing a sale in flight: the delete waits for the sale, then sees its ticket.
+    let mut sale = db.begin().await.unwrap();
+    sql("INSERT INTO tickets (booking_id, tier_id, tier_capacity, number) VALUES ($1, $2, 50, 1)")
+        .bind(booking)
+        .bind(ga)
+        .execute(&mut *sale)
+        .await
+        .expect("a GA sale");
+    let deleting = tokio::spawn({
+        let db = db.clone();
+        async move {
+            sqlx::query("DELETE FROM ticket_tiers WHERE id = $1")
+                .bind(ga)
+                .execute(&db)
+                .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!deleting.is_finished(), "the delete waits for the sale");
+    sale.commit().await.unwrap();
+    assert_eq!(
+        constraint(deleting.await.unwrap()).as_deref(),
+        Some("tickets_tier_fkey")
+    );
+    let sold: i64 = sqlx::query_scalar("SELECT count(*) FROM tickets WHERE status = 'issued'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(sold, 3, "two VIP and one GA, nothing else");
+}
