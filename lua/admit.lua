@@ -24,16 +24,21 @@
 -- KEYS[16] ev:{E}:holds
 -- KEYS[17] ev:{E}:holdv
 -- KEYS[16+2i] ev:{E}:want:<tier i>, KEYS[17+2i] ev:{E}:free:<tier i>, for every tier
--- KEYS[#KEYS-1] ev:{E}:dormant  silent entries out of the line (queue_dormancy.lua)
--- KEYS[#KEYS]   ev:{E}:admseen  admitted queue id -> its page's last sign of life since delivery
+-- KEYS[#KEYS-2] ev:{E}:dormant  silent entries out of the line (queue_dormancy.lua)
+-- KEYS[#KEYS-1] ev:{E}:admseen  admitted queue id -> its page's last sign of life since delivery
+-- KEYS[#KEYS]   ev:{E}:deliverby queue id -> deliver by (queue_cadence.lua, at its polls near
+--               the head): an admission is given until then (at least DELIVERY_GRACE_MS, at
+--               most the delivery window) to be delivered
 -- ARGV[1]  most entries this call may look at off the head (admitted, dropped, parked or passed)
 -- ARGV[2]  the event's notice channel (ev:{E}:notices): the queue ids this step admitted are
 --          published there, so gateways push the news to open streams at once
 -- ARGV[3]  the delivery window (ms), unless cfg's delivery_window_ms says otherwise: an
---          admitted slot waits this long for its token's first delivery (deliver_token.lua then
---          gives it token_ttl_s from that moment), and is reclaimed with its demand and any hold
---          when nobody came for it
--- ARGV[3+i] tier i's code
+--          admitted slot waits at most this long for its token's first delivery (deliver_token.lua
+--          then gives it token_ttl_s from that moment), and is reclaimed with its demand and any
+--          hold when nobody came for it; less when its entry polled near the head (deliverby)
+-- ARGV[4]  the least an admission whose entry polled near the head is given to be delivered
+--          (DELIVERY_GRACE_MS), however long ago that poll
+-- ARGV[4+i] tier i's code
 --
 -- Nobody is admitted before on_sale_ms (Redis's clock), nor before admit_after_ms (set after a
 -- Redis data loss, so entries coming back from their receipts are in line before anyone behind
@@ -72,10 +77,11 @@ end
 local k = {cfg = KEYS[1], wait = KEYS[2], adm = KEYS[3], bucket = KEYS[4], stats = KEYS[5],
   admsec = KEYS[6], gone = KEYS[7], inv = KEYS[10], seq = KEYS[11], wish = KEYS[12],
   parked = KEYS[13], admw = KEYS[14], admd = KEYS[15], holds = KEYS[16], holdv = KEYS[17],
-  dormant = KEYS[#KEYS - 1], admseen = KEYS[#KEYS], wanting = {}, free = {}}
+  dormant = KEYS[#KEYS - 2], admseen = KEYS[#KEYS - 1], deliverby = KEYS[#KEYS], wanting = {},
+  free = {}}
 local codes = {}
-for i = 1, #ARGV - 3 do
-  local code = ARGV[3 + i]
+for i = 1, #ARGV - 4 do
+  local code = ARGV[4 + i]
   codes[i] = code
   k.wanting[code] = KEYS[16 + 2 * i]
   k.free[code] = KEYS[17 + 2 * i]
@@ -142,6 +148,16 @@ local reached, at_end = 0, false
 -- buyer without a wish waits, so do later ones without.
 local waiting_for, nowish_waits = {}, false
 local until_ms = now + (tonumber(room.delivery_window_ms) or tonumber(ARGV[3]))
+-- The page of an entry that polled near the head comes within two of the intervals it was told:
+-- its admission waits that long (ARGV[4] at least), not the whole window.
+local function deliver_by(qid)
+  local by = tonumber(redis.call('HGET', k.deliverby, qid))
+  if not by then
+    return until_ms
+  end
+  redis.call('HDEL', k.deliverby, qid)
+  return math.min(until_ms, math.max(by, now + tonumber(ARGV[4])))
+end
 local admitted_ids = {}
 local done = false
 while not done and admitted < allowed and admitted + dropped + parked + passed < bound do
@@ -206,18 +222,20 @@ while not done and admitted < allowed and admitted + dropped + parked + passed <
       else
         out_of_line(qid, wish)
         if verdict == 'drop' then
+          redis.call('HDEL', k.deliverby, qid)
           redis.call('HSET', k.gone, qid, 'abandoned')
           dropped = dropped + 1
         else
+          local by = deliver_by(qid)
           if verdict == 'hold' then
-            gate.hold(qid, wish, until_ms)
+            gate.hold(qid, wish, by)
           else
             gate.count(qid, wish and 'w' or 'a', detail)
           end
           if wish == nil then
             nowish = nowish + 1
           end
-          redis.call('ZADD', k.adm, until_ms, qid)
+          redis.call('ZADD', k.adm, by, qid)
           admitted = admitted + 1
           admitted_ids[admitted] = qid
         end

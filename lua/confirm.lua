@@ -70,14 +70,9 @@ end
 
 redis.call('HINCRBY', KEYS[4], 'booked_total', 1)
 note_outcome(KEYS[4], clock_ms(), true)
-for part in string.gmatch(held, '[^;]+') do
-  local code, list = string.match(part, '^(.-)=(.*)$')
-  local count = 0
-  for _ in string.gmatch(list, '%d+') do
-    count = count + 1
-  end
-  redis.call('HINCRBY', KEYS[4], 'sold:' .. code, count)
-  redis.call('HINCRBY', KEYS[4], 'buyers:' .. code, 1)
+for _, sold in ipairs(hold_counts(held)) do
+  redis.call('HINCRBY', KEYS[4], 'sold:' .. sold[1], sold[2])
+  redis.call('HINCRBY', KEYS[4], 'buyers:' .. sold[1], 1)
 end
 end_hold(KEYS[5], held, nil)
 mark_if_sold_out(KEYS[5], ARGV[3])

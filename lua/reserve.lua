@@ -74,13 +74,8 @@ if ARGV[5] ~= '' then
   if claimed then
     local parts = select(3, read_hold(claimed))
     local counts, kinds = {}, 0
-    for part in string.gmatch(parts, '[^;]+') do
-      local code, list = string.match(part, '^(.-)=(.*)$')
-      local count = 0
-      for _ in string.gmatch(list, '%d+') do
-        count = count + 1
-      end
-      counts[code] = count
+    for _, held in ipairs(hold_counts(parts)) do
+      counts[held[1]] = held[2]
       kinds = kinds + 1
     end
     local same = kinds == tiers

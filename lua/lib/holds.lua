@@ -1,4 +1,5 @@
--- lib/holds.lua: how a hold ends, shared by the scripts that end one (release.lua, confirm.lua).
+-- lib/holds.lua: a hold's value, what it holds and how it ends, shared by the scripts that make,
+-- claim or end one (reserve.lua, admit.lua, release.lua, confirm.lua).
 -- Spliced before every script when it is loaded (`ticketing::lua_script!`): it defines
 -- functions only, and reads no KEYS or ARGV of its own.
 
@@ -11,6 +12,21 @@ end
 -- The fingerprint, the attempt and the numbers ("VIP=1,2;GA=7") of a hold's value.
 local function read_hold(value)
   return string.match(value, '^([^|]*)|([^|]*)|(.*)$')
+end
+
+-- How many numbers each tier of a hold's numbers ("VIP=1,2;GA=7") holds: {code, count} pairs in
+-- the value's order.
+local function hold_counts(numbers)
+  local counts = {}
+  for part in string.gmatch(numbers, '[^;]+') do
+    local code, list = string.match(part, '^(.-)=(.*)$')
+    local count = 0
+    for _ in string.gmatch(list, '%d+') do
+      count = count + 1
+    end
+    counts[#counts + 1] = {code, count}
+  end
+  return counts
 end
 
 -- The id of the hold an admitted buyer's wish is held under: its queue id (16 raw bytes) in

@@ -757,3 +757,56 @@ async fn the_gate_never_stops_the_line_while_tickets_are_on_sale(db: PgPool) {
     assert_eq!(probes().await, 1);
     system.assert_inventory_agrees(event).await;
 }
+
+/// Absent admissions meet the poll cadence: an entry that polled near the head every second and
+/// then went silent has its admission reclaimed within two of those intervals and the grace
+/// (about 7 s, not the 49 s any page may need), its counted demand back for the next in line;
+/// one that keeps polling gets its token and keeps it; one that never polled near the head
+/// keeps the whole delivery window.
+#[sqlx::test(migrations = "../migrations")]
+async fn an_admission_nobody_comes_for_is_reclaimed_after_two_of_its_poll_intervals(db: PgPool) {
+    let system = start(db).await;
+    let event = open_event(&system, 4, 20, false).await;
+    let present = join(&system, event, "present").await;
+    let absent = join(&system, event, "absent").await;
+    let unpolled = join(&system, event, "unpolled").await;
+    for (queue_id, wanted) in [
+        (&present, json!({"GA": 2})),
+        (&absent, json!({"GA": 2})),
+        (&unpolled, json!({"VIP": 1})),
+    ] {
+        assert_eq!(wish(&system, queue_id, wanted).await.0, 200);
+    }
+    // The two GA buyers poll near the head and are told about a second.
+    for queue_id in [&present, &absent] {
+        let status = system.status(queue_id).await;
+        assert!(status.poll_after_ms <= 1_100, "{status:?}");
+    }
+    assert_eq!(admit(&system, event).await.admitted, 3);
+    // A fourth wants GA: the two admitted GA buyers count all 4.
+    let later = join(&system, event, "later").await;
+    assert_eq!(wish(&system, &later, json!({"GA": 2})).await.0, 200);
+
+    // The present buyer polls on and gets its token; the absent one never comes.
+    let until = std::time::Instant::now() + Duration::from_millis(8_500);
+    while std::time::Instant::now() < until {
+        assert_eq!(system.status(&present).await.state, QueueState::Admitted);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let step = admit(&system, event).await;
+    assert_eq!(step.expired, 1, "the absent admission reclaimed: {step:?}");
+    assert_eq!(
+        step.admitted, 1,
+        "its demand went to the next GA buyer: {step:?}"
+    );
+    assert_eq!(system.status(&absent).await.state, QueueState::Expired);
+    assert_eq!(system.status(&later).await.state, QueueState::Admitted);
+    assert_eq!(
+        system.status(&unpolled).await.state,
+        QueueState::Admitted,
+        "never polled near the head: the whole window"
+    );
+    let (status, body) = book(&system, event, &present, json!({"GA": 2})).await;
+    assert_eq!(status, 201, "{body}");
+    system.assert_inventory_agrees(event).await;
+}

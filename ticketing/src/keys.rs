@@ -122,6 +122,13 @@ impl EventKeys {
     pub fn admitted_seen(&self) -> String {
         self.key("admseen")
     }
+    /// Hash of queue id to when its admission must be delivered by, were it admitted now (Redis
+    /// ms): written at each poll of an entry near the head (two of the intervals it was told
+    /// and a grace), read and removed by admit.lua, which reclaims an admission nobody came for
+    /// by then.
+    pub fn deliver_by(&self) -> String {
+        self.key("deliverby")
+    }
     /// Zset of queue id to place: entries whose page stopped showing signs of life, out of the
     /// line (so nobody counts them ahead) until a poll brings them back to their place.
     pub fn dormant(&self) -> String {

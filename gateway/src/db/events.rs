@@ -2,7 +2,7 @@
 //! read through `ticketing::event`.
 
 use chrono::Utc;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Row};
 use ticketing::queue::WaitingRoom;
 use uuid::Uuid;
 
@@ -17,33 +17,22 @@ pub async fn insert(conn: &mut PgConnection, draft: &EventDraft) -> sqlx::Result
     .bind(draft.venue_name.trim())
     .fetch_one(&mut *conn)
     .await?;
-    let room = draft.waiting_room();
-    let event_id: Uuid = sqlx::query_scalar(
-        "INSERT INTO events (name, venue_id, starts_at, on_sale_at, wr_enabled, admission_per_minute,
-                             max_active, paused, token_ttl_s, max_per_booking, drain_per_minute,
-                             headroom_pct, hold_on_admission, adaptive_target_p95_ms,
-                             adaptive_max_503_pct, adaptive_floor_per_minute)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-         RETURNING id",
-    )
-    .bind(draft.name.trim())
-    .bind(venue_id)
-    .bind(draft.starts_at)
-    .bind(draft.on_sale_at.unwrap_or_else(Utc::now))
-    .bind(room.enabled)
-    .bind(room.admission_per_minute as i32)
-    .bind(room.max_active as i32)
-    .bind(room.paused)
-    .bind(room.token_ttl_s as i32)
-    .bind(draft.max_per_booking.unwrap_or(8))
-    .bind(room.drain_per_minute as i32)
-    .bind(room.headroom_pct as i32)
-    .bind(room.hold_on_admission)
-    .bind(room.adaptive.map(|a| a.target_p95_ms as i32))
-    .bind(room.adaptive.map(|a| a.max_503_pct as i32))
-    .bind(room.adaptive.map(|a| a.floor_per_minute as i32))
-    .fetch_one(&mut *conn)
-    .await?;
+    let sql = format!(
+        "INSERT INTO events (name, venue_id, starts_at, on_sale_at, max_per_booking, {})
+         VALUES ($1, $2, $3, $4, $5, {}) RETURNING id",
+        ROOM_COLUMNS.join(", "),
+        placeholders(6).collect::<Vec<_>>().join(", ")
+    );
+    let query = sqlx::query(&sql)
+        .bind(draft.name.trim())
+        .bind(venue_id)
+        .bind(draft.starts_at)
+        .bind(draft.on_sale_at.unwrap_or_else(Utc::now))
+        .bind(draft.max_per_booking.unwrap_or(8));
+    let event_id: Uuid = bind_room(query, &draft.waiting_room())
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("id")?;
     for (position, tier) in draft.tiers.iter().enumerate() {
         sqlx::query(
             "INSERT INTO ticket_tiers (event_id, code, name, price_cents, capacity, position)
@@ -74,26 +63,56 @@ pub async fn exists_named(db: &PgPool, name: &str, venue_name: &str) -> sqlx::Re
 }
 
 pub async fn update_waiting_room(db: &PgPool, id: Uuid, room: &WaitingRoom) -> sqlx::Result<bool> {
-    let updated = sqlx::query(
-        "UPDATE events SET wr_enabled = $2, admission_per_minute = $3, max_active = $4, paused = $5,
-                           token_ttl_s = $6, drain_per_minute = $7, headroom_pct = $8,
-                           hold_on_admission = $9, adaptive_target_p95_ms = $10,
-                           adaptive_max_503_pct = $11, adaptive_floor_per_minute = $12
-          WHERE id = $1",
-    )
-    .bind(id)
-    .bind(room.enabled)
-    .bind(room.admission_per_minute as i32)
-    .bind(room.max_active as i32)
-    .bind(room.paused)
-    .bind(room.token_ttl_s as i32)
-    .bind(room.drain_per_minute as i32)
-    .bind(room.headroom_pct as i32)
-    .bind(room.hold_on_admission)
-    .bind(room.adaptive.map(|a| a.target_p95_ms as i32))
-    .bind(room.adaptive.map(|a| a.max_503_pct as i32))
-    .bind(room.adaptive.map(|a| a.floor_per_minute as i32))
-    .execute(db)
-    .await?;
+    let sql = format!(
+        "UPDATE events SET {} WHERE id = $1",
+        ROOM_COLUMNS
+            .iter()
+            .zip(placeholders(2))
+            .map(|(column, value)| format!("{column} = {value}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let updated = bind_room(sqlx::query(&sql).bind(id), room)
+        .execute(db)
+        .await?;
     Ok(updated.rows_affected() == 1)
+}
+
+type RoomQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// The waiting room's columns of `events`, in the order [`bind_room`] binds them.
+const ROOM_COLUMNS: [&str; 11] = [
+    "wr_enabled",
+    "admission_per_minute",
+    "max_active",
+    "paused",
+    "token_ttl_s",
+    "drain_per_minute",
+    "headroom_pct",
+    "hold_on_admission",
+    "adaptive_target_p95_ms",
+    "adaptive_max_503_pct",
+    "adaptive_floor_per_minute",
+];
+
+/// `$first`, `$first + 1`, … for the room's columns.
+fn placeholders(first: usize) -> impl Iterator<Item = String> {
+    (first..first + ROOM_COLUMNS.len()).map(|n| format!("${n}"))
+}
+
+/// Binds `room`'s settings in the order of [`ROOM_COLUMNS`], after what `query` has bound.
+fn bind_room<'q>(query: RoomQuery<'q>, room: &WaitingRoom) -> RoomQuery<'q> {
+    let adaptive = room.adaptive;
+    query
+        .bind(room.enabled)
+        .bind(room.admission_per_minute as i32)
+        .bind(room.max_active as i32)
+        .bind(room.paused)
+        .bind(room.token_ttl_s as i32)
+        .bind(room.drain_per_minute as i32)
+        .bind(room.headroom_pct as i32)
+        .bind(room.hold_on_admission)
+        .bind(adaptive.map(|a| a.target_p95_ms as i32))
+        .bind(adaptive.map(|a| a.max_503_pct as i32))
+        .bind(adaptive.map(|a| a.floor_per_minute as i32))
 }

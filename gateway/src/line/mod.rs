@@ -5,8 +5,9 @@
 //! calls.
 //!
 //! Rules, in the order a request meets them:
-//! 0. **An admission is only kept for a page that is there**: undelivered for
-//!    `queue::DELIVERY_WINDOW_MS` it is reclaimed; delivered, a page silent for
+//! 0. **An admission is only kept for a page that is there**: undelivered within two of the poll
+//!    intervals its entry was told near the head and a grace ([`poll`] notes them), or within
+//!    `queue::DELIVERY_WINDOW_MS` when it never polled there, it is reclaimed; delivered, a page silent for
 //!    `queue::PAGE_GONE_MS` (no poll, stream check or [`alive`]) gives back its slot and demand
 //!    while its token stays valid (`lua/admit.lua`).
 //! 1. **Where an entry stands is one Lua script** (`lua/queue_entry.lua`): a join that creates it,
@@ -74,6 +75,29 @@ pub async fn status_of(
         return Err(ApiError::QueueEntryNotFound);
     }
     present(state, event, queue_id, standing, receipt).await
+}
+
+/// A poll: what [`status_of`] answers, and for an entry near the head the interval it was just
+/// told noted (rule 0), so that were it admitted, an absent page's admission is reclaimed within
+/// two such intervals rather than the longest window.
+pub async fn poll(
+    state: &AppState,
+    event: &Event,
+    queue_id: QueueId,
+    receipt: Option<&Receipt>,
+) -> Result<QueueStatus, ApiError> {
+    let status = status_of(state, event, queue_id, receipt).await?;
+    if status.state == QueueState::Waiting && status.position.is_some_and(|p| p <= near_head(event))
+    {
+        queue::note_cadence(&state.redis, event.id, queue_id, status.poll_after_ms).await?;
+    }
+    Ok(status)
+}
+
+/// How far back an entry is near the head: about ten seconds of admissions at the set rate, and
+/// never fewer than the first 200.
+fn near_head(event: &Event) -> u64 {
+    (u64::from(event.waiting_room().admission_per_minute) / 6).max(200)
 }
 
 /// Sets the wish of an entry in line (`wish` already checked against the event's tiers), then

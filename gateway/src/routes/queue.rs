@@ -145,7 +145,7 @@ pub async fn poll(
     let (queue_id, event) = line::entry_of(&state, &queue_id).await?;
     let receipt = presented_receipt(&headers, query.as_deref())
         .and_then(|text| state.config.receipt_keys.verify(text));
-    let status = line::status_of(&state, &event, queue_id, receipt.as_ref()).await?;
+    let status = line::poll(&state, &event, queue_id, receipt.as_ref()).await?;
     metrics::counter!("queue_polls_total", "state" => line::state_label(status.state)).increment(1);
     Ok(Json(status))
 }

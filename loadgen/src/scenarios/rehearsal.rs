@@ -369,16 +369,14 @@ async fn visit(
             visit.outcome = "abandoned_waiting";
             return visit;
         }
-        match api
+        let Some(next) = api
             .poll_when_asked(&queue_id, &body, plan.max_poll_ms)
             .await
-        {
-            Some(next) => body = next,
-            None => {
-                visit.outcome = "lost";
-                return visit;
-            }
-        }
+        else {
+            visit.outcome = "lost";
+            return visit;
+        };
+        body = next;
     }
     visit.admitted = true;
     if never_books {

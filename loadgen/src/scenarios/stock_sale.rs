@@ -254,16 +254,14 @@ async fn visit(api: &Api, event: Uuid, i: usize, plan: &Plan, deadline: Instant)
             api.leave(&queue_id).await;
             return visit;
         }
-        match api
+        let Some(next) = api
             .poll_when_asked(&queue_id, &body, plan.max_poll_ms)
             .await
-        {
-            Some(next) => body = next,
-            None => {
-                visit.outcome = "lost";
-                return visit;
-            }
-        }
+        else {
+            visit.outcome = "lost";
+            return visit;
+        };
+        body = next;
     }
     visit.admitted = true;
     let token = body["token"].as_str().unwrap_or_default().to_string();

@@ -68,14 +68,18 @@ pub async fn admit(
         .key(keys.hold_numbers())
         .arg(bound.max(1))
         .arg(keys.notices())
-        .arg(super::DELIVERY_WINDOW_MS);
+        .arg(super::DELIVERY_WINDOW_MS)
+        .arg(super::DELIVERY_GRACE_MS);
     for code in tiers {
         invocation
             .key(keys.wanting(code))
             .key(keys.free_numbers(code))
             .arg(code);
     }
-    invocation.key(keys.dormant()).key(keys.admitted_seen());
+    invocation
+        .key(keys.dormant())
+        .key(keys.admitted_seen())
+        .key(keys.deliver_by());
     let reply: Value = invocation.invoke_async(&mut redis.clone()).await?;
     let n: Vec<i64> = array(&reply).iter().filter_map(int).collect();
     let [admitted, dropped, expired, more, arrivals, admitted_through, parked] = n[..] else {

@@ -1,6 +1,8 @@
 //! The entry token of an admitted entry: signed by whichever gateway delivers it first, and
 //! living `token_ttl_s` from that first delivery (`lua/deliver_token.lua`), not from the
-//! admission. An admission nobody comes for within [`DELIVERY_WINDOW_MS`] is reclaimed, and a
+//! admission. An admission nobody comes for within two of the poll intervals its entry was told
+//! near the head ([`note_cadence`]), or within [`DELIVERY_WINDOW_MS`] when it never polled
+//! there, is reclaimed, and a
 //! delivered one whose page went silent for [`PAGE_GONE_MS`] gives back its slot
 //! (`lua/admit.lua`); [`page_alive`] is the booking page's sign of life.
 
@@ -21,6 +23,31 @@ static DELIVER: LazyLock<Script> = crate::lua_script!("deliver_token.lua");
 /// a stream gets it at once (the gateway delivers on the worker's notice), a polling one within
 /// an interval. Delivered, the token lives `token_ttl_s` from that moment.
 pub const DELIVERY_WINDOW_MS: u64 = 2 * super::LONGEST_POLL_MS + 5_000;
+
+/// What a page polling at the cadence it was told is given on top of two intervals to come for
+/// its token (a slow network, a busy phone).
+pub const DELIVERY_GRACE_MS: u64 = 5_000;
+
+static CADENCE: LazyLock<Script> = crate::lua_script!("queue_cadence.lua");
+
+/// An entry near the head was told to poll again in `poll_after_ms`: were it admitted, its token
+/// is to be delivered within two such intervals and [`DELIVERY_GRACE_MS`], or the admission is
+/// reclaimed then (`lua/admit.lua`), not after [`DELIVERY_WINDOW_MS`].
+pub async fn note_cadence(
+    redis: &RedisClient,
+    event_id: Uuid,
+    queue_id: QueueId,
+    poll_after_ms: u64,
+) -> RedisResult<()> {
+    let keys = EventKeys::new(event_id);
+    let _: i64 = CADENCE
+        .key(keys.deliver_by())
+        .arg(queue_id)
+        .arg((2 * poll_after_ms + DELIVERY_GRACE_MS).min(DELIVERY_WINDOW_MS))
+        .invoke_async(&mut redis.clone())
+        .await?;
+    Ok(())
+}
 
 /// How long a delivered admission's page may show no sign of life (poll, stream check,
 /// `POST /api/queue/{id}/alive`) before its slot and counted demand go to the next in line; its

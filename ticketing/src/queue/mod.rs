@@ -19,7 +19,8 @@ pub mod wish;
 pub use admit::{admit, give_back_admission, AdmissionStep};
 pub use entry::{due_to_leave, join, leave, poll, Leaving, Standing};
 pub use entry_token::{
-    deliver_entry_token, keep_entry_token, page_alive, DELIVERY_WINDOW_MS, PAGE_GONE_MS,
+    deliver_entry_token, keep_entry_token, note_cadence, page_alive, DELIVERY_GRACE_MS,
+    DELIVERY_WINDOW_MS, PAGE_GONE_MS,
 };
 pub use id::QueueId;
 pub use place::Place;
