@@ -589,11 +589,15 @@ impl Case {
     /// `probe_due`, the last admission is set long ago, so the gate may let one held-back entry
     /// in as a probe; without, it is set in the future, so none is due.
     async fn admit(&mut self, bound: u32, probe_due: bool) -> Result<(), TestCaseError> {
-        // The rate is not what this model is about: a full bucket, so only the stock (and the
-        // bound) decide.
+        // The rate is not what this model is about: full buckets, so only the stock (and the
+        // bound) decide. Both of them: once a tier every booking took is gone, buyers without a
+        // wish draw on a bucket of their own (lib/conversion.lua's history share), and a case
+        // that left it empty would wait for its refill, not for the stock.
         redis::cmd("HSET")
             .arg(self.keys.admission_bucket())
             .arg("tokens")
+            .arg(1_000_000_000)
+            .arg("nw_tokens")
             .arg(1_000_000_000)
             .query_async::<i64>(&mut self.redis.clone())
             .await
