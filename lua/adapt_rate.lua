@@ -16,7 +16,9 @@ local now_s = math.floor(clock_ms() / 1000)
 local state = redis.call('HMGET', KEYS[1], 'effective_per_minute', 'adapted_s')
 local set, floor = tonumber(ARGV[1]), tonumber(ARGV[2])
 local current = math.min(tonumber(state[1]) or set, set)
-if state[2] == now_s then
+-- Redis answers with strings: compared with the number as it is, no second ever matched, and two
+-- workers each took a step (two cuts a second).
+if tonumber(state[2]) == now_s then
   return current
 end
 local reason = ARGV[3]

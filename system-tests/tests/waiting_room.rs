@@ -284,33 +284,43 @@ async fn entries_that_stop_polling_lose_their_place(db: PgPool) {
     let event = system
         .create_event(&[("GA", 100)], room_on(6000, 1000, true))
         .await;
-    // Windows of 2 s: "leaves" is silent for two whole windows before the room opens, and
-    // "stays" would have to go unheard for 2 s to be dropped (with 1 s windows a loaded CI run
-    // once lost it).
-    system.shorten_liveness_window(event, 2).await;
+    // Windows of 3 s: "leaves" is silent for two whole windows before the room opens, and
+    // "stays" would have to go unheard for 3 s to be dropped. "stays" polls from a future of its
+    // own for the whole test, as its page would, so no step of the test (the unpausing, a slow
+    // answer on a loaded CI machine) leaves a gap in its signs of life: with 2 s windows and the
+    // polls in line with those steps, a loaded CI run once lost it.
+    system.shorten_liveness_window(event, 3).await;
     let gone = system.join_line(event, "leaves").await;
     let stays_id = system.join_line(event, "stays").await;
-    for _ in 0..20 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        state_of(&system, &stays_id).await;
-    }
-    system
-        .change_waiting_room(event, json!({"paused": false}))
-        .await;
-    // Up to 10 s, saying where the live entry stood if it never got in (a CI run under load once
-    // timed out at 5 s without saying).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = system.status(&stays_id).await;
-        if now.state == QueueState::Admitted {
-            break;
+    let keeps_polling = async {
+        loop {
+            system.status(&stays_id).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the live entry was never admitted: {now:?}, room {}",
-            system.waiting_room(event).await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let opens_and_admits = async {
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        system
+            .change_waiting_room(event, json!({"paused": false}))
+            .await;
+        // Up to 10 s, saying where the live entry stood if it never got in.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = system.status(&stays_id).await;
+            if now.state == QueueState::Admitted {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the live entry was never admitted: {now:?}, room {}",
+                system.waiting_room(event).await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::select! {
+        () = keeps_polling => unreachable!("the poller never ends"),
+        () = opens_and_admits => {}
     }
     assert_eq!(state_of(&system, &gone).await, QueueState::Expired);
     let stats = system.waiting_room(event).await["stats"].clone();
