@@ -1,10 +1,17 @@
 -- adapt_rate.lua: adaptive admission's one step a second for one event (the first worker to ask
--- in a second takes it; the others read its result). Increase gently, cut quickly: a verdict
--- over a target cuts the effective rate to 70 %, never below the floor; one within the targets
--- raises it by 5 % of the set rate, never above it (the set rate stays the ceiling).
+-- in a second takes it; the others read its result). Increase gently, cut quickly, and give a
+-- cut time to show:
+--   * a verdict over a target cuts the effective rate to 70 %, never below the floor, and at
+--     most once in CUT_EVERY_S: buyers admitted before the cut still book in the seconds after
+--     it, and cutting again for them (every second, as before) took the rate to the floor
+--     while the bookings were already within the target (BENCHMARKS.md, the slowed backend);
+--   * a verdict within them raises it by 5 % of the set rate a second up to 85 % of the rate
+--     the last cut came from (where bookings last broke the target), then by 1 %, never above
+--     the set rate (the ceiling). So it comes back fast to the neighbourhood it knows is safe
+--     and probes the edge slowly, instead of overshooting it by the seconds a verdict lags.
 --
--- KEYS[1] ev:{E}:cfg   effective_per_minute, adaptive_reason, adapted_s (read by admit.lua and
---                      the admin view)
+-- KEYS[1] ev:{E}:cfg   effective_per_minute, adaptive_reason, adapted_s, cut_s, broke_at (read
+--                      by admit.lua and the admin view)
 -- ARGV[1] the set rate (admission_per_minute)
 -- ARGV[2] the floor (per minute)
 -- ARGV[3] the verdict: booking_p95_above_target, too_many_503s, within_targets or
@@ -12,8 +19,11 @@
 --
 -- Returns the effective rate now.
 
+local CUT_EVERY_S = 3
+
 local now_s = math.floor(clock_ms() / 1000)
-local state = redis.call('HMGET', KEYS[1], 'effective_per_minute', 'adapted_s')
+local state = redis.call('HMGET', KEYS[1], 'effective_per_minute', 'adapted_s', 'cut_s',
+  'broke_at')
 local set, floor = tonumber(ARGV[1]), tonumber(ARGV[2])
 local current = math.min(tonumber(state[1]) or set, set)
 -- Redis answers with strings: compared with the number as it is, no second ever matched, and two
@@ -22,14 +32,23 @@ if tonumber(state[2]) == now_s then
   return current
 end
 local reason = ARGV[3]
+local fields = {'adapted_s', now_s}
 if reason == 'booking_p95_above_target' or reason == 'too_many_503s' then
-  current = math.max(floor, math.floor(current * 0.7))
+  local cut_s = tonumber(state[3])
+  if not cut_s or now_s - cut_s >= CUT_EVERY_S then
+    fields[#fields + 1], fields[#fields + 2] = 'broke_at', current
+    fields[#fields + 1], fields[#fields + 2] = 'cut_s', now_s
+    current = math.max(floor, math.floor(current * 0.7))
+  end
 elseif reason == 'within_targets' then
-  current = math.min(set, current + math.max(1, math.ceil(set * 0.05)))
+  local broke_at = tonumber(state[4]) or set
+  local step = current < 0.85 * broke_at and 0.05 or 0.01
+  current = math.min(set, current + math.max(1, math.ceil(set * step)))
   if current >= set then
     reason = 'at_set_rate'
   end
 end
-redis.call('HSET', KEYS[1], 'effective_per_minute', current, 'adaptive_reason', reason,
-  'adapted_s', now_s)
+fields[#fields + 1], fields[#fields + 2] = 'effective_per_minute', current
+fields[#fields + 1], fields[#fields + 2] = 'adaptive_reason', reason
+redis.call('HSET', KEYS[1], unpack(fields))
 return current

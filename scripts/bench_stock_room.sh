@@ -11,6 +11,11 @@
 #      in ten adds a VIP) against 3,000 GA and 300 VIP at 3,000 admissions/min, max_active 1,000,
 #      token TTL 120 s, replayed against the stock gate and a rate-only room: sell-out times,
 #      admissions a minute, the longest stall, refusals for stock, the first wait range.
+#   4. loadgen slowed-backend: adaptive admission against a booking service Postgres slows down
+#      (every booking row made to cost DELAY_MS more for a minute, between 30 s calm and 40 s
+#      recovery), visitors arriving at 110/s against a set rate of 6,000/min, target p95 500 ms,
+#      replayed against a room with adaptive admission on and one with it off: the bookings' p95
+#      per phase and in the worst ten seconds once the controller acted, 503s, the recovery.
 # Results: test-output/bench-stock/summary.txt and the loadgen reports beside it.
 # VISITORS, ROUNDS, DURATION and BASE_REV may be set, SECTIONS="1 2" chooses; BIN=debug runs the
 # debug builds (a smoke run, not a measurement).
@@ -23,7 +28,8 @@ ensure_stack
 BASE_REV=${BASE_REV:-aadacea}
 VISITORS=${VISITORS:-3000}
 ROUNDS=${ROUNDS:-3}
-SECTIONS=${SECTIONS:-1 2 3}
+SECTIONS=${SECTIONS:-1 2 3 4}
+DELAY_MS=${DELAY_MS:-60}
 DURATION=${DURATION:-10}
 profile=${BIN:-release}
 out=${OUT:-test-output/bench-stock}
@@ -115,4 +121,13 @@ for i in 0 1; do
   note "$(field "$out/rehearsal.json" "(lambda x: f\"{x['room']['name']:28} GA sold out {x['ga_sold_out_s']} s, VIP {x['vip_sold_out_s']} s; admissions {x['measured_per_minute'] and round(x['measured_per_minute'])}/min of {x['set_per_minute']}; longest stall {x['longest_stall_s']:.1f} s; refused for stock {x['refused_for_stock']} of {x['admitted']} admitted ({100*x['refused_share']:.1f} % of those who tried); first range held {x['first_range_held_share'] and round(100*x['first_range_held_share'])} %, median error {x['first_estimate_median_error'] and round(100*x['first_estimate_median_error'])} %, {x['jumps_beyond_range']} jumps beyond it\")(r['rehearsal'][$i])")"
 done
 note "ledger: $(field "$out/rehearsal.json" "'holds' if all(c['holds'] for c in r['invariants']) else 'BROKEN: ' + '; '.join(c['promise'] for c in r['invariants'] if not c['holds'])")"
+fi
+if [[ " $SECTIONS " == *" 4 "* ]]; then
+note ""
+note "== 4. slowed backend: 110 visitors/s, set rate 6,000/min, every booking row +${DELAY_MS} ms in Postgres from 30 s to 90 s, target p95 500 ms, floor 600/min"
+lg slowed-backend --gateway http://127.0.0.1:3600 --delay-ms "$DELAY_MS" ${SLOWED_ARGS:-} --out "$out/slowed" > "$out/slowed.txt"
+for i in 0 1; do
+  note "$(field "$out/slowed.json" "(lambda x: x['room']['name'] + ': ' + '; '.join(f\"{p['name']} p95 {p['p95_ms'] and round(p['p95_ms'])} ms, 503s {100*p['share_503']:.1f} %, admissions {p['admissions_per_minute'] and round(p['admissions_per_minute'])}/min\" for p in x['phases']) + f\"; slowed after 10 s: p95 {x['slowed_settled_p95_ms'] and round(x['slowed_settled_p95_ms'])} ms, worst 10 s {x['slowed_worst_10s_p95_ms'] and round(x['slowed_worst_10s_p95_ms'])} ms; lowest rate {x['lowest_effective_per_minute']}/min; back at the set rate {x['recovered_after_s']} s after the delay\")(r['slowed_backend'][$i])")"
+done
+note "ledger: $(field "$out/slowed.json" "'holds' if all(c['holds'] for c in r['invariants']) else 'BROKEN: ' + '; '.join(c['promise'] for c in r['invariants'] if not c['holds'])")"
 fi

@@ -38,6 +38,10 @@ scenarios:
                    leave while waiting, admitted buyers who never book, no wishes), replayed
                    against the stock gate and a rate-only room: sell-out times, admissions a
                    minute, the longest stall, refusals for stock, the first wait range
+  slowed-backend   adaptive admission against a booking service Postgres slows down (a delay
+                   injected per booking row between a calm phase and a recovery), replayed
+                   against a room with adaptive admission on and one with it off: booking p95
+                   per phase, 503s, admissions a minute, the rate's recovery
   streams          --counts open queue streams on one gateway against as many pages polling:
                    its memory per stream, CPU and Redis commands, admission-notice latency
   original         the original app's SKIP LOCKED algorithm in Postgres (baseline)
@@ -63,6 +67,9 @@ stock-sale:      --visitors 3000 --arrival-rate 300 --ga 2400 --vip 300 --admiss
 rehearsal:       --pre-queued 8000 --lead 20 --later 4000 --later-rate 150 --abandon 0.2
                  --never-book 0.05 --add-vip 0.1 --ga 3000 --vip 300 --admission-per-minute 3000
                  --max-active 1000 --token-ttl 120 --max-poll-ms 20000 --max-duration 300
+slowed-backend:  --arrival-rate 110 --calm 30 --slowed 60 --after 40 --delay-ms 60
+                 --admission-per-minute 6000 --max-active 5000 --target-p95-ms 500
+                 --max-503-pct 5 --floor-per-minute 600 --max-poll-ms 2000
 streams:         --counts 5000,10000,20000 --sources 10 (127.0.0.x addresses) --window 20
                  --admit 2000 --gateway-pid <pid> (required) --redis-url $REDIS_URL
 original:        --concurrency 32 --rows 300000
@@ -355,6 +362,48 @@ async fn main() -> anyhow::Result<()> {
             }
             window = started.elapsed();
             report["rehearsal"] = serde_json::to_value(&rooms)?;
+            report["invariants"] = serde_json::to_value(&checks)?;
+            invariants::print(&checks);
+        }
+        "slowed-backend" => {
+            let plan = scenarios::slowed::Plan {
+                arrival_rate: args.get("arrival-rate", 110.0)?,
+                calm: Duration::from_secs_f64(args.get("calm", 30.0)?),
+                slowed: Duration::from_secs_f64(args.get("slowed", 60.0)?),
+                after: Duration::from_secs_f64(args.get("after", 40.0)?),
+                delay_ms: args.get("delay-ms", 60)?,
+                admission_per_minute: args.get("admission-per-minute", 6000)?,
+                max_active: args.get("max-active", 5000)?,
+                target_p95_ms: args.get("target-p95-ms", 500)?,
+                max_503_pct: args.get("max-503-pct", 5)?,
+                floor_per_minute: args.get("floor-per-minute", 600)?,
+                max_poll_ms: args.get("max-poll-ms", 2000)?,
+            };
+            let mut rooms = Vec::new();
+            let mut checks = Vec::new();
+            for room in scenarios::slowed::ROOMS {
+                let length = plan.calm + plan.slowed + plan.after;
+                let progress = stats::progress(recorder.clone(), length, room.name);
+                let result =
+                    scenarios::slowed::run(&api, &database_url, &plan, room, &run_id).await;
+                progress.abort();
+                eprintln!();
+                let result = match result {
+                    Ok(result) => result,
+                    Err(error) => {
+                        scenarios::slowed::remove_delay(&database_url).await?;
+                        return Err(error);
+                    }
+                };
+                println!("{}: {}", room.name, serde_json::to_string_pretty(&result)?);
+                checks.extend(
+                    invariants::check_room(&database_url, &api, result.event_id, room.name).await?,
+                );
+                rooms.push(result);
+            }
+            scenarios::slowed::remove_delay(&database_url).await?;
+            window = started.elapsed();
+            report["slowed_backend"] = serde_json::to_value(&rooms)?;
             report["invariants"] = serde_json::to_value(&checks)?;
             invariants::print(&checks);
         }

@@ -189,6 +189,9 @@ pub struct BookingHealth {
     /// The slowest fresh p95 (µs): a conservative figure for the whole fleet without merging
     /// histograms across processes.
     pub p95_us: Option<u64>,
+    /// The same over the last [`LatencyWindow::RECENT`] only (None from an instance of a release
+    /// before it, or with nothing booked in those seconds).
+    pub recent_p95_us: Option<u64>,
     /// Booking answers, and how many were 503.
     pub answers: u64,
     pub unavailable: u64,
@@ -214,9 +217,11 @@ pub async fn booking_health(redis: &RedisClient, now_ms: i64) -> RedisResult<Boo
         let at: Option<i64> = parts.next().and_then(|v| v.parse().ok());
         let answers: u64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
         let unavailable: u64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let recent: Option<u64> = parts.next().and_then(|v| v.parse().ok());
         match at {
             Some(at) if now_ms - at <= FRESH_MS => {
                 health.p95_us = health.p95_us.max(p95);
+                health.recent_p95_us = health.recent_p95_us.max(recent);
                 health.answers += answers;
                 health.unavailable += unavailable;
             }
@@ -262,6 +267,8 @@ impl Default for LatencyWindow {
 
 impl LatencyWindow {
     pub const SPAN: Duration = Duration::from_secs(10);
+    /// The last seconds adaptive admission reads (this one and the two before).
+    pub const RECENT: Duration = Duration::from_secs(3);
 
     pub fn record(&self, took: Duration) {
         let second = self.started.elapsed().as_secs();
@@ -315,8 +322,19 @@ impl LatencyWindow {
 
     /// The p95 (µs, the upper edge of its bucket) and the count over the span, if any.
     pub fn p95_us(&self) -> Option<(u64, u64)> {
+        self.p95_over(Self::SPAN)
+    }
+
+    /// The p95 and the count over the last [`LatencyWindow::RECENT`]: what adaptive admission
+    /// judges by. Over the whole span, slow bookings from before a cut kept the p95 over the
+    /// target for ten seconds after the cut had worked, and every second of them cut again.
+    pub fn recent_p95_us(&self) -> Option<(u64, u64)> {
+        self.p95_over(Self::RECENT)
+    }
+
+    fn p95_over(&self, span: Duration) -> Option<(u64, u64)> {
         let second = self.started.elapsed().as_secs();
-        let span = Self::SPAN.as_secs();
+        let span = span.as_secs();
         let seconds = self.seconds.lock().expect("latency lock");
         let mut merged = [0u64; BUCKETS];
         for (_, counts) in seconds.iter().filter(|(s, _)| s + span > second) {
@@ -351,15 +369,18 @@ impl LatencyWindow {
             loop {
                 tick.tick().await;
                 let p95 = window.p95_us().map(|(p95, _)| p95);
+                let recent = window.recent_p95_us().map(|(p95, _)| p95);
                 let (answers, unavailable) = window.answers();
                 if p95.is_none() && answers == 0 {
                     continue;
                 }
-                // "p95|at|answers|503s"; the p95 empty when nothing was booked.
+                // "p95|at|answers|503s|recent p95"; a p95 empty when nothing was booked.
+                let figure = |p95: Option<u64>| p95.map(|p| p.to_string()).unwrap_or_default();
                 let value = format!(
-                    "{}|{}|{answers}|{unavailable}",
-                    p95.map(|p| p.to_string()).unwrap_or_default(),
-                    chrono::Utc::now().timestamp_millis()
+                    "{}|{}|{answers}|{unavailable}|{}",
+                    figure(p95),
+                    chrono::Utc::now().timestamp_millis(),
+                    figure(recent)
                 );
                 let published: RedisResult<()> = redis::cmd("HSET")
                     .arg(BOOKING_LATENCY)
@@ -398,5 +419,7 @@ mod tests {
         }
         let (p95, _) = window.p95_us().expect("a figure");
         assert!((300_000..=330_000).contains(&p95), "{p95}");
+        // All of it within the last seconds too.
+        assert_eq!(window.recent_p95_us(), window.p95_us());
     }
 }

@@ -1,10 +1,10 @@
-//! Adaptive admission takes one step a second per event, however many workers ask
-//! (`lua/adapt_rate.lua`): with two workers each asking every second, a verdict over the target
-//! must cut the rate to 70 % once a second, not twice.
+//! Adaptive admission's step (`lua/adapt_rate.lua`): one a second per event however many
+//! workers ask (with two workers each asking every second, a verdict over the target must cut the
+//! rate once a second, not twice), and a cut given three seconds to show before the next.
 
 mod support;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ticketing::queue::room::{adapt, Adaptive, Verdict, WaitingRoom};
 use ticketing::redis_client::RedisClient;
@@ -14,45 +14,77 @@ fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+const TARGETS: Adaptive = Adaptive {
+    target_p95_ms: 100,
+    max_503_pct: 5,
+    floor_per_minute: 60,
+};
+
+fn room() -> WaitingRoom {
+    WaitingRoom {
+        admission_per_minute: 6000,
+        ..WaitingRoom::default()
+    }
+}
+
+async fn ask(redis: &RedisClient, event_id: Uuid, verdict: Verdict, times: usize) -> u32 {
+    let mut rate = 0;
+    for _ in 0..times {
+        rate = adapt(redis, event_id, &room(), &TARGETS, verdict)
+            .await
+            .expect("adaptive step");
+    }
+    rate
+}
+
 #[tokio::test]
 async fn workers_asking_in_the_same_second_take_one_step_between_them() {
     let redis = RedisClient::connect_single(&redis_url())
         .await
         .expect("connecting to redis");
     let event_id = Uuid::new_v4();
-    let room = WaitingRoom {
-        admission_per_minute: 6000,
-        ..WaitingRoom::default()
-    };
-    let targets = Adaptive {
-        target_p95_ms: 100,
-        max_503_pct: 5,
-        floor_per_minute: 60,
-    };
     let started = Instant::now();
-    let mut rate = 0;
-    for _ in 0..10 {
-        rate = adapt(
-            &redis,
-            event_id,
-            &room,
-            &targets,
-            Verdict::BookingP95AboveTarget,
-        )
-        .await
-        .expect("adaptive step");
-    }
-    // Ten asks within one second cut once; a slow machine may cross a second or more between
-    // them, and each second crossed allows one more cut.
-    let seconds_touched = started.elapsed().as_secs() as i32 + 2;
-    let fewest = (6000.0 * 0.7f64.powi(seconds_touched)).floor() as u32;
+    let cut = ask(&redis, event_id, Verdict::BookingP95AboveTarget, 10).await;
+    // Cuts come three seconds apart at most often: ten asks cut once, unless a slow machine took
+    // three seconds or more over them.
+    let most_cuts = started.elapsed().as_secs() as i32 / 3 + 1;
+    assert!(
+        cut >= (6000.0 * 0.7f64.powi(most_cuts)).floor() as u32 && cut < 6000,
+        "ten asks over {:?} cut the rate to {cut}/min",
+        started.elapsed()
+    );
+    // Ten asks within the targets climb once a second (5 % of the set rate while below 85 % of
+    // the rate the cut came from); each second crossed allows one more.
+    let started = Instant::now();
+    let climbed = ask(&redis, event_id, Verdict::WithinTargets, 10).await;
+    let seconds_touched = started.elapsed().as_secs() as u32 + 2;
     support::delete_event_keys(&redis, event_id)
         .await
         .expect("cleaning up");
     assert!(
-        rate >= fewest,
-        "ten asks over {:?} cut the rate to {rate}/min: more than one step a second",
+        climbed <= cut + seconds_touched * 300,
+        "ten asks over {:?} climbed from {cut} to {climbed}/min: more than one step a second",
         started.elapsed()
     );
-    assert!(rate < 6000, "a verdict over the target cut nothing");
+}
+
+#[tokio::test]
+async fn a_cut_gets_three_seconds_to_show_before_the_next() {
+    let redis = RedisClient::connect_single(&redis_url())
+        .await
+        .expect("connecting to redis");
+    let event_id = Uuid::new_v4();
+    let first = ask(&redis, event_id, Verdict::TooMany503s, 1).await;
+    assert_eq!(first, 4200);
+    // A second or two later, still over: the buyers admitted before the cut are still booking.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let held = ask(&redis, event_id, Verdict::TooMany503s, 1).await;
+    // Three seconds after the cut, still over: it did not suffice, cut again.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let again = ask(&redis, event_id, Verdict::TooMany503s, 1).await;
+    support::delete_event_keys(&redis, event_id)
+        .await
+        .expect("cleaning up");
+    assert_eq!(held, 4200, "cut again within three seconds of the last cut");
+    assert_eq!(again, 2940);
 }

@@ -7,5 +7,6 @@ pub mod opening;
 pub mod proof_joins;
 pub mod queue_storm;
 pub mod rehearsal;
+pub mod slowed;
 pub mod stock_sale;
 pub mod streams;

@@ -267,7 +267,15 @@ pub async fn sync_config(
         // Adaptive admission turned off (or never on): the set rate applies again at once.
         pipe.cmd("HDEL")
             .arg(keys.queue_config())
-            .arg(&["effective_per_minute", "adaptive_reason", "adapted_s"][..])
+            .arg(
+                &[
+                    "effective_per_minute",
+                    "adaptive_reason",
+                    "adapted_s",
+                    "cut_s",
+                    "broke_at",
+                ][..],
+            )
             .ignore();
     }
     pipe.cmd("HSET")
@@ -312,10 +320,12 @@ impl Verdict {
     }
 
     /// What the booking fleet's last seconds say against `targets`. The share of 503s is judged
-    /// on at least 20 answers; the p95 on any booking made.
+    /// on at least 20 answers; the p95 on any booking made, over the last three seconds when
+    /// the fleet publishes them (the ten-second figure lags a cut by ten seconds).
     pub fn of(targets: &Adaptive, health: &crate::live::BookingHealth) -> Self {
         if health
-            .p95_us
+            .recent_p95_us
+            .or(health.p95_us)
             .is_some_and(|p95| p95 > u64::from(targets.target_p95_ms) * 1000)
         {
             return Self::BookingP95AboveTarget;
