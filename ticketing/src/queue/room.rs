@@ -283,12 +283,19 @@ pub async fn sync_config(
         .arg(&room.redis_fields()[..])
         .arg("on_sale_ms")
         .arg(on_sale_ms)
-        .arg("alive_window_s")
-        .arg(ALIVE_WINDOW_S)
         .arg("delivery_window_ms")
         .arg(super::DELIVERY_WINDOW_MS)
         .arg("page_gone_ms")
         .arg(super::PAGE_GONE_MS)
+        .ignore()
+        // A sale keeps the liveness window it started with: the windows are numbered by it, and
+        // renumbering them mid-sale (a release with another window, or a test's shorter one
+        // undone by an operator's change) makes every entry look silent until it polls again,
+        // so the next admission step drops the head of the line.
+        .cmd("HSETNX")
+        .arg(keys.queue_config())
+        .arg("alive_window_s")
+        .arg(ALIVE_WINDOW_S)
         .ignore()
         .cmd("HSETNX")
         .arg(keys.queue_config())
@@ -303,7 +310,11 @@ static ADAPT: std::sync::LazyLock<redis::Script> = crate::lua_script!("adapt_rat
 /// Why adaptive admission moves the rate (`adaptive_reason` in the admin view).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    BookingP95AboveTarget,
+    /// Cut to `keep_permille` of the rate: 70 %, less the further the p95 is over (its share
+    /// of it), down to half.
+    BookingP95AboveTarget {
+        keep_permille: u32,
+    },
     TooMany503s,
     WithinTargets,
     NothingMeasured,
@@ -312,10 +323,19 @@ pub enum Verdict {
 impl Verdict {
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::BookingP95AboveTarget => "booking_p95_above_target",
+            Self::BookingP95AboveTarget { .. } => "booking_p95_above_target",
             Self::TooMany503s => "too_many_503s",
             Self::WithinTargets => "within_targets",
             Self::NothingMeasured => "nothing_measured",
+        }
+    }
+
+    /// The share of the rate a cut keeps (permille), or 1000.
+    pub fn keep_permille(self) -> u32 {
+        match self {
+            Self::BookingP95AboveTarget { keep_permille } => keep_permille,
+            Self::TooMany503s => 700,
+            Self::WithinTargets | Self::NothingMeasured => 1000,
         }
     }
 
@@ -323,12 +343,16 @@ impl Verdict {
     /// on at least 20 answers; the p95 on any booking made, over the last three seconds when
     /// the fleet publishes them (the ten-second figure lags a cut by ten seconds).
     pub fn of(targets: &Adaptive, health: &crate::live::BookingHealth) -> Self {
-        if health
+        let target_us = u64::from(targets.target_p95_ms) * 1000;
+        if let Some(p95) = health
             .recent_p95_us
             .or(health.p95_us)
-            .is_some_and(|p95| p95 > u64::from(targets.target_p95_ms) * 1000)
+            .filter(|p95| *p95 > target_us)
         {
-            return Self::BookingP95AboveTarget;
+            // At twice the target or more, half: the seconds of a 30 % cut and its wait to show
+            // are seconds of bookings over the target.
+            let keep_permille = (target_us * 1000 / p95).clamp(500, 700) as u32;
+            return Self::BookingP95AboveTarget { keep_permille };
         }
         if health.answers >= 20
             && health.unavailable * 100 > health.answers * u64::from(targets.max_503_pct)
@@ -355,6 +379,7 @@ pub async fn adapt(
         .arg(room.admission_per_minute)
         .arg(targets.floor_per_minute.min(room.admission_per_minute))
         .arg(verdict.as_str())
+        .arg(verdict.keep_permille())
         .invoke_async(&mut redis.clone())
         .await
 }
@@ -370,4 +395,54 @@ pub async fn adapted(
         .arg("adaptive_reason")
         .query_async(&mut redis.clone())
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::BookingHealth;
+
+    const TARGETS: Adaptive = Adaptive {
+        target_p95_ms: 500,
+        max_503_pct: 5,
+        floor_per_minute: 60,
+    };
+
+    fn health(p95_ms: Option<u64>, recent_ms: Option<u64>) -> BookingHealth {
+        BookingHealth {
+            p95_us: p95_ms.map(|ms| ms * 1000),
+            recent_p95_us: recent_ms.map(|ms| ms * 1000),
+            answers: 100,
+            unavailable: 0,
+        }
+    }
+
+    #[test]
+    fn the_verdict_reads_the_last_seconds_and_cuts_deeper_the_further_over() {
+        // Ten seconds still over from before a cut, the last three within: within.
+        let verdict = Verdict::of(&TARGETS, &health(Some(900), Some(300)));
+        assert_eq!(verdict, Verdict::WithinTargets);
+        // A fleet that does not publish the last seconds is judged on its ten.
+        let verdict = Verdict::of(&TARGETS, &health(Some(600), None));
+        assert_eq!(verdict.keep_permille(), 700);
+        // Just over: 70 %. At 1.6 times the target, 62.5 %. At twice or more, half.
+        assert_eq!(
+            Verdict::of(&TARGETS, &health(None, Some(510))).keep_permille(),
+            700
+        );
+        assert_eq!(
+            Verdict::of(&TARGETS, &health(None, Some(800))).keep_permille(),
+            625
+        );
+        assert_eq!(
+            Verdict::of(&TARGETS, &health(None, Some(4000))).keep_permille(),
+            500
+        );
+        let shed = BookingHealth {
+            unavailable: 10,
+            ..health(Some(100), Some(100))
+        };
+        assert_eq!(Verdict::of(&TARGETS, &shed), Verdict::TooMany503s);
+        assert_eq!(Verdict::TooMany503s.keep_permille(), 700);
+    }
 }

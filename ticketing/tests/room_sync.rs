@@ -1,0 +1,65 @@
+//! An operator's change keeps the sale's liveness window (`queue::room::sync_config`): the
+//! windows are numbered by it, and a change that rewrote it renumbered them, so every entry
+//! looked silent until its next poll and the next admission step dropped the head of the line
+//! (a system test lost its one polling entry that way when it unpaused the room).
+
+mod support;
+
+use ticketing::keys::EventKeys;
+use ticketing::queue::room::{sync_config, Sync, WaitingRoom};
+use ticketing::redis_client::RedisClient;
+use uuid::Uuid;
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+#[tokio::test]
+async fn an_operators_change_keeps_the_sales_liveness_window() {
+    let redis = RedisClient::connect_single(&redis_url())
+        .await
+        .expect("connecting to redis");
+    let event_id = Uuid::new_v4();
+    let config = EventKeys::new(event_id).queue_config();
+    let window = || async {
+        redis::cmd("HGET")
+            .arg(&config)
+            .arg("alive_window_s")
+            .query_async::<Option<u32>>(&mut redis.clone())
+            .await
+            .expect("reading the window")
+    };
+    let paused = WaitingRoom {
+        paused: true,
+        ..WaitingRoom::default()
+    };
+    sync_config(&redis, event_id, &paused, 0, Sync::Settings)
+        .await
+        .expect("first settings");
+    let first = window().await.expect("a window from the first settings");
+    // The sale's window is another (as a release with another default, or a test, sets it).
+    let theirs = first + 7;
+    let _: () = redis::cmd("HSET")
+        .arg(&config)
+        .arg("alive_window_s")
+        .arg(theirs)
+        .query_async(&mut redis.clone())
+        .await
+        .expect("setting the window");
+    let open = WaitingRoom {
+        paused: false,
+        ..paused
+    };
+    sync_config(&redis, event_id, &open, 0, Sync::Settings)
+        .await
+        .expect("the operator's change");
+    let kept = window().await;
+    support::delete_event_keys(&redis, event_id)
+        .await
+        .expect("cleaning up");
+    assert_eq!(
+        kept,
+        Some(theirs),
+        "the change renumbered the liveness windows"
+    );
+}
