@@ -73,6 +73,9 @@ pub struct RoomResult {
     pub refused_for_stock: usize,
     /// refused_for_stock / admitted buyers who tried to book.
     pub refused_share: f64,
+    /// Of those refused: how many after GA had sold out (every buyer of this crowd wants GA, so
+    /// these are the probes the room owes the line while VIP is on sale).
+    pub refused_after_ga_sold_out: usize,
     /// Seconds after the opening when each tier was at 0 for good (None: not within the run).
     pub ga_sold_out_s: Option<f64>,
     pub vip_sold_out_s: Option<f64>,
@@ -98,6 +101,8 @@ struct Visit {
     admitted: bool,
     tried_to_book: bool,
     refused_for_stock: bool,
+    /// When the refusal came, seconds since the opening.
+    refused_at: Option<f64>,
     /// Seconds since the opening: the first wait range's [low, high] ends, when it was told,
     /// and the admission (between the last poll that was waiting and the first that was not).
     first_range: Option<(f64, f64)>,
@@ -239,6 +244,12 @@ fn summarize(
         } else {
             refused as f64 / tried as f64
         },
+        refused_after_ga_sold_out: sold_out(0).map_or(0, |at| {
+            results
+                .iter()
+                .filter(|v| v.refused_at.is_some_and(|refused| refused >= at))
+                .count()
+        }),
         ga_sold_out_s: sold_out(0),
         vip_sold_out_s: sold_out(1),
         set_per_minute: plan.admission_per_minute,
@@ -394,6 +405,7 @@ async fn visit(
         Booked::RefusedForStock => {
             // The page says so; the booking service gave the admission back already.
             visit.refused_for_stock = true;
+            visit.refused_at = Some(since(opening));
             "refused_for_stock"
         }
         Booked::Failed => "booking_failed",

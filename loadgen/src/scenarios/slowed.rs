@@ -111,6 +111,17 @@ pub struct RoomResult {
     pub reasons: std::collections::BTreeMap<String, usize>,
     pub visitors: usize,
     pub admitted: usize,
+    /// Second by second: the effective rate and why, and the p95 of the bookings sent in it.
+    pub timeline: Vec<Second>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Second {
+    pub at: u64,
+    pub effective_per_minute: Option<i64>,
+    pub reason: Option<String>,
+    pub bookings_sent: usize,
+    pub p95_ms: Option<f64>,
 }
 
 /// Creates the trigger that slows every booking row by the delay in `loadgen_delay` (0 until the
@@ -410,5 +421,19 @@ fn summarize(
         reasons,
         visitors,
         admitted,
+        timeline: samples
+            .iter()
+            .map(|sample| {
+                let second = sample.at.floor();
+                let sent = latencies(attempts, second, second + 1.0);
+                Second {
+                    at: second as u64,
+                    effective_per_minute: sample.effective_per_minute,
+                    reason: sample.reason.clone(),
+                    bookings_sent: sent.len(),
+                    p95_ms: percentile(sent, 0.95),
+                }
+            })
+            .collect(),
     }
 }
