@@ -54,10 +54,11 @@ async fn workers_asking_in_the_same_second_take_one_step_between_them() {
         "ten asks over {:?} cut the rate to {cut}/min",
         started.elapsed()
     );
-    // Ten asks within the targets climb once a second (5 % of the set rate while below 85 % of
-    // the rate the cut came from); each second crossed allows one more.
+    // Ten asks within the targets (far below them: 5 % of the set rate a step) climb once a
+    // second; each second crossed allows one more.
     let started = Instant::now();
-    let climbed = ask(&redis, event_id, Verdict::WithinTargets, 10).await;
+    let within = Verdict::WithinTargets { step_permille: 50 };
+    let climbed = ask(&redis, event_id, within, 10).await;
     let seconds_touched = started.elapsed().as_secs() as u32 + 2;
     support::delete_event_keys(&redis, event_id)
         .await

@@ -273,7 +273,6 @@ pub async fn sync_config(
                     "adaptive_reason",
                     "adapted_s",
                     "cut_s",
-                    "broke_at",
                 ][..],
             )
             .ignore();
@@ -316,7 +315,12 @@ pub enum Verdict {
         keep_permille: u32,
     },
     TooMany503s,
-    WithinTargets,
+    /// Climb by `step_permille` of the set rate: 5 % while the p95 is at most half the target,
+    /// 1 % up to 80 % of it, nothing beyond (the edge is near, and the verdict lags it by the
+    /// seconds a buyer takes from admission to booking).
+    WithinTargets {
+        step_permille: u32,
+    },
     NothingMeasured,
 }
 
@@ -325,7 +329,7 @@ impl Verdict {
         match self {
             Self::BookingP95AboveTarget { .. } => "booking_p95_above_target",
             Self::TooMany503s => "too_many_503s",
-            Self::WithinTargets => "within_targets",
+            Self::WithinTargets { .. } => "within_targets",
             Self::NothingMeasured => "nothing_measured",
         }
     }
@@ -335,7 +339,15 @@ impl Verdict {
         match self {
             Self::BookingP95AboveTarget { keep_permille } => keep_permille,
             Self::TooMany503s => 700,
-            Self::WithinTargets | Self::NothingMeasured => 1000,
+            Self::WithinTargets { .. } | Self::NothingMeasured => 1000,
+        }
+    }
+
+    /// What a climb adds, in permille of the set rate (0 unless within the targets).
+    pub fn step_permille(self) -> u32 {
+        match self {
+            Self::WithinTargets { step_permille } => step_permille,
+            _ => 0,
         }
     }
 
@@ -344,11 +356,8 @@ impl Verdict {
     /// the fleet publishes them (the ten-second figure lags a cut by ten seconds).
     pub fn of(targets: &Adaptive, health: &crate::live::BookingHealth) -> Self {
         let target_us = u64::from(targets.target_p95_ms) * 1000;
-        if let Some(p95) = health
-            .recent_p95_us
-            .or(health.p95_us)
-            .filter(|p95| *p95 > target_us)
-        {
+        let p95 = health.recent_p95_us.or(health.p95_us);
+        if let Some(p95) = p95.filter(|p95| *p95 > target_us) {
             // At twice the target or more, half: the seconds of a 30 % cut and its wait to show
             // are seconds of bookings over the target.
             let keep_permille = (target_us * 1000 / p95).clamp(500, 700) as u32;
@@ -362,7 +371,15 @@ impl Verdict {
         if health.p95_us.is_none() && health.answers < 20 {
             return Self::NothingMeasured;
         }
-        Self::WithinTargets
+        // Climb by how far below the target the bookings are: a climb at one pace meets the edge
+        // by surprise and overshoots it by the seconds the verdict lags (a memory of where the
+        // last cut came from measured no better: BENCHMARKS.md).
+        let step_permille = match p95 {
+            Some(p95) if p95 * 5 > target_us * 4 => 0,
+            Some(p95) if p95 * 2 > target_us => 10,
+            _ => 50,
+        };
+        Self::WithinTargets { step_permille }
     }
 }
 
@@ -380,6 +397,7 @@ pub async fn adapt(
         .arg(targets.floor_per_minute.min(room.admission_per_minute))
         .arg(verdict.as_str())
         .arg(verdict.keep_permille())
+        .arg(verdict.step_permille())
         .invoke_async(&mut redis.clone())
         .await
 }
@@ -418,10 +436,21 @@ mod tests {
     }
 
     #[test]
-    fn the_verdict_reads_the_last_seconds_and_cuts_deeper_the_further_over() {
-        // Ten seconds still over from before a cut, the last three within: within.
+    fn the_verdict_reads_the_last_seconds_and_moves_by_how_far_off_the_target_it_is() {
+        // Ten seconds still over from before a cut, the last three within: within, and near
+        // enough to the target (60 % of it) to climb slowly.
         let verdict = Verdict::of(&TARGETS, &health(Some(900), Some(300)));
-        assert_eq!(verdict, Verdict::WithinTargets);
+        assert_eq!(verdict, Verdict::WithinTargets { step_permille: 10 });
+        // Far below it, fast; close to it (over 80 %), not at all.
+        assert_eq!(
+            Verdict::of(&TARGETS, &health(None, Some(100))).step_permille(),
+            50
+        );
+        assert_eq!(
+            Verdict::of(&TARGETS, &health(None, Some(450))).step_permille(),
+            0
+        );
+        assert_eq!(verdict.keep_permille(), 1000);
         // A fleet that does not publish the last seconds is judged on its ten.
         let verdict = Verdict::of(&TARGETS, &health(Some(600), None));
         assert_eq!(verdict.keep_permille(), 700);
