@@ -374,7 +374,10 @@ impl Verdict {
         // Climb by how far below the target the bookings are: a climb at one pace meets the edge
         // by surprise and overshoots it by the seconds the verdict lags (a memory of where the
         // last cut came from measured no better: BENCHMARKS.md).
-        let step_permille = match p95 {
+        // The pace reads the slower of the last three seconds and the last ten: a few fast
+        // seconds right after a cut are not yet room to climb fast.
+        let steady = health.p95_us.max(health.recent_p95_us);
+        let step_permille = match steady {
             Some(p95) if p95 * 5 > target_us * 4 => 0,
             Some(p95) if p95 * 2 > target_us => 10,
             _ => 50,
@@ -437,9 +440,11 @@ mod tests {
 
     #[test]
     fn the_verdict_reads_the_last_seconds_and_moves_by_how_far_off_the_target_it_is() {
-        // Ten seconds still over from before a cut, the last three within: within, and near
-        // enough to the target (60 % of it) to climb slowly.
+        // Ten seconds still over from before a cut, the last three within: within, but no
+        // climb yet; once the ten are at 60 % of the target, a slow one.
         let verdict = Verdict::of(&TARGETS, &health(Some(900), Some(300)));
+        assert_eq!(verdict, Verdict::WithinTargets { step_permille: 0 });
+        let verdict = Verdict::of(&TARGETS, &health(Some(300), Some(200)));
         assert_eq!(verdict, Verdict::WithinTargets { step_permille: 10 });
         // Far below it, fast; close to it (over 80 %), not at all.
         assert_eq!(
