@@ -124,7 +124,7 @@ note "ledger: $(field "$out/rehearsal.json" "'holds' if all(c['holds'] for c in 
 fi
 if [[ " $SECTIONS " == *" 4 "* ]]; then
 note ""
-note "== 4. slowed backend: 110 visitors/s, set rate 6,000/min, every booking row +${DELAY_MS} ms in Postgres from 30 s to 90 s, target p95 500 ms, floor 600/min"
+note "== 4. slowed backend: 110 visitors/s, set rate 6,000/min, every booking row +${DELAY_MS} ms in Postgres in the slowed phase (30 s calm, 60 s slowed, 40 s after unless SLOWED_ARGS says otherwise), target p95 500 ms, floor 600/min"
 lg slowed-backend --gateway http://127.0.0.1:3600 --delay-ms "$DELAY_MS" ${SLOWED_ARGS:-} --out "$out/slowed" > "$out/slowed.txt"
 for i in 0 1; do
   note "$(field "$out/slowed.json" "(lambda x: x['room']['name'] + ': ' + '; '.join(f\"{p['name']} p95 {p['p95_ms'] and round(p['p95_ms'])} ms, 503s {100*p['share_503']:.1f} %, admissions {p['admissions_per_minute'] and round(p['admissions_per_minute'])}/min\" for p in x['phases']) + f\"; slowed after 10 s: p95 {x['slowed_settled_p95_ms'] and round(x['slowed_settled_p95_ms'])} ms, worst 10 s {x['slowed_worst_10s_p95_ms'] and round(x['slowed_worst_10s_p95_ms'])} ms; lowest rate {x['lowest_effective_per_minute']}/min; back at the set rate {x['recovered_after_s']} s after the delay\")(r['slowed_backend'][$i])")"

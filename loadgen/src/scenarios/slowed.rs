@@ -126,16 +126,19 @@ pub struct Second {
 
 /// Creates the trigger that slows every booking row by the delay in `loadgen_delay` (0 until the
 /// slowed phase). Kept out of the migrations: it exists only in a benchmark's database, for the
-/// run.
+/// run. The delay carries its own end, so a loadgen killed in the slowed phase (before it could
+/// remove the trigger) leaves a trigger that slows nothing once the phase would have ended.
 async fn install_delay(db: &PgPool) -> anyhow::Result<()> {
+    // In one transaction: a trigger left from a room before never meets its table missing.
+    let mut tx = db.begin().await?;
     for statement in [
-        "CREATE TABLE IF NOT EXISTS loadgen_delay (ms int NOT NULL)",
-        "DELETE FROM loadgen_delay",
-        "INSERT INTO loadgen_delay VALUES (0)",
+        "DROP TABLE IF EXISTS loadgen_delay",
+        "CREATE TABLE loadgen_delay (ms int NOT NULL, until timestamptz NOT NULL)",
+        "INSERT INTO loadgen_delay VALUES (0, now())",
         "CREATE OR REPLACE FUNCTION loadgen_slow_booking() RETURNS trigger LANGUAGE plpgsql AS $$
          DECLARE wait_ms int;
          BEGIN
-           SELECT ms INTO wait_ms FROM loadgen_delay;
+           SELECT ms INTO wait_ms FROM loadgen_delay WHERE until > clock_timestamp();
            IF wait_ms > 0 THEN PERFORM pg_sleep(wait_ms / 1000.0); END IF;
            RETURN NEW;
          END $$",
@@ -143,16 +146,21 @@ async fn install_delay(db: &PgPool) -> anyhow::Result<()> {
         "CREATE TRIGGER loadgen_slow_booking BEFORE INSERT ON bookings
          FOR EACH ROW EXECUTE FUNCTION loadgen_slow_booking()",
     ] {
-        sqlx::query(statement).execute(db).await?;
+        sqlx::query(statement).execute(&mut *tx).await?;
     }
+    tx.commit().await?;
     Ok(())
 }
 
-async fn set_delay(db: &PgPool, ms: u32) -> anyhow::Result<()> {
-    sqlx::query("UPDATE loadgen_delay SET ms = $1")
-        .bind(ms as i32)
-        .execute(db)
-        .await?;
+/// Sets the delay for the next `lasting`.
+async fn set_delay(db: &PgPool, ms: u32, lasting: Duration) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE loadgen_delay SET ms = $1, until = clock_timestamp() + $2 * interval '1 ms'",
+    )
+    .bind(ms as i32)
+    .bind(lasting.as_millis() as f64)
+    .execute(db)
+    .await?;
     Ok(())
 }
 
@@ -203,9 +211,9 @@ pub async fn run(
         let (db, plan) = (db.clone(), plan.clone());
         tokio::spawn(async move {
             tokio::time::sleep_until((start + plan.calm).into()).await;
-            set_delay(&db, plan.delay_ms).await?;
+            set_delay(&db, plan.delay_ms, plan.slowed).await?;
             tokio::time::sleep_until((start + plan.calm + plan.slowed).into()).await;
-            set_delay(&db, 0).await
+            set_delay(&db, 0, Duration::ZERO).await
         })
     };
     let visitors = (plan.arrival_rate * plan.length().as_secs_f64()) as usize;
@@ -225,7 +233,7 @@ pub async fn run(
     }
     let delay_set = injector.await?;
     // Whatever happened, the next room starts without the delay.
-    set_delay(&db, 0).await?;
+    set_delay(&db, 0, Duration::ZERO).await?;
     delay_set?;
     sampler.await?;
     let attempts = std::mem::take(&mut *attempts.lock().expect("attempts"));
