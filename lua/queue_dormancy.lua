@@ -18,6 +18,7 @@
 -- KEYS[7] ev:{E}:wish
 -- KEYS[8] ev:{E}:stats
 -- KEYS[8+i] ev:{E}:want:<tier i>
+-- KEYS[#KEYS] ev:{E}:deliverby (queue_cadence.lua: when its page would come for a token)
 -- ARGV[1] the place after which to look ('' from the head)
 -- ARGV[2] most entries to look at, in line and among the dormant each
 --
@@ -30,7 +31,7 @@ local room = read_fields(KEYS[1], {'alive_window_s', 'aw0', 'aw1', 'admitted_thr
 local window_s = tonumber(room.alive_window_s) or 60
 local w = math.floor(now_s / window_s)
 local bound = tonumber(ARGV[2])
-local tiers = #KEYS - 8
+local tiers = #KEYS - 9
 
 local function exact(place)
   return string.format('%.17g', place)
@@ -41,6 +42,7 @@ local function out_of_line(qid)
     redis.call('ZREM', KEYS[8 + i], qid)
   end
   redis.call('HDEL', KEYS[7], qid)
+  redis.call('HDEL', KEYS[#KEYS], qid)
 end
 
 -- The bitmaps are read only when both hold the windows they must (this one and the one before):

@@ -18,6 +18,7 @@
 --                          for one to cancel only then (queue_entry.lua)
 -- KEYS[13] ev:{E}:dormant  entries out of line for want of signs of life
 -- KEYS[13+i] ev:{E}:want:<tier i>
+-- KEYS[#KEYS] ev:{E}:deliverby (queue_cadence.lua: when its page would come for a token)
 -- ARGV[1]  queue id (raw 16 bytes)
 -- ARGV[2]  "now"; "later" (after the grace); "due" (the worker: leave if still asked and due)
 -- ARGV[3]  later: the grace, ms
@@ -58,6 +59,7 @@ for i = 1, #ARGV - 4 do
   redis.call('ZREM', KEYS[13 + i], qid)
 end
 redis.call('HDEL', KEYS[7], qid)
+redis.call('HDEL', KEYS[#KEYS], qid)
 forget_demand(KEYS[8], KEYS[9], qid)
 if admitted == 1 then
   -- Unless a booking claimed it already, the admission hold is now overdue.

@@ -63,3 +63,49 @@ async fn an_operators_change_keeps_the_sales_liveness_window() {
         "the change renumbered the liveness windows"
     );
 }
+
+/// When an entry near the head would come for its token (`queue_cadence.lua`) is kept only while
+/// it is in line: a leave removes it with the entry (before, only an admission did, and the
+/// records of those who left stayed until the event's keys went).
+#[tokio::test]
+async fn a_leave_takes_the_entrys_delivery_time_with_it() {
+    use ticketing::queue::{self, Leaving, QueueId};
+
+    let redis = RedisClient::connect_single(&redis_url())
+        .await
+        .expect("connecting to redis");
+    let event_id = Uuid::new_v4();
+    let deliver_by = EventKeys::new(event_id).deliver_by();
+    let paused = WaitingRoom {
+        paused: true,
+        ..WaitingRoom::default()
+    };
+    sync_config(&redis, event_id, &paused, 0, Sync::Settings)
+        .await
+        .expect("settings");
+    let queue_id = QueueId(Uuid::new_v4());
+    queue::join(&redis, event_id, queue_id, 0, &[])
+        .await
+        .expect("joining");
+    queue::note_cadence(&redis, event_id, queue_id, 1000)
+        .await
+        .expect("noting the cadence");
+    let noted = || async {
+        redis::cmd("HEXISTS")
+            .arg(&deliver_by)
+            .arg(queue_id)
+            .query_async::<bool>(&mut redis.clone())
+            .await
+            .expect("reading the delivery times")
+    };
+    assert!(noted().await, "the cadence was not noted");
+    let left = queue::leave(&redis, event_id, queue_id, Leaving::Now, &[])
+        .await
+        .expect("leaving");
+    let still_noted = noted().await;
+    support::delete_event_keys(&redis, event_id)
+        .await
+        .expect("cleaning up");
+    assert!(left, "the entry was not in line");
+    assert!(!still_noted, "the delivery time outlived the entry");
+}

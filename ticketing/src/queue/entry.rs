@@ -134,6 +134,7 @@ pub async fn leave(
     for code in tiers {
         invocation.key(keys.wanting(code)).arg(code);
     }
+    invocation.key(keys.deliver_by());
     let left: i64 = invocation.invoke_async(&mut redis.clone()).await?;
     Ok(left == 1)
 }

@@ -75,6 +75,7 @@ pub async fn sweep_dormant(
         invocation.key(keys.wanting(code));
     }
     invocation
+        .key(keys.deliver_by())
         .arg(cursor.map(|place| place.0.to_string()).unwrap_or_default())
         .arg(DORMANCY_BOUND);
     let reply: Value = invocation.invoke_async(&mut redis.clone()).await?;
