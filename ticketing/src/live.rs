@@ -269,6 +269,8 @@ impl LatencyWindow {
     pub const SPAN: Duration = Duration::from_secs(10);
     /// The last seconds adaptive admission reads (this one and the two before).
     pub const RECENT: Duration = Duration::from_secs(3);
+    /// The fewest bookings the recent p95 is published over.
+    pub const RECENT_AT_LEAST: u64 = 20;
 
     pub fn record(&self, took: Duration) {
         let second = self.started.elapsed().as_secs();
@@ -332,6 +334,15 @@ impl LatencyWindow {
         self.p95_over(Self::RECENT)
     }
 
+    /// The recent p95 as published: only over [`LatencyWindow::RECENT_AT_LEAST`] bookings, or
+    /// one slow booking among a handful (a checkpoint, a pause) would be the p95 and halve the
+    /// admission rate; with fewer, adaptive admission reads the ten seconds.
+    pub fn recent_figure(&self) -> Option<u64> {
+        self.recent_p95_us()
+            .filter(|(_, count)| *count >= Self::RECENT_AT_LEAST)
+            .map(|(p95, _)| p95)
+    }
+
     fn p95_over(&self, span: Duration) -> Option<(u64, u64)> {
         let second = self.started.elapsed().as_secs();
         let span = span.as_secs();
@@ -369,7 +380,7 @@ impl LatencyWindow {
             loop {
                 tick.tick().await;
                 let p95 = window.p95_us().map(|(p95, _)| p95);
-                let recent = window.recent_p95_us().map(|(p95, _)| p95);
+                let recent = window.recent_figure();
                 let (answers, unavailable) = window.answers();
                 if p95.is_none() && answers == 0 {
                     continue;
@@ -421,5 +432,29 @@ mod tests {
         assert!((300_000..=330_000).contains(&p95), "{p95}");
         // All of it within the last seconds too.
         assert_eq!(window.recent_p95_us(), window.p95_us());
+        assert_eq!(
+            window.recent_figure(),
+            window.recent_p95_us().map(|(p95, _)| p95)
+        );
+    }
+
+    #[test]
+    fn a_handful_of_recent_bookings_publishes_no_recent_figure() {
+        // Six bookings, one slow: the slow one is their p95, and is not published.
+        let sparse = LatencyWindow::default();
+        for _ in 0..5 {
+            sparse.record(Duration::from_millis(2));
+        }
+        sparse.record(Duration::from_secs(2));
+        let (p95, _) = sparse.recent_p95_us().expect("a figure");
+        assert!(p95 >= 2_000_000, "{p95}");
+        assert_eq!(sparse.recent_figure(), None, "six bookings judged");
+        // Enough of them: published.
+        for _ in 0..LatencyWindow::RECENT_AT_LEAST {
+            sparse.record(Duration::from_millis(2));
+        }
+        let (p95, _) = sparse.recent_p95_us().expect("a figure");
+        assert!(p95 < 10_000, "{p95}");
+        assert_eq!(sparse.recent_figure(), Some(p95));
     }
 }
