@@ -7,7 +7,8 @@
 --     it, and cutting again for them (every second, as before) took the rate to the floor
 --     while the bookings were already within the target (BENCHMARKS.md, the slowed backend);
 --   * a verdict within them raises it by ARGV[5] of the set rate a second (5 % while the
---     bookings' p95 is at most half the target, 1 % up to 80 % of it, nothing closer), never
+--     slower of the 3 s and the 10 s p95 is at most half the target, 1 % up to 80 % of it,
+--     nothing closer), never
 --     above the set rate (the ceiling): fast where bookings are fine, slowly near the edge,
 --     which a climb at one pace meets by surprise and overshoots by the seconds a verdict lags.
 --
@@ -33,13 +34,9 @@ local current = math.min(tonumber(state[1]) or set, set)
 if tonumber(state[2]) == now_s then
   return current
 end
-local function is_cut(verdict)
-  return verdict == 'booking_p95_above_target' or verdict == 'too_many_503s'
-end
-
 local reason = ARGV[3]
 local fields = {'adapted_s', now_s}
-if is_cut(reason) then
+if reason == 'booking_p95_above_target' or reason == 'too_many_503s' then
   local cut_s = tonumber(state[3])
   if not cut_s or now_s - cut_s >= CUT_EVERY_S then
     fields[#fields + 1], fields[#fields + 2] = 'cut_s', now_s

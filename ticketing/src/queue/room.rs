@@ -315,8 +315,8 @@ pub enum Verdict {
         keep_permille: u32,
     },
     TooMany503s,
-    /// Climb by `step_permille` of the set rate: 5 % while the p95 is at most half the target,
-    /// 1 % up to 80 % of it, nothing beyond (the edge is near, and the verdict lags it by the
+    /// Climb by `step_permille` of the set rate: 5 % while the slower of the 3 s and the 10 s
+    /// p95 is at most half the target, 1 % up to 80 % of it, nothing beyond (the edge is near, and the verdict lags it by the
     /// seconds a buyer takes from admission to booking).
     WithinTargets {
         step_permille: u32,
