@@ -37,6 +37,7 @@ use axum::extract::Request;
 use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -268,7 +269,7 @@ async fn serve_one<Io, S>(
     io: Io,
     service: S,
     header_read_timeout: Duration,
-    mut finishing: watch::Receiver<bool>,
+    finishing: watch::Receiver<bool>,
 ) where
     Io: AsyncRead + AsyncWrite + Peek + Unpin + Send + Sync + 'static,
     S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
@@ -292,25 +293,29 @@ async fn serve_one<Io, S>(
             .keep_alive_timeout(H2_KEEP_ALIVE)
             .max_concurrent_streams(H2_MAX_STREAMS)
             .serve_connection(io, hyper_service);
-        tokio::pin!(connection);
-        tokio::select! {
-            _ = connection.as_mut() => return,
-            _ = finishing.wait_for(|finish| *finish) => connection.as_mut().graceful_shutdown(),
-        }
-        let _ = connection.await;
+        until_finished(connection, finishing).await;
     } else {
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_read_timeout)
             .max_buf_size(READ_BUFFER)
             .serve_connection(io, hyper_service);
-        tokio::pin!(connection);
-        tokio::select! {
-            _ = connection.as_mut() => return,
-            _ = finishing.wait_for(|finish| *finish) => connection.as_mut().graceful_shutdown(),
-        }
-        let _ = connection.await;
+        until_finished(connection, finishing).await;
     }
+}
+
+/// Drives `connection` to its end; once `finishing` turns true it is asked to finish what it
+/// has begun (answer the request in flight, take no new one) and driven on until it does.
+async fn until_finished<C: GracefulConnection>(
+    connection: C,
+    mut finishing: watch::Receiver<bool>,
+) {
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        _ = finishing.wait_for(|finish| *finish) => connection.as_mut().graceful_shutdown(),
+    }
+    let _ = connection.await;
 }
 
 /// Peeks at the first bytes: true for HTTP/2's preface, false for anything else (HTTP/1.1).

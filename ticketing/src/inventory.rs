@@ -284,9 +284,7 @@ pub async fn release(
         })
         .arg(attempt.unwrap_or_default())
         .arg(keys.notices());
-    for code in all_tiers {
-        invocation.key(keys.free_numbers(code)).arg(code);
-    }
+    with_every_pool(&mut invocation, &keys, all_tiers);
     let reply: String = invocation.invoke_async(&mut redis.clone()).await?;
     Ok(match reply.as_str() {
         "released" => Released::Released,
@@ -295,6 +293,19 @@ pub async fn release(
         "rearmed" => Released::Rearmed,
         _ => Released::Stale,
     })
+}
+
+/// Each tier's pool of free numbers as a key and its code as an argument, in the same order:
+/// the tail `release.lua` and `confirm.lua` read in pairs to put numbers back wherever they came
+/// from.
+fn with_every_pool(
+    invocation: &mut redis::ScriptInvocation<'_>,
+    keys: &EventKeys,
+    all_tiers: &[TierCode],
+) {
+    for code in all_tiers {
+        invocation.key(keys.free_numbers(code)).arg(code);
+    }
 }
 
 /// What confirming a hold did.
@@ -335,9 +346,7 @@ pub async fn confirm(
         .arg(queue_id)
         .arg(keys.notices())
         .arg(numbers_value(booked));
-    for code in all_tiers {
-        invocation.key(keys.free_numbers(code)).arg(code);
-    }
+    with_every_pool(&mut invocation, &keys, all_tiers);
     let reply: i64 = invocation.invoke_async(&mut redis.clone()).await?;
     Ok(match reply {
         1 => Confirmed::Sold,
