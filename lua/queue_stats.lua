@@ -10,7 +10,8 @@
 --
 -- Returns {waiting, admitted_total, active, booked_total, admitted_last_minute, dropped_total,
 -- effective_per_minute (0 when adaptive admission is off), refusal_per_minute (the rate once
--- refusals of admitted buyers slow it, admit.lua; 0 while they do not)};
+-- refusals of admitted buyers slow it, admit.lua; 0 while they do not), probes_only (1 when
+-- that rate is the probes' floor: a buyer without a wish goes in only as a probe)};
 -- `waiting` counts the pre-queue too (it stands in the same sorted set).
 
 local now = clock_ms()
@@ -25,7 +26,7 @@ for i = 1, #per_second, 2 do
 end
 local room = read_fields(KEYS[5], {'admission_per_minute', 'enabled', 'effective_per_minute'})
 local effective = tonumber(room.effective_per_minute) or 0
-local refusal_rate = 0
+local refusal_rate, probes_only = 0, 0
 if room.enabled == '1' then
   local rate = tonumber(room.admission_per_minute) or 0
   if effective > 0 then
@@ -37,6 +38,9 @@ if room.enabled == '1' then
   limited, slowed = math.min(limited, by_history), slowed or slowed_by_history
   if slowed then
     refusal_rate = math.max(1, math.floor(limited))
+    if limited <= math.min(rate, PROBES_PER_MINUTE) then
+      probes_only = 1
+    end
   end
 end
 return {
@@ -48,4 +52,5 @@ return {
   tonumber(stats[3]) or 0,
   effective,
   refusal_rate,
+  probes_only,
 }

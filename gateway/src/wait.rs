@@ -37,6 +37,19 @@ pub enum WaitNote {
     /// The stock gate, not the rate, sets the pace: admissions wait for tickets to come back or
     /// for admitted buyers to finish.
     StockGate,
+    /// No range: the tiers the sale's buyers took are gone (or nearly every recent admission was
+    /// refused), so a buyer without a wish goes in only as a probe of whether anyone still books
+    /// what is left. A time would be a guess that grows at every poll; the page says what is
+    /// left instead, and a wish for it is judged at the set rate.
+    TiersGone,
+}
+
+/// Whether a waiting buyer can be promised no time: admissions of buyers without a wish are down
+/// to probes (`QueueStats::probes_only`) and this one states none. A buyer with a wish is judged
+/// by it (admitted at the rate while it can be met, parked when it cannot), so it keeps a range;
+/// so does everyone while the room is paused, whose note says why.
+pub fn no_range(room: &WaitingRoom, sale: &QueueStats, has_wish: bool) -> bool {
+    room.enabled && !room.paused && sale.probes_only && !has_wish
 }
 
 /// An estimate, seconds.
@@ -229,6 +242,36 @@ mod tests {
             dropped_total: dropped,
             ..QueueStats::default()
         }
+    }
+
+    #[test]
+    fn once_buyers_without_a_wish_go_in_only_as_probes_they_get_no_range() {
+        let probing = QueueStats {
+            refusal_per_minute: 15,
+            probes_only: true,
+            ..sale(10_000, 300, 0)
+        };
+        assert!(no_range(&room(600), &probing, false));
+        assert!(
+            !no_range(&room(600), &probing, true),
+            "a wish is judged by itself"
+        );
+        let paused = WaitingRoom {
+            paused: true,
+            ..room(600)
+        };
+        assert!(
+            !no_range(&paused, &probing, false),
+            "paused says so, with a range"
+        );
+        let slowed = QueueStats {
+            probes_only: false,
+            ..probing
+        };
+        assert!(
+            !no_range(&room(600), &slowed, false),
+            "slowed, not down to probes"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use gateway::wait::WaitNote;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use system_tests::{eventually, Options, QueueState, System};
@@ -613,6 +614,7 @@ async fn refusals_slow_admissions_to_the_share_that_books_and_never_stop_them(db
     // The wait estimates know it: the rate is the share that books (600 a minute × 1/6).
     let stats = queue::stats(&system.redis, event).await.unwrap();
     assert!((95..=100).contains(&stats.refusal_per_minute), "{stats:?}");
+    assert!(!stats.probes_only, "slowed, not down to probes: {stats:?}");
     for i in 0..20 {
         join(&system, event, &format!("late-{i}")).await;
     }
@@ -667,8 +669,10 @@ async fn a_tier_every_buyer_took_selling_out_slows_admissions_before_any_refusal
     }
     let stats = queue::stats(&system.redis, event).await.unwrap();
     assert_eq!(stats.refusal_per_minute, 15, "probes only: {stats:?}");
+    assert!(stats.probes_only, "{stats:?}");
+    let mut late = Vec::new();
     for i in 0..20 {
-        join(&system, event, &format!("late-{i}")).await;
+        late.push(join(&system, event, &format!("late-{i}")).await);
     }
     // At the set rate 30 would go in over 3 s (the bucket full): a probe, at most two.
     let admitted = admitted_over(&system, event, Duration::from_secs(3)).await;
@@ -676,12 +680,20 @@ async fn a_tier_every_buyer_took_selling_out_slows_admissions_before_any_refusal
         (1..=2).contains(&admitted),
         "admissions slowed to probes before anyone was refused: {admitted} in 3 s"
     );
+    // The last of them is promised no time (it would grow at every poll), and told why.
+    let last = system.status(&late[19]).await;
+    assert_eq!(last.state, QueueState::Waiting, "{last:?}");
+    assert_eq!(last.wait_note, Some(WaitNote::TiersGone), "{last:?}");
+    assert_eq!(last.estimated_wait_range_s, None, "{last:?}");
     // A buyer with a wish is judged by it: VIP wishes, behind the wish-less ones still waiting,
     // go in at the set rate (10 a second), not at the probes'.
     let mut vip = Vec::new();
     for i in 0..6 {
         let queue_id = join(&system, event, &format!("vip-{i}")).await;
-        assert_eq!(wish(&system, &queue_id, json!({"VIP": 1})).await.0, 200);
+        let (status, body) = wish(&system, &queue_id, json!({"VIP": 1})).await;
+        assert_eq!(status, 200, "{body}");
+        // A wish is judged by itself, at the set rate: its wait has a range.
+        assert!(body["estimated_wait_range_s"].is_array(), "{body}");
         vip.push(queue_id);
     }
     let admitted = admitted_over(&system, event, Duration::from_secs(2)).await;
@@ -698,6 +710,7 @@ async fn a_tier_every_buyer_took_selling_out_slows_admissions_before_any_refusal
         .unwrap();
     let stats = queue::stats(&system.redis, event).await.unwrap();
     assert_eq!(stats.refusal_per_minute, 0, "GA on sale again: {stats:?}");
+    assert!(!stats.probes_only, "{stats:?}");
 }
 
 /// The gate meets absent buyers: admitted buyers who count the whole stock and never book it

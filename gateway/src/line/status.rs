@@ -188,13 +188,20 @@ pub fn describe(
             status.people_ahead = Some(position.saturating_sub(1));
             let sale = facts.sale.cloned().unwrap_or_default();
             let estimate = wait::estimate(position, &room, &sale, held.and_then(|r| r.wait));
-            status.estimated_wait_range_s = Some([estimate.low_s, estimate.high_s]);
-            status.estimated_wait_s = Some((estimate.low_s + estimate.high_s).div_ceil(2));
-            status.wait_note = estimate.note;
-            status.receipt = receipt(place, generation, Some(estimate.shown));
             // Those far back poll rarely; those near the front often enough to act at once.
             status.poll_after_ms =
                 jitter((estimate.low_s * 1000 / 10).clamp(1_000, MAX_POLL_AFTER_MS));
+            if wait::no_range(&room, &sale, line.wish.is_some()) {
+                // No time is promised, and the receipt keeps the bound last shown: were a range
+                // given again, it grows from there or says why.
+                status.wait_note = Some(WaitNote::TiersGone);
+                status.receipt = receipt(place, generation, held.and_then(|r| r.wait));
+            } else {
+                status.estimated_wait_range_s = Some([estimate.low_s, estimate.high_s]);
+                status.estimated_wait_s = Some((estimate.low_s + estimate.high_s).div_ceil(2));
+                status.wait_note = estimate.note;
+                status.receipt = receipt(place, generation, Some(estimate.shown));
+            }
             describe_line(&mut status, &line, facts.stock);
         }
         Standing::Admitted { admitted_as, .. } => {
@@ -418,6 +425,53 @@ mod tests {
             elsewhere.receipt.is_some(),
             "another entry's receipt is not kept"
         );
+    }
+
+    #[test]
+    fn a_buyer_without_a_wish_is_promised_no_time_once_admissions_are_down_to_probes() {
+        let event = event(-Duration::minutes(1));
+        let queue_id = QueueId(Uuid::new_v4());
+        let stock = stock();
+        let moving = QueueStats {
+            waiting: 10,
+            ..QueueStats::default()
+        };
+        let probing = QueueStats {
+            refusal_per_minute: 15,
+            probes_only: true,
+            ..moving
+        };
+        let answer = |sale: &QueueStats, wish: Option<Wish>, held: Option<&Receipt>| {
+            let standing = Standing::Waiting {
+                position: 300,
+                place: Place(1 << 52),
+                generation: Generation(1),
+                line: Line { wish, ..line() },
+            };
+            let facts = Facts {
+                stock: &stock,
+                sale: Some(sale),
+                ..Facts::default()
+            };
+            describe(&event, queue_id, standing, facts, held, &keys(), Utc::now()).unwrap()
+        };
+        let first = answer(&moving, None, None);
+        let [_, high] = first.estimated_wait_range_s.unwrap();
+        let held = keys().verify(first.receipt.as_deref().unwrap()).unwrap();
+        let gone = answer(&probing, None, Some(&held));
+        assert_eq!(gone.wait_note, Some(WaitNote::TiersGone));
+        assert_eq!(
+            (gone.estimated_wait_range_s, gone.estimated_wait_s),
+            (None, None)
+        );
+        assert_eq!(
+            gone.receipt, None,
+            "the receipt keeps the bound last shown: {high} s"
+        );
+        // A wish is judged by itself: it keeps a range.
+        let wished = answer(&probing, Some(Wish::parse("GA=2")), Some(&held));
+        assert!(wished.estimated_wait_range_s.is_some());
+        assert_ne!(wished.wait_note, Some(WaitNote::TiersGone));
     }
 
     #[test]

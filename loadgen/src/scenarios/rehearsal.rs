@@ -92,6 +92,9 @@ pub struct RoomResult {
     pub first_range_held_share: Option<f64>,
     pub first_estimate_median_error: Option<f64>,
     pub jumps_beyond_range: usize,
+    /// Visitors told at some poll that no time could be promised (`wait_note: tiers_gone`, no
+    /// range): the tiers buyers took were gone and those without a wish went in only as probes.
+    pub told_tiers_gone: usize,
     pub outcomes: std::collections::BTreeMap<String, usize>,
 }
 
@@ -108,6 +111,7 @@ struct Visit {
     first_range: Option<(f64, f64)>,
     admitted_between: Option<(f64, f64)>,
     jumped_beyond: bool,
+    told_tiers_gone: bool,
 }
 
 /// One sample of the sale, seconds after the opening.
@@ -259,6 +263,7 @@ fn summarize(
             .then(|| held as f64 / estimated.len() as f64),
         first_estimate_median_error: (!errors.is_empty()).then(|| errors[errors.len() / 2]),
         jumps_beyond_range: results.iter().filter(|v| v.jumped_beyond).count(),
+        told_tiers_gone: results.iter().filter(|v| v.told_tiers_gone).count(),
         outcomes,
     }
 }
@@ -357,6 +362,9 @@ async fn visit(
             }
             Some("waiting") => {
                 last_waiting = now;
+                if body["wait_note"] == "tiers_gone" {
+                    visit.told_tiers_gone = true;
+                }
                 if let Some([low, high]) = range(&body) {
                     let (low, high) = (now + low, now + high);
                     match first_range_ends {

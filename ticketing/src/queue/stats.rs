@@ -27,6 +27,10 @@ pub struct QueueStats {
     /// `lib/conversion.lua`: recent attempts that booked, and the sale's buyers who did without
     /// the tiers now gone); 0 while it does not.
     pub refusal_per_minute: i64,
+    /// Buyers without a wish go in only as probes (one every 4 s): the tiers the sale's buyers
+    /// took are gone, or nearly every recent attempt was refused. The line still moves for
+    /// wishes that can be met, but no wait can be promised to a buyer without one.
+    pub probes_only: bool,
 }
 
 pub async fn stats(redis: &RedisClient, event_id: Uuid) -> RedisResult<QueueStats> {
@@ -40,7 +44,8 @@ pub async fn stats(redis: &RedisClient, event_id: Uuid) -> RedisResult<QueueStat
         dropped_total,
         effective_per_minute,
         refusal_per_minute,
-    ) = STATS
+        probes_only,
+    ): (i64, i64, i64, i64, i64, i64, i64, i64, i64) = STATS
         .key(keys.waiting())
         .key(keys.admitted())
         .key(keys.stats())
@@ -58,5 +63,6 @@ pub async fn stats(redis: &RedisClient, event_id: Uuid) -> RedisResult<QueueStat
         dropped_total,
         effective_per_minute,
         refusal_per_minute,
+        probes_only: probes_only == 1,
     })
 }
