@@ -1,7 +1,10 @@
--- confirm.lua: a reservation's token has a booking in Postgres: its hold ends. The hold's numbers
--- stay sold when they are the booking's; when they are not (the token reserved afresh after its
--- booking was written: a rebuild or a release had dropped it from the used set), they were never
--- sold and go back on sale.
+-- confirm.lua: reservations whose tokens have bookings in Postgres: their holds end. A hold's
+-- numbers stay sold when they are its booking's; when they are not (the token reserved afresh
+-- after its booking was written: a rebuild or a release had dropped it from the used set), they
+-- were never sold and go back on sale.
+-- One call confirms every booking of one event a writer's batch committed (the booking service
+-- gathers them, `booking/src/confirmer.rs`): a script call costs Redis more than the work of one
+-- confirmation, so a batch pays it once.
 -- Runs after lib/holds.lua (end_hold, mark_if_sold_out), loaded before it.
 --
 -- KEYS[1]  ev:{E}:holds
@@ -13,16 +16,16 @@
 -- KEYS[5]  ev:{E}:inv     the tiers' held and available counts, and the sold-out flag
 -- KEYS[6]  ev:{E}:admw    what each admitted buyer counts against the stock
 -- KEYS[7]  ev:{E}:admd    its sum per tier
--- KEYS[7+i] ev:{E}:free:<ARGV[4+i]>, one per tier of the event
--- ARGV[1]  reservation id
--- ARGV[2]  queue id of the buyer (raw 16 bytes)
--- ARGV[3]  the event's notice channel (ev:{E}:notices): told when the event sells out
--- ARGV[4]  the booking's numbers as Postgres has them, "VIP=1,2;GA=7" (any order)
--- ARGV[5..] tier codes, matching KEYS[8..]
+-- KEYS[7+i] ev:{E}:free:<code i>, one per tier of the event
+-- ARGV[1]  the event's notice channel (ev:{E}:notices): told when the event sells out
+-- ARGV[2]  n, how many tiers the event has
+-- ARGV[3..2+n] tier codes, matching KEYS[8..]
+-- ARGV[3+n..] triples, one per booking: reservation id, queue id of the buyer (raw 16 bytes),
+--          the booking's numbers as Postgres has them, "VIP=1,2;GA=7" (any order)
 --
--- Returns 1 when the hold was the booking's (its numbers now sold), 2 when it held other numbers
--- (returned to sale), 0 when it was already gone (confirmed by another process, or dropped by a
--- rebuild); only a matching confirmation counts the booking.
+-- Returns one figure per booking, in order: 1 when the hold was the booking's (its numbers now
+-- sold), 2 when it held other numbers (returned to sale), 0 when it was already gone (confirmed
+-- by another process, or dropped by a rebuild); only a matching confirmation counts the booking.
 --
 -- The event is sold out when no tier has anything left or held: held numbers may come back, and
 -- until they are sold the line keeps waiting for them.
@@ -40,40 +43,60 @@ local function members(numbers)
   return set, size
 end
 
-local held = redis.call('HGET', KEYS[2], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[2])
-forget_demand(KEYS[6], KEYS[7], ARGV[2])
-if not held then
-  return 0
+local tiers = tonumber(ARGV[2])
+local free = {}
+for i = 1, tiers do
+  free[ARGV[2 + i]] = KEYS[7 + i]
 end
-held = select(3, read_hold(held))
+local now = clock_ms()
 
-local booked, booked_size = members(ARGV[4])
-local _, held_size = members(held)
-local same = booked_size == held_size
-for member in pairs(members(held)) do
-  if not booked[member] then
-    same = false
+-- What this batch sold, counted once for all of it: bookings, and tickets and bookings per tier.
+local booked_count, sold, buyers = 0, {}, {}
+
+-- Confirms one booking's hold: 1, 2 or 0 as above.
+local function confirm(jti, qid, numbers)
+  local held = redis.call('HGET', KEYS[2], jti)
+  redis.call('HDEL', KEYS[2], jti)
+  redis.call('ZREM', KEYS[1], jti)
+  redis.call('ZREM', KEYS[3], qid)
+  forget_demand(KEYS[6], KEYS[7], qid)
+  if not held then
+    return 0
   end
-end
-
-if not same then
-  local free = {}
-  for i = 5, #ARGV do
-    free[ARGV[i]] = KEYS[i + 3]
+  held = select(3, read_hold(held))
+  local booked, booked_size = members(numbers)
+  local held_set, held_size = members(held)
+  local same = booked_size == held_size
+  for member in pairs(held_set) do
+    if not booked[member] then
+      same = false
+    end
   end
-  end_hold(KEYS[5], held, free)
-  return 2
+  if not same then
+    end_hold(KEYS[5], held, free)
+    return 2
+  end
+  booked_count = booked_count + 1
+  for _, tier in ipairs(hold_counts(held)) do
+    sold[tier[1]] = (sold[tier[1]] or 0) + tier[2]
+    buyers[tier[1]] = (buyers[tier[1]] or 0) + 1
+  end
+  end_hold(KEYS[5], held, nil)
+  return 1
 end
 
-redis.call('HINCRBY', KEYS[4], 'booked_total', 1)
-note_outcome(KEYS[4], clock_ms(), true)
-for _, sold in ipairs(hold_counts(held)) do
-  redis.call('HINCRBY', KEYS[4], 'sold:' .. sold[1], sold[2])
-  redis.call('HINCRBY', KEYS[4], 'buyers:' .. sold[1], 1)
+local out = {}
+for i = 3 + tiers, #ARGV, 3 do
+  out[#out + 1] = confirm(ARGV[i], ARGV[i + 1], ARGV[i + 2])
 end
-end_hold(KEYS[5], held, nil)
-mark_if_sold_out(KEYS[5], ARGV[3])
-return 1
+if booked_count > 0 then
+  redis.call('HINCRBY', KEYS[4], 'booked_total', booked_count)
+  note_outcome(KEYS[4], now, true, booked_count)
+  for code, tickets in pairs(sold) do
+    redis.call('HINCRBY', KEYS[4], 'sold:' .. code, tickets)
+    redis.call('HINCRBY', KEYS[4], 'buyers:' .. code, buyers[code])
+  end
+  -- Only a sale can sell the event out; looked at once for the whole batch.
+  mark_if_sold_out(KEYS[5], ARGV[1])
+end
+return out

@@ -60,15 +60,26 @@ wait_for http://127.0.0.1:3700/readyz
 "$bin/queue-worker" > "$out/queue-worker.log" 2>&1 & pids+=("$!")
 BOOKING_ADDR=127.0.0.1:5700 "$bin/booking" > "$out/booking-new.log" 2>&1 & pids+=("$!")
 wait_for http://127.0.0.1:5700/readyz
+# Redis's time over a run (every command's, from its own counters, reset first) and its script
+# calls, per booking made: the share issue 25 asks of Redis (<= 60 us a booking).
+redis_stats() { redis-cli -h "${REDIS_HOST:-127.0.0.1}" -p "${REDIS_PORT:-6379}" "$@"; }
 run() { # run NAME PORT [flood]
+  redis_stats config resetstat > /dev/null
   "$bin/loadgen" booking-ceiling --mode closed --concurrency "$CONCURRENCY" --duration "$DURATION" \
     --gateway http://127.0.0.1:3700 --booking "http://127.0.0.1:$2" --keys-dir "$ENTRY_KEYS_DIR" \
     --kid bench --database-url "$DATABASE_URL" ${3:+--lookup-flood 2000} --out "$out/$1" > "$out/$1.txt"
+  local booked usec scripts
+  booked=$(field "$out/$1.json" "[e for e in r['endpoints'] if e['endpoint']=='POST /api/bookings'][0]['requests']")
+  read -r usec scripts < <(redis_stats info commandstats | tr -d '\r' \
+    | awk -F'[:=,]' '/^cmdstat_/ {u += $5} /^cmdstat_evalsha:/ {c = $3} END {print u + 0, c + 0}')
+  python3 -c "import sys; b = max(1, int(sys.argv[1])); print(sys.argv[4], f'{int(sys.argv[2]) / b:.1f}', f'{int(sys.argv[3]) / b:.2f}')" \
+    "$booked" "$usec" "$scripts" "$1" >> "$out/redis.txt"
   field "$out/$1.json" "[e for e in r['endpoints'] if e['endpoint']=='POST /api/bookings'][0]['throughput_per_s']"
 }
 
 note "machine: $(nproc) cores; concurrency $CONCURRENCY; ${DURATION}s per run; base $BASE_REV, this tree $(git rev-parse --short HEAD)"
 : > "$out/rounds.txt"
+: > "$out/redis.txt"
 for round in $(seq 1 "$ROUNDS"); do
   order=$([ $((round % 2)) = 1 ] && echo "new base" || echo "base new")
   for flood in "" flood; do
@@ -91,6 +102,20 @@ for load in ("plain", "flood"):
 for which in ("new", "base"):
     ratio = statistics.median(f / p for f, p in zip(r[(which, "flood")], r[(which, "plain")]))
     print(f"flood ratio ({which}): {ratio:.2f}")
+PY
+)"
+note "$(python3 - "$out/redis.txt" <<'PY'
+import collections, statistics, sys
+r = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    name, usec, scripts = line.split()
+    which, load = name.split('-')[:2]
+    r[(which, load)].append((float(usec), float(scripts)))
+for which in ("new", "base"):
+    runs = r[(which, "plain")]
+    if runs:
+        print(f"Redis per booking ({which}, no flood): {statistics.median(u for u, _ in runs):.1f} us, "
+              f"{statistics.median(s for _, s in runs):.2f} script calls (medians of {len(runs)} runs)")
 PY
 )"
 note "ledger after the runs: $(grep -c BROKEN "$out"/*-[0-9]*.txt | awk -F: '{s+=$2} END {print (s ? s " checks BROKEN" : "every check holds")}')"

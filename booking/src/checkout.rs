@@ -22,7 +22,7 @@
 
 use std::sync::Arc;
 
-use ticketing::inventory::{self, Confirmed, Epoch, HoldFor, Numbers, ReleaseMode, Reservation};
+use ticketing::inventory::{self, Confirmation, Epoch, HoldFor, Numbers, ReleaseMode, Reservation};
 use ticketing::queue;
 use ticketing::rebuild::{self, When};
 use ticketing::token::{EntryClaims, TokenId};
@@ -186,7 +186,10 @@ impl Checkout {
             tickets.extend(list.iter().map(|n| (tier.id, tier.capacity, *n)));
         }
         Ok(NewBooking {
-            id: Uuid::new_v4(),
+            // Time first (UUIDv7): bookings' primary key and the tickets' (booking_id, id) take
+            // new rows at their right edge, not on random pages (migrations/20261207*). Its 74
+            // random bits keep it unguessable; reading a booking needs its token anyway.
+            id: Uuid::now_v7(),
             event_id: self.order.event_id,
             buyer_email: self.order.buyer_email.clone(),
             token_jti: self.claims.jti,
@@ -375,8 +378,6 @@ impl Checkout {
     /// Ends the hold of a booking Postgres has, with the booking's numbers as Postgres has them.
     /// Off the answer's path: if it fails, the sweeper finds the booking and confirms the hold.
     fn confirm(&self, state: &AppState, stored: &StoredBooking) {
-        let redis = state.redis.clone();
-        let (event_id, jti, queue_id) = (self.order.event_id, self.claims.jti, self.claims.sub);
         let mut booked = Numbers::new();
         for ticket in &stored.tickets {
             if let Some(tier) = self.tiers.by_id(ticket.tier_id) {
@@ -386,20 +387,15 @@ impl Checkout {
                     .push(ticket.number);
             }
         }
-        let codes = self.tiers.codes();
-        let sold_out = state.sold_out.clone();
-        tokio::spawn(async move {
-            match inventory::confirm(&redis, event_id, jti, queue_id, &booked, &codes).await {
-                Ok(Confirmed::Returned) => {
-                    sold_out.forget(event_id);
-                    metrics::counter!("booking_holds_returned_on_confirm_total").increment(1);
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "confirm failed; the hold sweeper will find the booking")
-                }
-            }
-        });
+        state.confirmer.confirm(
+            self.order.event_id,
+            self.tiers.codes(),
+            Confirmation {
+                jti: self.claims.jti,
+                queue_id: self.claims.sub,
+                booked,
+            },
+        );
     }
 
     async fn release(&self, state: &AppState, reserved: &Reserved, mode: ReleaseMode) {

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod checkout;
 pub mod config;
+pub mod confirmer;
 pub mod db;
 pub mod domain;
 pub mod error;

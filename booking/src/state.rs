@@ -11,6 +11,7 @@ use ticketing::token::{EntryVerifier, TokenId};
 
 use crate::access::AccessCodes;
 use crate::config::BookingConfig;
+use crate::confirmer::Confirmer;
 use crate::sold_out::SoldOutMemory;
 use crate::tiers::TierCatalog;
 use crate::writer::Writer;
@@ -37,6 +38,8 @@ pub struct Shared {
     pub tiers: TierCatalog,
     pub sold_out: SoldOutMemory,
     pub writer: Writer,
+    /// Ends the holds of written bookings, many to a script call.
+    pub confirmer: Confirmer,
     /// Requests per entry token.
     pub per_token: Arc<DefaultKeyedRateLimiter<TokenId>>,
     pub config: Arc<BookingConfig>,
@@ -69,6 +72,8 @@ impl AppState {
         ));
         forget_idle_tokens(&per_token);
         let latency = Arc::new(ticketing::live::LatencyWindow::default());
+        let sold_out = SoldOutMemory::new(config.sold_out_memory);
+        let confirmer = Confirmer::start(redis.clone(), sold_out.clone());
         ticketing::live::LatencyWindow::publish_in_background(&latency, redis.clone());
         Self(Arc::new(Shared {
             latency,
@@ -83,7 +88,8 @@ impl AppState {
             verifier: Arc::new(verifier),
             access: AccessCodes::new(config.access_code_secret.expose().as_bytes()),
             tiers: TierCatalog::default(),
-            sold_out: SoldOutMemory::new(config.sold_out_memory),
+            confirmer,
+            sold_out,
             per_token,
             config: Arc::new(config),
         }))

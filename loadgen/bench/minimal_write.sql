@@ -1,8 +1,10 @@
 -- The least write of one booking of 1 VIP + 1 FrontRow + 2 GA into minimal_schema.sql, in one
--- statement; numbers from sequences, so no two transactions collide.
+-- statement; numbers from sequences, so no two transactions collide. The booking id is time
+-- first, as the booking service's (UUIDv7).
 WITH b AS (
     INSERT INTO bookings (id, event_id, buyer_email, total_cents)
-    VALUES (gen_random_uuid(), :event::uuid, 'bench@example.com', 10000)
+    VALUES ((lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0')
+            || '7' || substr(md5(random()::text), 1, 19))::uuid, :event::uuid, 'bench@example.com', 10000)
     RETURNING id
 )
 INSERT INTO tickets (booking_id, tier_id, number)

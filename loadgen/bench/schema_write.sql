@@ -1,9 +1,11 @@
 -- The same booking (1 VIP + 1 FrontRow + 2 GA) written into this project's own schema, with all
 -- its constraints and guards (migrations/), in one statement: the rows the booking service writes,
--- without the service. Numbers from sequences, so no two transactions collide.
+-- without the service. Numbers from sequences, so no two transactions collide; the booking id is
+-- time first, as the booking service's (UUIDv7).
 WITH b AS (
     INSERT INTO bookings (id, event_id, buyer_email, status, token_jti, queue_id, request_hash, total_cents)
-    VALUES (gen_random_uuid(), :event::uuid, 'bench@example.com', 'confirmed', gen_random_uuid(),
+    VALUES ((lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0')
+            || '7' || substr(md5(random()::text), 1, 19))::uuid, :event::uuid, 'bench@example.com', 'confirmed', gen_random_uuid(),
             gen_random_uuid(), '\x00', 10000)
     RETURNING id
 )

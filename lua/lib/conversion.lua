@@ -24,13 +24,14 @@ local function recent_outcomes(stats, now)
   return (tonumber(v[1]) or 0) * factor, (tonumber(v[2]) or 0) * factor
 end
 
--- Notes one admitted buyer's attempt: booked (true) or refused for stock (false).
-local function note_outcome(stats, now, booked)
+-- Notes `count` admitted buyers' attempts (1 when nil) that ended alike: booked (true) or
+-- refused for stock (false).
+local function note_outcome(stats, now, booked, count)
   local b, r = recent_outcomes(stats, now)
   if booked then
-    b = b + 1
+    b = b + (count or 1)
   else
-    r = r + 1
+    r = r + (count or 1)
   end
   redis.call('HSET', stats, 'conv_booked', tostring(b), 'conv_refused', tostring(r),
     'conv_ts', now)

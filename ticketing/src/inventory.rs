@@ -284,7 +284,9 @@ pub async fn release(
         })
         .arg(attempt.unwrap_or_default())
         .arg(keys.notices());
-    with_every_pool(&mut invocation, &keys, all_tiers);
+    for code in all_tiers {
+        invocation.key(keys.free_numbers(code)).arg(code);
+    }
     let reply: String = invocation.invoke_async(&mut redis.clone()).await?;
     Ok(match reply.as_str() {
         "released" => Released::Released,
@@ -293,19 +295,6 @@ pub async fn release(
         "rearmed" => Released::Rearmed,
         _ => Released::Stale,
     })
-}
-
-/// Each tier's pool of free numbers as a key and its code as an argument, in the same order:
-/// the tail `release.lua` and `confirm.lua` read in pairs to put numbers back wherever they came
-/// from.
-fn with_every_pool(
-    invocation: &mut redis::ScriptInvocation<'_>,
-    keys: &EventKeys,
-    all_tiers: &[TierCode],
-) {
-    for code in all_tiers {
-        invocation.key(keys.free_numbers(code)).arg(code);
-    }
 }
 
 /// What confirming a hold did.
@@ -320,6 +309,15 @@ pub enum Confirmed {
     NoHold,
 }
 
+/// A booking Postgres has, whose hold is to end: its token `jti`, the buyer's queue id and the
+/// numbers as Postgres has them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirmation {
+    pub jti: TokenId,
+    pub queue_id: QueueId,
+    pub booked: Numbers,
+}
+
 /// The token `jti` has a booking in Postgres with the numbers `booked`: its hold ends, and the
 /// buyer's admission with it. The hold's numbers stay sold only if they are `booked`; any other
 /// numbers go back on sale (they were never sold). `all_tiers` lists every tier code of the
@@ -332,6 +330,27 @@ pub async fn confirm(
     booked: &Numbers,
     all_tiers: &[TierCode],
 ) -> RedisResult<Confirmed> {
+    let one = Confirmation {
+        jti,
+        queue_id,
+        booked: booked.clone(),
+    };
+    let outcomes = confirm_all(redis, event_id, all_tiers, std::slice::from_ref(&one)).await?;
+    outcomes
+        .first()
+        .copied()
+        .ok_or_else(|| malformed("confirm"))
+}
+
+/// [`confirm`] for every booking of `event_id` in `bookings`, in one script call (a writer's
+/// batch commits many at once, and a call costs Redis more than one confirmation's work); the
+/// outcomes in the same order.
+pub async fn confirm_all(
+    redis: &RedisClient,
+    event_id: Uuid,
+    all_tiers: &[TierCode],
+    bookings: &[Confirmation],
+) -> RedisResult<Vec<Confirmed>> {
     let keys = EventKeys::new(event_id);
     let mut invocation = CONFIRM.prepare_invoke();
     invocation
@@ -342,17 +361,29 @@ pub async fn confirm(
         .key(keys.inventory())
         .key(keys.admitted_demand())
         .key(keys.demand())
-        .arg(jti)
-        .arg(queue_id)
         .arg(keys.notices())
-        .arg(numbers_value(booked));
-    with_every_pool(&mut invocation, &keys, all_tiers);
-    let reply: i64 = invocation.invoke_async(&mut redis.clone()).await?;
-    Ok(match reply {
-        1 => Confirmed::Sold,
-        2 => Confirmed::Returned,
-        _ => Confirmed::NoHold,
-    })
+        .arg(all_tiers.len());
+    for code in all_tiers {
+        invocation.key(keys.free_numbers(code)).arg(code);
+    }
+    for booking in bookings {
+        invocation
+            .arg(booking.jti)
+            .arg(booking.queue_id)
+            .arg(numbers_value(&booking.booked));
+    }
+    let reply: Vec<i64> = invocation.invoke_async(&mut redis.clone()).await?;
+    if reply.len() != bookings.len() {
+        return Err(malformed("confirm"));
+    }
+    Ok(reply
+        .into_iter()
+        .map(|outcome| match outcome {
+            1 => Confirmed::Sold,
+            2 => Confirmed::Returned,
+            _ => Confirmed::NoHold,
+        })
+        .collect())
 }
 
 /// Numbers in the form a hold keeps them, `VIP=1,2;GA=7` (the inverse of [`parse_held`]).

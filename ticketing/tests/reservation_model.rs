@@ -13,8 +13,8 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use redis::RedisError;
 use ticketing::inventory::{
-    self, Confirmed, Epoch, HoldFor, Numbers, ReleaseMode, Released, Reservation, Shortfall,
-    TierLoad,
+    self, Confirmation, Confirmed, Epoch, HoldFor, Numbers, ReleaseMode, Released, Reservation,
+    Shortfall, TierLoad,
 };
 use ticketing::keys::EventKeys;
 use ticketing::redis_client::RedisClient;
@@ -74,6 +74,9 @@ enum Op {
     /// The token's booking in Postgres has other numbers than its hold (it reserved afresh after
     /// its booking was written): the hold's numbers go back on sale, and the token stays used.
     ConfirmOther(Pick),
+    /// A writer's batch of bookings confirmed in one call, each as `Confirm` (false) or
+    /// `ConfirmOther` (true); a token books once, so a token picked twice counts once.
+    ConfirmBatch(Vec<(Pick, bool)>),
     /// A booking is cancelled; `twice` restocks it again right away (a retried cancellation).
     Restock { pick: Index, twice: bool },
     /// Restock under an epoch the inventory no longer has.
@@ -335,6 +338,7 @@ fn op(tiers: usize) -> impl Strategy<Value = Op> {
         1 => any::<Index>().prop_map(Op::ReleaseSuperseded),
         3 => pick().prop_map(Op::Confirm),
         1 => pick().prop_map(Op::ConfirmOther),
+        2 => vec((pick(), prop::bool::weighted(0.2)), 1..6).prop_map(Op::ConfirmBatch),
         2 => (any::<Index>(), any::<bool>()).prop_map(|(pick, twice)| Op::Restock { pick, twice }),
         1 => any::<Index>().prop_map(Op::RestockStale),
     ]
@@ -638,9 +642,9 @@ impl Case {
         Ok(())
     }
 
-    async fn confirm_other(&mut self, jti: TokenId) -> Result<(), TestCaseError> {
-        // The booking's numbers: the hold's but its last one (a booking of a strict subset is
-        // not the hold's either), in another order.
+    /// The numbers a booking other than `jti`'s hold has: the hold's but its last one (a booking
+    /// of a strict subset is not the hold's either), in another order.
+    fn other_numbers(&self, jti: TokenId) -> Numbers {
         let mut booked = self.model.holds.get(&jti).cloned().unwrap_or_default();
         if let Some(mut last) = booked.last_entry() {
             last.get_mut().pop();
@@ -648,6 +652,55 @@ impl Case {
         for list in booked.values_mut() {
             list.reverse();
         }
+        booked
+    }
+
+    async fn confirm_batch(&mut self, picks: &[(Pick, bool)]) -> Result<(), TestCaseError> {
+        let mut batch = Vec::new();
+        let mut expected = Vec::new();
+        for (pick, other) in picks {
+            let jti = self.model.token(pick);
+            if batch.iter().any(|c: &Confirmation| c.jti == jti) {
+                continue;
+            }
+            let booked = if *other {
+                self.other_numbers(jti)
+            } else {
+                self.model.holds.get(&jti).cloned().unwrap_or_default()
+            };
+            batch.push(Confirmation {
+                jti,
+                queue_id: ticketing::queue::QueueId(Uuid::new_v4()),
+                booked,
+            });
+            self.model.requests.remove(&jti);
+            self.model.attempts.remove(&jti);
+            expected.push(match self.model.holds.remove(&jti) {
+                None => Confirmed::NoHold,
+                Some(_) if *other => Confirmed::Returned,
+                Some(numbers) => {
+                    for (code, list) in &numbers {
+                        let sold = self.model.sold.entry(code.clone()).or_default();
+                        sold.extend(list.iter().map(|&n| to_u32(n)));
+                    }
+                    self.model.bookings.push(Booked {
+                        numbers,
+                        restocked: false,
+                    });
+                    self.model.booked_total += 1;
+                    Confirmed::Sold
+                }
+            });
+        }
+        let got = inventory::confirm_all(&self.redis, self.event_id, &self.model.codes, &batch)
+            .await
+            .map_err(fail)?;
+        prop_assert_eq!(got, expected);
+        Ok(())
+    }
+
+    async fn confirm_other(&mut self, jti: TokenId) -> Result<(), TestCaseError> {
+        let booked = self.other_numbers(jti);
         let got = inventory::confirm(
             &self.redis,
             self.event_id,
@@ -761,6 +814,7 @@ impl Case {
             }
             Op::Confirm(pick) => self.confirm(self.model.token(pick)).await,
             Op::ConfirmOther(pick) => self.confirm_other(self.model.token(pick)).await,
+            Op::ConfirmBatch(picks) => self.confirm_batch(picks).await,
             Op::Restock { pick, twice } => self.restock(pick, *twice).await,
             Op::RestockStale(pick) => self.restock_stale(pick).await,
         }
