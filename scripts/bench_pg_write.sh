@@ -58,6 +58,10 @@ SQL
 write() { # write SIDE ROUND: one timed pgbench, its transactions/s
   local db=bench_pg_write_$1 script=loadgen/bench/schema_write.sql
   [ "$1" = least ] && script=loadgen/bench/minimal_write.sql
+  # Every run starts from empty tables and fresh numbers: equal for every side and round, and a
+  # tier's million numbers never run out however many rounds there are.
+  psql_to "$db" -qc "TRUNCATE tickets, bookings; ALTER SEQUENCE bench_vip_numbers RESTART;
+    ALTER SEQUENCE bench_front_numbers RESTART; ALTER SEQUENCE bench_ga_numbers RESTART;"
   read -r event vip front ga < "$out/$1.ids"
   pgbench -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -n -M prepared -c "$CONCURRENCY" -j 2 \
     -T "$DURATION" -D event="$event" -D vip="$vip" -D front="$front" -D ga="$ga" \

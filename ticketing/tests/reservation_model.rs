@@ -214,6 +214,19 @@ impl Model {
         }
     }
 
+    /// A hold's `numbers` became a booking: sold, and counted.
+    fn book(&mut self, numbers: Numbers) {
+        for (code, list) in &numbers {
+            let sold = self.sold.entry(code.clone()).or_default();
+            sold.extend(list.iter().map(|&n| to_u32(n)));
+        }
+        self.bookings.push(Booked {
+            numbers,
+            restocked: false,
+        });
+        self.booked_total += 1;
+    }
+
     fn pick_token(&self, pick: &Index) -> Option<TokenId> {
         (!self.tokens.is_empty()).then(|| self.tokens[pick.index(self.tokens.len())])
     }
@@ -629,15 +642,7 @@ impl Case {
         self.model.requests.remove(&jti);
         self.model.attempts.remove(&jti);
         if let Some(numbers) = self.model.holds.remove(&jti) {
-            for (code, list) in &numbers {
-                let sold = self.model.sold.entry(code.clone()).or_default();
-                sold.extend(list.iter().map(|&n| to_u32(n)));
-            }
-            self.model.bookings.push(Booked {
-                numbers,
-                restocked: false,
-            });
-            self.model.booked_total += 1;
+            self.model.book(numbers);
         }
         Ok(())
     }
@@ -679,15 +684,7 @@ impl Case {
                 None => Confirmed::NoHold,
                 Some(_) if *other => Confirmed::Returned,
                 Some(numbers) => {
-                    for (code, list) in &numbers {
-                        let sold = self.model.sold.entry(code.clone()).or_default();
-                        sold.extend(list.iter().map(|&n| to_u32(n)));
-                    }
-                    self.model.bookings.push(Booked {
-                        numbers,
-                        restocked: false,
-                    });
-                    self.model.booked_total += 1;
+                    self.model.book(numbers);
                     Confirmed::Sold
                 }
             });
