@@ -16,19 +16,11 @@ use crate::sold_out::SoldOutMemory;
 use crate::tiers::TierCatalog;
 use crate::writer::Writer;
 
-/// Cloned for every extractor of every request and for each checkout's task: one reference
-/// count, not one per field (the writer's channel sender alone is two atomic counters shared by
-/// every core).
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
+ticketing::shared_state!(
+    /// What every handler and checkout task of the booking service reads, behind one reference
+    /// count (the writer's channel sender alone is two atomic counters shared by every core).
+    pub AppState(Shared)
+);
 
 pub struct Shared {
     pub db: PgPool,

@@ -22,19 +22,10 @@ use crate::wait::SalePace;
 #[derive(Clone)]
 pub struct ReadDb(pub PgPool);
 
-/// Cloned for every extractor of every request: one reference count, not one per field (the
-/// field-by-field clone and drop, a dozen atomic counters shared by every core, were a tenth of
-/// a poll's CPU).
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
+ticketing::shared_state!(
+    /// What every handler of the gateway reads, behind one reference count.
+    pub AppState(Shared)
+);
 
 impl FromRef<AppState> for ReadDb {
     fn from_ref(state: &AppState) -> Self {

@@ -127,11 +127,8 @@ pub async fn reserve(
 ) -> RedisResult<Reservation> {
     let keys = EventKeys::new(event_id);
     let mut invocation = RESERVE.prepare_invoke();
+    hold_keys(&mut invocation, &keys);
     invocation
-        .key(keys.inventory())
-        .key(keys.used_tokens())
-        .key(keys.holds())
-        .key(keys.hold_numbers())
         .arg(jti)
         .arg(hold_ttl_ms)
         .arg(holder.fingerprint)
@@ -271,11 +268,8 @@ pub async fn release(
 ) -> RedisResult<Released> {
     let keys = EventKeys::new(event_id);
     let mut invocation = RELEASE.prepare_invoke();
+    hold_keys(&mut invocation, &keys);
     invocation
-        .key(keys.inventory())
-        .key(keys.used_tokens())
-        .key(keys.holds())
-        .key(keys.hold_numbers())
         .arg(epoch)
         .arg(jti)
         .arg(match mode {
@@ -295,6 +289,16 @@ pub async fn release(
         "rearmed" => Released::Rearmed,
         _ => Released::Stale,
     })
+}
+
+/// The keys a script that makes or ends a hold takes first, in this order: the inventory, the
+/// tokens that reserved, the holds' deadlines and their numbers (`reserve.lua`, `release.lua`).
+fn hold_keys(invocation: &mut redis::ScriptInvocation<'_>, keys: &EventKeys) {
+    invocation
+        .key(keys.inventory())
+        .key(keys.used_tokens())
+        .key(keys.holds())
+        .key(keys.hold_numbers());
 }
 
 /// What confirming a hold did.

@@ -19,6 +19,7 @@ mod lua_script;
 pub mod queue;
 pub mod rebuild;
 pub mod redis_client;
+mod shared_state;
 pub mod telemetry;
 pub mod tier;
 pub mod token;

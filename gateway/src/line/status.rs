@@ -324,6 +324,14 @@ mod tests {
         }]
     }
 
+    /// A sale with ten in line and nothing measured yet.
+    fn ten_waiting() -> QueueStats {
+        QueueStats {
+            waiting: 10,
+            ..QueueStats::default()
+        }
+    }
+
     fn line() -> Line {
         Line {
             wish: None,
@@ -373,10 +381,7 @@ mod tests {
         let event = event(-Duration::minutes(1));
         let queue_id = QueueId(Uuid::new_v4());
         let stock = stock();
-        let sale = QueueStats {
-            waiting: 10,
-            ..QueueStats::default()
-        };
+        let sale = ten_waiting();
         let standing = || Standing::Waiting {
             position: 3,
             place: Place(1 << 52),
@@ -432,10 +437,7 @@ mod tests {
         let event = event(-Duration::minutes(1));
         let queue_id = QueueId(Uuid::new_v4());
         let stock = stock();
-        let moving = QueueStats {
-            waiting: 10,
-            ..QueueStats::default()
-        };
+        let moving = ten_waiting();
         let probing = QueueStats {
             refusal_per_minute: 15,
             probes_only: true,

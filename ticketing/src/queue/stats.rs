@@ -7,6 +7,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::keys::EventKeys;
+use crate::lua_reply::malformed;
 use crate::redis_client::RedisClient;
 
 static STATS: LazyLock<Script> = crate::lua_script!("queue_stats.lua");
@@ -35,17 +36,8 @@ pub struct QueueStats {
 
 pub async fn stats(redis: &RedisClient, event_id: Uuid) -> RedisResult<QueueStats> {
     let keys = EventKeys::new(event_id);
-    let (
-        waiting,
-        admitted_total,
-        active,
-        booked_total,
-        admitted_last_minute,
-        dropped_total,
-        effective_per_minute,
-        refusal_per_minute,
-        probes_only,
-    ): (i64, i64, i64, i64, i64, i64, i64, i64, i64) = STATS
+    // The figures in `queue_stats.lua`'s order.
+    let figures: Vec<i64> = STATS
         .key(keys.waiting())
         .key(keys.admitted())
         .key(keys.stats())
@@ -54,15 +46,16 @@ pub async fn stats(redis: &RedisClient, event_id: Uuid) -> RedisResult<QueueStat
         .key(keys.inventory())
         .invoke_async(&mut redis.clone())
         .await?;
+    let figure = <[i64; 9]>::try_from(figures).map_err(|_| malformed("queue_stats"))?;
     Ok(QueueStats {
-        waiting,
-        admitted_total,
-        active,
-        booked_total,
-        admitted_last_minute,
-        dropped_total,
-        effective_per_minute,
-        refusal_per_minute,
-        probes_only: probes_only == 1,
+        waiting: figure[0],
+        admitted_total: figure[1],
+        active: figure[2],
+        booked_total: figure[3],
+        admitted_last_minute: figure[4],
+        dropped_total: figure[5],
+        effective_per_minute: figure[6],
+        refusal_per_minute: figure[7],
+        probes_only: figure[8] == 1,
     })
 }
