@@ -181,10 +181,15 @@ impl Watch {
                     }
                     None => {
                         // A re-check, told to every stream of the gateway at once: this one's
-                        // falls somewhere in the window.
-                        let delay = recheck_delay(self.state.notices.open_streams(), &mut rand::thread_rng());
-                        self.next_check = self.next_check.min(Instant::now() + delay);
-                        self.recheck_asked.get_or_insert_with(Instant::now);
+                        // falls somewhere in the window. One already drawn stands: a failover
+                        // confirms subscriptions several times, and taking the earliest of many
+                        // draws would crowd the re-checks back toward the moment they were asked
+                        // (the check reads the state when it runs, so it answers them all).
+                        if self.recheck_asked.is_none() {
+                            let delay = recheck_delay(self.state.notices.open_streams(), &mut rand::thread_rng());
+                            self.next_check = self.next_check.min(Instant::now() + delay);
+                            self.recheck_asked = Some(Instant::now());
+                        }
                         continue;
                     }
                 },
