@@ -60,17 +60,18 @@ impl Confirmer {
 async fn run(mut queue: mpsc::Receiver<Pending>, redis: RedisClient, sold_out: SoldOutMemory) {
     let mut taken = Vec::with_capacity(MOST_PER_PASS);
     while queue.recv_many(&mut taken, MOST_PER_PASS).await > 0 {
-        let mut by_event: HashMap<Uuid, (Vec<TierCode>, Vec<Confirmation>)> = HashMap::new();
+        // One call per event and tier list: the script finds each tier's pool by the list, and
+        // a list read before a tier was added lacks it.
+        let mut by_event: HashMap<(Uuid, Vec<TierCode>), Vec<Confirmation>> = HashMap::new();
         for pending in taken.drain(..) {
             by_event
-                .entry(pending.event_id)
-                .or_insert_with(|| (pending.all_tiers, Vec::new()))
-                .1
+                .entry((pending.event_id, pending.all_tiers))
+                .or_default()
                 .push(pending.confirmation);
         }
         metrics::histogram!("booking_confirmations_per_pass")
-            .record(by_event.values().map(|(_, list)| list.len()).sum::<usize>() as f64);
-        let calls = by_event.into_iter().map(|(event_id, (all_tiers, list))| {
+            .record(by_event.values().map(Vec::len).sum::<usize>() as f64);
+        let calls = by_event.into_iter().map(|((event_id, all_tiers), list)| {
             let (redis, sold_out) = (&redis, &sold_out);
             async move {
                 match inventory::confirm_all(redis, event_id, &all_tiers, &list).await {

@@ -10,10 +10,6 @@ use ticketing::queue::room::{adapt, Adaptive, Verdict, WaitingRoom};
 use ticketing::redis_client::RedisClient;
 use uuid::Uuid;
 
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
 const TARGETS: Adaptive = Adaptive {
     target_p95_ms: 100,
     max_503_pct: 5,
@@ -39,7 +35,7 @@ async fn ask(redis: &RedisClient, event_id: Uuid, verdict: Verdict, times: usize
 
 #[tokio::test]
 async fn workers_asking_in_the_same_second_take_one_step_between_them() {
-    let redis = RedisClient::connect_single(&redis_url())
+    let redis = RedisClient::connect_single(&support::redis_url())
         .await
         .expect("connecting to redis");
     let event_id = Uuid::new_v4();
@@ -72,7 +68,7 @@ async fn workers_asking_in_the_same_second_take_one_step_between_them() {
 
 #[tokio::test]
 async fn a_cut_gets_three_seconds_to_show_before_the_next() {
-    let redis = RedisClient::connect_single(&redis_url())
+    let redis = RedisClient::connect_single(&support::redis_url())
         .await
         .expect("connecting to redis");
     let event_id = Uuid::new_v4();

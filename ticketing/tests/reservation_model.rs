@@ -933,12 +933,8 @@ fn sorted(mut numbers: Numbers) -> Numbers {
     numbers
 }
 
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
 async fn run(tiers: Vec<TierSpec>, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let redis = RedisClient::connect_single(&redis_url())
+    let redis = RedisClient::connect_single(&support::redis_url())
         .await
         .map_err(|e| TestCaseError::fail(format!("connecting to redis: {e}")))?;
     let event_id = Uuid::new_v4();

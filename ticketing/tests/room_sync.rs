@@ -10,13 +10,9 @@ use ticketing::queue::room::{sync_config, Sync, WaitingRoom};
 use ticketing::redis_client::RedisClient;
 use uuid::Uuid;
 
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
 #[tokio::test]
 async fn an_operators_change_keeps_the_sales_liveness_window() {
-    let redis = RedisClient::connect_single(&redis_url())
+    let redis = RedisClient::connect_single(&support::redis_url())
         .await
         .expect("connecting to redis");
     let event_id = Uuid::new_v4();
@@ -71,7 +67,7 @@ async fn an_operators_change_keeps_the_sales_liveness_window() {
 async fn a_leave_takes_the_entrys_delivery_time_with_it() {
     use ticketing::queue::{self, Leaving, QueueId};
 
-    let redis = RedisClient::connect_single(&redis_url())
+    let redis = RedisClient::connect_single(&support::redis_url())
         .await
         .expect("connecting to redis");
     let event_id = Uuid::new_v4();

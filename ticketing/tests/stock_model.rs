@@ -1120,12 +1120,8 @@ impl Case {
     }
 }
 
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
 async fn run(sale: Sale, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let redis = RedisClient::connect_single(&redis_url())
+    let redis = RedisClient::connect_single(&support::redis_url())
         .await
         .map_err(|e| TestCaseError::fail(format!("connecting to redis: {e}")))?;
     let event_id = Uuid::new_v4();
@@ -1200,7 +1196,7 @@ fn a_buyer_counted_at_a_zero_average_share_can_leave() {
         .build()
         .expect("a tokio runtime");
     runtime.block_on(async {
-        let redis = RedisClient::connect_single(&redis_url())
+        let redis = RedisClient::connect_single(&support::redis_url())
             .await
             .expect("connecting to redis");
         let event_id = Uuid::new_v4();

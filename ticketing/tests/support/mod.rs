@@ -1,10 +1,15 @@
-//! What the model tests share: an event's Redis state removed by its hash tag, as a Redis data
-//! loss removes it. A hand-kept list of keys silently misses a key added later, and a "loss" that
-//! keeps it tests a state Redis never reaches.
+//! What the Redis-backed tests share: the Redis they run against, and an event's Redis state
+//! removed by its hash tag, as a Redis data loss removes it. A hand-kept list of keys silently
+//! misses a key added later, and a "loss" that keeps it tests a state Redis never reaches.
 
 use redis::RedisError;
 use ticketing::redis_client::RedisClient;
 use uuid::Uuid;
+
+/// The Redis the tests run against: `REDIS_URL`, or the local one.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
 
 /// Deletes every key of `event_id` (`ev:{<id>}:*`), and its mark in the activity set (workers
 /// find events there; the test's event exists nowhere else).
