@@ -16,8 +16,8 @@
 --                      admit.lua and the admin view)
 -- ARGV[1] the set rate (admission_per_minute)
 -- ARGV[2] the floor (per minute)
--- ARGV[3] the verdict: booking_p95_above_target, too_many_503s, within_targets or
---         nothing_measured (held as it is)
+-- ARGV[3] the verdict: booking_p95_above_target, too_many_503s, within_targets,
+--         writers_near_full or nothing_measured (the last two held as it is)
 -- ARGV[4] a cut keeps this share of the rate (permille)
 -- ARGV[5] a climb adds this share of the set rate (permille)
 --

@@ -63,18 +63,22 @@ impl AppState {
             Quota::per_second(rate).allow_burst(burst),
         ));
         forget_idle_tokens(&per_token);
-        let latency = Arc::new(ticketing::live::LatencyWindow::default());
+        let latency = Arc::new(ticketing::live::LatencyWindow::for_writers(
+            config.writers.max(1),
+        ));
         let sold_out = SoldOutMemory::new(config.sold_out_memory);
         let confirmer = Confirmer::start(redis.clone(), sold_out.clone());
         ticketing::live::LatencyWindow::publish_in_background(&latency, redis.clone());
+        let writer = Writer::start(
+            db.clone(),
+            config.writers,
+            config.write_batch,
+            config.write_queue,
+            latency.clone(),
+        );
         Self(Arc::new(Shared {
             latency,
-            writer: Writer::start(
-                db.clone(),
-                config.writers,
-                config.write_batch,
-                config.write_queue,
-            ),
+            writer,
             db,
             redis,
             verifier: Arc::new(verifier),

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
+use ticketing::live::LatencyWindow;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -46,13 +47,27 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts `writers` tasks taking up to `batch` orders at a time from a queue of `capacity`.
-    pub fn start(db: PgPool, writers: usize, batch: usize, capacity: usize) -> Self {
+    /// Starts `writers` tasks taking up to `batch` orders at a time from a queue of `capacity`;
+    /// each write's time goes to `load` (adaptive admission reads how busy the writers are).
+    pub fn start(
+        db: PgPool,
+        writers: usize,
+        batch: usize,
+        capacity: usize,
+        load: Arc<LatencyWindow>,
+    ) -> Self {
         let (queue, receiver) = mpsc::channel(capacity.max(1));
         let receiver = Arc::new(Mutex::new(receiver));
         let batch = batch.clamp(1, MAX_BATCH);
         let tasks = (0..writers.max(1))
-            .map(|_| tokio::spawn(write_batches(db.clone(), receiver.clone(), batch)))
+            .map(|_| {
+                tokio::spawn(write_batches(
+                    db.clone(),
+                    receiver.clone(),
+                    batch,
+                    load.clone(),
+                ))
+            })
             .collect();
         Self {
             queue,
@@ -94,7 +109,12 @@ impl Writer {
     }
 }
 
-async fn write_batches(db: PgPool, receiver: Arc<Mutex<mpsc::Receiver<Job>>>, most: usize) {
+async fn write_batches(
+    db: PgPool,
+    receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
+    most: usize,
+    load: Arc<LatencyWindow>,
+) {
     loop {
         let mut batch = Vec::with_capacity(most);
         {
@@ -113,7 +133,9 @@ async fn write_batches(db: PgPool, receiver: Arc<Mutex<mpsc::Receiver<Job>>>, mo
         }
         metrics::histogram!("booking_write_batch_size").record(due.len() as f64);
         let orders: Vec<&NewBooking> = due.iter().map(|j| &j.order).collect();
-        match crate::db::bookings::insert_batch(&db, &orders).await {
+        let written = crate::db::bookings::insert_batch(&db, &orders).await;
+        load.record_writing(now.elapsed());
+        match written {
             Ok(mut outcomes) => {
                 for (i, job) in due.into_iter().enumerate() {
                     let outcome = outcomes

@@ -195,6 +195,10 @@ pub struct BookingHealth {
     /// Booking answers, and how many were 503.
     pub answers: u64,
     pub unavailable: u64,
+    /// The busiest instance's writers over the last [`LatencyWindow::RECENT`]: the share of
+    /// their time spent writing (permille). It leads the p95: it rises as soon as admissions pass
+    /// what the writers take, while the p95 waits for the queue that builds behind them.
+    pub writers_busy_permille: Option<u32>,
 }
 
 /// The slowest fresh p95 the booking instances published (µs).
@@ -218,10 +222,12 @@ pub async fn booking_health(redis: &RedisClient, now_ms: i64) -> RedisResult<Boo
         let answers: u64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
         let unavailable: u64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
         let recent: Option<u64> = parts.next().and_then(|v| v.parse().ok());
+        let busy: Option<u32> = parts.next().and_then(|v| v.parse().ok());
         match at {
             Some(at) if now_ms - at <= FRESH_MS => {
                 health.p95_us = health.p95_us.max(p95);
                 health.recent_p95_us = health.recent_p95_us.max(recent);
+                health.writers_busy_permille = health.writers_busy_permille.max(busy);
                 health.answers += answers;
                 health.unavailable += unavailable;
             }
@@ -248,6 +254,10 @@ pub struct LatencyWindow {
     seconds: Mutex<Vec<(u64, [u32; BUCKETS])>>,
     /// Per second: booking answers, and how many of them were 503.
     answers: Mutex<Vec<(u64, u32, u32)>>,
+    /// Per second: the writers' time spent writing (µs), counted in the second a write ends.
+    writing: Mutex<Vec<(u64, u64)>>,
+    /// How many writers share that time (0: none measured, no figure published).
+    writers: u32,
 }
 
 const BUCKETS: usize = 160;
@@ -261,6 +271,8 @@ impl Default for LatencyWindow {
             started: Instant::now(),
             seconds: Mutex::new(Vec::new()),
             answers: Mutex::new(Vec::new()),
+            writing: Mutex::new(Vec::new()),
+            writers: 0,
         }
     }
 }
@@ -271,6 +283,53 @@ impl LatencyWindow {
     pub const RECENT: Duration = Duration::from_secs(3);
     /// The fewest bookings the recent p95 is published over.
     pub const RECENT_AT_LEAST: u64 = 20;
+
+    /// A window that also measures how busy `writers` writers are ([`Self::record_writing`]).
+    pub fn for_writers(writers: usize) -> Self {
+        Self {
+            writers: u32::try_from(writers).unwrap_or(u32::MAX),
+            ..Self::default()
+        }
+    }
+
+    /// One writer spent `took` on a write that ended now.
+    pub fn record_writing(&self, took: Duration) {
+        let second = self.started.elapsed().as_secs();
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let mut writing = self.writing.lock().expect("writing lock");
+        writing.retain(|(s, _)| s + Self::RECENT.as_secs() > second);
+        match writing.iter_mut().find(|(s, _)| *s == second) {
+            Some((_, busy)) => *busy = busy.saturating_add(us),
+            None => writing.push((second, us)),
+        }
+    }
+
+    /// The share of the writers' time spent writing over the last [`Self::RECENT`] (permille,
+    /// at most 1000), or None when no writers are measured. The span is this second so far and
+    /// the two before: a write is counted when it ends, so a long one may fill more than its
+    /// share of the span, hence the cap.
+    pub fn writers_busy_permille(&self) -> Option<u32> {
+        if self.writers == 0 {
+            return None;
+        }
+        let elapsed = self.started.elapsed();
+        let second = elapsed.as_secs();
+        let recent = Self::RECENT.as_secs();
+        let span_us = u64::try_from(elapsed.as_micros())
+            .unwrap_or(u64::MAX)
+            .min((recent - 1) * 1_000_000 + u64::from(elapsed.subsec_micros()))
+            .max(1);
+        let busy: u64 = self
+            .writing
+            .lock()
+            .expect("writing lock")
+            .iter()
+            .filter(|(s, _)| s + recent > second)
+            .map(|(_, us)| us)
+            .sum();
+        let permille = busy.saturating_mul(1000) / (span_us * u64::from(self.writers));
+        Some(permille.min(1000) as u32)
+    }
 
     pub fn record(&self, took: Duration) {
         let second = self.started.elapsed().as_secs();
@@ -385,13 +444,16 @@ impl LatencyWindow {
                 if p95.is_none() && answers == 0 {
                     continue;
                 }
-                // "p95|at|answers|503s|recent p95"; a p95 empty when nothing was booked.
-                let figure = |p95: Option<u64>| p95.map(|p| p.to_string()).unwrap_or_default();
+                // "p95|at|answers|503s|recent p95|writers busy"; a figure empty when there is
+                // none. Readers of a release before a part ignore it, and read its absence as
+                // None.
+                let figure = |n: Option<u64>| n.map(|p| p.to_string()).unwrap_or_default();
                 let value = format!(
-                    "{}|{}|{answers}|{unavailable}|{}",
+                    "{}|{}|{answers}|{unavailable}|{}|{}",
                     figure(p95),
                     chrono::Utc::now().timestamp_millis(),
-                    figure(recent)
+                    figure(recent),
+                    figure(window.writers_busy_permille().map(u64::from))
                 );
                 let published: RedisResult<()> = redis::cmd("HSET")
                     .arg(BOOKING_LATENCY)
@@ -436,6 +498,28 @@ mod tests {
             window.recent_figure(),
             window.recent_p95_us().map(|(p95, _)| p95)
         );
+    }
+
+    #[test]
+    fn the_writers_busy_share_is_their_writing_time_over_the_recent_span() {
+        assert_eq!(LatencyWindow::default().writers_busy_permille(), None);
+        let window = LatencyWindow::for_writers(4);
+        assert_eq!(window.writers_busy_permille(), Some(0));
+        std::thread::sleep(Duration::from_millis(100));
+        // Two of four writers busy all along: half their time.
+        let elapsed = window.started.elapsed();
+        window.record_writing(elapsed);
+        window.record_writing(elapsed);
+        let half = window.writers_busy_permille().expect("a figure");
+        // The span grew between the writes' end and the reading: at least this share.
+        let least = 500 * elapsed.as_micros() / window.started.elapsed().as_micros();
+        assert!(
+            (least as u32..=500).contains(&half),
+            "{half}, at least {least}"
+        );
+        // More writing than the span holds (a write longer than it): capped.
+        window.record_writing(Duration::from_secs(60));
+        assert_eq!(window.writers_busy_permille(), Some(1000));
     }
 
     #[test]

@@ -86,3 +86,37 @@ async fn a_cut_gets_three_seconds_to_show_before_the_next() {
     assert_eq!(held, 4200, "cut again within three seconds of the last cut");
     assert_eq!(again, 2940);
 }
+
+#[tokio::test]
+async fn writers_near_full_hold_the_rate_and_say_so() {
+    let redis = RedisClient::connect_single(&support::redis_url())
+        .await
+        .expect("connecting to redis");
+    let event_id = Uuid::new_v4();
+    let cut = ask(&redis, event_id, Verdict::TooMany503s, 1).await;
+    assert_eq!(cut, 4200);
+    // Each a second later: a climb would add 300 a second; busy writers hold it where it is.
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(1050)).await;
+        let held = ask(&redis, event_id, Verdict::WritersNearFull, 1).await;
+        assert_eq!(held, cut, "busy writers moved the rate");
+    }
+    let (effective, reason) = ticketing::queue::room::adapted(&redis, event_id)
+        .await
+        .expect("reading the adapted rate");
+    // Room again: the climb resumes from where it was held.
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    let climbed = ask(
+        &redis,
+        event_id,
+        Verdict::WithinTargets { step_permille: 50 },
+        1,
+    )
+    .await;
+    support::delete_event_keys(&redis, event_id)
+        .await
+        .expect("cleaning up");
+    assert_eq!(effective, Some(cut));
+    assert_eq!(reason.as_deref(), Some("writers_near_full"));
+    assert_eq!(climbed, cut + 300);
+}

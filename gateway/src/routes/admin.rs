@@ -49,7 +49,7 @@ pub struct WaitingRoomView {
     pub stats: QueueStats,
     /// With adaptive admission on: the rate it sets now (per minute, at most
     /// `admission_per_minute`) and why (`booking_p95_above_target`, `too_many_503s`,
-    /// `within_targets`, `at_set_rate`, `nothing_measured`).
+    /// `within_targets`, `at_set_rate`, `writers_near_full`, `nothing_measured`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub effective_per_minute: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]

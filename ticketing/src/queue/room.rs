@@ -316,11 +316,16 @@ pub enum Verdict {
     },
     TooMany503s,
     /// Climb by `step_permille` of the set rate: 5 % while the slower of the 3 s and the 10 s
-    /// p95 is at most half the target, 1 % up to 80 % of it, nothing beyond (the edge is near, and the verdict lags it by the
-    /// seconds a buyer takes from admission to booking).
+    /// p95 is at most half the target and the writers are under half busy, 1 % up to 80 % of
+    /// either, nothing beyond (the edge is near, and the p95 lags it by the seconds a buyer
+    /// takes from admission to booking).
     WithinTargets {
         step_permille: u32,
     },
+    /// Within the targets, but the busiest instance's writers spend 80 % of their time writing
+    /// or more: held where it is. Past all of their time, the queue behind them grows and the
+    /// p95 follows seconds later, too late to stop a climb that was already past the edge.
+    WritersNearFull,
     NothingMeasured,
 }
 
@@ -330,6 +335,7 @@ impl Verdict {
             Self::BookingP95AboveTarget { .. } => "booking_p95_above_target",
             Self::TooMany503s => "too_many_503s",
             Self::WithinTargets { .. } => "within_targets",
+            Self::WritersNearFull => "writers_near_full",
             Self::NothingMeasured => "nothing_measured",
         }
     }
@@ -339,7 +345,7 @@ impl Verdict {
         match self {
             Self::BookingP95AboveTarget { keep_permille } => keep_permille,
             Self::TooMany503s => 700,
-            Self::WithinTargets { .. } | Self::NothingMeasured => 1000,
+            Self::WithinTargets { .. } | Self::WritersNearFull | Self::NothingMeasured => 1000,
         }
     }
 
@@ -377,12 +383,23 @@ impl Verdict {
         // The pace reads the slower of the last three seconds and the last ten: a few fast
         // seconds right after a cut are not yet room to climb fast.
         let steady = health.p95_us.max(health.recent_p95_us);
-        let step_permille = match steady {
+        let by_p95 = match steady {
             Some(p95) if p95 * 5 > target_us * 4 => 0,
             Some(p95) if p95 * 2 > target_us => 10,
             _ => 50,
         };
-        Self::WithinTargets { step_permille }
+        // The writers' busy share leads the p95 (BENCHMARKS.md, the slowed backend): bookings
+        // stay fast while the writers fill, so a climb read from the p95 alone went from a
+        // fifth of what the writers take to past all of it inside the seconds the p95 lags.
+        // From half busy the climb slows; from 80 % it stops.
+        let by_writers = match health.writers_busy_permille {
+            Some(busy) if busy >= 800 => return Self::WritersNearFull,
+            Some(busy) if busy >= 500 => 10,
+            _ => 50,
+        };
+        Self::WithinTargets {
+            step_permille: by_p95.min(by_writers),
+        }
     }
 }
 
@@ -435,6 +452,7 @@ mod tests {
             recent_p95_us: recent_ms.map(|ms| ms * 1000),
             answers: 100,
             unavailable: 0,
+            writers_busy_permille: None,
         }
     }
 
@@ -478,5 +496,34 @@ mod tests {
         };
         assert_eq!(Verdict::of(&TARGETS, &shed), Verdict::TooMany503s);
         assert_eq!(Verdict::TooMany503s.keep_permille(), 700);
+    }
+
+    #[test]
+    fn busy_writers_slow_the_climb_before_the_p95_shows_it() {
+        let busy = |permille| BookingHealth {
+            writers_busy_permille: Some(permille),
+            ..health(Some(50), Some(50))
+        };
+        // Bookings far below the target: the writers' share decides.
+        assert_eq!(Verdict::of(&TARGETS, &busy(200)).step_permille(), 50);
+        assert_eq!(Verdict::of(&TARGETS, &busy(500)).step_permille(), 10);
+        assert_eq!(Verdict::of(&TARGETS, &busy(800)), Verdict::WritersNearFull);
+        assert_eq!(Verdict::WritersNearFull.step_permille(), 0);
+        assert_eq!(Verdict::WritersNearFull.keep_permille(), 1000);
+        // The slower of the two signals wins.
+        let close = BookingHealth {
+            writers_busy_permille: Some(100),
+            ..health(Some(300), Some(300))
+        };
+        assert_eq!(Verdict::of(&TARGETS, &close).step_permille(), 10);
+        // Over the target, busy or not: cut.
+        let over = BookingHealth {
+            writers_busy_permille: Some(900),
+            ..health(None, Some(600))
+        };
+        assert!(matches!(
+            Verdict::of(&TARGETS, &over),
+            Verdict::BookingP95AboveTarget { .. }
+        ));
     }
 }
