@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::sold_out::SoldOutMemory;
 
 /// Most confirmations one pass takes from the queue (one script call per event among them).
-const MOST_PER_PASS: usize = 256;
+const MOST_PER_PASS: usize = inventory::MOST_CONFIRMATIONS_PER_CALL;
 
 /// Confirmations waiting at most: beyond this, the sweeper confirms (a Redis that slow is
 /// failing bookings anyway).

@@ -346,6 +346,10 @@ pub async fn confirm(
         .ok_or_else(|| malformed("confirm"))
 }
 
+/// Most bookings one [`confirm_all`] call should carry: a script blocks Redis while it runs, so
+/// a sweep after a crash (every hold of a sale at once) goes in calls of this size.
+pub const MOST_CONFIRMATIONS_PER_CALL: usize = 256;
+
 /// [`confirm`] for every booking of `event_id` in `bookings`, in one script call (a writer's
 /// batch commits many at once, and a call costs Redis more than one confirmation's work); the
 /// outcomes in the same order.

@@ -18,7 +18,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use ticketing::inventory::{self, Confirmed, Numbers, Overdue, ReleaseMode, Released};
+use ticketing::inventory::{
+    self, Confirmation, Confirmed, Numbers, Overdue, ReleaseMode, Released,
+};
 use ticketing::queue::QueueId;
 use ticketing::redis_client::RedisClient;
 use ticketing::tier::TierCode;
@@ -138,16 +140,15 @@ async fn settle_reservations(
         }
         Err(e) => return Err(e.into()),
     }
-    let booked = booked_numbers(&mut tx, reservations).await?;
+    let mut booked = booked_numbers(&mut tx, reservations).await?;
+    let mut confirmations = Vec::with_capacity(booked.len());
     for &jti in reservations {
-        match booked.get(&jti) {
-            Some((queue_id, numbers)) => {
-                match inventory::confirm(redis, event_id, jti, *queue_id, numbers, codes).await? {
-                    Confirmed::Sold => swept.confirmed += 1,
-                    Confirmed::Returned => swept.released += 1,
-                    Confirmed::NoHold => {}
-                }
-            }
+        match booked.remove(&jti) {
+            Some((queue_id, booked)) => confirmations.push(Confirmation {
+                jti,
+                queue_id,
+                booked,
+            }),
             None => {
                 let released = inventory::release(
                     redis,
@@ -160,6 +161,17 @@ async fn settle_reservations(
                 )
                 .await?;
                 swept.count_release(released);
+            }
+        }
+    }
+    // The bookings found, many to a script call as the booking service's confirmer sends them
+    // (after a crash every hold of a sale may be here), in chunks that keep each call short.
+    for chunk in confirmations.chunks(inventory::MOST_CONFIRMATIONS_PER_CALL) {
+        for confirmed in inventory::confirm_all(redis, event_id, codes, chunk).await? {
+            match confirmed {
+                Confirmed::Sold => swept.confirmed += 1,
+                Confirmed::Returned => swept.released += 1,
+                Confirmed::NoHold => {}
             }
         }
     }
