@@ -652,3 +652,19 @@ async fn no_writer_oversells_through_any_path(db: PgPool) {
         .unwrap();
     assert_eq!(sold, 3, "two VIP and one GA, nothing else");
 }
+
+/// `book_orders` keeps its generic plans (migration 20261207000002): a later `CREATE OR REPLACE`
+/// of it that forgets the setting brings back a re-plan of its batch insert on every call (7 % of
+/// Postgres's CPU at the booking ceiling, BENCHMARKS.md).
+#[sqlx::test(migrations = "../migrations")]
+async fn book_orders_plans_once_per_connection(db: PgPool) {
+    let settings: Vec<Option<Vec<String>>> =
+        sqlx::query_scalar("SELECT proconfig FROM pg_proc WHERE proname = 'book_orders'")
+            .fetch_all(&db)
+            .await
+            .expect("book_orders");
+    assert_eq!(
+        settings,
+        vec![Some(vec!["plan_cache_mode=force_generic_plan".to_string()])]
+    );
+}
