@@ -4,6 +4,9 @@
 #   1. pgbench: the least write a booking needs        vs  loadgen booking-ceiling (closed loop)
 #  1b. bookings with made-up event ids looked up at 2,000/s vs without, in FLOOD_ROUNDS (4)
 #      alternating rounds (BENCH_FLOOD_ONLY=1 runs this section alone)
+#  1c. scripts/bench_split.sh: HTTP bookings beside pgbench writing the same rows into this
+#      schema and the least write, in SPLIT_ROUNDS (3) rounds; CPU per booking per process and a
+#      flamegraph per component (test-output/bench/split)
 #   2. the original app's SKIP LOCKED algorithm         at the same concurrency
 #   3. loadgen booking-ceiling open loop at half the measured ceiling (p99)
 #   4. redis-benchmark of the reserve script (sold out) vs  loadgen sold-out-storm and wrk, with
@@ -124,6 +127,11 @@ note "ledger after the flood rounds:  $(grep -c BROKEN "$out"/booking-flood-*.tx
 note "look-ups answered:              $(field "$out/booking-flood.json" "[e for e in r['endpoints'] if 'unknown' in e['endpoint']][0]['outcomes']")"
 note "sessions waiting on an advisory lock: max $(grep -E '^[0-9]+$' "$out/advisory-waits.txt" | sort -n | tail -1) in $(grep -cE '^[0-9]+$' "$out/advisory-waits.txt") samples"
 if [ "${BENCH_FLOOD_ONLY:-0}" = 1 ]; then exit 0; fi
+
+note ""
+note "== 1c. the write path component by component (scripts/bench_split.sh: HTTP bookings, pgbench into this schema and the least write, CPU per booking per process, flamegraphs)"
+OUT=$out/split CONCURRENCY=$CONCURRENCY ROUNDS=${SPLIT_ROUNDS:-3} bash scripts/bench_split.sh > "$out/split.log" 2>&1
+grep -v '^round ' "$out/split/summary.txt" | tee -a "$summary"
 
 note ""
 note "== 2. the original algorithm (3 x SELECT FOR UPDATE SKIP LOCKED + UPDATE), concurrency $CONCURRENCY"
