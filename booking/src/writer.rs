@@ -133,8 +133,9 @@ async fn write_batches(
         }
         metrics::histogram!("booking_write_batch_size").record(due.len() as f64);
         let orders: Vec<&NewBooking> = due.iter().map(|j| &j.order).collect();
+        let writing = load.start_writing();
         let written = crate::db::bookings::insert_batch(&db, &orders).await;
-        load.record_writing(now.elapsed());
+        drop(writing);
         match written {
             Ok(mut outcomes) => {
                 for (i, job) in due.into_iter().enumerate() {

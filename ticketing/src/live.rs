@@ -256,6 +256,10 @@ pub struct LatencyWindow {
     answers: Mutex<Vec<(u64, u32, u32)>>,
     /// Per second: the writers' time spent writing (µs), counted in the second a write ends.
     writing: Mutex<Vec<(u64, u64)>>,
+    /// Writes still running: an id and when each began. They count as busy so far, or writers
+    /// stuck on a stalled Postgres (no write ending) would read as idle.
+    in_flight: Mutex<Vec<(u64, Instant)>>,
+    next_write: std::sync::atomic::AtomicU64,
     /// How many writers share that time (0: none measured, no figure published).
     writers: u32,
 }
@@ -272,6 +276,8 @@ impl Default for LatencyWindow {
             seconds: Mutex::new(Vec::new()),
             answers: Mutex::new(Vec::new()),
             writing: Mutex::new(Vec::new()),
+            in_flight: Mutex::new(Vec::new()),
+            next_write: std::sync::atomic::AtomicU64::new(0),
             writers: 0,
         }
     }
@@ -284,7 +290,7 @@ impl LatencyWindow {
     /// The fewest bookings the recent p95 is published over.
     pub const RECENT_AT_LEAST: u64 = 20;
 
-    /// A window that also measures how busy `writers` writers are ([`Self::record_writing`]).
+    /// A window that also measures how busy `writers` writers are ([`Self::start_writing`]).
     pub fn for_writers(writers: usize) -> Self {
         Self {
             writers: u32::try_from(writers).unwrap_or(u32::MAX),
@@ -292,8 +298,26 @@ impl LatencyWindow {
         }
     }
 
+    /// One writer begins a write: it counts as busy until the guard is dropped, when its whole
+    /// time is recorded (a write cut short by a cancelled task counts too).
+    pub fn start_writing(&self) -> Writing<'_> {
+        let id = self
+            .next_write
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let began = Instant::now();
+        self.in_flight
+            .lock()
+            .expect("in-flight lock")
+            .push((id, began));
+        Writing {
+            window: self,
+            id,
+            began,
+        }
+    }
+
     /// One writer spent `took` on a write that ended now.
-    pub fn record_writing(&self, took: Duration) {
+    fn record_writing(&self, took: Duration) {
         let second = self.started.elapsed().as_secs();
         let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         let mut writing = self.writing.lock().expect("writing lock");
@@ -327,6 +351,19 @@ impl LatencyWindow {
             .filter(|(s, _)| s + recent > second)
             .map(|(_, us)| us)
             .sum();
+        // Writes still running, each up to the span.
+        let running: u64 = self
+            .in_flight
+            .lock()
+            .expect("in-flight lock")
+            .iter()
+            .map(|(_, began)| {
+                u64::try_from(began.elapsed().as_micros())
+                    .unwrap_or(u64::MAX)
+                    .min(span_us)
+            })
+            .sum();
+        let busy = busy.saturating_add(running);
         let permille = busy.saturating_mul(1000) / (span_us * u64::from(self.writers));
         Some(permille.min(1000) as u32)
     }
@@ -469,6 +506,24 @@ impl LatencyWindow {
     }
 }
 
+/// A write in progress ([`LatencyWindow::start_writing`]).
+pub struct Writing<'a> {
+    window: &'a LatencyWindow,
+    id: u64,
+    began: Instant,
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.window
+            .in_flight
+            .lock()
+            .expect("in-flight lock")
+            .retain(|(id, _)| *id != self.id);
+        self.window.record_writing(self.began.elapsed());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,11 +560,15 @@ mod tests {
         assert_eq!(LatencyWindow::default().writers_busy_permille(), None);
         let window = LatencyWindow::for_writers(4);
         assert_eq!(window.writers_busy_permille(), Some(0));
+        // Two of four writers busy all along: half their time, while they write and after.
+        let first = window.start_writing();
+        let second = window.start_writing();
         std::thread::sleep(Duration::from_millis(100));
-        // Two of four writers busy all along: half their time.
+        let running = window.writers_busy_permille().expect("a figure");
+        assert!((400..=500).contains(&running), "{running} while writing");
         let elapsed = window.started.elapsed();
-        window.record_writing(elapsed);
-        window.record_writing(elapsed);
+        drop(first);
+        drop(second);
         let half = window.writers_busy_permille().expect("a figure");
         // The span grew between the writes' end and the reading: at least this share.
         let least = 500 * elapsed.as_micros() / window.started.elapsed().as_micros();
