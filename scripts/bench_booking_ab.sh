@@ -54,32 +54,39 @@ trap cleanup EXIT
 # Every service migrates at start and refuses a database migrated past what it knows: the base
 # starts first, on its own migrations; this tree's then add theirs.
 BOOKING_ADDR=127.0.0.1:5701 "$bin/booking-base" > "$out/booking-base.log" 2>&1 & pids+=("$!")
+base_pid=$!
 wait_for http://127.0.0.1:5701/readyz
 "$bin/gateway" serve > "$out/gateway.log" 2>&1 & pids+=("$!")
 wait_for http://127.0.0.1:3700/readyz
 "$bin/queue-worker" > "$out/queue-worker.log" 2>&1 & pids+=("$!")
 BOOKING_ADDR=127.0.0.1:5700 "$bin/booking" > "$out/booking-new.log" 2>&1 & pids+=("$!")
+new_pid=$!
 wait_for http://127.0.0.1:5700/readyz
-# Redis's CPU over a run (its own user + system time) and its script calls (counters reset
-# first), per booking made: the share issue 25 asks of Redis (<= 60 us a booking). Not the
+# Redis's CPU over a run (its own user + system time), its script calls (counters reset
+# first) and the booking service's CPU, per booking made: the share issue 25 asks of Redis (<= 60 us a booking). Not the
 # command times of INFO commandstats: a script's time there includes the commands it calls,
 # which are counted again under their own names.
 redis_stats() { redis-cli -h "${REDIS_HOST:-127.0.0.1}" -p "${REDIS_PORT:-6379}" "$@"; }
 redis_cpu() { redis_stats info cpu | tr -d '\r' | awk -F: '/^used_cpu_(user|sys):/ {s += $2} END {printf "%.6f", s}'; }
+# A process's CPU so far (user + system, seconds), from /proc.
+process_cpu() { awk -v hz="$(getconf CLK_TCK)" '{sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / hz}' "/proc/$1/stat"; }
 run() { # run NAME PORT [flood]
   redis_stats config resetstat > /dev/null
-  local cpu_before
+  local cpu_before service_pid service_before
+  service_pid=$([ "$2" = 5700 ] && echo "$new_pid" || echo "$base_pid")
+  service_before=$(process_cpu "$service_pid")
   cpu_before=$(redis_cpu)
   "$bin/loadgen" booking-ceiling --mode closed --concurrency "$CONCURRENCY" --duration "$DURATION" \
     --gateway http://127.0.0.1:3700 --booking "http://127.0.0.1:$2" --keys-dir "$ENTRY_KEYS_DIR" \
     --kid bench --database-url "$DATABASE_URL" ${3:+--lookup-flood 2000} --out "$out/$1" > "$out/$1.txt"
-  local booked cpu_after scripts
+  local booked cpu_after scripts service_after
   cpu_after=$(redis_cpu)
+  service_after=$(process_cpu "$service_pid")
   booked=$(field "$out/$1.json" "[e for e in r['endpoints'] if e['endpoint']=='POST /api/bookings'][0]['requests']")
   scripts=$(redis_stats info commandstats | tr -d '\r' \
     | awk -F'[:=,]' '/^cmdstat_evalsha:/ {c = $3} END {print c + 0}')
-  python3 -c "import sys; b = max(1, int(sys.argv[1])); print(sys.argv[5], f'{(float(sys.argv[3]) - float(sys.argv[2])) * 1e6 / b:.1f}', f'{int(sys.argv[4]) / b:.2f}')" \
-    "$booked" "$cpu_before" "$cpu_after" "$scripts" "$1" >> "$out/redis.txt"
+  python3 -c "import sys; b = max(1, int(sys.argv[1])); print(sys.argv[5], f'{(float(sys.argv[3]) - float(sys.argv[2])) * 1e6 / b:.1f}', f'{int(sys.argv[4]) / b:.2f}', f'{(float(sys.argv[7]) - float(sys.argv[6])) * 1e6 / b:.1f}')" \
+    "$booked" "$cpu_before" "$cpu_after" "$scripts" "$1" "$service_before" "$service_after" >> "$out/redis.txt"
   field "$out/$1.json" "[e for e in r['endpoints'] if e['endpoint']=='POST /api/bookings'][0]['throughput_per_s']"
 }
 
@@ -114,14 +121,16 @@ note "$(python3 - "$out/redis.txt" <<'PY'
 import collections, statistics, sys
 r = collections.defaultdict(list)
 for line in open(sys.argv[1]):
-    name, usec, scripts = line.split()
+    name, usec, scripts, service = line.split()
     which, load = name.split('-')[:2]
-    r[(which, load)].append((float(usec), float(scripts)))
+    r[(which, load)].append((float(usec), float(scripts), float(service)))
 for which in ("new", "base"):
     runs = r[(which, "plain")]
     if runs:
-        print(f"Redis per booking ({which}, no flood): {statistics.median(u for u, _ in runs):.1f} us of CPU, "
-              f"{statistics.median(s for _, s in runs):.2f} script calls (medians of {len(runs)} runs)")
+        print(f"per booking ({which}, no flood): Redis {statistics.median(u for u, _, _ in runs):.1f} us of CPU, "
+              f"{statistics.median(s for _, s, _ in runs):.2f} script calls; the booking service "
+              f"{statistics.median(c for _, _, c in runs):.1f} us of CPU (whole run: minting is the "
+              f"load generator's; medians of {len(runs)} runs)")
 PY
 )"
 note "ledger after the runs: $(grep -c BROKEN "$out"/*-[0-9]*.txt | awk -F: '{s+=$2} END {print (s ? s " checks BROKEN" : "every check holds")}')"
