@@ -408,7 +408,8 @@ mod tests {
             verifier.verify(&token[..token.len() - 4]),
             Err(TokenError::Invalid)
         );
-        // An HMAC token keyed with the public key's text, and an unsigned one.
+        // The same parts under a header naming HS256 (the key-confusion attack: an HMAC keyed
+        // with the public key's text) or none: refused on the header, before any key is used.
         for alg in [
             r#"{"alg":"HS256","kid":"k1"}"#,
             r#"{"alg":"none","kid":"k1"}"#,
