@@ -450,7 +450,9 @@ async fn the_frontend_is_served_and_path_traversal_is_refused(db: PgPool) {
 /// Postgres alone keeps a sale from being oversold, whatever path a writer holding the
 /// application's role takes (issue 25; any change to the guard must keep this passing): not by
 /// direct inserts or updates of tickets with a made-up capacity or tier, not by raising a sold
-/// tier's capacity, not by deleting what was sold, and not by a delete racing a sale in flight.
+/// tier's capacity, not by deleting what was sold, and not by a delete or a capacity cut racing
+/// a sale in flight. Since migration 20261207000003 these are per-statement checks, not foreign
+/// keys; they keep the foreign keys' names.
 #[sqlx::test(migrations = "../migrations")]
 async fn no_writer_oversells_through_any_path(db: PgPool) {
     let event: Uuid = sqlx::query_scalar(
@@ -646,11 +648,74 @@ async fn no_writer_oversells_through_any_path(db: PgPool) {
         constraint(deleting.await.unwrap()).as_deref(),
         Some("tickets_tier_fkey")
     );
+
+    // A capacity cut racing a sale in flight: the cut waits for the sale, then sees its ticket
+    // (a cut beneath what was sold would oversell).
+    let floor = tier("Floor", 5, 2).await.unwrap();
+    let mut sale = db.begin().await.unwrap();
+    sql("INSERT INTO tickets (booking_id, tier_id, tier_capacity, number) VALUES ($1, $2, 5, 5)")
+        .bind(booking)
+        .bind(floor)
+        .execute(&mut *sale)
+        .await
+        .expect("a Floor sale");
+    let cutting = tokio::spawn({
+        let db = db.clone();
+        async move {
+            sqlx::query("UPDATE ticket_tiers SET capacity = 1 WHERE id = $1")
+                .bind(floor)
+                .execute(&db)
+                .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!cutting.is_finished(), "the cut waits for the sale");
+    sale.commit().await.unwrap();
+    assert_eq!(
+        constraint(cutting.await.unwrap()).as_deref(),
+        Some("tickets_tier_fkey")
+    );
+
+    // Tickets belong to a booking that exists, and a booking with tickets stays.
+    assert_eq!(
+        constraint(
+            sql("INSERT INTO tickets (booking_id, tier_id, tier_capacity, number) VALUES ($1, $2, 50, 2)")
+                .bind(Uuid::new_v4())
+                .bind(ga)
+                .execute(&db)
+                .await
+        )
+        .as_deref(),
+        Some("tickets_booking_id_fkey"),
+        "a ticket of a booking that does not exist"
+    );
+    for statement in [
+        "DELETE FROM bookings WHERE id = $1",
+        "UPDATE bookings SET id = gen_random_uuid() WHERE id = $1",
+    ] {
+        assert_eq!(
+            constraint(sql(statement).bind(booking).execute(&db).await).as_deref(),
+            Some("tickets_booking_id_fkey"),
+            "{statement}"
+        );
+    }
+    assert_eq!(
+        constraint(
+            sql("UPDATE events SET id = gen_random_uuid() WHERE id = $1")
+                .bind(event)
+                .execute(&db)
+                .await
+        )
+        .as_deref(),
+        Some("bookings_event_id_fkey"),
+        "an event with bookings keeps its id"
+    );
+
     let sold: i64 = sqlx::query_scalar("SELECT count(*) FROM tickets WHERE status = 'issued'")
         .fetch_one(&db)
         .await
         .unwrap();
-    assert_eq!(sold, 3, "two VIP and one GA, nothing else");
+    assert_eq!(sold, 4, "two VIP, one GA and one Floor, nothing else");
 }
 
 /// `book_orders` keeps its generic plans (migration 20261207000002): a later `CREATE OR REPLACE`
