@@ -91,6 +91,22 @@ for name in ('postgres', 'booking', 'redis-server', 'gateway', 'queue-worker'):
     print(name, f'{spent[name] * 1e6 / hz / max(booked, 1):.1f}')
 PY
 }
+redis_stats() { redis-cli -h "${REDIS_HOST:-127.0.0.1}" -p "${REDIS_PORT:-6379}" "$@"; }
+# Redis's commands over the same window as the CPU (counters reset at its start): per booking,
+# each command's calls and the µs Redis timed inside it ("name calls us"). A script's time
+# includes the commands it calls, which are also counted under their own names, and every time
+# is wall time: on two busy cores it includes the moments Redis was preempted (the slow log saw
+# single HGETs take 140 µs), so the calls are the figure to read; Redis's CPU is in cpu.txt.
+redis_per_booking() { # redis_per_booking COMMANDSTATS BOOKINGS
+  python3 - "$@" <<'PY'
+import re, sys
+booked = max(int(sys.argv[2]), 1)
+for line in open(sys.argv[1]):
+    m = re.match(r'cmdstat_([^:]+):calls=(\d+),usec=(\d+)', line)
+    if m:
+        print(m.group(1), f'{int(m.group(2)) / booked:.2f}', f'{int(m.group(3)) / booked:.1f}')
+PY
+}
 # The load generator's progress line at SECOND ("bookings: 5 s of 10 s, 6260 requests, ...",
 # on its stderr): waits for it, then prints its request count.
 requests_at() { # requests_at FILE SECOND PID: PID the load generator (gone without it: fail)
@@ -111,10 +127,13 @@ http() { # http SIDE ROUND: one timed closed-loop run, its bookings/s; CPU per b
   # tokens minted before it, nor the ledger's queries after it. Every booking is one request.
   first=$(requests_at "$out/$name.progress" 5 "$load")
   cpu_snapshot > "$out/$name.cpu-before"
+  redis_stats config resetstat > /dev/null
   last=$(requests_at "$out/$name.progress" "$DURATION" "$load")
   cpu_snapshot > "$out/$name.cpu-after"
+  redis_stats info commandstats > "$out/$name.redis-commands"
   wait "$load"
   cpu_per_booking "$out/$name.cpu-before" "$out/$name.cpu-after" $((last - first)) | sed "s/^/$1 /" >> "$out/cpu.txt"
+  redis_per_booking "$out/$name.redis-commands" $((last - first)) | sed "s/^/$1 /" >> "$out/redis-commands.txt"
   field "$out/$name.json" "[e for e in r['endpoints'] if e['endpoint']=='POST /api/bookings'][0]['throughput_per_s']"
 }
 measure() { # measure SIDE ROUND
@@ -129,6 +148,7 @@ measure() { # measure SIDE ROUND
 note "machine: $(nproc) cores; concurrency $CONCURRENCY (pgbench -c$CONCURRENCY -j2); ${DURATION}s per run; $(git rev-parse --short HEAD)"
 : > "$out/rounds.txt"
 : > "$out/cpu.txt"
+: > "$out/redis-commands.txt"
 sides=(http schema least)
 if [ -n "${A_SQL:-}" ] && [ -n "${B_SQL:-}" ]; then sides=(http-a http-b schema least); fi
 for round in $(seq 1 "$ROUNDS"); do
@@ -141,7 +161,7 @@ for round in $(seq 1 "$ROUNDS"); do
     note "round $round $side: $figure"
   done
 done
-note "$(python3 - "$out/rounds.txt" "$out/cpu.txt" <<'PY'
+note "$(python3 - "$out/rounds.txt" "$out/cpu.txt" "$out/redis-commands.txt" <<'PY'
 import collections, statistics, sys
 r = collections.defaultdict(list)
 for line in open(sys.argv[1]):
@@ -163,6 +183,14 @@ for line in open(sys.argv[2]):
 for side in sorted({s for s, _ in cpu}):
     print(f"CPU per booking, {side} (medians, between 5 s and the end of each run): " + ", ".join(
         f"{name} {statistics.median(v):.0f} us" for (s, name), v in cpu.items() if s == side))
+calls = collections.defaultdict(list)
+for line in open(sys.argv[3]):
+    side, name, n, us = line.split()
+    calls[(side, name)].append((float(n), float(us)))
+for side in sorted({s for s, _ in calls}):
+    print(f"Redis per booking, {side} (medians; calls, us inside): " + ", ".join(
+        f"{name} {statistics.median(n for n, _ in v):.2f} / {statistics.median(u for _, u in v):.1f} us"
+        for (s, name), v in sorted(calls.items()) if s == side and statistics.median(n for n, _ in v) >= 0.01))
 PY
 )"
 note "ledger after the HTTP rounds: $(grep -c BROKEN "$out"/http*-[0-9]*.txt | awk -F: '{s+=$2} END {print (s ? s " checks BROKEN" : "every check holds")}')"
