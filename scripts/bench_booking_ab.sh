@@ -6,7 +6,9 @@
 # gateway and worker. The figures are each build's median over the rounds and their ratio.
 # Results: test-output/bench-ab/summary.txt and the loadgen reports beside it.
 # BASE_REV, ROUNDS, DURATION and CONCURRENCY may be set; REUSE_BIN=1 runs the binaries of the
-# previous run again (test-output/bench-ab/bin) without building.
+# previous run again (test-output/bench-ab/bin) without building. BASE_REV=same runs this tree's
+# booking service on both sides, to compare settings: NEW_ENV and BASE_ENV ("VAR=value ...") are
+# each side's own environment, e.g. BASE_REV=same BASE_ENV="TOKIO_WORKER_THREADS=1".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -32,11 +34,15 @@ if [ "${REUSE_BIN:-0}" != 1 ]; then
   cargo build -q --release -p gateway -p booking -p queue-worker -p loadgen
   mkdir -p "$bin"
   for b in gateway booking queue-worker loadgen; do cp "$target/$b" "$bin/$b"; done
-  base=$(mktemp -d)/base
-  git worktree add -q --detach "$base" "$BASE_REV"
-  (cd "$base" && cargo build -q --release -p booking)
-  cp "$target/booking" "$bin/booking-base"
-  git worktree remove --force "$base"
+  if [ "$BASE_REV" = same ]; then
+    cp "$target/booking" "$bin/booking-base"
+  else
+    base=$(mktemp -d)/base
+    git worktree add -q --detach "$base" "$BASE_REV"
+    (cd "$base" && cargo build -q --release -p booking)
+    cp "$target/booking" "$bin/booking-base"
+    git worktree remove --force "$base"
+  fi
 fi
 
 db=ticket_booking_bench_ab
@@ -53,13 +59,15 @@ cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm 
 trap cleanup EXIT
 # Every service migrates at start and refuses a database migrated past what it knows: the base
 # starts first, on its own migrations; this tree's then add theirs.
-BOOKING_ADDR=127.0.0.1:5701 "$bin/booking-base" > "$out/booking-base.log" 2>&1 & pids+=("$!")
+# shellcheck disable=SC2086 # each side's settings are words on purpose
+env BOOKING_ADDR=127.0.0.1:5701 ${BASE_ENV:-} "$bin/booking-base" > "$out/booking-base.log" 2>&1 & pids+=("$!")
 base_pid=$!
 wait_for http://127.0.0.1:5701/readyz
 "$bin/gateway" serve > "$out/gateway.log" 2>&1 & pids+=("$!")
 wait_for http://127.0.0.1:3700/readyz
 "$bin/queue-worker" > "$out/queue-worker.log" 2>&1 & pids+=("$!")
-BOOKING_ADDR=127.0.0.1:5700 "$bin/booking" > "$out/booking-new.log" 2>&1 & pids+=("$!")
+# shellcheck disable=SC2086
+env BOOKING_ADDR=127.0.0.1:5700 ${NEW_ENV:-} "$bin/booking" > "$out/booking-new.log" 2>&1 & pids+=("$!")
 new_pid=$!
 wait_for http://127.0.0.1:5700/readyz
 # Redis's CPU over a run (its own user + system time), its script calls (counters reset
@@ -90,7 +98,7 @@ run() { # run NAME PORT [flood]
   field "$out/$1.json" "[e for e in r['endpoints'] if e['endpoint']=='POST /api/bookings'][0]['throughput_per_s']"
 }
 
-note "machine: $(nproc) cores; concurrency $CONCURRENCY; ${DURATION}s per run; base $BASE_REV, this tree $(git rev-parse --short HEAD)"
+note "machine: $(nproc) cores; concurrency $CONCURRENCY; ${DURATION}s per run; base $BASE_REV${BASE_ENV:+ ($BASE_ENV)}, this tree $(git rev-parse --short HEAD)${NEW_ENV:+ ($NEW_ENV)}"
 : > "$out/rounds.txt"
 : > "$out/redis.txt"
 for round in $(seq 1 "$ROUNDS"); do

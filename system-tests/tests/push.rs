@@ -201,11 +201,13 @@ async fn a_dropped_stream_resumes_from_its_last_event_id(db: PgPool) {
     assert_eq!(status["state"], "waiting", "{status}");
     assert_eq!(status["queue_id"], ids[2].as_str());
 
-    // And it still hears its admission (those ahead never came back: they are dropped when
-    // they reach the head without a sign of life; the tap opens once the loss's grace ends).
+    // And it still hears its admission (those ahead never came back: Redis has no entry for
+    // them; the tap opens once the loss's grace ends). The liveness window stays the sale's: a
+    // shorter one set here renumbers the windows, so the mark the reconnect just made no longer
+    // counts and the entry could be dropped as silent before its stream marks it again (CI saw
+    // it expire, 1 run in 4-5 by hand); production keeps a sale's window (`room::sync_config`).
     // (The test's own Redis connection noticed the restart only now: its first command fails.)
     let _ = system.redis.ping().await;
-    system.shorten_liveness_window(event, 1).await;
     let (status, body) = system
         .change_waiting_room(
             event,
