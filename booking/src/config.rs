@@ -37,6 +37,10 @@ pub struct BookingConfig {
     pub write_batch: usize,
     /// `BOOKING_WRITE_QUEUE`: reserved orders waiting for a writer; beyond it, 503 at once.
     pub write_queue: usize,
+    /// `BOOKING_WRITE_PATIENCE_MS`: how long a writer holding orders waits for a write in
+    /// progress before writing beside it (`writer`); 0 = never waits, every writer writes what
+    /// it took at once.
+    pub write_patience: Duration,
     /// `BOOKING_WRITE_QUEUE_WAIT_MS`: longest an order waits for a writer before it is answered
     /// 503 and its hold released.
     pub write_queue_wait: Duration,
@@ -73,6 +77,7 @@ impl BookingConfig {
             writers: vars.or("BOOKING_WRITERS", 4)?,
             write_batch: vars.or("BOOKING_WRITE_BATCH", crate::writer::MAX_BATCH)?,
             write_queue: vars.or("BOOKING_WRITE_QUEUE", 1024)?,
+            write_patience: Duration::from_millis(vars.or("BOOKING_WRITE_PATIENCE_MS", 10)?),
             write_queue_wait: Duration::from_millis(vars.or("BOOKING_WRITE_QUEUE_WAIT_MS", 2_000)?),
             max_in_flight: vars.or("BOOKING_MAX_IN_FLIGHT", 1024)?,
             per_token_per_second: vars.or("BOOKING_PER_TOKEN_PER_SECOND", 5)?,
@@ -153,6 +158,7 @@ mod tests {
             writers: 1,
             write_batch: 1,
             write_queue: 1,
+            write_patience: Duration::ZERO,
             write_queue_wait: Duration::from_millis(2_000),
             max_in_flight: 1,
             per_token_per_second: 1,

@@ -74,6 +74,7 @@ impl AppState {
             config.writers,
             config.write_batch,
             config.write_queue,
+            config.write_patience,
             latency.clone(),
         );
         Self(Arc::new(Shared {

@@ -819,3 +819,67 @@ async fn a_retry_after_a_lost_reservation_continues_its_hold(db: PgPool) {
     .await;
     system.assert_inventory_agrees(event).await;
 }
+
+/// Group commit writes one batch at a time while that keeps up (`booking/src/writer.rs`), so a
+/// write that stalls must hold the others up only for the writers' patience: here a write
+/// waits on its event's lock, held as a rebuild holds it, and another event's booking is
+/// written beside it while the lock is still held.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_stalled_write_holds_up_other_bookings_only_for_the_writers_patience(db: PgPool) {
+    let system = System::start(db.clone()).await;
+    let stalled = system.create_event(&[("GA", 10)], room_off()).await;
+    let other = system.create_event(&[("GA", 10)], room_off()).await;
+    let mut rebuild = db.begin().await.unwrap();
+    let locked: bool = sqlx::query_scalar("SELECT lock_event($1, true)")
+        .bind(stalled)
+        .fetch_one(&mut *rebuild)
+        .await
+        .unwrap();
+    assert!(locked);
+    let (token, _) = system.keys.token(stalled, 6, 60);
+    let stuck = tokio::spawn({
+        let booking = system.booking.clone();
+        let body = order(stalled, json!({"GA": 1}));
+        async move {
+            reqwest::Client::new()
+                .post(format!("{booking}/api/bookings"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    });
+    eventually(
+        Duration::from_secs(10),
+        "the write waits on the lock",
+        || async {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND wait_event_type = 'Lock'
+                AND query LIKE '%book_orders%'",
+            )
+            .fetch_one(&db)
+            .await
+            .unwrap();
+            (waiting > 0).then_some(())
+        },
+    )
+    .await;
+
+    let (token, _) = system.keys.token(other, 6, 60);
+    let beside = tokio::time::timeout(
+        Duration::from_secs(30),
+        system.book(&token, &order(other, json!({"GA": 2})), None),
+    )
+    .await
+    .expect("the other booking was held up by the stalled write");
+    assert_eq!(beside.0, 201, "{}", beside.1);
+    assert!(!stuck.is_finished(), "the stalled write still waits");
+
+    rebuild.rollback().await.unwrap();
+    assert_eq!(stuck.await.unwrap().unwrap(), 201);
+    for event in [stalled, other] {
+        system.assert_inventory_agrees(event).await;
+    }
+}
