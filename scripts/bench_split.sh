@@ -6,8 +6,9 @@
 #     rows into this project's schema (loadgen/bench/schema_write.sql) and pgbench's least write
 #     of them (minimal_write.sql), each round in another order; the figures are medians;
 #   * during every HTTP round, each process's CPU (user + system, from /proc) per booking made:
-#     Postgres (all its processes), the booking service, Redis, the load generator, the gateway
-#     and the worker;
+#     Postgres (all its processes), the booking service, Redis, the gateway and the worker; and
+#     Redis's commands per booking; during every pgbench round, Postgres's CPU per transaction
+#     (one transaction is one booking), so Postgres's share of an HTTP booking compares with it;
 #   * one more HTTP round under perf (not counted): a flamegraph per component (the booking
 #     service, Postgres, Redis) in $OUT/flame-*.svg, drawn with inferno (installed with cargo
 #     when missing), with B_SQL applied when it is set.
@@ -59,9 +60,9 @@ booking_pid=$!
 wait_for http://127.0.0.1:5800/readyz
 redis_pid=$(pgrep -x redis-server | head -1)
 
-# Every process's CPU ticks (user + system) by pid, with its name: a snapshot before and after a
-# run, diffed per pid and summed per name (a process that ends between them is not counted; the
-# pools' connections live through the run). Clock ticks are 10 ms: over 5 s of bookings, fine.
+# Every process's CPU ticks (user + system, its own and its reaped children's) by pid, with its
+# name: a snapshot before and after a run, diffed per pid and summed per name (a process that
+# ends between them counts through its parent). Clock ticks are 10 ms: over 5 s, fine.
 cpu_snapshot() {
   python3 - <<'PY'
 import os
@@ -72,7 +73,9 @@ for pid in filter(str.isdigit, os.listdir('/proc')):
         continue
     name = stat[stat.index('(') + 1:stat.rindex(')')]
     fields = stat[stat.rindex(')') + 2:].split()
-    print(pid, name.replace(' ', '_'), int(fields[11]) + int(fields[12]))
+    # utime + stime, and cutime + cstime: the time of children that ended and were reaped,
+    # which for the postmaster is the backends of connections closed meanwhile (pgbench's).
+    print(pid, name.replace(' ', '_'), sum(int(f) for f in fields[11:15]))
 PY
 }
 # cpu_per_booking BEFORE AFTER BOOKINGS: "name us" per process name, µs of CPU per booking.
@@ -125,10 +128,12 @@ http() { # http SIDE ROUND: one timed closed-loop run, its bookings/s; CPU per b
   local load=$!
   # The CPU between the progress lines at 5 s and at the end of the timed phase: not the
   # tokens minted before it, nor the ledger's queries after it. Every booking is one request.
-  first=$(requests_at "$out/$name.progress" 5 "$load")
+  # Inside $(...) errexit is off: a missing progress line must fail the run, not yield garbage
+  # (a load generator that spent its tokens early once gave one booking for the whole phase).
+  first=$(requests_at "$out/$name.progress" 5 "$load") || return 1
   cpu_snapshot > "$out/$name.cpu-before"
   redis_stats config resetstat > /dev/null
-  last=$(requests_at "$out/$name.progress" "$DURATION" "$load")
+  last=$(requests_at "$out/$name.progress" "$DURATION" "$load") || return 1
   cpu_snapshot > "$out/$name.cpu-after"
   redis_stats info commandstats > "$out/$name.redis-commands"
   wait "$load"
@@ -136,12 +141,24 @@ http() { # http SIDE ROUND: one timed closed-loop run, its bookings/s; CPU per b
   redis_per_booking "$out/$name.redis-commands" $((last - first)) | sed "s/^/$1 /" >> "$out/redis-commands.txt"
   field "$out/$name.json" "[e for e in r['endpoints'] if e['endpoint']=='POST /api/bookings'][0]['throughput_per_s']"
 }
+pgbench_side() { # pgbench_side SIDE ROUND: pg_write, and Postgres's CPU per transaction kept
+  local figure transactions
+  cpu_snapshot > "$out/$1-$2.cpu-before"
+  figure=$(pg_write "$@") || return 1
+  sleep 0.5 # pgbench's backends end after it does; the postmaster reaps them
+  cpu_snapshot > "$out/$1-$2.cpu-after"
+  # The whole run, connections included: pgbench's own CPU is not Postgres's (left out).
+  transactions=$(awk '/^number of transactions actually processed/ {print $NF}' "$out/pgbench-$1-$2.txt")
+  cpu_per_booking "$out/$1-$2.cpu-before" "$out/$1-$2.cpu-after" "$transactions" \
+    | awk -v side="$1" '$1 == "postgres" {print side, $0}' >> "$out/cpu.txt"
+  echo "$figure"
+}
 measure() { # measure SIDE ROUND
   case $1 in
     http-a) psql_to "$db" -qc "$A_SQL" && http "$@" ;;
     http-b) psql_to "$db" -qc "$B_SQL" && http "$@" ;;
     http) http "$@" ;;
-    *) pg_write "$@" ;;
+    *) pgbench_side "$@" ;;
   esac
 }
 
@@ -181,7 +198,8 @@ for line in open(sys.argv[2]):
     side, name, us = line.split()
     cpu[(side, name)].append(float(us))
 for side in sorted({s for s, _ in cpu}):
-    print(f"CPU per booking, {side} (medians, between 5 s and the end of each run): " + ", ".join(
+    when = "between 5 s and the end of each run" if side.startswith("http") else "per transaction, the whole run"
+    print(f"CPU per booking, {side} (medians, {when}): " + ", ".join(
         f"{name} {statistics.median(v):.0f} us" for (s, name), v in cpu.items() if s == side))
 calls = collections.defaultdict(list)
 for line in open(sys.argv[3]):
