@@ -74,7 +74,6 @@ wait_for http://127.0.0.1:5700/readyz
 # first) and the booking service's CPU, per booking made: the share issue 25 asks of Redis (<= 60 us a booking). Not the
 # command times of INFO commandstats: a script's time there includes the commands it calls,
 # which are counted again under their own names.
-redis_stats() { redis-cli -h "${REDIS_HOST:-127.0.0.1}" -p "${REDIS_PORT:-6379}" "$@"; }
 redis_cpu() { redis_stats info cpu | tr -d '\r' | awk -F: '/^used_cpu_(user|sys):/ {s += $2} END {printf "%.6f", s}'; }
 # A process's CPU so far (user + system, seconds), from /proc.
 process_cpu() { awk -v hz="$(getconf CLK_TCK)" '{sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / hz}' "/proc/$1/stat"; }

@@ -12,7 +12,9 @@
 #   * one more HTTP round under perf (not counted): a flamegraph per component (the booking
 #     service, Postgres, Redis) in $OUT/flame-*.svg, drawn with inferno (installed with cargo
 #     when missing), with B_SQL applied when it is set.
-# ROUNDS, DURATION, CONCURRENCY and OUT may be set; PROFILE=0 skips the flamegraphs.
+# ROUNDS, DURATION (a multiple of 5: the load generator reports progress every 5 s, and the
+# CPU window ends at its last report), CONCURRENCY and OUT may be set; PROFILE=0 skips the
+# flamegraphs.
 # A_SQL and B_SQL measure a reversible change side by side: with them set, the HTTP side runs
 # twice a round, `http-a` after A_SQL and `http-b` after B_SQL (each run against the service's
 # database just before), e.g. a function's setting and its reset.
@@ -94,7 +96,6 @@ for name in ('postgres', 'booking', 'redis-server', 'gateway', 'queue-worker'):
     print(name, f'{spent[name] * 1e6 / hz / max(booked, 1):.1f}')
 PY
 }
-redis_stats() { redis-cli -h "${REDIS_HOST:-127.0.0.1}" -p "${REDIS_PORT:-6379}" "$@"; }
 # Redis's commands over the same window as the CPU (counters reset at its start): per booking,
 # each command's calls and the µs Redis timed inside it ("name calls us"). A script's time
 # includes the commands it calls, which are also counted under their own names, and every time

@@ -138,6 +138,9 @@ ensure_stack() {
 # A benchmark's summary line: printed, and kept in $summary.
 note() { echo "$*" | tee -a "${summary:?set summary to the summary file}"; }
 
+# redis-cli against the benchmarks' Redis (REDIS_HOST, REDIS_PORT; the shared one by default).
+redis_stats() { redis-cli -h "${REDIS_HOST:-127.0.0.1}" -p "${REDIS_PORT:-6379}" "$@"; }
+
 # One value out of a loadgen report: `field FILE EXPR`, EXPR a Python expression over `r`.
 field() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
 
