@@ -3,7 +3,9 @@
 # machine. Starts release builds of the services on their own ports and database, then runs
 #   1. pgbench: the least write a booking needs        vs  loadgen booking-ceiling (closed loop)
 #  1b. bookings with made-up event ids looked up at 2,000/s vs without, in FLOOD_ROUNDS (4)
-#      alternating rounds (BENCH_FLOOD_ONLY=1 runs this section alone)
+#      alternating rounds; then bookings under an unknown-id flood vs under an equal flood of
+#      the known event's look-ups, at EQUAL_FLOOD_RATE (5,000/s) each, nothing throttling either
+#      (BENCH_FLOOD_ONLY=1 runs this section alone)
 #  1c. scripts/bench_split.sh: HTTP bookings beside pgbench writing the same rows into this
 #      schema and the least write, in SPLIT_ROUNDS (3) rounds; CPU per booking per process and a
 #      flamegraph per component (test-output/bench/split)
@@ -126,6 +128,23 @@ note "bookings with / without the flood, per round: $(ratios_and_median "$out/fl
 note "ledger after the flood rounds:  $(grep -c BROKEN "$out"/booking-flood-*.txt "$out"/booking-plain-*.txt | awk -F: '{s+=$2} END {print (s ? s " checks BROKEN" : "every check holds")}')"
 note "look-ups answered:              $(field "$out/booking-flood.json" "[e for e in r['endpoints'] if 'unknown' in e['endpoint']][0]['outcomes']")"
 note "sessions waiting on an advisory lock: max $(grep -E '^[0-9]+$' "$out/advisory-waits.txt" | sort -n | tail -1) in $(grep -cE '^[0-9]+$' "$out/advisory-waits.txt") samples"
+# The booking service limits no look-up (only a token's bookings), so the flood is unthrottled;
+# the two kinds go at one rate so the bookings beside them compare: an unknown id must cost no
+# more than a known one answered from the caches.
+equal_rate=${EQUAL_FLOOD_RATE:-5000}
+note ""
+note "== 1b. bookings beside $equal_rate look-ups a second of made-up ids vs of the known event"
+bookings_beside() { # side round: bookings/s beside $equal_rate look-ups/s of `unknown` or `known` ids
+  lg booking-ceiling --mode closed --concurrency "$CONCURRENCY" --duration "$DURATION" \
+    --lookup-flood "$equal_rate" --flood-ids "$1" --out "$out/booking-beside-$1-$2" > "$out/booking-beside-$1-$2.txt"
+  field "$out/booking-beside-$1-$2.json" "[e for e in r['endpoints'] if e['endpoint']=='POST /api/bookings'][0]['throughput_per_s']"
+}
+alternating_rounds "${FLOOD_ROUNDS:-4}" unknown known "$out/equal-flood-rounds.txt" bookings_beside
+note "bookings beside $equal_rate unknown / known look-ups a second, per round: $(ratios_and_median "$out/equal-flood-rounds.txt" unknown known)"
+for side in unknown known; do
+  note "$side look-ups answered (round 1): $(field "$out/booking-beside-$side-1.json" "[(e['outcomes'], e['throughput_per_s'], e['p99_ms']) for e in r['endpoints'] if '{$side}' in e['endpoint']][0]")"
+done
+note "ledger after the equal floods:  $(grep -c BROKEN "$out"/booking-beside-*.txt | awk -F: '{s+=$2} END {print (s ? s " checks BROKEN" : "every check holds")}')"
 if [ "${BENCH_FLOOD_ONLY:-0}" = 1 ]; then exit 0; fi
 
 note ""

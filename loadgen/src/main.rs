@@ -56,8 +56,9 @@ common options (defaults):
 on-sale:         --visitors 50000 --arrival-rate 0 (0 = burst) --abandon 0.1 --admission-per-minute 6000
                  --max-active 5000 --vip 500 --front-row 1500 --ga 8000 --max-duration 600
 booking-ceiling: --mode closed|open --concurrency 32 --rate 500
-                 --lookup-flood 0 (availability look-ups of made-up event ids per second, half
-                 sharing the event's first 8 bytes, sent at a fixed rate beside the bookings)
+                 --lookup-flood 0 (availability look-ups per second, sent at a fixed rate beside
+                 the bookings) --flood-ids unknown (made-up event ids, half sharing the event's
+                 first 8 bytes) | known (the event on sale, answered from the caches)
 sold-out-storm:  --concurrency 64
 queue-storm:     --concurrency 64 (joins for half the duration, polls for the other half)
 proof-joins:     --proof-gateway http://127.0.0.1:3001 --joins 20000 (per mode) --rounds 10
@@ -189,11 +190,15 @@ async fn main() -> anyhow::Result<()> {
             let progress = stats::progress(recorder.clone(), duration, "bookings");
             let measured = std::time::Instant::now();
             let flood_rate: f64 = args.get("lookup-flood", 0.0)?;
+            let flood_ids =
+                scenarios::bookings::FloodIds::parse(&args.text("flood-ids", "unknown"))?;
             let flood = (flood_rate > 0.0).then(|| {
                 report["lookup_flood_per_s"] = json!(flood_rate);
-                tokio::spawn(scenarios::bookings::unknown_event_flood(
+                report["lookup_flood_ids"] = json!(format!("{flood_ids:?}"));
+                tokio::spawn(scenarios::bookings::lookup_flood(
                     api.clone(),
                     id,
+                    flood_ids,
                     flood_rate,
                     duration,
                 ))

@@ -109,13 +109,53 @@ pub async fn run(
     Ok(())
 }
 
-/// Made-up event ids looked up at a fixed `rate` (half share the real event's first 8 bytes, the
-/// prefix the advisory lock key was once taken from), pipelined over a few keep-alive HTTP/1.1
+/// Which event ids a look-up flood names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FloodIds {
+    /// Made-up ids, half sharing the real event's first 8 bytes (the prefix the advisory lock key
+    /// was once taken from): what an attacker or a broken client sends.
+    Unknown,
+    /// The event on sale itself, answered from the service's caches and Redis: the crowd
+    /// refreshing a hot event's availability. The baseline an unknown-id flood is held to.
+    Known,
+}
+
+impl FloodIds {
+    pub fn parse(value: &str) -> anyhow::Result<Self> {
+        match value {
+            "unknown" => Ok(Self::Unknown),
+            "known" => Ok(Self::Known),
+            other => anyhow::bail!("--flood-ids {other}: use unknown or known"),
+        }
+    }
+
+    fn endpoint(self) -> &'static str {
+        match self {
+            Self::Unknown => "GET /api/events/{unknown}/availability",
+            Self::Known => "GET /api/events/{known}/availability",
+        }
+    }
+
+    fn id(self, event: Uuid, i: u32) -> Uuid {
+        match self {
+            Self::Known => event,
+            Self::Unknown => {
+                let mut bytes = *Uuid::new_v4().as_bytes();
+                if i % 2 == 0 {
+                    bytes[..8].copy_from_slice(&event.as_bytes()[..8]);
+                }
+                Uuid::from_bytes(bytes)
+            }
+        }
+    }
+}
+
+/// Availability look-ups of `ids` at a fixed `rate`, pipelined over a few keep-alive HTTP/1.1
 /// connections written by hand, each answer's status and error code counted. The flood stands for
 /// other people's machines: through reqwest it cost this process about 70 µs a request on the same
 /// two cores as the service (a tenth of the machine at 2,000/s), which measured the load
 /// generator as much as the service; this way it costs a few µs.
-pub async fn unknown_event_flood(api: Api, event: Uuid, rate: f64, duration: Duration) {
+pub async fn lookup_flood(api: Api, event: Uuid, ids: FloodIds, rate: f64, duration: Duration) {
     const CONNECTIONS: usize = 4;
     let Ok(url) = reqwest::Url::parse(&api.booking) else {
         return;
@@ -134,6 +174,7 @@ pub async fn unknown_event_flood(api: Api, event: Uuid, rate: f64, duration: Dur
                     &host,
                     recorder,
                     event,
+                    ids,
                     rate / CONNECTIONS as f64,
                     duration,
                 )
@@ -149,13 +190,12 @@ pub async fn unknown_event_flood(api: Api, event: Uuid, rate: f64, duration: Dur
     }
 }
 
-const FLOOD_ENDPOINT: &str = "GET /api/events/{unknown}/availability";
-
 async fn flood_connection(
     address: &str,
     host: &str,
     recorder: crate::stats::Recorder,
     event: Uuid,
+    ids: FloodIds,
     rate: f64,
     duration: Duration,
 ) -> anyhow::Result<()> {
@@ -175,13 +215,9 @@ async fn flood_connection(
                 break;
             }
             tokio::time::sleep_until(intended.into()).await;
-            let mut bytes = *Uuid::new_v4().as_bytes();
-            if i % 2 == 0 {
-                bytes[..8].copy_from_slice(&event.as_bytes()[..8]);
-            }
             let request = format!(
                 "GET /api/events/{}/availability HTTP/1.1\r\nHost: {host}\r\n\r\n",
-                Uuid::from_bytes(bytes)
+                ids.id(event, i)
             );
             if writer.write_all(request.as_bytes()).await.is_err() || sent.send(intended).is_err() {
                 break;
@@ -198,7 +234,7 @@ async fn flood_connection(
         // Answers come back in the order the requests went (HTTP/1.1 pipelining).
         line.clear();
         if reader.read_line(&mut line).await? == 0 {
-            recorder.record(FLOOD_ENDPOINT, intended.elapsed(), "transport_error");
+            recorder.record(ids.endpoint(), intended.elapsed(), "transport_error");
             break;
         }
         let status = line.split_whitespace().nth(1).unwrap_or("0").to_string();
@@ -227,7 +263,7 @@ async fn flood_connection(
             Some(code) => format!("{status} {code}"),
             None => status,
         };
-        recorder.record(FLOOD_ENDPOINT, intended.elapsed(), &outcome);
+        recorder.record(ids.endpoint(), intended.elapsed(), &outcome);
     }
     drop(writing.await);
     Ok(())
