@@ -30,7 +30,8 @@ pub struct BookingConfig {
     /// `SOLD_OUT_MEMORY_MS`: how long a sold-out answer from Redis is reused for the same event
     /// (0 = never). Tickets that come back through another instance wait at most this long.
     pub sold_out_memory: Duration,
-    /// `BOOKING_WRITERS`: tasks writing batches of bookings to Postgres at once (group commit).
+    /// `BOOKING_WRITERS`: tasks writing batches of bookings to Postgres at once (group commit),
+    /// each on a connection of its own, beside the pool's.
     pub writers: usize,
     /// `BOOKING_WRITE_BATCH`: most orders one writer commits at once (1 to 32; 1 turns group
     /// commit off, one transaction per booking, as the benchmark's baseline does).

@@ -31,6 +31,10 @@ use tokio::time::Instant;
 
 use crate::db::bookings::{NewBooking, Written};
 
+mod connection;
+
+use connection::WriterConnection;
+
 /// Most orders in one statement: each is one subtransaction, and Postgres keeps up to 64 of
 /// them per transaction in shared memory before looking them up on disk.
 pub const MAX_BATCH: usize = 32;
@@ -195,6 +199,8 @@ async fn write_batches(
     patience: Duration,
     load: Arc<LatencyWindow>,
 ) {
+    let mut connection = WriterConnection::for_pool(&db);
+    drop(db);
     loop {
         let batch = take_batch(&turn, most, patience).await;
         if batch.is_empty() {
@@ -212,7 +218,12 @@ async fn write_batches(
         let orders: Vec<&NewBooking> = due.iter().map(|j| &j.order).collect();
         let in_progress = Writing::start(&turn);
         let writing = load.start_writing();
-        let written = crate::db::bookings::insert_batch(&db, &orders).await;
+        let written = match connection.ready().await {
+            Ok(ready) => crate::db::bookings::insert_batch(&mut *ready, &orders)
+                .await
+                .map_err(|e| (e, true)),
+            Err(e) => Err((e, false)),
+        };
         drop(writing);
         drop(in_progress);
         match written {
@@ -224,10 +235,13 @@ async fn write_batches(
                     let _ = job.reply.send(outcome);
                 }
             }
-            Err(e) => {
-                let ambiguous = !is_definite_failure(&e);
+            Err((e, sent)) => {
+                let ambiguous = sent && !is_definite_failure(&e);
+                // Even an error Postgres answered may be its last word on this connection
+                // (57P01: terminated by an administrator): the next batch starts afresh.
+                connection.discard();
                 let unavailable = ticketing::db::is_unavailable(&e);
-                tracing::warn!(error = %e, ambiguous, orders = due.len(), "booking batch failed");
+                tracing::warn!(error = %e, ambiguous, sent, orders = due.len(), "booking batch failed");
                 for job in due {
                     let outcome = if ambiguous {
                         Written::Unknown(e.to_string())

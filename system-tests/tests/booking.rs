@@ -883,3 +883,53 @@ async fn a_stalled_write_holds_up_other_bookings_only_for_the_writers_patience(d
         system.assert_inventory_agrees(event).await;
     }
 }
+
+/// Each group-commit writer keeps a connection of its own (`booking/src/writer/connection.rs`).
+/// One that died while idle (Postgres restarted, a backend terminated) must be found dead
+/// before a batch is sent on it: sent on a dead socket, the batch's outcome would be unknown
+/// and its buyers answered 503. Here every writer's backend is terminated between two rounds
+/// of bookings, and the second round still books.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_writer_connection_that_died_while_idle_is_replaced_before_its_next_batch(db: PgPool) {
+    let system = System::start(db.clone()).await;
+    let event = system.create_event(&[("GA", 20)], room_off()).await;
+    let book_one_at_a_time = |round: &'static str| {
+        let system = &system;
+        async move {
+            // One at a time: the writers take the queue in turn, so each writes some of them.
+            for _ in 0..6 {
+                let (token, _) = system.keys.token(event, 6, 60);
+                let (status, body) = system
+                    .book(&token, &order(event, json!({"GA": 1})), None)
+                    .await;
+                assert_eq!(status, 201, "{round}: {body}");
+            }
+        }
+    };
+    book_one_at_a_time("before").await;
+    let writers: Vec<i32> = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity
+          WHERE datname = current_database() AND pid <> pg_backend_pid()
+            AND query LIKE '%FROM book_orders(%'",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    let mut terminated = 0;
+    for pid in writers {
+        let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        terminated += i32::from(ended);
+    }
+    assert!(
+        terminated > 0,
+        "no writer connection was found to terminate"
+    );
+    // Past the idle time after which a writer pings its connection before sending on it.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    book_one_at_a_time("after the writers' backends were terminated").await;
+    system.assert_inventory_agrees(event).await;
+}

@@ -96,7 +96,7 @@ struct OrderRow {
 /// epoch is still the order's, each accepted or refused on its own. Returns each order's
 /// outcome by its index in `orders`.
 pub async fn insert_batch(
-    db: &PgPool,
+    db: impl sqlx::PgExecutor<'_>,
     orders: &[&NewBooking],
 ) -> sqlx::Result<HashMap<usize, Written>> {
     let mut ticket_orders = Vec::new();
