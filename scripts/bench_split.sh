@@ -6,7 +6,8 @@
 #     rows into this project's schema (loadgen/bench/schema_write.sql) and pgbench's least write
 #     of them (minimal_write.sql), each round in another order; the figures are medians;
 #   * during every HTTP round, each process's CPU (user + system, from /proc) per booking made:
-#     Postgres (all its processes), the booking service, Redis, the gateway and the worker; and
+#     Postgres (all its processes), the booking service, Redis, the gateway, the worker and the
+#     load generator; and
 #     Redis's commands per booking; during every pgbench round, Postgres's CPU per transaction
 #     (one transaction is one booking), so Postgres's share of an HTTP booking compares with it;
 #   * one more HTTP round under perf (not counted): a flamegraph per component (the booking
@@ -91,9 +92,11 @@ spent = collections.Counter()
 # A process that started in between (a pool's new connection) counts from zero.
 for key, ticks in a.items():
     spent[key[1]] += ticks - b.get(key, 0)
-# The load generator is left out: it mints its tokens before the timed phase.
-for name in ('postgres', 'booking', 'redis-server', 'gateway', 'queue-worker'):
-    print(name, f'{spent[name] * 1e6 / hz / max(booked, 1):.1f}')
+# The load generator too (its window starts after it minted its tokens): what the load itself
+# costs the same two cores. Processes that spent nothing are left out.
+for name in ('postgres', 'booking', 'redis-server', 'gateway', 'queue-worker', 'loadgen'):
+    if spent[name]:
+        print(name, f'{spent[name] * 1e6 / hz / max(booked, 1):.1f}')
 PY
 }
 # Redis's commands over the same window as the CPU (counters reset at its start): per booking,
@@ -148,7 +151,8 @@ pgbench_side() { # pgbench_side SIDE ROUND: pg_write, and Postgres's CPU per tra
   figure=$(pg_write "$@") || return 1
   sleep 0.5 # pgbench's backends end after it does; the postmaster reaps them
   cpu_snapshot > "$out/$1-$2.cpu-after"
-  # The whole run, connections included: pgbench's own CPU is not Postgres's (left out).
+  # The whole run, connections included: pgbench's own CPU is not Postgres's (left out; it has
+  # ended by the second snapshot).
   transactions=$(awk '/^number of transactions actually processed/ {print $NF}' "$out/pgbench-$1-$2.txt")
   cpu_per_booking "$out/$1-$2.cpu-before" "$out/$1-$2.cpu-after" "$transactions" \
     | awk -v side="$1" '$1 == "postgres" {print side, $0}' >> "$out/cpu.txt"
