@@ -47,6 +47,8 @@ scenarios:
   original         the original app's SKIP LOCKED algorithm in Postgres (baseline)
   mint             prints --count entry tokens (default 1) for --event, one per line (for other
                    load tools)
+  lua-script       prints the script --file (a path, e.g. lua/reserve.lua) as the services send
+                   it to Redis, the library it uses spliced before it (for redis-benchmark)
 
 common options (defaults):
   --gateway http://127.0.0.1:3000   --booking http://127.0.0.1:5000
@@ -87,6 +89,14 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let args = Args::parse(raw)?;
+    if scenario == "lua-script" {
+        let file = args
+            .optional("file")
+            .ok_or_else(|| anyhow::anyhow!("lua-script needs --file"))?;
+        let text = std::fs::read_to_string(&file)?;
+        print!("{}", ticketing::lua_script::splice(&[&text]));
+        return Ok(());
+    }
     if scenario == "mint" {
         let minter = tokens::Minter::from_dir(
             &PathBuf::from(args.text("keys-dir", ".run/keys")),

@@ -15,7 +15,7 @@ pub mod keys;
 pub mod known_events;
 pub mod live;
 mod lua_reply;
-mod lua_script;
+pub mod lua_script;
 pub mod queue;
 pub mod rebuild;
 pub mod redis_client;
