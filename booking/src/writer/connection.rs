@@ -7,9 +7,9 @@
 //! 25). A writer's connection needs no such check: it only ever runs `book_orders`, one
 //! autocommit statement, from a task no request can cancel.
 //!
-//! The connection is opened with the pool's options (the same `statement_timeout`), within the
-//! pool's acquire timeout, so a write still lasts at most that timeout plus the statement
-//! timeout (`checkout`'s rule). One that has been idle is pinged first, as the pool pings what it
+//! The connection is opened with the pool's options (the same `statement_timeout`), and pinging
+//! and opening it together take at most the pool's acquire timeout, so a write still lasts at
+//! most that timeout plus the statement timeout (`checkout`'s rule). One that has been idle is pinged first, as the pool pings what it
 //! lends: after a Postgres restart the first batch finds a dead socket before its orders are
 //! sent, not after (which would leave their outcome unknown). After any failed write the
 //! connection is dropped and the next batch opens another.
@@ -43,9 +43,12 @@ impl WriterConnection {
     /// The connection to send the next batch on, opened or checked first when needed. An error
     /// here means nothing was sent.
     pub async fn ready(&mut self) -> sqlx::Result<&mut PgConnection> {
+        // One deadline for the ping and the connect after it: together they are this write's
+        // wait for a connection, which `checkout` counts as at most the pool's acquire timeout.
+        let deadline = Instant::now() + self.open_within;
         if let Some((connection, last_used)) = &mut self.open {
             if last_used.elapsed() >= PING_WHEN_IDLE
-                && tokio::time::timeout(self.open_within, connection.ping())
+                && tokio::time::timeout_at(deadline, connection.ping())
                     .await
                     .map_or(true, |pinged| pinged.is_err())
             {
@@ -54,7 +57,7 @@ impl WriterConnection {
             }
         }
         if self.open.is_none() {
-            let opened = tokio::time::timeout(self.open_within, self.options.connect())
+            let opened = tokio::time::timeout_at(deadline, self.options.connect())
                 .await
                 .map_err(|_| sqlx::Error::PoolTimedOut)??;
             self.open = Some((opened, Instant::now()));
@@ -68,5 +71,32 @@ impl WriterConnection {
     /// batch opens a new one. Failures are rare, so a connection per failure costs nothing.
     pub fn discard(&mut self) {
         self.open = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::WriterConnection;
+
+    /// The writer's own connection keeps the pool's `statement_timeout`, which `checkout`'s
+    /// bound on a write counts on. (The system tests hand the service the test's own pool, which
+    /// has none, so the setting is checked here, on a pool made as the service makes it.)
+    #[tokio::test]
+    async fn a_writer_connection_keeps_the_pools_statement_timeout() {
+        let url = std::env::var("DATABASE_URL").expect("DATABASE_URL: a Postgres to connect to");
+        let limits = ticketing::db::PoolLimits {
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(2),
+            statement_timeout: Duration::from_millis(1234),
+        };
+        let pool = ticketing::db::connect(&url, limits).await.unwrap();
+        let mut writer = WriterConnection::for_pool(&pool);
+        let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
+            .fetch_one(writer.ready().await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(timeout, "1234ms");
     }
 }
