@@ -39,8 +39,9 @@ macro_rules! lua_script {
 }
 
 /// The script made of `parts`, in order, with the library files they use before them (in the
-/// library's order). A file is used when any word of the text names one of its functions; a
-/// mention in a comment counts too, which can only add a file, never leave one out.
+/// library's order). A file is used when any word of the text names one of its top-level
+/// definitions (a function or a constant); a mention in a comment counts too, which can only add
+/// a file, never leave one out.
 pub fn splice(parts: &[&str]) -> String {
     let mut words: HashSet<&str> = parts.iter().flat_map(|part| identifiers(part)).collect();
     let mut used = [false; LIBRARY.len()];
