@@ -659,6 +659,26 @@ pub async fn create_event_at(http: &reqwest::Client, gateway: &str, body: &Value
         .expect("event id")
 }
 
+/// Waits until `n` booking writes (`book_orders`) of this test's database wait for a lock.
+pub async fn writes_waiting(db: &PgPool, n: i64) {
+    eventually(
+        Duration::from_secs(10),
+        "booking writes waiting",
+        || async {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND wait_event_type = 'Lock'
+                AND query LIKE '%book_orders%'",
+            )
+            .fetch_one(db)
+            .await
+            .ok()?;
+            (waiting >= n).then_some(())
+        },
+    )
+    .await;
+}
+
 /// Polls `check` every 50 ms until it returns Some, or panics after `limit`.
 pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
 where

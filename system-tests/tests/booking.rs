@@ -8,7 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use system_tests::{eventually, room_off, Keys, Options, System};
+use system_tests::{eventually, room_off, writes_waiting, Keys, Options, System};
 use ticketing::keys::EventKeys;
 use ticketing::tier::TierCode;
 use uuid::Uuid;
@@ -850,22 +850,7 @@ async fn a_stalled_write_holds_up_other_bookings_only_for_the_writers_patience(d
                 .map(|r| r.status().as_u16())
         }
     });
-    eventually(
-        Duration::from_secs(10),
-        "the write waits on the lock",
-        || async {
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity
-              WHERE datname = current_database() AND wait_event_type = 'Lock'
-                AND query LIKE '%book_orders%'",
-            )
-            .fetch_one(&db)
-            .await
-            .unwrap();
-            (waiting > 0).then_some(())
-        },
-    )
-    .await;
+    writes_waiting(&db, 1).await;
 
     let (token, _) = system.keys.token(other, 6, 60);
     let beside = tokio::time::timeout(

@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use system_tests::ledger::{self, Ledger, Outcome};
-use system_tests::{eventually, room_off, Options, System};
+use system_tests::{eventually, room_off, writes_waiting, Options, System};
 use ticketing::inventory::{self, HoldFor, Reservation};
 use ticketing::keys::EventKeys;
 use ticketing::token::TokenId;
@@ -78,26 +78,6 @@ async fn pause_writes(db: &PgPool, event: Uuid) -> sqlx::Transaction<'static, sq
         .expect("locking the event");
     assert!(exists);
     tx
-}
-
-/// Waits until `n` booking writes of this test's database wait for a lock.
-async fn writes_waiting(db: &PgPool, n: i64) {
-    eventually(
-        Duration::from_secs(10),
-        "booking writes waiting",
-        || async {
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity
-              WHERE datname = current_database() AND wait_event_type = 'Lock'
-                AND query LIKE '%book_orders%'",
-            )
-            .fetch_one(db)
-            .await
-            .ok()?;
-            (waiting >= n).then_some(())
-        },
-    )
-    .await;
 }
 
 /// The numbers the token holds in Redis, if it holds any.
