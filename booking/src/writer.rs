@@ -83,7 +83,7 @@ impl Writer {
         let tasks = (0..writers.max(1))
             .map(|_| {
                 tokio::spawn(write_batches(
-                    db.clone(),
+                    WriterConnection::for_pool(&db),
                     turn.clone(),
                     batch,
                     patience,
@@ -193,14 +193,12 @@ async fn take_batch(turn: &Turn, most: usize, patience: Duration) -> Vec<Job> {
 }
 
 async fn write_batches(
-    db: PgPool,
+    mut connection: WriterConnection,
     turn: Arc<Turn>,
     most: usize,
     patience: Duration,
     load: Arc<LatencyWindow>,
 ) {
-    let mut connection = WriterConnection::for_pool(&db);
-    drop(db);
     loop {
         let batch = take_batch(&turn, most, patience).await;
         if batch.is_empty() {

@@ -9,10 +9,10 @@
 //!
 //! The connection is opened with the pool's options (the same `statement_timeout`), and pinging
 //! and opening it together take at most the pool's acquire timeout, so a write still lasts at
-//! most that timeout plus the statement timeout (`checkout`'s rule). One that has been idle is pinged first, as the pool pings what it
-//! lends: after a Postgres restart the first batch finds a dead socket before its orders are
-//! sent, not after (which would leave their outcome unknown). After any failed write the
-//! connection is dropped and the next batch opens another.
+//! most that timeout plus the statement timeout (`checkout`'s rule). One that has been idle is
+//! pinged first, as the pool pings what it lends: after a Postgres restart the first batch finds
+//! a dead socket before its orders are sent, not after (which would leave their outcome
+//! unknown). After any failed write the connection is dropped and the next batch opens another.
 
 use std::time::Duration;
 
