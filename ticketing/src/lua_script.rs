@@ -68,16 +68,6 @@ pub fn splice(parts: &[&str]) -> String {
     script
 }
 
-/// The library files `splice` puts before `parts`, by name, in order.
-pub fn library_for(parts: &[&str]) -> Vec<&'static str> {
-    let script = splice(parts);
-    LIBRARY
-        .iter()
-        .filter(|(_, text)| script.contains(text))
-        .map(|(name, _)| *name)
-        .collect()
-}
-
 /// The names a library file defines at its top level: `local function <name>` and
 /// `local <name>, ... = ...` (a constant, such as liveness's `ARRIVALS`, is as much a name a
 /// script may use as a function). Only unindented lines are the file's top level.
@@ -104,6 +94,16 @@ fn identifiers(text: &str) -> impl Iterator<Item = &str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The library files `splice` puts before `parts`, by name, in order.
+    fn library_for(parts: &[&str]) -> Vec<&'static str> {
+        let script = splice(parts);
+        LIBRARY
+            .iter()
+            .filter(|(_, text)| script.contains(text))
+            .map(|(name, _)| *name)
+            .collect()
+    }
 
     /// Every name a script uses that the library defines must be defined before the script: a
     /// missing one fails only when its path runs, which a test may never reach.
