@@ -116,10 +116,15 @@ sampler=$!
 # without it just before and just after differed by 17 %), so the flood is measured in
 # alternating rounds, each with and without it, in turn first, and the ratio is the median of
 # the rounds'.
-bookings_of() { # side round: one timed run, with the flood or without, its bookings/s
+closed_loop_run() { # closed_loop_run NAME [LOADGEN ARGS...]: one timed run, its bookings/s
+  local name=$1
+  shift
   lg booking-ceiling --mode closed --concurrency "$CONCURRENCY" --duration "$DURATION" \
-    $([ "$1" = flood ] && echo --lookup-flood 2000) --out "$out/booking-$1-$2" > "$out/booking-$1-$2.txt"
-  field "$out/booking-$1-$2.json" "[e for e in r['endpoints'] if e['endpoint']=='POST /api/bookings'][0]['throughput_per_s']"
+    "$@" --out "$out/$name" > "$out/$name.txt"
+  field "$out/$name.json" "[e for e in r['endpoints'] if e['endpoint']=='POST /api/bookings'][0]['throughput_per_s']"
+}
+bookings_of() { # side round: one timed run, with the flood or without, its bookings/s
+  closed_loop_run "booking-$1-$2" $([ "$1" = flood ] && echo --lookup-flood 2000)
 }
 alternating_rounds "${FLOOD_ROUNDS:-4}" flood plain "$out/flood-rounds.txt" bookings_of
 kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
@@ -135,9 +140,7 @@ equal_rate=${EQUAL_FLOOD_RATE:-5000}
 note ""
 note "== 1b. bookings beside $equal_rate look-ups a second of made-up ids vs of the known event"
 bookings_beside() { # side round: bookings/s beside $equal_rate look-ups/s of `unknown` or `known` ids
-  lg booking-ceiling --mode closed --concurrency "$CONCURRENCY" --duration "$DURATION" \
-    --lookup-flood "$equal_rate" --flood-ids "$1" --out "$out/booking-beside-$1-$2" > "$out/booking-beside-$1-$2.txt"
-  field "$out/booking-beside-$1-$2.json" "[e for e in r['endpoints'] if e['endpoint']=='POST /api/bookings'][0]['throughput_per_s']"
+  closed_loop_run "booking-beside-$1-$2" --lookup-flood "$equal_rate" --flood-ids "$1"
 }
 alternating_rounds "${FLOOD_ROUNDS:-4}" unknown known "$out/equal-flood-rounds.txt" bookings_beside
 note "bookings beside $equal_rate unknown / known look-ups a second, per round: $(ratios_and_median "$out/equal-flood-rounds.txt" unknown known)"
