@@ -24,6 +24,9 @@
 -- KEYS[16] ev:{E}:holds
 -- KEYS[17] ev:{E}:holdv
 -- KEYS[16+2i] ev:{E}:want:<tier i>, KEYS[17+2i] ev:{E}:free:<tier i>, for every tier
+-- KEYS[#KEYS-4] ev:{E}:admfresh undelivered admitted queue id -> until when its demand is fresh
+--               (lib/demand.lua)
+-- KEYS[#KEYS-3] ev:{E}:admdlv   delivered admitted queue id -> when it was delivered
 -- KEYS[#KEYS-2] ev:{E}:dormant  silent entries out of the line (queue_dormancy.lua)
 -- KEYS[#KEYS-1] ev:{E}:admseen  admitted queue id -> its page's last sign of life since delivery
 -- KEYS[#KEYS]   ev:{E}:deliverby queue id -> deliver by (queue_cadence.lua, at its polls near
@@ -38,7 +41,12 @@
 --          hold when nobody came for it; less when its entry polled near the head (deliverby)
 -- ARGV[4]  the least an admission whose entry polled near the head is given to be delivered
 --          (DELIVERY_GRACE_MS), however long ago that poll
--- ARGV[4+i] tier i's code
+-- ARGV[5]  how long an undelivered admission's demand stays fresh, unless cfg's
+--          fresh_undelivered_ms says otherwise: the longest interval a live page waits between
+--          polls (LONGEST_POLL_MS), so a page that is there has come by then
+-- ARGV[6]  how long a delivered admission's demand stays fresh before this sale's bookings tell
+--          (cfg's fresh_after_delivery_ms unless it says otherwise)
+-- ARGV[6+i] tier i's code
 --
 -- Nobody is admitted before on_sale_ms (Redis's clock), nor before admit_after_ms (set after a
 -- Redis data loss, so entries coming back from their receipts are in line before anyone behind
@@ -70,18 +78,18 @@ local now_s = math.floor(now / 1000)
 local room = read_fields(KEYS[1], {'enabled', 'admission_per_minute', 'max_active', 'paused',
   'token_ttl_s', 'on_sale_ms', 'alive_window_s', 'aw0', 'aw1', 'drain_per_minute',
   'admit_after_ms', 'admitted_through', 'headroom_pct', 'hold_on_admission', 'delivery_window_ms',
-  'page_gone_ms', 'effective_per_minute'})
+  'page_gone_ms', 'effective_per_minute', 'fresh_undelivered_ms', 'fresh_after_delivery_ms'})
 if not room.enabled then
   return {0, 0, 0, 0, 0, 0, 0}
 end
 local k = {cfg = KEYS[1], wait = KEYS[2], adm = KEYS[3], bucket = KEYS[4], stats = KEYS[5],
   admsec = KEYS[6], gone = KEYS[7], inv = KEYS[10], seq = KEYS[11], wish = KEYS[12],
   parked = KEYS[13], admw = KEYS[14], admd = KEYS[15], holds = KEYS[16], holdv = KEYS[17],
-  dormant = KEYS[#KEYS - 2], admseen = KEYS[#KEYS - 1], deliverby = KEYS[#KEYS], wanting = {},
+  admfresh = KEYS[#KEYS - 4], admdlv = KEYS[#KEYS - 3], dormant = KEYS[#KEYS - 2], admseen = KEYS[#KEYS - 1], deliverby = KEYS[#KEYS], wanting = {},
   free = {}}
 local codes = {}
-for i = 1, #ARGV - 4 do
-  local code = ARGV[4 + i]
+for i = 1, #ARGV - 6 do
+  local code = ARGV[6 + i]
   codes[i] = code
   k.wanting[code] = KEYS[16 + 2 * i]
   k.free[code] = KEYS[17 + 2 * i]
@@ -92,6 +100,8 @@ local through = tonumber(room.admitted_through) or 0
 
 local expired = reclaim_expired(k, now, bound)
 reclaim_silent_pages(k, room, now, bound)
+demote_stale(k, room, now, bound,
+  tonumber(room.fresh_after_delivery_ms) or tonumber(ARGV[6]))
 
 local enabled = room.enabled == '1'
 local rate, nowish_rate = admission_rate(k, room, now)
@@ -158,6 +168,8 @@ local function deliver_by(qid)
   redis.call('HDEL', k.deliverby, qid)
   return math.min(until_ms, math.max(by, now + tonumber(ARGV[4])))
 end
+-- An undelivered admission's demand is fresh until its page has surely polled (lib/demand.lua).
+local fresh_ms = tonumber(room.fresh_undelivered_ms) or tonumber(ARGV[5])
 local admitted_ids = {}
 local done = false
 while not done and admitted < allowed and admitted + dropped + parked + passed < bound do
@@ -231,6 +243,7 @@ while not done and admitted < allowed and admitted + dropped + parked + passed <
             gate.hold(qid, wish, by)
           else
             gate.count(qid, wish and 'w' or 'a', detail)
+            redis.call('ZADD', k.admfresh, math.min(by, now + fresh_ms), qid)
           end
           if wish == nil then
             nowish = nowish + 1

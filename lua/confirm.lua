@@ -15,11 +15,13 @@
 --                         (bookings with that tier: the live view's conversion per tier)
 -- KEYS[5]  ev:{E}:inv     the tiers' held and available counts, and the sold-out flag
 -- KEYS[6]  ev:{E}:admw    what each admitted buyer counts against the stock
--- KEYS[7]  ev:{E}:admd    its sum per tier
--- KEYS[7+i] ev:{E}:free:<code i>, one per tier of the event
+-- KEYS[7]  ev:{E}:admd    its sum per tier (fresh and stale, lib/demand.lua)
+-- KEYS[8]  ev:{E}:admdlv  admitted queue id -> when its token was delivered: the time to book
+--                         goes into the histogram admit.lua reads (stats form:<i>)
+-- KEYS[8+i] ev:{E}:free:<code i>, one per tier of the event
 -- ARGV[1]  the event's notice channel (ev:{E}:notices): told when the event sells out
 -- ARGV[2]  n, how many tiers the event has
--- ARGV[3..2+n] tier codes, matching KEYS[8..]
+-- ARGV[3..2+n] tier codes, matching KEYS[9..]
 -- ARGV[3+n..] triples, one per booking: reservation id, queue id of the buyer (raw 16 bytes),
 --          the booking's numbers as Postgres has them, "VIP=1,2;GA=7" (any order)
 --
@@ -46,12 +48,15 @@ end
 local tiers = tonumber(ARGV[2])
 local free = {}
 for i = 1, tiers do
-  free[ARGV[2 + i]] = KEYS[7 + i]
+  free[ARGV[2 + i]] = KEYS[8 + i]
 end
 local now = clock_ms()
 
 -- What this batch sold, counted once for all of it: bookings, and tickets and bookings per tier.
 local booked_count, sold, buyers = 0, {}, {}
+-- Buyers whose demand had gone stale and who booked after all, and how long buyers took from
+-- delivery to booking, by histogram bucket (lib/demand.lua).
+local stale_back, form_times = 0, {}
 
 -- Confirms one booking's hold: 1, 2 or 0 as above.
 local function confirm(jti, qid, numbers)
@@ -59,7 +64,15 @@ local function confirm(jti, qid, numbers)
   redis.call('HDEL', KEYS[2], jti)
   redis.call('ZREM', KEYS[1], jti)
   redis.call('ZREM', KEYS[3], qid)
-  forget_demand(KEYS[6], KEYS[7], qid)
+  if forget_demand(KEYS[6], KEYS[7], qid) == 'stale' then
+    stale_back = stale_back + 1
+  end
+  local delivered = redis.call('ZSCORE', KEYS[8], qid)
+  if delivered then
+    redis.call('ZREM', KEYS[8], qid)
+    local bucket = form_bucket(now - tonumber(delivered))
+    form_times[bucket] = (form_times[bucket] or 0) + 1
+  end
   if not held then
     return 0
   end
@@ -88,6 +101,12 @@ end
 local out = {}
 for i = 3 + tiers, #ARGV, 3 do
   out[#out + 1] = confirm(ARGV[i], ARGV[i + 1], ARGV[i + 2])
+end
+if stale_back > 0 then
+  note_stale_end(KEYS[4], true, stale_back)
+end
+for bucket, count in pairs(form_times) do
+  redis.call('HINCRBY', KEYS[4], 'form:' .. bucket, count)
 end
 if booked_count > 0 then
   redis.call('HINCRBY', KEYS[4], 'booked_total', booked_count)

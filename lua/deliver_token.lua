@@ -6,6 +6,11 @@
 -- KEYS[3]  ev:{E}:holds    reservation deadlines (a hold on admission is keyed by the queue id)
 -- KEYS[4]  ev:{E}:tok:<queue id>  the signed token, once stored
 -- KEYS[5]  ev:{E}:admseen  admitted queue id -> its page's last sign of life (ms)
+-- KEYS[6]  ev:{E}:admw     what each admitted buyer counts against the stock (lib/demand.lua)
+-- KEYS[7]  ev:{E}:admd     its sum per tier, fresh and stale
+-- KEYS[8]  ev:{E}:admfresh undelivered admitted queue id -> until when its demand is fresh
+-- KEYS[9]  ev:{E}:stats    stale_back: stale admissions that came back
+-- KEYS[10] ev:{E}:admdlv   delivered admitted queue id -> when (admit.lua reads how long ago)
 -- ARGV[1]  queue id (raw 16 bytes)
 -- ARGV[2]  the queue id as a reservation id (the admission hold's id)
 --
@@ -30,4 +35,12 @@ local expires = now + ttl_ms
 redis.call('ZADD', KEYS[1], 'XX', 'GT', expires, ARGV[1])
 redis.call('ZADD', KEYS[3], 'XX', 'GT', expires, ARGV[2])
 redis.call('ZADD', KEYS[5], now, ARGV[1])
+-- The buyer is here: its demand is fresh until this sale's buyers have booked after delivery
+-- (admit.lua), and one counted as stale (it came later than its page's longest poll interval)
+-- is fresh again and teaches the gate (lib/demand.lua).
+if restate_demand(KEYS[6], KEYS[7], ARGV[1], false) then
+  note_stale_end(KEYS[9], true)
+end
+redis.call('ZREM', KEYS[8], ARGV[1])
+redis.call('ZADD', KEYS[10], now, ARGV[1])
 return math.max(expires, slot)

@@ -4,9 +4,11 @@
 -- Per tier t, an entry is admitted only while the tickets admitted buyers want stay within what
 -- is left plus headroom_pct:
 --   sum over admitted of demand_t  <=  avail_t * (1 + headroom_pct/100)
--- where a buyer's demand is its wish. A buyer without a wish may take any tier, so it is gated by
--- the stock as a whole (the same sum over the tiers on sale) and counts the tickets one booking
--- takes on average (2 before the first booking), spread over the tiers on sale. With
+-- where a buyer's demand is its wish, and demand gone stale (the buyer likely gone: undelivered
+-- past its page's longest poll interval, or unbooked a form's time after delivery; lib/demand.lua)
+-- counts at the share of stale admissions that came back. A buyer without a wish may take any tier: it counts the
+-- tickets one booking takes on average (2 before the first booking), spread over the tiers on
+-- sale as the sale's bookings spread over them, each share gated by its own tier. With
 -- hold_on_admission, admission instead reserves the wish at once (a hold under the queue id;
 -- booking claims it) and needs the wish on sale now; such buyers count no demand, their tickets
 -- are out of avail already.
@@ -25,12 +27,15 @@ local PROBE_AFTER_MS = 4000
 local function stock_gate(k, room, codes)
   local avail, held, demand, average = {}, {}, {}, {}
   local booked = tonumber(redis.call('HGET', k.stats, 'booked_total')) or 0
+  -- Stale demand (lib/demand.lua) counts at the share of stale admissions that came back.
+  local stale = stale_weight(k.stats)
   local sold_all = 0
   for _, code in ipairs(codes) do
     local stock = redis.call('HMGET', k.inv, code .. ':avail', code .. ':held')
     avail[code] = tonumber(stock[1]) or 0
     held[code] = tonumber(stock[2]) or 0
-    demand[code] = tonumber(redis.call('HGET', k.admd, code)) or 0
+    local counted = redis.call('HMGET', k.admd, code, code .. '~')
+    demand[code] = (tonumber(counted[1]) or 0) + stale * (tonumber(counted[2]) or 0)
     if booked == 0 then
       average[code] = 0
     else
@@ -93,20 +98,26 @@ local function stock_gate(k, room, codes)
       end
       return 'count', counts
     end
-    -- No wish: the buyer may take any tier still on sale, so the gate is the stock as a whole
-    -- (one scarce tier must not hold back buyers who may well want another). It counts what one
-    -- booking takes (not a booking's worth per tier), spread over the tiers on sale as the sale's
-    -- bookings spread over them (by what is left before any booking of them); at least one
-    -- ticket and at most what is left in all.
-    local on_sale, weights, weight, wanted, left = {}, {}, 0, 0, 0
+    -- No wish: the buyer may take any tier still on sale. It counts what one booking takes (not
+    -- a booking's worth per tier), spread over the tiers on sale as the sale's bookings spread
+    -- over them (by what is left before any booking of them), and each tier must have room for
+    -- its share: a tier every buyer takes gates such buyers ticket for ticket, one a tenth of
+    -- them take by a tenth of a ticket each, and one nobody took holds nobody back. (Gating by
+    -- the stock as a whole let a tier few take, VIP, stand in for the one all take, GA: near
+    -- GA's end a rehearsal admitted VIP's worth of buyers who all wanted GA.) Each share is at
+    -- most what is left of its tier: with one ticket left, one such buyer still goes in.
+    local counts = {}
+    local on_sale, weights, weight, left = {}, {}, 0, 0
     for _, code in ipairs(codes) do
       if avail[code] > 0 then
         on_sale[#on_sale + 1] = code
         weights[code] = average[code]
         weight = weight + average[code]
-        wanted = wanted + demand[code]
         left = left + avail[code]
       end
+    end
+    if #on_sale == 0 then
+      return 'wait', {}
     end
     if weight == 0 then
       for _, code in ipairs(on_sale) do
@@ -114,14 +125,13 @@ local function stock_gate(k, room, codes)
       end
       weight = left
     end
-    local counts, total = {}, per_booking
     for _, code in ipairs(on_sale) do
-      counts[#counts + 1] = {code, math.floor(per_booking * weights[code] / weight + 0.5)}
-    end
-    -- It cannot take more than is left: with one ticket left, one such buyer still goes in.
-    if #on_sale == 0 or (not probe
-        and wanted + math.min(math.max(total, 100), left * 100) > left * headroom) then
-      return 'wait', {}
+      local share = math.floor(per_booking * weights[code] / weight + 0.5)
+      if not probe and share > 0
+          and demand[code] + math.min(share, avail[code] * 100) > avail[code] * headroom then
+        return 'wait', {}
+      end
+      counts[#counts + 1] = {code, share}
     end
     return 'count', counts
   end

@@ -9,7 +9,9 @@ local function reclaim_expired(k, now, bound)
     redis.call('HSET', k.gone, qid, 'expired')
     redis.call('ZREM', k.adm, qid)
     redis.call('ZREM', k.admseen, qid)
-    forget_demand(k.admw, k.admd, qid)
+    if forget_demand(k.admw, k.admd, qid) == 'stale' then
+      note_stale_end(k.stats, false)
+    end
   end
   return #expired
 end
@@ -24,11 +26,52 @@ local function reclaim_silent_pages(k, room, now, bound)
   for _, qid in ipairs(silent) do
     redis.call('ZREM', k.admseen, qid)
     if redis.call('ZREM', k.adm, qid) == 1 then
-      forget_demand(k.admw, k.admd, qid)
+      if forget_demand(k.admw, k.admd, qid) == 'stale' then
+        note_stale_end(k.stats, false)
+      end
       page_gone = page_gone + 1
     end
   end
   if page_gone > 0 then
     redis.call('HINCRBY', k.stats, 'page_gone_total', page_gone)
+  end
+end
+
+-- Admissions whose demand is no longer fresh (lib/demand.lua) count as stale from now on: those
+-- undelivered past their page's longest poll interval, and those delivered longer ago than this
+-- sale's buyers take to book (read from where the last step stopped, `dlv_through`). At most
+-- `bound` of each. Deliveries older than the token's time, which no booking can follow, are
+-- forgotten.
+local function demote_stale(k, room, now, bound, default_fresh_ms)
+  local demoted = 0
+  local due = redis.call('ZRANGEBYSCORE', k.admfresh, '-inf', now, 'LIMIT', 0, bound)
+  for _, qid in ipairs(due) do
+    redis.call('ZREM', k.admfresh, qid)
+    if restate_demand(k.admw, k.admd, qid, true) then
+      demoted = demoted + 1
+    end
+  end
+  local longest = (tonumber(room.token_ttl_s) or 300) * 1000
+  local window = fresh_after_delivery(k.stats, default_fresh_ms, longest)
+  local through = now - window
+  local since = tonumber(redis.call('HGET', k.stats, 'dlv_through')) or 0
+  if through > since then
+    local delivered = redis.call('ZRANGEBYSCORE', k.admdlv, '(' .. since, through, 'WITHSCORES',
+      'LIMIT', 0, bound)
+    for i = 1, #delivered, 2 do
+      if restate_demand(k.admw, k.admd, delivered[i], true) then
+        demoted = demoted + 1
+      end
+    end
+    if #delivered == 2 * bound then
+      -- Stopped at the bound: the next step goes on from the last one read (read again, it is
+      -- stale already and stays so).
+      through = tonumber(delivered[#delivered]) - 1
+    end
+    redis.call('HSET', k.stats, 'dlv_through', through, 'fresh_delivered_ms', window)
+  end
+  redis.call('ZREMRANGEBYSCORE', k.admdlv, '-inf', '(' .. (now - longest))
+  if demoted > 0 then
+    redis.call('HINCRBY', k.stats, 'stale_total', demoted)
   end
 end

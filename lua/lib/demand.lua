@@ -6,18 +6,116 @@
 -- wish: the sale's average), in hundredths of tickets, which `admd` sums per tier. A buyer
 -- admitted with its wish held ("h|GA:2") counts nothing: its tickets are out of the stock
 -- already, held under its queue id.
+--
+-- A record is fresh ("w|", "a|") while its buyer may well still book: undelivered, until its
+-- page's longest poll interval has passed (admfresh: queue id -> until when); delivered, for the
+-- time 95 % of this sale's buyers took from delivery to booking (admdlv: queue id -> delivered
+-- when; `fresh_after_delivery`). Then it goes stale ("w~|", "a~|"), summed in admd under
+-- "<code>~", and the gate counts stale demand only at the share of stale admissions that came
+-- back (delivered late, booked, or refused for stock) among those whose end is known:
+-- `stale_weight`. A stale buyer who comes back counts in full again. An
+-- admission whose page is gone holds its slot until it is reclaimed (the delivery window, or
+-- the page silent for page_gone_ms), but not the stock: at the end of a tier, a rehearsal's
+-- absent buyers (5 % of admissions, each holding 2.5 GA for 30-49 s) counted more than was left
+-- and held the last 150 GA for 70 s.
 
--- Stops counting `qid`'s demand; true if it had a record.
+-- Stops counting `qid`'s demand: 'fresh' or 'stale' (what it was), false when it had no record.
+-- A caller that knows how the admission ended notes a stale one (`note_stale_end`).
 local function forget_demand(admw, admd, qid)
   local demand = redis.call('HGET', admw, qid)
   if not demand then
     return false
   end
+  local stale = string.sub(demand, 2, 2) == '~'
   if string.sub(demand, 1, 2) ~= 'h|' then
-    for code, hundredths in string.gmatch(demand, '([^|=;]+)=(%d+)') do
-      redis.call('HINCRBY', admd, code, 0 - tonumber(hundredths))
+    local field = stale and '~' or ''
+    for code, hundredths in string.gmatch(demand, '([^|=;~]+)=(%d+)') do
+      redis.call('HINCRBY', admd, code .. field, 0 - tonumber(hundredths))
     end
   end
   redis.call('HDEL', admw, qid)
+  return stale and 'stale' or 'fresh'
+end
+
+-- Moves `qid`'s counted demand to stale (`to_stale`) or back to fresh; true when it moved (a
+-- record of the other kind was there).
+local function restate_demand(admw, admd, qid, to_stale)
+  local demand = redis.call('HGET', admw, qid)
+  if not demand or string.sub(demand, 1, 2) == 'h|' then
+    return false
+  end
+  local stale = string.sub(demand, 2, 2) == '~'
+  if stale == to_stale then
+    return false
+  end
+  local from, to = '', '~'
+  if stale then
+    from, to = '~', ''
+  end
+  local counts = string.match(demand, '|(.*)$')
+  for code, hundredths in string.gmatch(counts, '([^=;]+)=(%d+)') do
+    redis.call('HINCRBY', admd, code .. from, 0 - tonumber(hundredths))
+    redis.call('HINCRBY', admd, code .. to, tonumber(hundredths))
+  end
+  redis.call('HSET', admw, qid, string.sub(demand, 1, 1) .. to .. '|' .. counts)
   return true
+end
+
+-- Notes how `count` stale admissions ended: came back (`back`: delivered late, booked, refused
+-- for stock) or gone (reclaimed, left).
+local function note_stale_end(stats, back, count)
+  redis.call('HINCRBY', stats, back and 'stale_back' or 'stale_gone', count or 1)
+end
+
+-- The share of the sale's stale admissions that came back, of those whose end is known:
+-- (back + 1) / (back + gone + 2), a half before any ended (stats: stale_back, stale_gone).
+local function stale_weight(stats)
+  local v = redis.call('HMGET', stats, 'stale_back', 'stale_gone')
+  local back = tonumber(v[1]) or 0
+  return (back + 1) / (back + (tonumber(v[2]) or 0) + 2)
+end
+
+-- Delivery-to-booking times (ms): the upper bounds of the histogram's buckets, stats fields
+-- form:1 .. form:12, and form:13 beyond the last.
+local FORM_BUCKETS_MS = {1000, 2000, 3000, 5000, 8000, 13000, 21000, 34000, 55000, 89000,
+  144000, 233000}
+-- Fewer bookings than this tell nothing yet.
+local FORM_FEWEST = 20
+
+-- The histogram bucket of a delivery-to-booking time.
+local function form_bucket(ms)
+  for i, bound in ipairs(FORM_BUCKETS_MS) do
+    if ms <= bound then
+      return i
+    end
+  end
+  return #FORM_BUCKETS_MS + 1
+end
+
+-- How long a delivered admission's demand stays fresh: the time within which 95 % of this sale's
+-- buyers booked after delivery (their bucket's upper bound); `default` until FORM_FEWEST have
+-- booked, `longest` when the 95th is beyond the last bucket. Bots book in seconds, people in a
+-- minute or two: no one constant fits both.
+local function fresh_after_delivery(stats, default, longest)
+  local fields = {}
+  for i = 1, #FORM_BUCKETS_MS + 1 do
+    fields[i] = 'form:' .. i
+  end
+  local counts = redis.call('HMGET', stats, unpack(fields))
+  local total = 0
+  for i = 1, #counts do
+    counts[i] = tonumber(counts[i]) or 0
+    total = total + counts[i]
+  end
+  if total < FORM_FEWEST then
+    return default
+  end
+  local seen = 0
+  for i, bound in ipairs(FORM_BUCKETS_MS) do
+    seen = seen + counts[i]
+    if seen >= 0.95 * total then
+      return math.min(bound, longest)
+    end
+  end
+  return longest
 end

@@ -572,6 +572,144 @@ async fn a_buyer_without_a_wish_counts_one_bookings_tickets_over_the_tiers_on_sa
     assert_eq!(counted["FRONT"], 20, "{counted:?}");
 }
 
+/// The wish-less gate meets a tier few take: when every booking so far took GA, buyers without a
+/// wish are gated by what is left of GA (two tickets each, as the bookings took), not by GA and
+/// VIP together, whose sum would let in VIP's worth of buyers who want GA like everyone before
+/// them. A wish for VIP still goes in past them.
+#[sqlx::test(migrations = "../migrations")]
+async fn buyers_without_a_wish_are_gated_by_each_tier_by_what_bookings_take_of_it(db: PgPool) {
+    let system = start(db).await;
+    let event = open_event(&system, 12, 100, false).await;
+    let mut first = Vec::new();
+    for i in 0..2 {
+        first.push(join(&system, event, &format!("early-{i}")).await);
+    }
+    assert_eq!(admit(&system, event).await.admitted, 2);
+    for queue_id in &first {
+        let (status, body) = book(&system, event, queue_id, json!({"GA": 2})).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    // 8 GA left, 10 % headroom: 8.8 tickets, four buyers of two. VIP's 100 let in nobody more.
+    for i in 0..20 {
+        join(&system, event, &format!("no-wish-{i}")).await;
+    }
+    let step = admit(&system, event).await;
+    assert_eq!(step.admitted, 4, "GA's share gates them: {step:?}");
+    assert_eq!(admit(&system, event).await.admitted, 0);
+    let vip = join(&system, event, "vip").await;
+    assert_eq!(wish(&system, &vip, json!({"VIP": 1})).await.0, 200);
+    assert_eq!(
+        admit(&system, event).await.admitted,
+        1,
+        "the VIP wish goes ahead"
+    );
+    assert_eq!(system.status(&vip).await.state, QueueState::Admitted);
+    system.assert_inventory_agrees(event).await;
+}
+
+/// Stale demand meets the gate, a late delivery and a booking: admitted buyers whose pages have
+/// not come for their tokens within the longest poll interval (shortened here to 1 s) stop
+/// holding the stock at full weight, so the next buyer goes in without waiting for their slots
+/// to be reclaimed (49 s); one that comes after all is fresh again and teaches the gate; nobody
+/// is refused for it.
+#[sqlx::test(migrations = "../migrations")]
+async fn absent_admissions_stop_holding_the_stock_once_stale_and_a_late_one_counts_again(
+    db: PgPool,
+) {
+    let system = start(db).await;
+    let event = open_event(&system, 4, 20, false).await;
+    shorten(&system, event, "fresh_undelivered_ms", 1_000).await;
+    let mut ga = Vec::new();
+    for i in 0..3 {
+        let queue_id = join(&system, event, &format!("ga-{i}")).await;
+        assert_eq!(wish(&system, &queue_id, json!({"GA": 2})).await.0, 200);
+        ga.push(queue_id);
+    }
+    let stats_field = |field: &'static str| {
+        let redis = system.redis.clone();
+        async move {
+            let value: Option<i64> = redis::cmd("HGET")
+                .arg(ticketing::keys::EventKeys::new(event).stats())
+                .arg(field)
+                .query_async(&mut redis.clone())
+                .await
+                .unwrap();
+            value.unwrap_or(0)
+        }
+    };
+    // 4 GA with 10 % headroom: two buyers of two; neither page comes.
+    assert_eq!(admit(&system, event).await.admitted, 2);
+    assert_eq!(admit(&system, event).await.admitted, 0, "GA is counted");
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    // Both stale now, counted at (0 back + 1) / (2 stale + 2): a quarter. Well before the 4 s
+    // probe, the third goes in.
+    let step = admit(&system, event).await;
+    assert_eq!(step.admitted, 1, "{step:?}");
+    assert_eq!(stats_field("stale_total").await, 2);
+    assert_eq!(system.status(&ga[2]).await.state, QueueState::Admitted);
+    // The first comes after all: fresh again, and the gate learns.
+    let (status, body) = book(&system, event, &ga[0], json!({"GA": 2})).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(stats_field("stale_back").await, 1);
+    let (status, body) = book(&system, event, &ga[2], json!({"GA": 2})).await;
+    assert_eq!(status, 201, "{body}");
+    let counted: std::collections::HashMap<String, i64> = redis::cmd("HGETALL")
+        .arg(ticketing::keys::EventKeys::new(event).demand())
+        .query_async(&mut system.redis.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        counted.get("GA~"),
+        Some(&200),
+        "the absent one: {counted:?}"
+    );
+    assert_eq!(counted.get("GA"), Some(&0), "{counted:?}");
+    system.assert_inventory_agrees(event).await;
+}
+
+/// Stale demand meets delivery: buyers whose tokens were delivered but who did not book within
+/// the time this sale's buyers take (here the 0.5 s it starts from, before 20 bookings tell)
+/// count as stale; the next buyer goes in at once, and one who books after all teaches the gate.
+/// Bookings fill the form-time histogram the window is learned from.
+#[sqlx::test(migrations = "../migrations")]
+async fn delivered_buyers_who_do_not_book_in_the_sales_form_time_count_as_stale(db: PgPool) {
+    let system = start(db).await;
+    let event = open_event(&system, 4, 20, false).await;
+    shorten(&system, event, "fresh_after_delivery_ms", 500).await;
+    let mut ga = Vec::new();
+    for i in 0..3 {
+        let queue_id = join(&system, event, &format!("ga-{i}")).await;
+        assert_eq!(wish(&system, &queue_id, json!({"GA": 2})).await.0, 200);
+        ga.push(queue_id);
+    }
+    assert_eq!(admit(&system, event).await.admitted, 2);
+    for queue_id in &ga[..2] {
+        assert_eq!(system.status(queue_id).await.state, QueueState::Admitted);
+    }
+    assert_eq!(admit(&system, event).await.admitted, 0, "GA is counted");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Both stale, at a half before any stale admission ended: the third fits.
+    assert_eq!(admit(&system, event).await.admitted, 1);
+    let (status, body) = book(&system, event, &ga[0], json!({"GA": 2})).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = book(&system, event, &ga[2], json!({"GA": 2})).await;
+    assert_eq!(status, 201, "{body}");
+    let stats: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(ticketing::keys::EventKeys::new(event).stats())
+        .query_async(&mut system.redis.clone())
+        .await
+        .unwrap();
+    assert_eq!(stats.get("stale_total").map(String::as_str), Some("2"));
+    assert_eq!(stats.get("stale_back").map(String::as_str), Some("1"));
+    let timed: i64 = stats
+        .iter()
+        .filter(|(field, _)| field.starts_with("form:"))
+        .map(|(_, count)| count.parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(timed, 2, "two bookings timed from delivery: {stats:?}");
+    system.assert_inventory_agrees(event).await;
+}
+
 /// Admission steps every 100 ms for `span`: how many were admitted.
 async fn admitted_over(system: &System, event: Uuid, span: Duration) -> i64 {
     let until = std::time::Instant::now() + span;

@@ -369,6 +369,7 @@ pub async fn confirm_all(
         .key(keys.inventory())
         .key(keys.admitted_demand())
         .key(keys.demand())
+        .key(keys.demand_delivered())
         .arg(keys.notices())
         .arg(all_tiers.len());
     for code in all_tiers {

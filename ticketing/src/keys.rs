@@ -140,9 +140,21 @@ impl EventKeys {
     pub fn admitted_demand(&self) -> String {
         self.key("admw")
     }
-    /// Hash of tier code to the sum of `admitted_demand` over admitted buyers, in hundredths.
+    /// Hash of tier code to the sum of `admitted_demand` over admitted buyers, in hundredths:
+    /// `<code>` for fresh demand, `<code>~` for stale (`lua/lib/demand.lua`).
     pub fn demand(&self) -> String {
         self.key("admd")
+    }
+    /// Sorted set of undelivered admitted queue id to until when its demand is fresh (Redis
+    /// ms): past it, admit.lua counts the demand as stale (the page has likely gone).
+    pub fn demand_fresh(&self) -> String {
+        self.key("admfresh")
+    }
+    /// Sorted set of delivered admitted queue id to when its token was delivered (Redis ms):
+    /// admit.lua counts its demand as stale once this sale's buyers have booked by then, and
+    /// confirm.lua learns from it how long they take.
+    pub fn demand_delivered(&self) -> String {
+        self.key("admdlv")
     }
     /// Sorted set of queue ids that asked to leave after a grace (a closed page), by when.
     pub fn leaving(&self) -> String {

@@ -76,6 +76,9 @@ pub struct RoomResult {
     /// Of those refused: how many after GA had sold out (every buyer of this crowd wants GA, so
     /// these are the probes the room owes the line while VIP is on sale).
     pub refused_after_ga_sold_out: usize,
+    /// Of those: how many had been admitted after GA sold out (every one of them a probe, as this
+    /// crowd wants GA); the rest were admitted while GA was on sale and booked too late.
+    pub refused_admitted_after_ga_sold_out: usize,
     /// Seconds after the opening when each tier was at 0 for good (None: not within the run).
     pub ga_sold_out_s: Option<f64>,
     pub vip_sold_out_s: Option<f64>,
@@ -252,6 +255,13 @@ fn summarize(
             results
                 .iter()
                 .filter(|v| v.refused_at.is_some_and(|refused| refused >= at))
+                .count()
+        }),
+        refused_admitted_after_ga_sold_out: sold_out(0).map_or(0, |at| {
+            results
+                .iter()
+                .filter(|v| v.refused_for_stock)
+                .filter(|v| v.admitted_between.is_some_and(|(_, by)| by >= at))
                 .count()
         }),
         ga_sold_out_s: sold_out(0),

@@ -69,7 +69,9 @@ pub async fn admit(
         .arg(bound.max(1))
         .arg(keys.notices())
         .arg(super::DELIVERY_WINDOW_MS)
-        .arg(super::DELIVERY_GRACE_MS);
+        .arg(super::DELIVERY_GRACE_MS)
+        .arg(super::LONGEST_POLL_MS)
+        .arg(super::FRESH_AFTER_DELIVERY_MS);
     for code in tiers {
         invocation
             .key(keys.wanting(code))
@@ -77,6 +79,8 @@ pub async fn admit(
             .arg(code);
     }
     invocation
+        .key(keys.demand_fresh())
+        .key(keys.demand_delivered())
         .key(keys.dormant())
         .key(keys.admitted_seen())
         .key(keys.deliver_by());

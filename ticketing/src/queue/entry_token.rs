@@ -54,6 +54,12 @@ pub async fn note_cadence(
 /// token stays valid until it expires.
 pub const PAGE_GONE_MS: u64 = 30_000;
 
+/// How long a delivered admission's demand stays fresh (`lua/lib/demand.lua`) until the sale's
+/// own bookings tell how long its buyers take (the time 95 % of them booked within). Past it,
+/// unbooked, the demand counts against the stock only at the share of such admissions that
+/// still came to book, which each sale learns; the slot is kept until the page is gone.
+pub const FRESH_AFTER_DELIVERY_MS: u64 = 15_000;
+
 /// Starts the token's time at its first delivery; returns when it expires (ms, Redis's clock),
 /// or `None` when the admission ended meanwhile (expired, or booked by another tab).
 pub async fn deliver_entry_token(
@@ -68,6 +74,11 @@ pub async fn deliver_entry_token(
         .key(keys.holds())
         .key(keys.entry_token(queue_id))
         .key(keys.admitted_seen())
+        .key(keys.admitted_demand())
+        .key(keys.demand())
+        .key(keys.demand_fresh())
+        .key(keys.stats())
+        .key(keys.demand_delivered())
         .arg(queue_id)
         .arg(admission_hold_id(queue_id))
         .invoke_async(&mut redis.clone())

@@ -286,6 +286,10 @@ pub async fn sync_config(
         .arg(super::DELIVERY_WINDOW_MS)
         .arg("page_gone_ms")
         .arg(super::PAGE_GONE_MS)
+        .arg("fresh_undelivered_ms")
+        .arg(super::LONGEST_POLL_MS)
+        .arg("fresh_after_delivery_ms")
+        .arg(super::FRESH_AFTER_DELIVERY_MS)
         .ignore()
         // A sale keeps the liveness window it started with: the windows are numbered by it, and
         // renumbering them mid-sale (a release with another window, or a test's shorter one
