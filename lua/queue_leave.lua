@@ -60,9 +60,7 @@ for i = 1, #ARGV - 4 do
 end
 redis.call('HDEL', KEYS[7], qid)
 redis.call('HDEL', KEYS[#KEYS], qid)
-if forget_demand(KEYS[8], KEYS[9], qid) == 'stale' then
-  note_stale_end(KEYS[5], false)
-end
+forget_demand(KEYS[8], KEYS[9], qid)
 if admitted == 1 then
   -- Unless a booking claimed it already, the admission hold is now overdue.
   redis.call('ZADD', KEYS[11], 'XX', 0, ARGV[4])

@@ -9,9 +9,7 @@ local function reclaim_expired(k, now, bound)
     redis.call('HSET', k.gone, qid, 'expired')
     redis.call('ZREM', k.adm, qid)
     redis.call('ZREM', k.admseen, qid)
-    if forget_demand(k.admw, k.admd, qid) == 'stale' then
-      note_stale_end(k.stats, false)
-    end
+    forget_demand(k.admw, k.admd, qid)
   end
   return #expired
 end
@@ -26,9 +24,7 @@ local function reclaim_silent_pages(k, room, now, bound)
   for _, qid in ipairs(silent) do
     redis.call('ZREM', k.admseen, qid)
     if redis.call('ZREM', k.adm, qid) == 1 then
-      if forget_demand(k.admw, k.admd, qid) == 'stale' then
-        note_stale_end(k.stats, false)
-      end
+      forget_demand(k.admw, k.admd, qid)
       page_gone = page_gone + 1
     end
   end

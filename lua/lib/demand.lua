@@ -12,15 +12,14 @@
 -- time 95 % of this sale's buyers took from delivery to booking (admdlv: queue id -> delivered
 -- when; `fresh_after_delivery`). Then it goes stale ("w~|", "a~|"), summed in admd under
 -- "<code>~", and the gate counts stale demand only at the share of stale admissions that came
--- back (delivered late, booked, or refused for stock) among those whose end is known:
--- `stale_weight`. A stale buyer who comes back counts in full again. An
+-- back (delivered late, booked, or refused for stock): `stale_weight`. A stale buyer who comes
+-- back counts in full again. An
 -- admission whose page is gone holds its slot until it is reclaimed (the delivery window, or
 -- the page silent for page_gone_ms), but not the stock: at the end of a tier, a rehearsal's
 -- absent buyers (5 % of admissions, each holding 2.5 GA for 30-49 s) counted more than was left
 -- and held the last 150 GA for 70 s.
 
 -- Stops counting `qid`'s demand: 'fresh' or 'stale' (what it was), false when it had no record.
--- A caller that knows how the admission ended notes a stale one (`note_stale_end`).
 local function forget_demand(admw, admd, qid)
   local demand = redis.call('HGET', admw, qid)
   if not demand then
@@ -61,18 +60,20 @@ local function restate_demand(admw, admd, qid, to_stale)
   return true
 end
 
--- Notes how `count` stale admissions ended: came back (`back`: delivered late, booked, refused
--- for stock) or gone (reclaimed, left).
-local function note_stale_end(stats, back, count)
-  redis.call('HINCRBY', stats, back and 'stale_back' or 'stale_gone', count or 1)
+-- Notes `count` (1 when nil) stale admissions that came back: delivered late, booked, or
+-- refused for stock.
+local function note_stale_back(stats, count)
+  redis.call('HINCRBY', stats, 'stale_back', count or 1)
 end
 
--- The share of the sale's stale admissions that came back, of those whose end is known:
--- (back + 1) / (back + gone + 2), a half before any ended (stats: stale_back, stale_gone).
+-- The share of the sale's stale admissions that came back, (back + 1) / (stale + 2) (stats:
+-- stale_back, stale_total). It counts those still stale as not back: with the delivered window
+-- at the time 95 % of buyers book within, few of them will be, while waiting for the absent to
+-- be reclaimed (30-49 s) before counting them would leave the weight at its prior through the
+-- first half minute of a sale, when a rehearsal's GA ran out (0.5 there held 100 GA back).
 local function stale_weight(stats)
-  local v = redis.call('HMGET', stats, 'stale_back', 'stale_gone')
-  local back = tonumber(v[1]) or 0
-  return (back + 1) / (back + (tonumber(v[2]) or 0) + 2)
+  local v = redis.call('HMGET', stats, 'stale_back', 'stale_total')
+  return ((tonumber(v[1]) or 0) + 1) / ((tonumber(v[2]) or 0) + 2)
 end
 
 -- Delivery-to-booking times (ms): the upper bounds of the histogram's buckets, stats fields

@@ -688,7 +688,7 @@ async fn delivered_buyers_who_do_not_book_in_the_sales_form_time_count_as_stale(
     }
     assert_eq!(admit(&system, event).await.admitted, 0, "GA is counted");
     tokio::time::sleep(Duration::from_millis(700)).await;
-    // Both stale, at a half before any stale admission ended: the third fits.
+    // Both stale, counted at (0 back + 1) / (2 stale + 2): a quarter. The third fits.
     assert_eq!(admit(&system, event).await.admitted, 1);
     let (status, body) = book(&system, event, &ga[0], json!({"GA": 2})).await;
     assert_eq!(status, 201, "{body}");
