@@ -41,9 +41,8 @@
 --          hold when nobody came for it; less when its entry polled near the head (deliverby)
 -- ARGV[4]  the least an admission whose entry polled near the head is given to be delivered
 --          (DELIVERY_GRACE_MS), however long ago that poll
--- ARGV[5]  how long an undelivered admission's demand stays fresh, unless cfg's
---          fresh_undelivered_ms says otherwise: the longest interval a live page waits between
---          polls (LONGEST_POLL_MS), so a page that is there has come by then
+-- ARGV[5]  how long the demand of an admission whose entry never polled near the head stays
+--          fresh undelivered, unless cfg's fresh_undelivered_ms says otherwise (lib/demand.lua)
 -- ARGV[6]  how long a delivered admission's demand stays fresh before this sale's bookings tell
 --          (cfg's fresh_after_delivery_ms unless it says otherwise)
 -- ARGV[6+i] tier i's code
@@ -118,7 +117,7 @@ end
 local tokens, allowed = admissions_allowed(k, room, rate, now)
 -- Buyers without a wish may be slower still (the sale's history says few of them can book).
 local nw_tokens, nw_allowed = nowish_allowed(k, rate, nowish_rate, now)
-local gate = stock_gate(k, room, codes)
+local gate = stock_gate(k, room, codes, now)
 
 local function parse_wish(text)
   if not text then
@@ -159,17 +158,20 @@ local reached, at_end = 0, false
 local waiting_for, nowish_waits = {}, false
 local until_ms = now + (tonumber(room.delivery_window_ms) or tonumber(ARGV[3]))
 -- The page of an entry that polled near the head comes within two of the intervals it was told:
--- its admission waits that long (ARGV[4] at least), not the whole window.
+-- its admission waits that long (ARGV[4] at least), not the whole window, and its demand is
+-- fresh as long. An entry that never polled near the head is an absent page or one the line
+-- outran: its slot waits the whole window, its demand is fresh for fresh_undelivered_ms only
+-- (lib/demand.lua; a page that comes later counts in full again). Returns both times.
+local fresh_ms = tonumber(room.fresh_undelivered_ms) or tonumber(ARGV[5])
 local function deliver_by(qid)
   local by = tonumber(redis.call('HGET', k.deliverby, qid))
   if not by then
-    return until_ms
+    return until_ms, math.min(until_ms, now + fresh_ms)
   end
   redis.call('HDEL', k.deliverby, qid)
-  return math.min(until_ms, math.max(by, now + tonumber(ARGV[4])))
+  by = math.min(until_ms, math.max(by, now + tonumber(ARGV[4])))
+  return by, by
 end
--- An undelivered admission's demand is fresh until its page has surely polled (lib/demand.lua).
-local fresh_ms = tonumber(room.fresh_undelivered_ms) or tonumber(ARGV[5])
 local admitted_ids = {}
 local done = false
 while not done and admitted < allowed and admitted + dropped + parked + passed < bound do
@@ -238,12 +240,12 @@ while not done and admitted < allowed and admitted + dropped + parked + passed <
           redis.call('HSET', k.gone, qid, 'abandoned')
           dropped = dropped + 1
         else
-          local by = deliver_by(qid)
+          local by, fresh_until = deliver_by(qid)
           if verdict == 'hold' then
             gate.hold(qid, wish, by)
           else
             gate.count(qid, wish and 'w' or 'a', detail)
-            redis.call('ZADD', k.admfresh, math.min(by, now + fresh_ms), qid)
+            redis.call('ZADD', k.admfresh, fresh_until, qid)
           end
           if wish == nil then
             nowish = nowish + 1

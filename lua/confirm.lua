@@ -103,7 +103,7 @@ for i = 3 + tiers, #ARGV, 3 do
   out[#out + 1] = confirm(ARGV[i], ARGV[i + 1], ARGV[i + 2])
 end
 if stale_back > 0 then
-  note_stale_back(KEYS[4], stale_back)
+  note_stale(KEYS[4], now, 0, stale_back)
 end
 for bucket, count in pairs(form_times) do
   redis.call('HINCRBY', KEYS[4], 'form:' .. bucket, count)

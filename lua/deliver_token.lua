@@ -39,7 +39,7 @@ redis.call('ZADD', KEYS[5], now, ARGV[1])
 -- (admit.lua), and one counted as stale (it came later than its page's longest poll interval)
 -- is fresh again and teaches the gate (lib/demand.lua).
 if restate_demand(KEYS[6], KEYS[7], ARGV[1], false) then
-  note_stale_back(KEYS[9])
+  note_stale(KEYS[9], now, 0, 1)
 end
 redis.call('ZREM', KEYS[8], ARGV[1])
 redis.call('ZADD', KEYS[10], now, ARGV[1])

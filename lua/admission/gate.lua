@@ -24,11 +24,11 @@ local PROBE_AFTER_MS = 4000
 
 -- The gate for this step, over the tiers `codes`: reads the stock and what admitted buyers count
 -- against it once, and keeps both current as it admits.
-local function stock_gate(k, room, codes)
+local function stock_gate(k, room, codes, now)
   local avail, held, demand, average = {}, {}, {}, {}
   local booked = tonumber(redis.call('HGET', k.stats, 'booked_total')) or 0
   -- Stale demand (lib/demand.lua) counts at the share of stale admissions that came back.
-  local stale = stale_weight(k.stats)
+  local stale = stale_weight(k.stats, now)
   local sold_all = 0
   for _, code in ipairs(codes) do
     local stock = redis.call('HMGET', k.inv, code .. ':avail', code .. ':held')

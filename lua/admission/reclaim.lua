@@ -68,6 +68,6 @@ local function demote_stale(k, room, now, bound, default_fresh_ms)
   end
   redis.call('ZREMRANGEBYSCORE', k.admdlv, '-inf', '(' .. (now - longest))
   if demoted > 0 then
-    redis.call('HINCRBY', k.stats, 'stale_total', demoted)
+    note_stale(k.stats, now, demoted, 0)
   end
 end

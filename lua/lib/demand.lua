@@ -60,20 +60,44 @@ local function restate_demand(admw, admd, qid, to_stale)
   return true
 end
 
--- Notes `count` (1 when nil) stale admissions that came back: delivered late, booked, or
--- refused for stock.
-local function note_stale_back(stats, count)
-  redis.call('HINCRBY', stats, 'stale_back', count or 1)
+-- Admissions gone stale lately and those of them that came back, as counts that halve every
+-- 30 s (stats: stale_n, stale_back_n, stale_ts), as lib/conversion.lua's recent outcomes do: an
+-- opening's pages that the line outran (stale, then back a few seconds later) fade by the time a
+-- tier runs out, and so does any other phase of a sale that is over.
+local STALE_HALF_LIFE_MS = 30000
+
+local function stale_recent(stats, now)
+  local v = redis.call('HMGET', stats, 'stale_n', 'stale_back_n', 'stale_ts')
+  local factor = 1
+  if v[3] then
+    factor = 0.5 ^ (math.max(0, now - tonumber(v[3])) / STALE_HALF_LIFE_MS)
+  end
+  return (tonumber(v[1]) or 0) * factor, (tonumber(v[2]) or 0) * factor
 end
 
--- The share of the sale's stale admissions that came back, (back + 1) / (stale + 2) (stats:
--- stale_back, stale_total). It counts those still stale as not back: with the delivered window
--- at the time 95 % of buyers book within, few of them will be, while waiting for the absent to
--- be reclaimed (30-49 s) before counting them would leave the weight at its prior through the
--- first half minute of a sale, when a rehearsal's GA ran out (0.5 there held 100 GA back).
-local function stale_weight(stats)
-  local v = redis.call('HMGET', stats, 'stale_back', 'stale_total')
-  return ((tonumber(v[1]) or 0) + 1) / ((tonumber(v[2]) or 0) + 2)
+-- Notes `demoted` admissions gone stale and `back` stale ones that came back (delivered late,
+-- booked, or refused for stock): in the recent counts and the sale's totals (stale_total,
+-- stale_back, for the operator).
+local function note_stale(stats, now, demoted, back)
+  local n, b = stale_recent(stats, now)
+  redis.call('HSET', stats, 'stale_n', tostring(n + demoted), 'stale_back_n', tostring(b + back),
+    'stale_ts', now)
+  if demoted > 0 then
+    redis.call('HINCRBY', stats, 'stale_total', demoted)
+  end
+  if back > 0 then
+    redis.call('HINCRBY', stats, 'stale_back', back)
+  end
+end
+
+-- The share of recent stale admissions that came back, (back + 1) / (stale + 2): what stale
+-- demand counts at. Those still stale count as not back: with the delivered window at the time
+-- 95 % of buyers book within, few of them will be, while waiting for the absent to be reclaimed
+-- (30-49 s) before counting them would leave the weight at its prior through the first half
+-- minute of a sale, when a rehearsal's GA ran out (a half there held 100 GA back).
+local function stale_weight(stats, now)
+  local n, b = stale_recent(stats, now)
+  return (b + 1) / (n + 2)
 end
 
 -- Delivery-to-booking times (ms): the upper bounds of the histogram's buckets, stats fields

@@ -70,7 +70,7 @@ pub async fn admit(
         .arg(keys.notices())
         .arg(super::DELIVERY_WINDOW_MS)
         .arg(super::DELIVERY_GRACE_MS)
-        .arg(super::LONGEST_POLL_MS)
+        .arg(super::FRESH_UNDELIVERED_MS)
         .arg(super::FRESH_AFTER_DELIVERY_MS);
     for code in tiers {
         invocation

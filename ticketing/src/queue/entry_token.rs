@@ -54,6 +54,13 @@ pub async fn note_cadence(
 /// token stays valid until it expires.
 pub const PAGE_GONE_MS: u64 = 30_000;
 
+/// How long the demand of an admission whose entry never polled near the head stays fresh
+/// while undelivered (`lua/lib/demand.lua`). A page that is there polls near the head every
+/// second or two and has its cadence noted (its demand is fresh until it is due); one that never
+/// did has most likely closed while waiting (a rehearsal's 20 % leave), or the line outran its
+/// poll, and then it counts in full again when it comes. The grace a noted page gets.
+pub const FRESH_UNDELIVERED_MS: u64 = DELIVERY_GRACE_MS;
+
 /// How long a delivered admission's demand stays fresh (`lua/lib/demand.lua`) until the sale's
 /// own bookings tell how long its buyers take (the time 95 % of them booked within). Past it,
 /// unbooked, the demand counts against the stock only at the share of such admissions that

@@ -20,7 +20,7 @@ pub use admit::{admit, give_back_admission, AdmissionStep};
 pub use entry::{due_to_leave, join, leave, poll, Leaving, Standing};
 pub use entry_token::{
     deliver_entry_token, keep_entry_token, note_cadence, page_alive, DELIVERY_GRACE_MS,
-    DELIVERY_WINDOW_MS, FRESH_AFTER_DELIVERY_MS, PAGE_GONE_MS,
+    DELIVERY_WINDOW_MS, FRESH_AFTER_DELIVERY_MS, FRESH_UNDELIVERED_MS, PAGE_GONE_MS,
 };
 pub use id::QueueId;
 pub use place::Place;

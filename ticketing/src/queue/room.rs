@@ -287,7 +287,7 @@ pub async fn sync_config(
         .arg("page_gone_ms")
         .arg(super::PAGE_GONE_MS)
         .arg("fresh_undelivered_ms")
-        .arg(super::LONGEST_POLL_MS)
+        .arg(super::FRESH_UNDELIVERED_MS)
         .arg("fresh_after_delivery_ms")
         .arg(super::FRESH_AFTER_DELIVERY_MS)
         .ignore()
