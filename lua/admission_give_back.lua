@@ -16,8 +16,8 @@ if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then
   return 0
 end
 -- A stale admission that came to book teaches the gate (lib/demand.lua).
-if forget_demand(KEYS[2], KEYS[3], ARGV[1]) == 'stale' then
-  note_stale(KEYS[4], clock_ms(), 0, 1)
+if forget_demand(KEYS[2], KEYS[3], ARGV[1]) == '~' then
+  note_stale(KEYS[4], clock_ms(), '~', 0, 1)
 end
 redis.call('HINCRBY', KEYS[4], 'given_back_total', 1)
 note_outcome(KEYS[4], clock_ms(), false)

@@ -24,8 +24,8 @@
 -- KEYS[16] ev:{E}:holds
 -- KEYS[17] ev:{E}:holdv
 -- KEYS[16+2i] ev:{E}:want:<tier i>, KEYS[17+2i] ev:{E}:free:<tier i>, for every tier
--- KEYS[#KEYS-4] ev:{E}:admfresh undelivered admitted queue id -> until when its demand is fresh
---               (lib/demand.lua)
+-- KEYS[#KEYS-4] ev:{E}:admfresh undelivered admitted queue id -> when its demand's state next
+--               changes (lib/demand.lua)
 -- KEYS[#KEYS-3] ev:{E}:admdlv   delivered admitted queue id -> when it was delivered
 -- KEYS[#KEYS-2] ev:{E}:dormant  silent entries out of the line (queue_dormancy.lua)
 -- KEYS[#KEYS-1] ev:{E}:admseen  admitted queue id -> its page's last sign of life since delivery
@@ -45,7 +45,9 @@
 --          fresh undelivered, unless cfg's fresh_undelivered_ms says otherwise (lib/demand.lua)
 -- ARGV[6]  how long a delivered admission's demand stays fresh before this sale's bookings tell
 --          (cfg's fresh_after_delivery_ms unless it says otherwise)
--- ARGV[6+i] tier i's code
+-- ARGV[7]  how long an undelivered admission's demand stays stale before it counts nowhere: the
+--          longest interval a live page waits between polls (LONGEST_POLL_MS)
+-- ARGV[7+i] tier i's code
 --
 -- Nobody is admitted before on_sale_ms (Redis's clock), nor before admit_after_ms (set after a
 -- Redis data loss, so entries coming back from their receipts are in line before anyone behind
@@ -87,8 +89,8 @@ local k = {cfg = KEYS[1], wait = KEYS[2], adm = KEYS[3], bucket = KEYS[4], stats
   admfresh = KEYS[#KEYS - 4], admdlv = KEYS[#KEYS - 3], dormant = KEYS[#KEYS - 2], admseen = KEYS[#KEYS - 1], deliverby = KEYS[#KEYS], wanting = {},
   free = {}}
 local codes = {}
-for i = 1, #ARGV - 6 do
-  local code = ARGV[6 + i]
+for i = 1, #ARGV - 7 do
+  local code = ARGV[7 + i]
   codes[i] = code
   k.wanting[code] = KEYS[16 + 2 * i]
   k.free[code] = KEYS[17 + 2 * i]
@@ -100,7 +102,7 @@ local through = tonumber(room.admitted_through) or 0
 local expired = reclaim_expired(k, now, bound)
 reclaim_silent_pages(k, room, now, bound)
 demote_stale(k, room, now, bound,
-  tonumber(room.fresh_after_delivery_ms) or tonumber(ARGV[6]))
+  tonumber(room.fresh_after_delivery_ms) or tonumber(ARGV[6]), tonumber(ARGV[7]))
 
 local enabled = room.enabled == '1'
 local rate, nowish_rate = admission_rate(k, room, now)

@@ -64,7 +64,7 @@ local function confirm(jti, qid, numbers)
   redis.call('HDEL', KEYS[2], jti)
   redis.call('ZREM', KEYS[1], jti)
   redis.call('ZREM', KEYS[3], qid)
-  if forget_demand(KEYS[6], KEYS[7], qid) == 'stale' then
+  if forget_demand(KEYS[6], KEYS[7], qid) == '~' then
     stale_back = stale_back + 1
   end
   local delivered = redis.call('ZSCORE', KEYS[8], qid)
@@ -103,7 +103,7 @@ for i = 3 + tiers, #ARGV, 3 do
   out[#out + 1] = confirm(ARGV[i], ARGV[i + 1], ARGV[i + 2])
 end
 if stale_back > 0 then
-  note_stale(KEYS[4], now, 0, stale_back)
+  note_stale(KEYS[4], now, '~', 0, stale_back)
 end
 for bucket, count in pairs(form_times) do
   redis.call('HINCRBY', KEYS[4], 'form:' .. bucket, count)

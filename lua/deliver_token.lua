@@ -38,8 +38,9 @@ redis.call('ZADD', KEYS[5], now, ARGV[1])
 -- The buyer is here: its demand is fresh until this sale's buyers have booked after delivery
 -- (admit.lua), and one counted as stale (it came later than its page's longest poll interval)
 -- is fresh again and teaches the gate (lib/demand.lua).
-if restate_demand(KEYS[6], KEYS[7], ARGV[1], false) then
-  note_stale(KEYS[9], now, 0, 1)
+local was = restate_demand(KEYS[6], KEYS[7], ARGV[1], '')
+if was == '^' or was == '!' then
+  note_stale(KEYS[9], now, '^', 0, 1)
 end
 redis.call('ZREM', KEYS[8], ARGV[1])
 redis.call('ZADD', KEYS[10], now, ARGV[1])

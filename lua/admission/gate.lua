@@ -27,15 +27,16 @@ local PROBE_AFTER_MS = 4000
 local function stock_gate(k, room, codes, now)
   local avail, held, demand, average = {}, {}, {}, {}
   local booked = tonumber(redis.call('HGET', k.stats, 'booked_total')) or 0
-  -- Stale demand (lib/demand.lua) counts at the share of stale admissions that came back.
-  local stale = stale_weight(k.stats, now)
+  -- Stale demand (lib/demand.lua) counts at the share of its kind that came back lately.
+  local undelivered, unbooked = stale_weight(k.stats, now, '^'), stale_weight(k.stats, now, '~')
   local sold_all = 0
   for _, code in ipairs(codes) do
     local stock = redis.call('HMGET', k.inv, code .. ':avail', code .. ':held')
     avail[code] = tonumber(stock[1]) or 0
     held[code] = tonumber(stock[2]) or 0
-    local counted = redis.call('HMGET', k.admd, code, code .. '~')
-    demand[code] = (tonumber(counted[1]) or 0) + stale * (tonumber(counted[2]) or 0)
+    local counted = redis.call('HMGET', k.admd, code, code .. '^', code .. '~')
+    demand[code] = (tonumber(counted[1]) or 0) + undelivered * (tonumber(counted[2]) or 0)
+      + unbooked * (tonumber(counted[3]) or 0)
     if booked == 0 then
       average[code] = 0
     else

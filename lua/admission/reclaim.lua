@@ -33,41 +33,50 @@ local function reclaim_silent_pages(k, room, now, bound)
   end
 end
 
--- Admissions whose demand is no longer fresh (lib/demand.lua) count as stale from now on: those
--- undelivered past their page's longest poll interval, and those delivered longer ago than this
--- sale's buyers take to book (read from where the last step stopped, `dlv_through`). At most
--- `bound` of each. Deliveries older than the token's time, which no booking can follow, are
--- forgotten.
-local function demote_stale(k, room, now, bound, default_fresh_ms)
-  local demoted = 0
+-- Admissions whose demand is no longer fresh (lib/demand.lua) count as stale from now on.
+-- Undelivered (admfresh, by when their state next changes): fresh ones past their page's due
+-- time go stale, and stale ones past any live page's poll (`dead_after_ms` more) count nowhere.
+-- Delivered longer ago than this sale's buyers take to book (admdlv, read on from where the last
+-- step stopped, `dlv_through`): stale. At most `bound` of each. Deliveries older than the token's
+-- time, which no booking can follow, are forgotten.
+local function demote_stale(k, room, now, bound, default_fresh_ms, dead_after_ms)
+  local undelivered = 0
   local due = redis.call('ZRANGEBYSCORE', k.admfresh, '-inf', now, 'LIMIT', 0, bound)
   for _, qid in ipairs(due) do
-    redis.call('ZREM', k.admfresh, qid)
-    if restate_demand(k.admw, k.admd, qid, true) then
-      demoted = demoted + 1
+    local record = redis.call('HGET', k.admw, qid)
+    if record and demand_state(record) == '' and restate_demand(k.admw, k.admd, qid, '^') then
+      undelivered = undelivered + 1
+      redis.call('ZADD', k.admfresh, now + dead_after_ms, qid)
+    else
+      restate_demand(k.admw, k.admd, qid, '!')
+      redis.call('ZREM', k.admfresh, qid)
     end
   end
+  if undelivered > 0 then
+    note_stale(k.stats, now, '^', undelivered, 0)
+  end
+  local delivered = 0
   local longest = (tonumber(room.token_ttl_s) or 300) * 1000
   local window = fresh_after_delivery(k.stats, default_fresh_ms, longest)
   local through = now - window
   local since = tonumber(redis.call('HGET', k.stats, 'dlv_through')) or 0
   if through > since then
-    local delivered = redis.call('ZRANGEBYSCORE', k.admdlv, '(' .. since, through, 'WITHSCORES',
+    local unbooked = redis.call('ZRANGEBYSCORE', k.admdlv, '(' .. since, through, 'WITHSCORES',
       'LIMIT', 0, bound)
-    for i = 1, #delivered, 2 do
-      if restate_demand(k.admw, k.admd, delivered[i], true) then
-        demoted = demoted + 1
+    for i = 1, #unbooked, 2 do
+      if restate_demand(k.admw, k.admd, unbooked[i], '~') == '' then
+        delivered = delivered + 1
       end
     end
-    if #delivered == 2 * bound then
+    if #unbooked == 2 * bound then
       -- Stopped at the bound: the next step goes on from the last one read (read again, it is
       -- stale already and stays so).
-      through = tonumber(delivered[#delivered]) - 1
+      through = tonumber(unbooked[#unbooked]) - 1
     end
     redis.call('HSET', k.stats, 'dlv_through', through, 'fresh_delivered_ms', window)
   end
   redis.call('ZREMRANGEBYSCORE', k.admdlv, '-inf', '(' .. (now - longest))
-  if demoted > 0 then
-    note_stale(k.stats, now, demoted, 0)
+  if delivered > 0 then
+    note_stale(k.stats, now, '~', delivered, 0)
   end
 end

@@ -7,67 +7,83 @@
 -- admitted with its wish held ("h|GA:2") counts nothing: its tickets are out of the stock
 -- already, held under its queue id.
 --
--- A record is fresh ("w|", "a|") while its buyer may well still book: undelivered, until its
--- page's longest poll interval has passed (admfresh: queue id -> until when); delivered, for the
--- time 95 % of this sale's buyers took from delivery to booking (admdlv: queue id -> delivered
--- when; `fresh_after_delivery`). Then it goes stale ("w~|", "a~|"), summed in admd under
--- "<code>~", and the gate counts stale demand only at the share of stale admissions that came
--- back (delivered late, booked, or refused for stock): `stale_weight`. A stale buyer who comes
--- back counts in full again. An
--- admission whose page is gone holds its slot until it is reclaimed (the delivery window, or
--- the page silent for page_gone_ms), but not the stock: at the end of a tier, a rehearsal's
--- absent buyers (5 % of admissions, each holding 2.5 GA for 30-49 s) counted more than was left
--- and held the last 150 GA for 70 s.
+-- A record is fresh ("w|", "a|") while its buyer may well still book. Undelivered, until its
+-- page is due (admfresh: queue id -> when its state next changes, admit.lua); then it is stale
+-- undelivered ("w^|", "a^|"; admd "<code>^"), and once any page that is there would have polled
+-- (the longest poll interval more) it counts nowhere ("w!|", "a!|"), its slot kept until the
+-- delivery window ends. Delivered, for the time 95 % of this sale's buyers took from delivery to
+-- booking (admdlv: queue id -> delivered when; `fresh_after_delivery`); then stale after
+-- delivery ("w~|", "a~|"; admd "<code>~") until the page's silence reclaims it. The gate counts
+-- each stale kind at the share of its kind that came back lately (`stale_weight`): a page the
+-- line outran at an opening is not a buyer who left the booking form. A buyer who comes back
+-- counts in full again. An absent buyer holds its slot until it is reclaimed, but not the stock:
+-- at the end of a tier, a rehearsal's absent buyers (5 % of admissions, each holding 2.5 GA for
+-- 30-49 s) counted more than was left and held the last 150 GA for 70 s.
 
--- Stops counting `qid`'s demand: 'fresh' or 'stale' (what it was), false when it had no record.
+-- A record's state: '' fresh, '^' stale undelivered, '!' undelivered past any live page's poll
+-- (counted nowhere), '~' stale after delivery. The admd field of a tier in a state is the tier's
+-- code and the state.
+local function demand_state(record)
+  local mark = string.sub(record, 2, 2)
+  if mark == '|' then
+    return ''
+  end
+  return mark
+end
+
+-- Stops counting `qid`'s demand: the state it was in ('h' for a held wish), false when it had no
+-- record.
 local function forget_demand(admw, admd, qid)
   local demand = redis.call('HGET', admw, qid)
   if not demand then
     return false
   end
-  local stale = string.sub(demand, 2, 2) == '~'
-  if string.sub(demand, 1, 2) ~= 'h|' then
-    local field = stale and '~' or ''
-    for code, hundredths in string.gmatch(demand, '([^|=;~]+)=(%d+)') do
-      redis.call('HINCRBY', admd, code .. field, 0 - tonumber(hundredths))
+  redis.call('HDEL', admw, qid)
+  if string.sub(demand, 1, 2) == 'h|' then
+    return 'h'
+  end
+  local state = demand_state(demand)
+  if state ~= '!' then
+    for code, hundredths in string.gmatch(string.match(demand, '|(.*)$'), '([^=;]+)=(%d+)') do
+      redis.call('HINCRBY', admd, code .. state, 0 - tonumber(hundredths))
     end
   end
-  redis.call('HDEL', admw, qid)
-  return stale and 'stale' or 'fresh'
+  return state
 end
 
--- Moves `qid`'s counted demand to stale (`to_stale`) or back to fresh; true when it moved (a
--- record of the other kind was there).
-local function restate_demand(admw, admd, qid, to_stale)
+-- Moves `qid`'s counted demand to state `to`; the state it left, or nil when there was nothing to
+-- move (no record, a held wish, or in `to` already).
+local function restate_demand(admw, admd, qid, to)
   local demand = redis.call('HGET', admw, qid)
   if not demand or string.sub(demand, 1, 2) == 'h|' then
-    return false
+    return nil
   end
-  local stale = string.sub(demand, 2, 2) == '~'
-  if stale == to_stale then
-    return false
-  end
-  local from, to = '', '~'
-  if stale then
-    from, to = '~', ''
+  local from = demand_state(demand)
+  if from == to then
+    return nil
   end
   local counts = string.match(demand, '|(.*)$')
   for code, hundredths in string.gmatch(counts, '([^=;]+)=(%d+)') do
-    redis.call('HINCRBY', admd, code .. from, 0 - tonumber(hundredths))
-    redis.call('HINCRBY', admd, code .. to, tonumber(hundredths))
+    if from ~= '!' then
+      redis.call('HINCRBY', admd, code .. from, 0 - tonumber(hundredths))
+    end
+    if to ~= '!' then
+      redis.call('HINCRBY', admd, code .. to, tonumber(hundredths))
+    end
   end
   redis.call('HSET', admw, qid, string.sub(demand, 1, 1) .. to .. '|' .. counts)
-  return true
+  return from
 end
 
--- Admissions gone stale lately and those of them that came back, as counts that halve every
--- 30 s (stats: stale_n, stale_back_n, stale_ts), as lib/conversion.lua's recent outcomes do: an
--- opening's pages that the line outran (stale, then back a few seconds later) fade by the time a
--- tier runs out, and so does any other phase of a sale that is over.
+-- Per stale kind ('^' undelivered, '~' after delivery): admissions gone stale lately and those
+-- of them that came back, as counts that halve every 30 s (stats: stale_n<kind>,
+-- stale_back_n<kind>, stale_ts<kind>), as lib/conversion.lua's recent outcomes do, so a phase of
+-- a sale that is over (an opening's outrun pages) fades.
 local STALE_HALF_LIFE_MS = 30000
 
-local function stale_recent(stats, now)
-  local v = redis.call('HMGET', stats, 'stale_n', 'stale_back_n', 'stale_ts')
+local function stale_recent(stats, now, kind)
+  local v = redis.call('HMGET', stats, 'stale_n' .. kind, 'stale_back_n' .. kind,
+    'stale_ts' .. kind)
   local factor = 1
   if v[3] then
     factor = 0.5 ^ (math.max(0, now - tonumber(v[3])) / STALE_HALF_LIFE_MS)
@@ -75,13 +91,13 @@ local function stale_recent(stats, now)
   return (tonumber(v[1]) or 0) * factor, (tonumber(v[2]) or 0) * factor
 end
 
--- Notes `demoted` admissions gone stale and `back` stale ones that came back (delivered late,
--- booked, or refused for stock): in the recent counts and the sale's totals (stale_total,
+-- Notes `demoted` admissions gone stale of `kind` and `back` of them that came back (delivered
+-- late, booked, or refused for stock): in the recent counts and the sale's totals (stale_total,
 -- stale_back, for the operator).
-local function note_stale(stats, now, demoted, back)
-  local n, b = stale_recent(stats, now)
-  redis.call('HSET', stats, 'stale_n', tostring(n + demoted), 'stale_back_n', tostring(b + back),
-    'stale_ts', now)
+local function note_stale(stats, now, kind, demoted, back)
+  local n, b = stale_recent(stats, now, kind)
+  redis.call('HSET', stats, 'stale_n' .. kind, tostring(n + demoted),
+    'stale_back_n' .. kind, tostring(b + back), 'stale_ts' .. kind, now)
   if demoted > 0 then
     redis.call('HINCRBY', stats, 'stale_total', demoted)
   end
@@ -90,13 +106,13 @@ local function note_stale(stats, now, demoted, back)
   end
 end
 
--- The share of recent stale admissions that came back, (back + 1) / (stale + 2): what stale
--- demand counts at. Those still stale count as not back: with the delivered window at the time
--- 95 % of buyers book within, few of them will be, while waiting for the absent to be reclaimed
--- (30-49 s) before counting them would leave the weight at its prior through the first half
--- minute of a sale, when a rehearsal's GA ran out (a half there held 100 GA back).
-local function stale_weight(stats, now)
-  local n, b = stale_recent(stats, now)
+-- The share of recent stale admissions of `kind` that came back, (back + 1) / (stale + 2): what
+-- that kind's stale demand counts at. Those still stale count as not back: waiting for the
+-- absent to be reclaimed (30-49 s) before counting them would leave the weight at its prior
+-- through the first half minute of a sale, when a rehearsal's GA ran out (a half there held
+-- 100 GA back).
+local function stale_weight(stats, now, kind)
+  local n, b = stale_recent(stats, now, kind)
   return (b + 1) / (n + 2)
 end
 

@@ -659,7 +659,7 @@ async fn absent_admissions_stop_holding_the_stock_once_stale_and_a_late_one_coun
         .await
         .unwrap();
     assert_eq!(
-        counted.get("GA~"),
+        counted.get("GA^"),
         Some(&200),
         "the absent one: {counted:?}"
     );

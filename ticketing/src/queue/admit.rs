@@ -71,7 +71,8 @@ pub async fn admit(
         .arg(super::DELIVERY_WINDOW_MS)
         .arg(super::DELIVERY_GRACE_MS)
         .arg(super::FRESH_UNDELIVERED_MS)
-        .arg(super::FRESH_AFTER_DELIVERY_MS);
+        .arg(super::FRESH_AFTER_DELIVERY_MS)
+        .arg(super::LONGEST_POLL_MS);
     for code in tiers {
         invocation
             .key(keys.wanting(code))

@@ -188,11 +188,11 @@ pub struct AdmittedAs {
 
 impl AdmittedAs {
     /// Reads the `admw` entry: `h|GA:2` (held), `w|GA=200` (a wish, in hundredths), `a|…` (no
-    /// wish, counted at the sale's average), either of the last two as `w~|…`, `a~|…` once its
-    /// demand is stale (`lua/lib/demand.lua`), or empty.
+    /// wish, counted at the sale's average), either of the last two marked `~`, `^` or `!` after
+    /// the kind (`w~|…`) once its demand is stale (`lua/lib/demand.lua`), or empty.
     pub(crate) fn parse(entry: &str) -> Option<Self> {
         let (kind, rest) = entry.split_once('|')?;
-        Some(match kind.strip_suffix('~').unwrap_or(kind) {
+        Some(match kind.trim_end_matches(['~', '^', '!']) {
             "h" => Self {
                 wish: Some(Wish::parse_with(rest, ':')),
                 held: true,
@@ -308,6 +308,8 @@ mod tests {
         let stale = AdmittedAs::parse("w~|GA=200").unwrap();
         assert_eq!(stale.wish.unwrap().encode(), "GA=2");
         assert_eq!(AdmittedAs::parse("a~|GA=150").unwrap().wish, None);
+        let gone = AdmittedAs::parse("w!|GA=100").unwrap();
+        assert_eq!(gone.wish.unwrap().encode(), "GA=1");
         assert_eq!(AdmittedAs::parse(""), None);
     }
 
