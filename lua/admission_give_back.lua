@@ -16,7 +16,9 @@ if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then
   return 0
 end
 -- A stale admission that came to book teaches the gate (lib/demand.lua).
-if forget_demand(KEYS[2], KEYS[3], ARGV[1]) == '~' then
+-- Stale after delivery, or past it (counted nowhere): back either way.
+local was = forget_demand(KEYS[2], KEYS[3], ARGV[1])
+if was == '~' or was == '!' then
   note_stale(KEYS[4], clock_ms(), '~', 0, 1)
 end
 redis.call('HINCRBY', KEYS[4], 'given_back_total', 1)

@@ -163,12 +163,16 @@ local until_ms = now + (tonumber(room.delivery_window_ms) or tonumber(ARGV[3]))
 -- its admission waits that long (ARGV[4] at least), not the whole window, and its demand is
 -- fresh as long. An entry that never polled near the head is an absent page or one the line
 -- outran: its slot waits the whole window, its demand is fresh for fresh_undelivered_ms only
--- (lib/demand.lua; a page that comes later counts in full again). Returns both times.
+-- (lib/demand.lua; a page that comes later counts in full again), except in the opening's first
+-- ARGV[7]: pre-queued pages are told to come back within it (spread so they do not come at
+-- once), so the line outruns most of them there and they are due until it ends. Returns both
+-- times.
 local fresh_ms = tonumber(room.fresh_undelivered_ms) or tonumber(ARGV[5])
+local pre_queue_due = (tonumber(room.on_sale_ms) or 0) + tonumber(ARGV[7])
 local function deliver_by(qid)
   local by = tonumber(redis.call('HGET', k.deliverby, qid))
   if not by then
-    return until_ms, math.min(until_ms, now + fresh_ms)
+    return until_ms, math.min(until_ms, math.max(now + fresh_ms, pre_queue_due))
   end
   redis.call('HDEL', k.deliverby, qid)
   by = math.min(until_ms, math.max(by, now + tonumber(ARGV[4])))

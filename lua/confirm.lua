@@ -64,7 +64,9 @@ local function confirm(jti, qid, numbers)
   redis.call('HDEL', KEYS[2], jti)
   redis.call('ZREM', KEYS[1], jti)
   redis.call('ZREM', KEYS[3], qid)
-  if forget_demand(KEYS[6], KEYS[7], qid) == '~' then
+  -- Stale after delivery, or past it (counted nowhere): back either way.
+  local was = forget_demand(KEYS[6], KEYS[7], qid)
+  if was == '~' or was == '!' then
     stale_back = stale_back + 1
   end
   local delivered = redis.call('ZSCORE', KEYS[8], qid)

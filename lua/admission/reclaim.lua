@@ -33,11 +33,40 @@ local function reclaim_silent_pages(k, room, now, bound)
   end
 end
 
+-- Delivered admissions delivered by `through` (admdlv, read on from where the last step stopped:
+-- stats field `since_field`) move to state `to` (lib/demand.lua). At most `bound`; how many moved
+-- from fresh.
+local function demote_delivered(k, since_field, through, to, bound)
+  local since = tonumber(redis.call('HGET', k.stats, since_field)) or 0
+  if through <= since then
+    return 0
+  end
+  local unbooked = redis.call('ZRANGEBYSCORE', k.admdlv, '(' .. since, through, 'WITHSCORES',
+    'LIMIT', 0, bound)
+  local fresh = 0
+  for i = 1, #unbooked, 2 do
+    local record = redis.call('HGET', k.admw, unbooked[i])
+    -- Only onward: a record fresh again after a late delivery is not made dead at once.
+    if record and (to == '~' or demand_state(record) == '~') then
+      if restate_demand(k.admw, k.admd, unbooked[i], to) == '' then
+        fresh = fresh + 1
+      end
+    end
+  end
+  if #unbooked == 2 * bound then
+    -- Stopped at the bound: the next step goes on from the last one read (read again, it has
+    -- moved already and stays so).
+    through = tonumber(unbooked[#unbooked]) - 1
+  end
+  redis.call('HSET', k.stats, since_field, through)
+  return fresh
+end
+
 -- Admissions whose demand is no longer fresh (lib/demand.lua) count as stale from now on.
 -- Undelivered (admfresh, by when their state next changes): fresh ones past their page's due
 -- time go stale, and stale ones past any live page's poll (`dead_after_ms` more) count nowhere.
--- Delivered longer ago than this sale's buyers take to book (admdlv, read on from where the last
--- step stopped, `dlv_through`): stale. At most `bound` of each. Deliveries older than the token's
+-- Delivered longer ago than this sale's buyers take to book (admdlv): stale, and after as long
+-- again, counted nowhere. At most `bound` of each. Deliveries older than the token's
 -- time, which no booking can follow, are forgotten.
 local function demote_stale(k, room, now, bound, default_fresh_ms, dead_after_ms)
   local undelivered = 0
@@ -55,26 +84,15 @@ local function demote_stale(k, room, now, bound, default_fresh_ms, dead_after_ms
   if undelivered > 0 then
     note_stale(k.stats, now, '^', undelivered, 0)
   end
-  local delivered = 0
   local longest = (tonumber(room.token_ttl_s) or 300) * 1000
   local window = fresh_after_delivery(k.stats, default_fresh_ms, longest)
-  local through = now - window
-  local since = tonumber(redis.call('HGET', k.stats, 'dlv_through')) or 0
-  if through > since then
-    local unbooked = redis.call('ZRANGEBYSCORE', k.admdlv, '(' .. since, through, 'WITHSCORES',
-      'LIMIT', 0, bound)
-    for i = 1, #unbooked, 2 do
-      if restate_demand(k.admw, k.admd, unbooked[i], '~') == '' then
-        delivered = delivered + 1
-      end
-    end
-    if #unbooked == 2 * bound then
-      -- Stopped at the bound: the next step goes on from the last one read (read again, it is
-      -- stale already and stays so).
-      through = tonumber(unbooked[#unbooked]) - 1
-    end
-    redis.call('HSET', k.stats, 'dlv_through', through, 'fresh_delivered_ms', window)
-  end
+  -- Stale once the sale's buyers have booked by then, and counted nowhere after as long again:
+  -- the few who book that late leave the stale pool at once, the absent stay in it until their
+  -- page's silence is out (30 s), so the pool is nearly all absent while the share that came back
+  -- is not (one booking in twenty is beyond the window, as many as the absent in a rehearsal).
+  local delivered = demote_delivered(k, 'dlv_through', now - window, '~', bound)
+  demote_delivered(k, 'dlv_dead_through', now - 2 * window, '!', bound)
+  redis.call('HSET', k.stats, 'fresh_delivered_ms', window)
   redis.call('ZREMRANGEBYSCORE', k.admdlv, '-inf', '(' .. (now - longest))
   if delivered > 0 then
     note_stale(k.stats, now, '~', delivered, 0)

@@ -707,6 +707,19 @@ async fn delivered_buyers_who_do_not_book_in_the_sales_form_time_count_as_stale(
         .map(|(_, count)| count.parse::<i64>().unwrap())
         .sum();
     assert_eq!(timed, 2, "two bookings timed from delivery: {stats:?}");
+    // The one who never books: stale for the window, then, as long again, counted nowhere.
+    let counted = || async {
+        let counted: std::collections::HashMap<String, i64> = redis::cmd("HGETALL")
+            .arg(ticketing::keys::EventKeys::new(event).demand())
+            .query_async(&mut system.redis.clone())
+            .await
+            .unwrap();
+        counted
+    };
+    assert_eq!(counted().await.get("GA~"), Some(&200));
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    admit(&system, event).await;
+    assert_eq!(counted().await.get("GA~"), Some(&0));
     system.assert_inventory_agrees(event).await;
 }
 
