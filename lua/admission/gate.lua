@@ -105,8 +105,7 @@ local function stock_gate(k, room, codes, now)
     -- its share: a tier every buyer takes gates such buyers ticket for ticket, one a tenth of
     -- them take by a tenth of a ticket each, and one nobody took holds nobody back. (Gating by
     -- the stock as a whole let a tier few take, VIP, stand in for the one all take, GA: near
-    -- GA's end a rehearsal admitted VIP's worth of buyers who all wanted GA.) Each share is at
-    -- most what is left of its tier: with one ticket left, one such buyer still goes in.
+    -- GA's end a rehearsal admitted VIP's worth of buyers who all wanted GA.)
     local counts = {}
     local on_sale, weights, weight, left = {}, {}, 0, 0
     for _, code in ipairs(codes) do
@@ -127,9 +126,16 @@ local function stock_gate(k, room, codes, now)
       weight = left
     end
     for _, code in ipairs(on_sale) do
-      local share = math.floor(per_booking * weights[code] / weight + 0.5)
-      if not probe and share > 0
-          and demand[code] + math.min(share, avail[code] * 100) > avail[code] * headroom then
+      -- Nobody takes more than is left of a tier.
+      local share = math.min(math.floor(per_booking * weights[code] / weight + 0.5),
+        avail[code] * 100)
+      -- The last few tickets of a tier are offered to a booking's worth more than they fill, so
+      -- more than one buyer at a time: one who wants more than is left is refused whether alone
+      -- or together, and alone each try costs a round trip (in a rehearsal the last 5 GA took
+      -- 28 s one buyer after another). Beyond a booking's worth / headroom tickets it changes
+      -- nothing.
+      local room_for = math.max(avail[code] * headroom, avail[code] * 100 + per_booking)
+      if not probe and share > 0 and demand[code] + share > room_for then
         return 'wait', {}
       end
       counts[#counts + 1] = {code, share}

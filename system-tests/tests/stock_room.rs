@@ -579,7 +579,7 @@ async fn a_buyer_without_a_wish_counts_one_bookings_tickets_over_the_tiers_on_sa
 #[sqlx::test(migrations = "../migrations")]
 async fn buyers_without_a_wish_are_gated_by_each_tier_by_what_bookings_take_of_it(db: PgPool) {
     let system = start(db).await;
-    let event = open_event(&system, 12, 100, false).await;
+    let event = open_event(&system, 28, 100, false).await;
     let mut first = Vec::new();
     for i in 0..2 {
         first.push(join(&system, event, &format!("early-{i}")).await);
@@ -589,12 +589,12 @@ async fn buyers_without_a_wish_are_gated_by_each_tier_by_what_bookings_take_of_i
         let (status, body) = book(&system, event, queue_id, json!({"GA": 2})).await;
         assert_eq!(status, 201, "{body}");
     }
-    // 8 GA left, 10 % headroom: 8.8 tickets, four buyers of two. VIP's 100 let in nobody more.
+    // 24 GA left, 10 % headroom: 26.4 tickets, 13 buyers of two. VIP's 100 let in nobody more.
     for i in 0..20 {
         join(&system, event, &format!("no-wish-{i}")).await;
     }
     let step = admit(&system, event).await;
-    assert_eq!(step.admitted, 4, "GA's share gates them: {step:?}");
+    assert_eq!(step.admitted, 13, "GA's share gates them: {step:?}");
     assert_eq!(admit(&system, event).await.admitted, 0);
     let vip = join(&system, event, "vip").await;
     assert_eq!(wish(&system, &vip, json!({"VIP": 1})).await.0, 200);
@@ -720,6 +720,40 @@ async fn delivered_buyers_who_do_not_book_in_the_sales_form_time_count_as_stale(
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     admit(&system, event).await;
     assert_eq!(counted().await.get("GA~"), Some(&0));
+    system.assert_inventory_agrees(event).await;
+}
+
+/// The wish-less gate at a tier's last tickets: with one GA left, buyers without a wish count at
+/// most that one ticket each, and the last ticket is offered to a booking's worth more than it
+/// fills (three buyers at once, not one after another).
+#[sqlx::test(migrations = "../migrations")]
+async fn a_tiers_last_tickets_go_to_more_than_one_buyer_at_once(db: PgPool) {
+    let system = start(db).await;
+    let event = open_event(&system, 5, 100, false).await;
+    let mut first = Vec::new();
+    for i in 0..2 {
+        first.push(join(&system, event, &format!("early-{i}")).await);
+    }
+    assert_eq!(admit(&system, event).await.admitted, 2);
+    for queue_id in &first {
+        let (status, body) = book(&system, event, queue_id, json!({"GA": 2})).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let mut late = Vec::new();
+    for i in 0..6 {
+        late.push(join(&system, event, &format!("no-wish-{i}")).await);
+    }
+    // One GA left: each counts one ticket, against 1 + a booking's worth (2).
+    let step = admit(&system, event).await;
+    assert_eq!(step.admitted, 3, "{step:?}");
+    assert_eq!(admit(&system, event).await.admitted, 0);
+    // The first takes it; the two after it want two and are refused.
+    let (status, body) = book(&system, event, &late[0], json!({"GA": 1})).await;
+    assert_eq!(status, 201, "{body}");
+    for queue_id in &late[1..3] {
+        let (status, body) = book(&system, event, queue_id, json!({"GA": 2})).await;
+        assert_eq!(status, 409, "{body}");
+    }
     system.assert_inventory_agrees(event).await;
 }
 
