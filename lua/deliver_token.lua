@@ -8,7 +8,7 @@
 -- KEYS[5]  ev:{E}:admseen  admitted queue id -> its page's last sign of life (ms)
 -- KEYS[6]  ev:{E}:admw     what each admitted buyer counts against the stock (lib/demand.lua)
 -- KEYS[7]  ev:{E}:admd     its sum per tier, fresh and stale
--- KEYS[8]  ev:{E}:admfresh undelivered admitted queue id -> until when its demand is fresh
+-- KEYS[8]  ev:{E}:admfresh undelivered admitted queue id -> when its demand's state next changes
 -- KEYS[9]  ev:{E}:stats    stale_back: stale admissions that came back
 -- KEYS[10] ev:{E}:admdlv   delivered admitted queue id -> when (admit.lua reads how long ago)
 -- ARGV[1]  queue id (raw 16 bytes)
@@ -36,8 +36,8 @@ redis.call('ZADD', KEYS[1], 'XX', 'GT', expires, ARGV[1])
 redis.call('ZADD', KEYS[3], 'XX', 'GT', expires, ARGV[2])
 redis.call('ZADD', KEYS[5], now, ARGV[1])
 -- The buyer is here: its demand is fresh until this sale's buyers have booked after delivery
--- (admit.lua), and one counted as stale (it came later than its page's longest poll interval)
--- is fresh again and teaches the gate (lib/demand.lua).
+-- (admit.lua), and one counted as stale or nowhere (its page came after it was due) counts in
+-- full again and teaches the gate (lib/demand.lua).
 local was = restate_demand(KEYS[6], KEYS[7], ARGV[1], '')
 if was == '^' or was == '!' then
   note_stale(KEYS[9], now, '^', 0, 1)

@@ -34,8 +34,8 @@ local function reclaim_silent_pages(k, room, now, bound)
 end
 
 -- Delivered admissions delivered by `through` (admdlv, read on from where the last step stopped:
--- stats field `since_field`) move to state `to` (lib/demand.lua). At most `bound`; how many moved
--- from fresh.
+-- stats field `since_field`) move on to state `to` (lib/demand.lua): fresh ones to stale ('~'),
+-- stale ones to counted nowhere ('!'). At most `bound`; how many moved.
 local function demote_delivered(k, since_field, through, to, bound)
   local since = tonumber(redis.call('HGET', k.stats, since_field)) or 0
   if through <= since then
@@ -43,14 +43,14 @@ local function demote_delivered(k, since_field, through, to, bound)
   end
   local unbooked = redis.call('ZRANGEBYSCORE', k.admdlv, '(' .. since, through, 'WITHSCORES',
     'LIMIT', 0, bound)
-  local fresh = 0
+  local from = to == '~' and '' or '~'
+  local moved = 0
   for i = 1, #unbooked, 2 do
     local record = redis.call('HGET', k.admw, unbooked[i])
-    -- Only onward: a record fresh again after a late delivery is not made dead at once.
-    if record and (to == '~' or demand_state(record) == '~') then
-      if restate_demand(k.admw, k.admd, unbooked[i], to) == '' then
-        fresh = fresh + 1
-      end
+    -- (A held wish counts nothing: restate_demand leaves it be.)
+    if record and demand_state(record) == from
+        and restate_demand(k.admw, k.admd, unbooked[i], to) then
+      moved = moved + 1
     end
   end
   if #unbooked == 2 * bound then
@@ -59,7 +59,7 @@ local function demote_delivered(k, since_field, through, to, bound)
     through = tonumber(unbooked[#unbooked]) - 1
   end
   redis.call('HSET', k.stats, since_field, through)
-  return fresh
+  return moved
 end
 
 -- Admissions whose demand is no longer fresh (lib/demand.lua) count as stale from now on.
