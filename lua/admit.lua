@@ -86,7 +86,8 @@ end
 local k = {cfg = KEYS[1], wait = KEYS[2], adm = KEYS[3], bucket = KEYS[4], stats = KEYS[5],
   admsec = KEYS[6], gone = KEYS[7], inv = KEYS[10], seq = KEYS[11], wish = KEYS[12],
   parked = KEYS[13], admw = KEYS[14], admd = KEYS[15], holds = KEYS[16], holdv = KEYS[17],
-  admfresh = KEYS[#KEYS - 4], admdlv = KEYS[#KEYS - 3], dormant = KEYS[#KEYS - 2], admseen = KEYS[#KEYS - 1], deliverby = KEYS[#KEYS], wanting = {},
+  admfresh = KEYS[#KEYS - 4], admdlv = KEYS[#KEYS - 3], dormant = KEYS[#KEYS - 2],
+  admseen = KEYS[#KEYS - 1], deliverby = KEYS[#KEYS], wanting = {},
   free = {}}
 local codes = {}
 for i = 1, #ARGV - 7 do

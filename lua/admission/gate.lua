@@ -4,11 +4,11 @@
 -- Per tier t, an entry is admitted only while the tickets admitted buyers want stay within what
 -- is left plus headroom_pct:
 --   sum over admitted of demand_t  <=  avail_t * (1 + headroom_pct/100)
--- where a buyer's demand is its wish, and demand gone stale (the buyer likely gone: undelivered
--- past its page's longest poll interval, or unbooked a form's time after delivery; lib/demand.lua)
--- counts at the share of stale admissions that came back. A buyer without a wish may take any tier: it counts the
--- tickets one booking takes on average (2 before the first booking), spread over the tiers on
--- sale as the sale's bookings spread over them, each share gated by its own tier. With
+-- where a buyer's demand is its wish, and demand gone stale (the buyer likely gone: its page not
+-- come when due, or not booked in the time this sale's buyers take; lib/demand.lua) counts at
+-- the share of its kind that came back lately. A buyer without a wish may take any tier: it
+-- counts the tickets one booking takes on average (2 before the first booking), spread over the
+-- tiers on sale as the sale's bookings spread over them, each share gated by its own tier. With
 -- hold_on_admission, admission instead reserves the wish at once (a hold under the queue id;
 -- booking claims it) and needs the wish on sale now; such buyers count no demand, their tickets
 -- are out of avail already.

@@ -100,6 +100,30 @@ async fn book(system: &System, event: Uuid, queue_id: &str, tiers: Value) -> (u1
         .await
 }
 
+/// Two buyers are admitted and book two GA each: the sale's history then says every booking took
+/// GA, two tickets a booking.
+async fn two_bookings_of_two_ga(system: &System, event: Uuid) {
+    let mut first = Vec::new();
+    for i in 0..2 {
+        first.push(join(system, event, &format!("early-{i}")).await);
+    }
+    assert_eq!(admit(system, event).await.admitted, 2);
+    for queue_id in &first {
+        let (status, body) = book(system, event, queue_id, json!({"GA": 2})).await;
+        assert_eq!(status, 201, "{body}");
+    }
+}
+
+/// What admitted buyers count against each tier (`admd`: `<code>` fresh, `<code>~` and `<code>^`
+/// stale), in hundredths.
+async fn counted_demand(system: &System, event: Uuid) -> std::collections::HashMap<String, i64> {
+    redis::cmd("HGETALL")
+        .arg(ticketing::keys::EventKeys::new(event).demand())
+        .query_async(&mut system.redis.clone())
+        .await
+        .expect("counted demand")
+}
+
 #[sqlx::test(migrations = "../migrations")]
 async fn a_tier_selling_out_first_is_told_at_the_next_poll_and_never_admitted_for(db: PgPool) {
     let system = start(db).await;
@@ -558,11 +582,7 @@ async fn a_buyer_without_a_wish_counts_one_bookings_tickets_over_the_tiers_on_sa
     step().await;
     join(&system, event, "no-wish").await;
     assert_eq!(step().await.admitted, 1);
-    let counted: std::collections::HashMap<String, i64> = redis::cmd("HGETALL")
-        .arg(ticketing::keys::EventKeys::new(event).demand())
-        .query_async(&mut system.redis.clone())
-        .await
-        .unwrap();
+    let counted = counted_demand(&system, event).await;
     assert_eq!(
         counted.values().sum::<i64>(),
         200,
@@ -580,15 +600,7 @@ async fn a_buyer_without_a_wish_counts_one_bookings_tickets_over_the_tiers_on_sa
 async fn buyers_without_a_wish_are_gated_by_each_tier_by_what_bookings_take_of_it(db: PgPool) {
     let system = start(db).await;
     let event = open_event(&system, 28, 100, false).await;
-    let mut first = Vec::new();
-    for i in 0..2 {
-        first.push(join(&system, event, &format!("early-{i}")).await);
-    }
-    assert_eq!(admit(&system, event).await.admitted, 2);
-    for queue_id in &first {
-        let (status, body) = book(&system, event, queue_id, json!({"GA": 2})).await;
-        assert_eq!(status, 201, "{body}");
-    }
+    two_bookings_of_two_ga(&system, event).await;
     // 24 GA left, 10 % headroom: 26.4 tickets, 13 buyers of two. VIP's 100 let in nobody more.
     for i in 0..20 {
         join(&system, event, &format!("no-wish-{i}")).await;
@@ -653,11 +665,7 @@ async fn absent_admissions_stop_holding_the_stock_once_stale_and_a_late_one_coun
     assert_eq!(stats_field("stale_back").await, 1);
     let (status, body) = book(&system, event, &ga[2], json!({"GA": 2})).await;
     assert_eq!(status, 201, "{body}");
-    let counted: std::collections::HashMap<String, i64> = redis::cmd("HGETALL")
-        .arg(ticketing::keys::EventKeys::new(event).demand())
-        .query_async(&mut system.redis.clone())
-        .await
-        .unwrap();
+    let counted = counted_demand(&system, event).await;
     assert_eq!(
         counted.get("GA^"),
         Some(&200),
@@ -708,18 +716,10 @@ async fn delivered_buyers_who_do_not_book_in_the_sales_form_time_count_as_stale(
         .sum();
     assert_eq!(timed, 2, "two bookings timed from delivery: {stats:?}");
     // The one who never books: stale for the window, then, as long again, counted nowhere.
-    let counted = || async {
-        let counted: std::collections::HashMap<String, i64> = redis::cmd("HGETALL")
-            .arg(ticketing::keys::EventKeys::new(event).demand())
-            .query_async(&mut system.redis.clone())
-            .await
-            .unwrap();
-        counted
-    };
-    assert_eq!(counted().await.get("GA~"), Some(&200));
+    assert_eq!(counted_demand(&system, event).await.get("GA~"), Some(&200));
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     admit(&system, event).await;
-    assert_eq!(counted().await.get("GA~"), Some(&0));
+    assert_eq!(counted_demand(&system, event).await.get("GA~"), Some(&0));
     system.assert_inventory_agrees(event).await;
 }
 
@@ -730,15 +730,7 @@ async fn delivered_buyers_who_do_not_book_in_the_sales_form_time_count_as_stale(
 async fn a_tiers_last_tickets_go_to_more_than_one_buyer_at_once(db: PgPool) {
     let system = start(db).await;
     let event = open_event(&system, 5, 100, false).await;
-    let mut first = Vec::new();
-    for i in 0..2 {
-        first.push(join(&system, event, &format!("early-{i}")).await);
-    }
-    assert_eq!(admit(&system, event).await.admitted, 2);
-    for queue_id in &first {
-        let (status, body) = book(&system, event, queue_id, json!({"GA": 2})).await;
-        assert_eq!(status, 201, "{body}");
-    }
+    two_bookings_of_two_ga(&system, event).await;
     let mut late = Vec::new();
     for i in 0..6 {
         late.push(join(&system, event, &format!("no-wish-{i}")).await);

@@ -141,12 +141,14 @@ impl EventKeys {
         self.key("admw")
     }
     /// Hash of tier code to the sum of `admitted_demand` over admitted buyers, in hundredths:
-    /// `<code>` for fresh demand, `<code>~` for stale (`lua/lib/demand.lua`).
+    /// `<code>` for fresh demand, `<code>^` and `<code>~` for stale undelivered and stale after
+    /// delivery (`lua/lib/demand.lua`).
     pub fn demand(&self) -> String {
         self.key("admd")
     }
-    /// Sorted set of undelivered admitted queue id to until when its demand is fresh (Redis
-    /// ms): past it, admit.lua counts the demand as stale (the page has likely gone).
+    /// Sorted set of undelivered admitted queue id to when its demand's state next changes
+    /// (Redis ms): admit.lua counts the demand as stale once its page is overdue, and nowhere
+    /// once any page that is there would have polled (`lua/lib/demand.lua`).
     pub fn demand_fresh(&self) -> String {
         self.key("admfresh")
     }

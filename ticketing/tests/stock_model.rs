@@ -224,9 +224,10 @@ impl Seen {
 
     /// admit.lua's gate for one entry at its turn, given the step's running admitted demand and
     /// stock: the record admission writes for it, or None when it must wait. A wish is gated per
-    /// tier (held at once with hold on admission); a buyer without one may take any tier, so it
-    /// is gated by the tiers on sale as a whole and counts one booking's tickets spread over
-    /// them (at least one ticket, at most what is left, in all). Wishes that cannot be met at
+    /// tier (held at once with hold on admission); a buyer without one may take any tier: it
+    /// counts one booking's tickets spread over the tiers on sale as the sale's bookings spread,
+    /// each share at most what is left of its tier and gated by that tier (its last tickets
+    /// offered to a booking's worth more than they fill). Wishes that cannot be met at
     /// all park before this (`unmeetable`). A `probe` is gated by what is on sale only, not by
     /// what admitted buyers count.
     fn gate(
@@ -263,9 +264,10 @@ impl Seen {
             };
         }
         let on_sale: Vec<&str> = CODES.iter().copied().filter(|c| of(avail, c) > 0).collect();
+        if on_sale.is_empty() {
+            return None;
+        }
         let total = self.per_booking();
-        let wanted: i64 = on_sale.iter().map(|c| of(demand, c)).sum();
-        let left: i64 = on_sale.iter().map(|c| of(avail, c)).sum();
         // Spread as the sale's bookings spread over the tiers on sale; by what is left when
         // none of them has been booked yet.
         let mut weights: Vec<i64> = on_sale.iter().map(|c| self.average(c)).collect();
@@ -273,21 +275,26 @@ impl Seen {
             weights = on_sale.iter().map(|c| of(avail, c)).collect();
         }
         let weight: i64 = weights.iter().sum();
-        (!on_sale.is_empty()
-            && (probe || wanted + total.max(100).min(100 * left) <= left * headroom))
-            .then(|| Counted::Demand {
-                wish: false,
-                // Zero shares are not recorded.
-                hundredths: on_sale
-                    .iter()
-                    .zip(&weights)
-                    .map(|(c, w)| {
-                        let share = (total as f64 * *w as f64 / weight as f64 + 0.5).floor();
-                        (c.to_string(), share as i64)
-                    })
-                    .filter(|(_, share)| *share > 0)
-                    .collect(),
-            })
+        let mut hundredths = BTreeMap::new();
+        for (code, w) in on_sale.iter().zip(&weights) {
+            let left = of(avail, code);
+            let share =
+                ((total as f64 * *w as f64 / weight as f64 + 0.5).floor() as i64).min(100 * left);
+            // Each tier gates its own share; its last tickets are offered to a booking's worth
+            // more than they fill.
+            let room_for = (left * headroom).max(100 * left + total);
+            if !probe && share > 0 && of(demand, code) + share > room_for {
+                return None;
+            }
+            // Zero shares are not recorded.
+            if share > 0 {
+                hundredths.insert(code.to_string(), share);
+            }
+        }
+        Some(Counted::Demand {
+            wish: false,
+            hundredths,
+        })
     }
 
     fn avail(&self) -> BTreeMap<String, i64> {
