@@ -13,16 +13,17 @@
 -- (the longest poll interval more) it counts nowhere ("w!|", "a!|"), its slot kept until the
 -- delivery window ends. Delivered, for the time 95 % of this sale's buyers took from delivery to
 -- booking (admdlv: queue id -> delivered when; `fresh_after_delivery`); then stale after
--- delivery ("w~|", "a~|"; admd "<code>~") until the page's silence reclaims it. The gate counts
+-- delivery ("w~|", "a~|"; admd "<code>~"), and after as long again it counts nowhere, its slot
+-- kept until the page's silence reclaims it. The gate counts
 -- each stale kind at the share of its kind that came back lately (`stale_weight`): a page the
 -- line outran at an opening is not a buyer who left the booking form. A buyer who comes back
 -- counts in full again. An absent buyer holds its slot until it is reclaimed, but not the stock:
 -- at the end of a tier, a rehearsal's absent buyers (5 % of admissions, each holding 2.5 GA for
 -- 30-49 s) counted more than was left and held the last 150 GA for 70 s.
 
--- A record's state: '' fresh, '^' stale undelivered, '!' undelivered past any live page's poll
--- (counted nowhere), '~' stale after delivery. The admd field of a tier in a state is the tier's
--- code and the state.
+-- A record's state: '' fresh, '^' stale undelivered, '~' stale after delivery, '!' counted
+-- nowhere (undelivered past any live page's poll, or delivered twice the form time ago). The
+-- admd field of a tier in a state is the tier's code and the state.
 local function demand_state(record)
   local mark = string.sub(record, 2, 2)
   if mark == '|' then
