@@ -16,12 +16,8 @@ local CONVERSION_HALF_LIFE_MS = 30000
 local CONVERSION_FEWEST = 4
 
 local function recent_outcomes(stats, now)
-  local v = redis.call('HMGET', stats, 'conv_booked', 'conv_refused', 'conv_ts')
-  local factor = 1
-  if v[3] then
-    factor = 0.5 ^ (math.max(0, now - tonumber(v[3])) / CONVERSION_HALF_LIFE_MS)
-  end
-  return (tonumber(v[1]) or 0) * factor, (tonumber(v[2]) or 0) * factor
+  return decayed_counts(stats, 'conv_booked', 'conv_refused', 'conv_ts', now,
+    CONVERSION_HALF_LIFE_MS)
 end
 
 -- Notes `count` admitted buyers' attempts (1 when nil) that ended alike: booked (true) or

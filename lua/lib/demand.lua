@@ -83,13 +83,8 @@ end
 local STALE_HALF_LIFE_MS = 30000
 
 local function stale_recent(stats, now, kind)
-  local v = redis.call('HMGET', stats, 'stale_n' .. kind, 'stale_back_n' .. kind,
-    'stale_ts' .. kind)
-  local factor = 1
-  if v[3] then
-    factor = 0.5 ^ (math.max(0, now - tonumber(v[3])) / STALE_HALF_LIFE_MS)
-  end
-  return (tonumber(v[1]) or 0) * factor, (tonumber(v[2]) or 0) * factor
+  return decayed_counts(stats, 'stale_n' .. kind, 'stale_back_n' .. kind, 'stale_ts' .. kind,
+    now, STALE_HALF_LIFE_MS)
 end
 
 -- Notes `demoted` admissions gone stale of `kind` and `back` of them that came back (delivered
