@@ -114,6 +114,17 @@ async fn two_bookings_of_two_ga(system: &System, event: Uuid) {
     }
 }
 
+/// `n` buyers join (`ga-0`, `ga-1`, ...), each wishing for two GA: their queue ids in order.
+async fn join_wishing_two_ga(system: &System, event: Uuid, n: usize) -> Vec<String> {
+    let mut ga = Vec::new();
+    for i in 0..n {
+        let queue_id = join(system, event, &format!("ga-{i}")).await;
+        assert_eq!(wish(system, &queue_id, json!({"GA": 2})).await.0, 200);
+        ga.push(queue_id);
+    }
+    ga
+}
+
 /// What admitted buyers count against each tier (`admd`: `<code>` fresh, `<code>~` and `<code>^`
 /// stale), in hundredths.
 async fn counted_demand(system: &System, event: Uuid) -> std::collections::HashMap<String, i64> {
@@ -631,12 +642,7 @@ async fn absent_admissions_stop_holding_the_stock_once_stale_and_a_late_one_coun
     let system = start(db).await;
     let event = open_event(&system, 4, 20, false).await;
     shorten(&system, event, "fresh_undelivered_ms", 1_000).await;
-    let mut ga = Vec::new();
-    for i in 0..3 {
-        let queue_id = join(&system, event, &format!("ga-{i}")).await;
-        assert_eq!(wish(&system, &queue_id, json!({"GA": 2})).await.0, 200);
-        ga.push(queue_id);
-    }
+    let ga = join_wishing_two_ga(&system, event, 3).await;
     let stats_field = |field: &'static str| {
         let redis = system.redis.clone();
         async move {
@@ -684,12 +690,7 @@ async fn delivered_buyers_who_do_not_book_in_the_sales_form_time_count_as_stale(
     let system = start(db).await;
     let event = open_event(&system, 4, 20, false).await;
     shorten(&system, event, "fresh_after_delivery_ms", 500).await;
-    let mut ga = Vec::new();
-    for i in 0..3 {
-        let queue_id = join(&system, event, &format!("ga-{i}")).await;
-        assert_eq!(wish(&system, &queue_id, json!({"GA": 2})).await.0, 200);
-        ga.push(queue_id);
-    }
+    let ga = join_wishing_two_ga(&system, event, 3).await;
     assert_eq!(admit(&system, event).await.admitted, 2);
     for queue_id in &ga[..2] {
         assert_eq!(system.status(queue_id).await.state, QueueState::Admitted);
@@ -898,12 +899,7 @@ async fn a_tier_every_buyer_took_selling_out_slows_admissions_before_any_refusal
 async fn the_gate_never_stops_the_line_while_tickets_are_on_sale(db: PgPool) {
     let system = start(db).await;
     let event = open_event(&system, 4, 20, false).await;
-    let mut ga = Vec::new();
-    for i in 0..4 {
-        let queue_id = join(&system, event, &format!("ga-{i}")).await;
-        assert_eq!(wish(&system, &queue_id, json!({"GA": 2})).await.0, 200);
-        ga.push(queue_id);
-    }
+    let ga = join_wishing_two_ga(&system, event, 4).await;
     let probes = || async {
         let probes: Option<i64> = redis::cmd("HGET")
             .arg(ticketing::keys::EventKeys::new(event).stats())
