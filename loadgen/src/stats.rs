@@ -193,3 +193,13 @@ pub fn progress(
         }
     })
 }
+
+/// The nearest-rank `share` percentile of `values` (None when there are none).
+pub fn percentile(mut values: Vec<f64>, share: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = ((values.len() as f64 * share).ceil() as usize).clamp(1, values.len());
+    Some(values[rank - 1])
+}

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::client::{Api, Booked};
+use crate::stats::percentile;
 
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -95,6 +96,10 @@ pub struct RoomResult {
     pub first_range_held_share: Option<f64>,
     pub first_estimate_median_error: Option<f64>,
     pub jumps_beyond_range: usize,
+    /// Of those jumps (the first of each visitor): the note the answer gave (`none` when it gave
+    /// none), and when they came, seconds after the opening (quartiles).
+    pub jumps_by_note: std::collections::BTreeMap<String, usize>,
+    pub jumps_at_s: Option<[f64; 3]>,
     /// Visitors told at some poll that no time could be promised (`wait_note: tiers_gone`, no
     /// range): the tiers buyers took were gone and those without a wish went in only as probes.
     pub told_tiers_gone: usize,
@@ -113,7 +118,8 @@ struct Visit {
     /// and the admission (between the last poll that was waiting and the first that was not).
     first_range: Option<(f64, f64)>,
     admitted_between: Option<(f64, f64)>,
-    jumped_beyond: bool,
+    /// The first answer whose range began after the first range's end: when, and its note.
+    jumped: Option<(f64, String)>,
     told_tiers_gone: bool,
 }
 
@@ -239,6 +245,7 @@ fn summarize(
         })
         .collect();
     errors.sort_by(f64::total_cmp);
+    let jumps: Vec<&(f64, String)> = results.iter().filter_map(|v| v.jumped.as_ref()).collect();
     RoomResult {
         room,
         event_id: event,
@@ -272,7 +279,18 @@ fn summarize(
         first_range_held_share: (!estimated.is_empty())
             .then(|| held as f64 / estimated.len() as f64),
         first_estimate_median_error: (!errors.is_empty()).then(|| errors[errors.len() / 2]),
-        jumps_beyond_range: results.iter().filter(|v| v.jumped_beyond).count(),
+        jumps_beyond_range: jumps.len(),
+        jumps_by_note: jumps.iter().fold(Default::default(), |mut by, (_, note)| {
+            *by.entry(note.to_string()).or_default() += 1;
+            by
+        }),
+        jumps_at_s: {
+            let at: Vec<f64> = jumps.iter().map(|(at, _)| *at).collect();
+            percentile(at.clone(), 0.25)
+                .zip(percentile(at.clone(), 0.5))
+                .zip(percentile(at, 0.75))
+                .map(|((q1, q2), q3)| [q1, q2, q3])
+        },
         told_tiers_gone: results.iter().filter(|v| v.told_tiers_gone).count(),
         outcomes,
     }
@@ -382,7 +400,10 @@ async fn visit(
                             visit.first_range = Some((low, high));
                             first_range_ends = Some(high);
                         }
-                        Some(end) if low > end + 1.0 => visit.jumped_beyond = true,
+                        Some(end) if low > end + 1.0 && visit.jumped.is_none() => {
+                            let note = body["wait_note"].as_str().unwrap_or("none");
+                            visit.jumped = Some((now, note.to_string()));
+                        }
                         _ => {}
                     }
                 }

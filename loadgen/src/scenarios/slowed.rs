@@ -19,6 +19,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::client::Api;
+use crate::stats::percentile;
 
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -324,15 +325,6 @@ async fn sample(
             reason: room["adaptive_reason"].as_str().map(str::to_string),
         });
     }
-}
-
-fn percentile(mut values: Vec<f64>, share: f64) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let rank = ((values.len() as f64 * share).ceil() as usize).clamp(1, values.len());
-    Some(values[rank - 1])
 }
 
 fn latencies(attempts: &[Attempt], from: f64, to: f64) -> Vec<f64> {
