@@ -52,34 +52,61 @@ for i = 1, tiers do
 end
 local now = clock_ms()
 
+-- The batch's reservation ids, buyers and numbers. Each key is read and written once for the
+-- whole batch, not once a booking: a command crossing from the script into Redis costs about
+-- as much as the work it does here.
+local jtis, qids, booked_numbers = {}, {}, {}
+for i = 3 + tiers, #ARGV, 3 do
+  jtis[#jtis + 1] = ARGV[i]
+  qids[#qids + 1] = ARGV[i + 1]
+  booked_numbers[#booked_numbers + 1] = ARGV[i + 2]
+end
+if #jtis == 0 then
+  return {}
+end
+local holds = redis.call('HMGET', KEYS[2], unpack(jtis))
+redis.call('HDEL', KEYS[2], unpack(jtis))
+redis.call('ZREM', KEYS[1], unpack(jtis))
+redis.call('ZREM', KEYS[3], unpack(qids))
+local demands = redis.call('HMGET', KEYS[6], unpack(qids))
+local delivered = redis.call('ZMSCORE', KEYS[8], unpack(qids))
+
 -- What this batch sold, counted once for all of it: bookings, and tickets and bookings per tier.
 local booked_count, sold, buyers = 0, {}, {}
 -- Buyers whose demand had gone stale and who booked after all, and how long buyers took from
 -- delivery to booking, by histogram bucket (lib/demand.lua).
 local stale_back, form_times = 0, {}
+-- A buyer or a reservation met again in the batch was dealt with at its first (a reservation's
+-- hold was gone by its second, as when each was confirmed by a call of its own).
+local buyer_seen, jti_seen = {}, {}
+local demand_gone, delivery_gone = {}, {}
 
--- Confirms one booking's hold: 1, 2 or 0 as above.
-local function confirm(jti, qid, numbers)
-  local held = redis.call('HGET', KEYS[2], jti)
-  redis.call('HDEL', KEYS[2], jti)
-  redis.call('ZREM', KEYS[1], jti)
-  redis.call('ZREM', KEYS[3], qid)
-  -- Stale after delivery, or past it (counted nowhere): back either way.
-  local was = forget_demand(KEYS[6], KEYS[7], qid)
-  if was == '~' or was == '!' then
-    stale_back = stale_back + 1
+-- Confirms the i-th booking's hold: 1, 2 or 0 as above.
+local function confirm(i)
+  local qid = qids[i]
+  if not buyer_seen[qid] then
+    buyer_seen[qid] = true
+    if demands[i] then
+      demand_gone[#demand_gone + 1] = qid
+      -- Stale after delivery, or past it (counted nowhere): back either way.
+      local was = uncount_demand(KEYS[7], demands[i])
+      if was == '~' or was == '!' then
+        stale_back = stale_back + 1
+      end
+    end
+    if delivered[i] then
+      delivery_gone[#delivery_gone + 1] = qid
+      local bucket = form_bucket(now - tonumber(delivered[i]))
+      form_times[bucket] = (form_times[bucket] or 0) + 1
+    end
   end
-  local delivered = redis.call('ZSCORE', KEYS[8], qid)
-  if delivered then
-    redis.call('ZREM', KEYS[8], qid)
-    local bucket = form_bucket(now - tonumber(delivered))
-    form_times[bucket] = (form_times[bucket] or 0) + 1
-  end
-  if not held then
+  local held = holds[i]
+  if not held or jti_seen[jtis[i]] then
     return 0
   end
+  jti_seen[jtis[i]] = true
   held = select(3, read_hold(held))
-  local booked, booked_size = members(numbers)
+  local booked, booked_size = members(booked_numbers[i])
   local held_set, held_size = members(held)
   local same = booked_size == held_size
   for member in pairs(held_set) do
@@ -96,13 +123,18 @@ local function confirm(jti, qid, numbers)
     sold[tier[1]] = (sold[tier[1]] or 0) + tier[2]
     buyers[tier[1]] = (buyers[tier[1]] or 0) + 1
   end
-  end_hold(KEYS[5], held, nil)
   return 1
 end
 
 local out = {}
-for i = 3 + tiers, #ARGV, 3 do
-  out[#out + 1] = confirm(ARGV[i], ARGV[i + 1], ARGV[i + 2])
+for i = 1, #jtis do
+  out[i] = confirm(i)
+end
+if #demand_gone > 0 then
+  redis.call('HDEL', KEYS[6], unpack(demand_gone))
+end
+if #delivery_gone > 0 then
+  redis.call('ZREM', KEYS[8], unpack(delivery_gone))
 end
 if stale_back > 0 then
   note_stale(KEYS[4], now, '~', 0, stale_back)
@@ -114,6 +146,8 @@ if booked_count > 0 then
   redis.call('HINCRBY', KEYS[4], 'booked_total', booked_count)
   note_outcome(KEYS[4], now, true, booked_count)
   for code, tickets in pairs(sold) do
+    -- The sold numbers are no longer held (what end_hold does for one hold, for the batch).
+    redis.call('HINCRBY', KEYS[5], code .. ':held', -tickets)
     redis.call('HINCRBY', KEYS[4], 'sold:' .. code, tickets)
     redis.call('HINCRBY', KEYS[4], 'buyers:' .. code, buyers[code])
   end

@@ -32,24 +32,30 @@ local function demand_state(record)
   return mark
 end
 
--- Stops counting `qid`'s demand: the state it was in ('h' for a held wish), false when it had no
--- record.
-local function forget_demand(admw, admd, qid)
-  local demand = redis.call('HGET', admw, qid)
-  if not demand then
-    return false
-  end
-  redis.call('HDEL', admw, qid)
-  if string.sub(demand, 1, 2) == 'h|' then
+-- Takes `record` (a buyer's admw value, already removed) out of the sums in `admd`: the state
+-- it was counted in ('h' for a held wish, which counts nothing).
+local function uncount_demand(admd, record)
+  if string.sub(record, 1, 2) == 'h|' then
     return 'h'
   end
-  local state = demand_state(demand)
+  local state = demand_state(record)
   if state ~= '!' then
-    for code, hundredths in string.gmatch(string.match(demand, '|(.*)$'), '([^=;]+)=(%d+)') do
+    for code, hundredths in string.gmatch(string.match(record, '|(.*)$'), '([^=;]+)=(%d+)') do
       redis.call('HINCRBY', admd, code .. state, 0 - tonumber(hundredths))
     end
   end
   return state
+end
+
+-- Stops counting `qid`'s demand: the state it was in ('h' for a held wish), false when it had no
+-- record.
+local function forget_demand(admw, admd, qid)
+  local record = redis.call('HGET', admw, qid)
+  if not record then
+    return false
+  end
+  redis.call('HDEL', admw, qid)
+  return uncount_demand(admd, record)
 end
 
 -- Moves `qid`'s counted demand to state `to`; the state it left, or nil when there was nothing to

@@ -664,10 +664,9 @@ impl Case {
         let mut batch = Vec::new();
         let mut expected = Vec::new();
         for (pick, other) in picks {
+            // A reservation named twice in one batch: the second finds its hold gone, as a
+            // second call would (the script reads the batch's holds in one command first).
             let jti = self.model.token(pick);
-            if batch.iter().any(|c: &Confirmation| c.jti == jti) {
-                continue;
-            }
             let booked = if *other {
                 self.other_numbers(jti)
             } else {
