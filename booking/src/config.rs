@@ -50,6 +50,9 @@ pub struct BookingConfig {
     /// `BOOKING_PER_TOKEN_PER_SECOND` (burst twice that): requests one entry token may make.
     /// Keyed by the token, not the address: crowds share addresses, a token is one buyer.
     pub per_token_per_second: u32,
+    /// `ENTRY_SIGNATURE_BATCHES` (true): entry-token signatures waiting together are checked in
+    /// one multiscalar multiplication (`ticketing::signatures`); false checks each alone.
+    pub signature_batches: bool,
 }
 
 impl BookingConfig {
@@ -82,6 +85,7 @@ impl BookingConfig {
             write_queue_wait: Duration::from_millis(vars.or("BOOKING_WRITE_QUEUE_WAIT_MS", 2_000)?),
             max_in_flight: vars.or("BOOKING_MAX_IN_FLIGHT", 1024)?,
             per_token_per_second: vars.or("BOOKING_PER_TOKEN_PER_SECOND", 5)?,
+            signature_batches: vars.or("ENTRY_SIGNATURE_BATCHES", true)?,
         })
     }
 
@@ -163,6 +167,7 @@ mod tests {
             write_queue_wait: Duration::from_millis(2_000),
             max_in_flight: 1,
             per_token_per_second: 1,
+            signature_batches: true,
         }
     }
 

@@ -17,9 +17,12 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// A verified entry token from the `Authorization` header.
-pub fn entry_token(headers: &HeaderMap, verifier: &EntryVerifier) -> Result<EntryClaims, ApiError> {
+pub async fn entry_token(
+    headers: &HeaderMap,
+    verifier: &EntryVerifier,
+) -> Result<EntryClaims, ApiError> {
     let token = bearer(headers).ok_or(ApiError::InvalidToken)?;
-    Ok(verifier.verify(token)?)
+    Ok(verifier.verify_batched(token).await?)
 }
 
 /// A JWT has three dot-separated parts; an access code has none.

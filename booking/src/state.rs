@@ -82,7 +82,11 @@ impl AppState {
             writer,
             db,
             redis,
-            verifier: Arc::new(verifier),
+            verifier: Arc::new(if config.signature_batches {
+                verifier.with_batches()
+            } else {
+                verifier
+            }),
             access: AccessCodes::new(config.access_code_secret.expose().as_bytes()),
             tiers: TierCatalog::default(),
             confirmer,

@@ -204,6 +204,49 @@ async fn forged_expired_and_misused_tokens_are_refused(db: PgPool) {
 }
 
 #[sqlx::test(migrations = "../migrations")]
+async fn forged_tokens_sent_at_once_among_good_ones_are_refused_and_the_good_ones_book(db: PgPool) {
+    // Signatures arriving together are checked in batches (ticketing::signatures): a forged one
+    // fails its batch, whose good tokens must still book, and must not book itself.
+    let system = System::start(db).await;
+    let event = system.create_event(&[("GA", 100)], room_off()).await;
+    let body = order(event, json!({"GA": 1}));
+    let stranger = Keys::generate();
+    let mut tokens = Vec::new();
+    for i in 0..48 {
+        let (token, claims) = system.keys.token(event, 4, 60);
+        let token = match i % 4 {
+            // Signed by another key under the same key id.
+            1 => stranger.token(event, 4, 60).0,
+            // A good signature over other claims.
+            2 => {
+                let mut greedy = claims;
+                greedy.max = 100;
+                let parts: Vec<&str> = token.split('.').collect();
+                format!(
+                    "{}.{}.{}",
+                    parts[0],
+                    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&greedy).unwrap()),
+                    parts[2]
+                )
+            }
+            _ => token,
+        };
+        tokens.push((i % 4 == 1 || i % 4 == 2, token));
+    }
+    let _ = std::fs::remove_dir_all(&stranger.dir);
+    let answers = futures::future::join_all(tokens.iter().map(|(forged, token)| {
+        let (system, body) = (&system, &body);
+        async move { (*forged, system.book(token, body, None).await) }
+    }))
+    .await;
+    for (forged, (status, answer)) in &answers {
+        let expected = if *forged { 401 } else { 201 };
+        assert_eq!(*status, expected, "forged {forged}: {answer}");
+    }
+    assert_eq!(system.availability(event).await, json!({"GA": 76}));
+}
+
+#[sqlx::test(migrations = "../migrations")]
 async fn bad_quantities_and_bodies_are_422(db: PgPool) {
     let system = System::start(db).await;
     let event = system

@@ -20,6 +20,7 @@ pub mod queue;
 pub mod rebuild;
 pub mod redis_client;
 mod shared_state;
+pub mod signatures;
 pub mod telemetry;
 pub mod tier;
 pub mod token;

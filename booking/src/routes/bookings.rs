@@ -120,7 +120,7 @@ async fn create_booking(
             return Err(ApiError::InsufficientInventory(shortfall));
         }
     }
-    let claims = gate::entry_token(headers, &state.verifier)?;
+    let claims = gate::entry_token(headers, &state.verifier).await?;
     if claims.evt != request.event_id {
         return Err(ApiError::TokenEventMismatch);
     }
@@ -219,7 +219,7 @@ async fn authorized(
 ) -> Result<StoredBooking, ApiError> {
     let credential = gate::bearer(headers).ok_or(ApiError::InvalidToken)?;
     if gate::looks_like_jwt(credential) {
-        let claims = state.verifier.verify(credential)?;
+        let claims = state.verifier.verify_batched(credential).await?;
         let stored = bookings::find(&state.db, booking_id)
             .await?
             .ok_or(ApiError::BookingNotFound)?;
