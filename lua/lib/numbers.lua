@@ -8,15 +8,20 @@
 -- Takes `count` numbers of tier `code` from on sale into held: given-back numbers first, then
 -- fresh ones. The caller has checked that `count` are available. Returns them as strings.
 local function take_numbers(inv, free, code, count)
-  local numbers = redis.call('SPOP', free, count)
+  -- A Lua number handed to redis.call is formatted with printf's %.17g, about half a
+  -- microsecond each on this project's machine, a fifth of a reserve's own time in all: the
+  -- count is formatted once, and its text serves the pop and the increments.
+  local text = tostring(count)
+  local numbers = redis.call('SPOP', free, text)
   local fresh = count - #numbers
   if fresh > 0 then
-    local last = redis.call('HINCRBY', inv, code .. ':next', fresh)
+    local step = fresh == count and text or tostring(fresh)
+    local last = redis.call('HINCRBY', inv, code .. ':next', step)
     for n = last - fresh + 1, last do
       numbers[#numbers + 1] = tostring(n)
     end
   end
-  redis.call('HINCRBY', inv, code .. ':avail', -count)
-  redis.call('HINCRBY', inv, code .. ':held', count)
+  redis.call('HINCRBY', inv, code .. ':avail', '-' .. text)
+  redis.call('HINCRBY', inv, code .. ':held', text)
   return numbers
 end
