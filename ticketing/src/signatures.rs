@@ -4,16 +4,17 @@
 //! coefficient's additions and its `R`'s decompression). The booking service's flamegraph put
 //! the single check at 28 % of its CPU at the booking ceiling (BENCHMARKS.md, session 19).
 //!
-//! Like the confirmer, one task takes every check waiting when its last batch ended: alone, a
-//! signature is checked alone at once, and under load the batches grow with the load.
+//! Like the confirmer, one task takes every check waiting, after letting the request tasks that
+//! are ready run first (so their checks join; nothing waits on a timer): alone, a signature is
+//! checked alone at once, and under load the batches grow with the load.
 //!
 //! What a batch accepts: `s` canonical, `R` and the key not of small order (as `verify_strict`),
 //! and the cofactored batch equation `[8](Σ zᵢ(Rᵢ + kᵢA − sᵢB)) = 0` with random 128-bit `zᵢ`.
 //! A batch holding any signature that fails its own check fails (but with chance 2⁻¹²⁸), and
-//! then each of its signatures is checked alone, so every answer is the single check's; the two differ only
-//! on a signature whose `R` carries a torsion component, which nobody without the private key
-//! can make. A failed batch costs the batch and then each alone: for a second after one, checks
-//! go one by one, so a flood of bad signatures costs what it costs without batches.
+//! then each of its signatures is checked alone. A batch and the single check disagree only on a
+//! signature whose `R` carries a torsion component, which nobody without the private key can
+//! make. A failed batch costs the batch and then each alone: for a second after one, checks go
+//! one by one, so a flood of bad signatures costs what it costs without batches.
 
 use std::time::{Duration, Instant};
 
