@@ -102,8 +102,9 @@ async fn run(mut queue: mpsc::Receiver<Pending>) {
             let (batch, rest): (Vec<Pending>, Vec<Pending>) =
                 taken.drain(..).partition(|p| p.key == key);
             taken = rest;
-            let together = !alone && batch.len() > 1 && check_many(&key, &batch);
-            if !together && batch.len() > 1 && !alone {
+            let tried = !alone && batch.len() > 1;
+            let together = tried && check_many(&key, &batch);
+            if tried && !together {
                 alone_until = Some(Instant::now() + ALONE_AFTER_FAILURE);
                 metrics::counter!("entry_signature_batches_failed_total").increment(1);
             }
