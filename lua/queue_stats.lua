@@ -11,7 +11,9 @@
 -- Returns {waiting, admitted_total, active, booked_total, admitted_last_minute, dropped_total,
 -- effective_per_minute (0 when adaptive admission is off), refusal_per_minute (the rate once
 -- refusals of admitted buyers slow it, admit.lua; 0 while they do not), probes_only (1 when
--- that rate is the probes' floor: a buyer without a wish goes in only as a probe)};
+-- that rate is the probes' floor: a buyer without a wish goes in only as a probe),
+-- stock_horizon (how many more admissions the stock on sale can serve, as the sale so far
+-- foresees it; -1 while it cannot tell, or with the room off: lib/conversion.lua)};
 -- `waiting` counts the pre-queue too (it stands in the same sorted set).
 
 local now = clock_ms()
@@ -26,8 +28,11 @@ for i = 1, #per_second, 2 do
 end
 local room = read_fields(KEYS[5], {'admission_per_minute', 'enabled', 'effective_per_minute'})
 local effective = tonumber(room.effective_per_minute) or 0
-local refusal_rate, probes_only = 0, 0
+local admitted_total = tonumber(stats[1]) or 0
+local active = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')
+local refusal_rate, probes_only, horizon = 0, 0, -1
 if room.enabled == '1' then
+  horizon = stock_horizon(KEYS[3], KEYS[6], admitted_total, active)
   local rate = tonumber(room.admission_per_minute) or 0
   if effective > 0 then
     rate = math.min(rate, effective)
@@ -45,12 +50,13 @@ if room.enabled == '1' then
 end
 return {
   redis.call('ZCARD', KEYS[1]),
-  tonumber(stats[1]) or 0,
-  redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf'),
+  admitted_total,
+  active,
   tonumber(stats[2]) or 0,
   last_minute,
   tonumber(stats[3]) or 0,
   effective,
   refusal_rate,
   probes_only,
+  horizon,
 }

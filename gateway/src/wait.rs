@@ -42,14 +42,45 @@ pub enum WaitNote {
     /// what is left. A time would be a guess that grows at every poll; the page says what is
     /// left instead, and a wish for it is judged at the set rate.
     TiersGone,
+    /// No range: more buyers ahead will reach the head than the stock on sale is foreseen to
+    /// serve (what is left of the tier most buyers take, at what admitted buyers took of it so
+    /// far), so it will likely be gone before this buyer's turn; a range would hold only until
+    /// then. A wish for what is left is judged by it.
+    BeyondStock,
 }
 
-/// Whether a waiting buyer can be promised no time: admissions of buyers without a wish are down
-/// to probes (`QueueStats::probes_only`) and this one states none. A buyer with a wish is judged
-/// by it (admitted at the rate while it can be met, parked when it cannot), so it keeps a range;
-/// so does everyone while the room is paused, whose note says why.
-pub fn no_range(room: &WaitingRoom, sale: &QueueStats, has_wish: bool) -> bool {
-    room.enabled && !room.paused && sale.probes_only && !has_wish
+/// Why a waiting buyer can be promised no time, if it cannot. It states no wish (a buyer with a
+/// wish is judged by it: admitted at the rate while it can be met, parked when it cannot, so it
+/// keeps a range; so does everyone while the room is paused, whose note says why), and either
+/// admissions of buyers without a wish are down to probes (`QueueStats::probes_only`), or more
+/// buyers ahead of it will reach the head than the stock on sale is foreseen to serve
+/// (`QueueStats::stock_horizon`): the range it would get holds only until the tier most buyers
+/// take runs out, then jumps.
+pub fn unpromised(
+    position: u64,
+    room: &WaitingRoom,
+    sale: &QueueStats,
+    has_wish: bool,
+) -> Option<WaitNote> {
+    if !room.enabled || room.paused || has_wish {
+        return None;
+    }
+    if sale.probes_only {
+        return Some(WaitNote::TiersGone);
+    }
+    let horizon = sale.stock_horizon?;
+    let reaching = position.saturating_sub(1) as f64 * (1.0 - abandon_share(sale));
+    (reaching >= horizon as f64).then_some(WaitNote::BeyondStock)
+}
+
+/// The share of those the head reached who had left by then (at most 0.9).
+fn abandon_share(sale: &QueueStats) -> f64 {
+    let reached = (sale.admitted_total + sale.dropped_total) as f64;
+    if reached > 0.0 {
+        (sale.dropped_total as f64 / reached).min(0.9)
+    } else {
+        0.0
+    }
 }
 
 /// An estimate, seconds.
@@ -104,12 +135,7 @@ pub fn estimate(
     }
     .clamp(set / 20.0, set);
     // Some ahead will have left by their turn: the fast end counts the sale's share of them.
-    let reached = (sale.admitted_total + sale.dropped_total) as f64;
-    let abandon = if reached > 0.0 {
-        (sale.dropped_total as f64 / reached).min(0.9)
-    } else {
-        0.0
-    };
+    let abandon = abandon_share(sale);
     let ahead = position.saturating_sub(1) as f64;
     let mut low = (ahead * (1.0 - abandon) / set * 60.0).floor() as u64;
     let mut high = ((position as f64) / slow * 60.0).ceil().max(1.0) as u64;
@@ -132,6 +158,11 @@ pub fn estimate(
                 None
             }
         }
+        // No estimate to compare with (a first answer, or a page that lost its receipt): what
+        // holds the pace below the set rate is named all the same, or the range the page shows
+        // next to an earlier one it kept would seem to jump for no reason.
+        None if refused => Some(WaitNote::Refusals),
+        None if slowed => Some(WaitNote::Slowed),
         None if gated => Some(WaitNote::StockGate),
         None => None,
     };
@@ -251,26 +282,95 @@ mod tests {
             probes_only: true,
             ..sale(10_000, 300, 0)
         };
-        assert!(no_range(&room(600), &probing, false));
-        assert!(
-            !no_range(&room(600), &probing, true),
+        let gone = Some(WaitNote::TiersGone);
+        assert_eq!(unpromised(1, &room(600), &probing, false), gone);
+        assert_eq!(
+            unpromised(1, &room(600), &probing, true),
+            None,
             "a wish is judged by itself"
         );
         let paused = WaitingRoom {
             paused: true,
             ..room(600)
         };
-        assert!(
-            !no_range(&paused, &probing, false),
+        assert_eq!(
+            unpromised(1, &paused, &probing, false),
+            None,
             "paused says so, with a range"
         );
         let slowed = QueueStats {
             probes_only: false,
             ..probing
         };
-        assert!(
-            !no_range(&room(600), &slowed, false),
+        assert_eq!(
+            unpromised(1, &room(600), &slowed, false),
+            None,
             "slowed, not down to probes"
+        );
+    }
+
+    #[test]
+    fn buyers_further_back_than_the_stock_will_serve_get_no_range() {
+        // 800 more admissions foreseen; a fifth of those reached had left.
+        let selling = QueueStats {
+            stock_horizon: Some(800),
+            ..sale(8_000, 3_000, 2_000)
+        };
+        // 999 ahead, 799 of them will reach the head: all served before this one.
+        assert_eq!(unpromised(1_000, &room(600), &selling, false), None);
+        // 1,001 ahead, 800.8 reach the head: the stock is foreseen gone by then.
+        assert_eq!(
+            unpromised(1_002, &room(600), &selling, false),
+            Some(WaitNote::BeyondStock)
+        );
+        assert_eq!(
+            unpromised(1_002, &room(600), &selling, true),
+            None,
+            "a wish is judged by itself"
+        );
+        let paused = WaitingRoom {
+            paused: true,
+            ..room(600)
+        };
+        assert_eq!(unpromised(1_002, &paused, &selling, false), None);
+        let off = WaitingRoom {
+            enabled: false,
+            ..room(600)
+        };
+        assert_eq!(unpromised(1_002, &off, &selling, false), None, "a drain");
+        let unknown = QueueStats {
+            stock_horizon: None,
+            ..selling
+        };
+        assert_eq!(unpromised(50_000, &room(600), &unknown, false), None);
+        // Everything left goes to those admitted already: even the first in line.
+        let taken = QueueStats {
+            stock_horizon: Some(0),
+            ..selling
+        };
+        assert_eq!(
+            unpromised(1, &room(600), &taken, false),
+            Some(WaitNote::BeyondStock)
+        );
+    }
+
+    #[test]
+    fn without_an_earlier_estimate_what_holds_the_pace_down_is_named_all_the_same() {
+        let refusing = QueueStats {
+            refusal_per_minute: 60,
+            ..sale(10_000, 600, 0)
+        };
+        assert_eq!(
+            estimate(601, &room(600), &refusing, None).note,
+            Some(WaitNote::Refusals)
+        );
+        let slowed = QueueStats {
+            effective_per_minute: 120,
+            ..sale(10_000, 120, 0)
+        };
+        assert_eq!(
+            estimate(601, &room(600), &slowed, None).note,
+            Some(WaitNote::Slowed)
         );
     }
 

@@ -103,9 +103,17 @@ impl Api {
     }
 
     pub async fn poll(&self, queue_id: &str) -> Answer {
-        let request = self
+        self.poll_with(queue_id, None).await
+    }
+
+    /// A poll presenting the place receipt in force, as a page does (`X-Queue-Receipt`).
+    pub async fn poll_with(&self, queue_id: &str, receipt: Option<&str>) -> Answer {
+        let mut request = self
             .http
             .get(format!("{}/api/queue/{queue_id}", self.gateway));
+        if let Some(receipt) = receipt {
+            request = request.header("x-queue-receipt", receipt);
+        }
         self.send("GET /api/queue/{id}", request, Instant::now())
             .await
     }
@@ -160,8 +168,18 @@ impl Api {
     ) -> Option<Value> {
         let wait = last["poll_after_ms"].as_u64().unwrap_or(2000).min(max_ms);
         tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
-        match self.poll(queue_id).await {
-            (200, answer) => Some(answer),
+        // As a page: the receipt goes back on every poll, and stays in force until an answer
+        // brings a new one (an answer whose receipt would say nothing new carries none).
+        let receipt = last["receipt"].as_str();
+        match self.poll_with(queue_id, receipt).await {
+            (200, mut answer) => {
+                if answer["receipt"].is_null() {
+                    if let Some(receipt) = receipt {
+                        answer["receipt"] = Value::from(receipt);
+                    }
+                }
+                Some(answer)
+            }
             (404, _) => None,
             _ => Some(last.clone()),
         }

@@ -92,3 +92,43 @@ local function history_limited(rate, stats, inv, now)
   end
   return math.max(math.min(rate, PROBES_PER_MINUTE), rate * share), true
 end
+
+-- Fewer bookings than this, or fewer ended admissions, tell too little to foresee a sell-out.
+local HORIZON_FEWEST = 20
+
+-- How many more admissions the stock on sale can serve, foreseen from the sale so far, or -1
+-- while it cannot be told: for each tier most of the sale's buyers took (buyers:T of
+-- booked_total at least a half, so a buyer without a wish most likely wants it), what is left
+-- of it over the tickets of it an ended admission took (sold:T over the admissions no longer
+-- active: bookers, those refused, those who never booked all count, so no separate share of
+-- no-shows is needed), less the admissions still active, who go first; the least of them.
+-- A buyer without a wish further back than that is told no time (gateway's `wait.rs`): the
+-- range it would get becomes a jump when the tier runs out.
+local function stock_horizon(stats, inv, admitted_total, active)
+  local booked = tonumber(redis.call('HGET', stats, 'booked_total')) or 0
+  local ended = admitted_total - active
+  if booked < HORIZON_FEWEST or ended < HORIZON_FEWEST then
+    return -1
+  end
+  local fields = redis.call('HGETALL', inv)
+  local values = {}
+  for i = 1, #fields, 2 do
+    values[fields[i]] = fields[i + 1]
+  end
+  local horizon = -1
+  for field in pairs(values) do
+    local code = string.match(field, '^(.+):cap$')
+    if code then
+      local taken = redis.call('HMGET', stats, 'buyers:' .. code, 'sold:' .. code)
+      local buyers, sold = tonumber(taken[1]) or 0, tonumber(taken[2]) or 0
+      if sold > 0 and buyers * 2 >= booked then
+        local left = math.max(0, tonumber(values[code .. ':avail']) or 0)
+        local serves = math.max(0, math.floor(left * ended / sold) - active)
+        if horizon < 0 or serves < horizon then
+          horizon = serves
+        end
+      end
+    end
+  end
+  return horizon
+end

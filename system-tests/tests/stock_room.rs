@@ -996,3 +996,85 @@ async fn an_admission_nobody_comes_for_is_reclaimed_after_two_of_its_poll_interv
     assert_eq!(status, 201, "{body}");
     system.assert_inventory_agrees(event).await;
 }
+
+/// The stock horizon meets admission, wishes and a pause: once the sale has shown what an
+/// admission takes, a buyer without a wish further back than the stock left will serve is told
+/// so (no range, `beyond_stock`) instead of a range that would jump when the tier runs out.
+/// Admitting those ahead moves the horizon and the positions alike, so nobody's answer flips.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_buyer_further_back_than_the_stock_will_serve_is_told_so_not_a_range(db: PgPool) {
+    let system = start(db).await;
+    let event = system
+        .create_event(
+            &[("GA", 100), ("VIP", 40)],
+            json!({"enabled": true, "admission_per_minute": 60000, "max_active": 10,
+                   "paused": false, "token_ttl_s": 600, "headroom_pct": 1000}),
+        )
+        .await;
+    assert_eq!(admit(&system, event).await.admitted, 0);
+    // 22 buyers, 10 at a time (max_active), each two GA: 44 sold, two a finished admission.
+    let mut early = Vec::new();
+    for i in 0..22 {
+        early.push(join(&system, event, &format!("early-{i}")).await);
+    }
+    for batch in early.chunks(10) {
+        assert_eq!(admit(&system, event).await.admitted as usize, batch.len());
+        for queue_id in batch {
+            let (status, body) = book(&system, event, queue_id, json!({"GA": 2})).await;
+            assert_eq!(status, 201, "{body}");
+        }
+    }
+    let stats = queue::stats(&system.redis, event).await.unwrap();
+    // 56 GA left at two an admission: 28 more admissions.
+    assert_eq!(stats.stock_horizon, Some(28), "{stats:?}");
+    let mut late = Vec::new();
+    for i in 0..40 {
+        late.push(join(&system, event, &format!("late-{i}")).await);
+    }
+    // The sale's numbers are read at most once a second per gateway.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    // 27 ahead of the 28th: served. 28 ahead of the 29th: the stock is foreseen gone by then.
+    let served = system.status(&late[27]).await;
+    assert_eq!(served.wait_note, None, "{served:?}");
+    assert!(served.estimated_wait_range_s.is_some(), "{served:?}");
+    let beyond = system.status(&late[28]).await;
+    assert_eq!(beyond.state, QueueState::Waiting, "{beyond:?}");
+    assert_eq!(beyond.wait_note, Some(WaitNote::BeyondStock), "{beyond:?}");
+    assert_eq!(beyond.estimated_wait_range_s, None, "{beyond:?}");
+    // A wish is judged by itself: one for VIP, further back still, keeps a range.
+    let (status, body) = wish(&system, &late[35], json!({"VIP": 1})).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["estimated_wait_range_s"].is_array(), "{body}");
+    assert_eq!(body["wait_note"], Value::Null, "{body}");
+
+    // Ten go in (max_active) and have not booked yet: they go first, so the horizon is ten
+    // fewer, and everyone is ten places nearer: the same answers.
+    assert_eq!(admit(&system, event).await.admitted, 10);
+    let stats = queue::stats(&system.redis, event).await.unwrap();
+    assert_eq!(stats.stock_horizon, Some(18), "{stats:?}");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let served = system.status(&late[27]).await;
+    assert_eq!(served.position, Some(18), "{served:?}");
+    assert_eq!(served.wait_note, None, "{served:?}");
+    let beyond = system.status(&late[28]).await;
+    assert_eq!(beyond.wait_note, Some(WaitNote::BeyondStock), "{beyond:?}");
+
+    // Paused, everyone keeps a range and is told why.
+    let (status, body) = system
+        .change_waiting_room(event, json!({"paused": true}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let paused = eventually(Duration::from_secs(5), "the pause told", || async {
+        let status = system.status(&late[28]).await;
+        (status.wait_note == Some(WaitNote::Paused)).then_some(status)
+    })
+    .await;
+    assert!(paused.estimated_wait_range_s.is_some(), "{paused:?}");
+
+    // The ten book; the ledger holds.
+    for queue_id in &late[..10] {
+        let (status, body) = book(&system, event, queue_id, json!({"GA": 2})).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    system.assert_inventory_agrees(event).await;
+}

@@ -56,6 +56,7 @@ const WAIT_NOTES = {
   refusals: 'Some tickets have sold out and buyers ahead are finding less than they wanted, so the line moves slower. You keep your place.',
   stock_gate: 'People ahead are still booking, and some tickets may come back, so the line moves slower. You keep your place.',
   tiers_gone: 'The tickets most buyers chose have sold out, so the line moves only as the tickets still on sale find buyers and no wait can be promised. Choose from what is left to be let in at the usual pace. You keep your place.',
+  beyond_stock: 'At the pace tickets are selling, the ones most buyers choose will likely be gone before your turn, so no wait can be promised. Choose from what is left to know where you stand. You keep your place.',
 };
 
 export async function show(main, { params: [eventId], signal, retry }) {

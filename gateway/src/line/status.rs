@@ -191,10 +191,10 @@ pub fn describe(
             // Those far back poll rarely; those near the front often enough to act at once.
             status.poll_after_ms =
                 jitter((estimate.low_s * 1000 / 10).clamp(1_000, MAX_POLL_AFTER_MS));
-            if wait::no_range(&room, &sale, line.wish.is_some()) {
+            if let Some(why) = wait::unpromised(position, &room, &sale, line.wish.is_some()) {
                 // No time is promised, and the receipt keeps the bound last shown: were a range
                 // given again, it grows from there or says why.
-                status.wait_note = Some(WaitNote::TiersGone);
+                status.wait_note = Some(why);
                 status.receipt = receipt(place, generation, held.and_then(|r| r.wait));
             } else {
                 status.estimated_wait_range_s = Some([estimate.low_s, estimate.high_s]);

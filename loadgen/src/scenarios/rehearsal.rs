@@ -103,6 +103,11 @@ pub struct RoomResult {
     /// Visitors told at some poll that no time could be promised (`wait_note: tiers_gone`, no
     /// range): the tiers buyers took were gone and those without a wish went in only as probes.
     pub told_tiers_gone: usize,
+    /// Visitors told at some poll that the stock on sale would likely be gone before their turn
+    /// (`wait_note: beyond_stock`, no range), and how many of them booked all the same (the
+    /// foresight's misses).
+    pub told_beyond_stock: usize,
+    pub told_beyond_stock_booked: usize,
     pub outcomes: std::collections::BTreeMap<String, usize>,
 }
 
@@ -121,6 +126,7 @@ struct Visit {
     /// The first answer whose range began after the first range's end: when, and its note.
     jumped: Option<(f64, String)>,
     told_tiers_gone: bool,
+    told_beyond_stock: bool,
 }
 
 /// One sample of the sale, seconds after the opening.
@@ -292,6 +298,11 @@ fn summarize(
                 .map(|((q1, q2), q3)| [q1, q2, q3])
         },
         told_tiers_gone: results.iter().filter(|v| v.told_tiers_gone).count(),
+        told_beyond_stock: results.iter().filter(|v| v.told_beyond_stock).count(),
+        told_beyond_stock_booked: results
+            .iter()
+            .filter(|v| v.told_beyond_stock && v.outcome == "booked")
+            .count(),
         outcomes,
     }
 }
@@ -390,8 +401,10 @@ async fn visit(
             }
             Some("waiting") => {
                 last_waiting = now;
-                if body["wait_note"] == "tiers_gone" {
-                    visit.told_tiers_gone = true;
+                match body["wait_note"].as_str() {
+                    Some("tiers_gone") => visit.told_tiers_gone = true,
+                    Some("beyond_stock") => visit.told_beyond_stock = true,
+                    _ => {}
                 }
                 if let Some([low, high]) = range(&body) {
                     let (low, high) = (now + low, now + high);

@@ -32,6 +32,11 @@ pub struct QueueStats {
     /// took are gone, or nearly every recent attempt was refused. The line still moves for
     /// wishes that can be met, but no wait can be promised to a buyer without one.
     pub probes_only: bool,
+    /// How many more admissions the stock on sale can serve, as the sale so far foresees it
+    /// (`lib/conversion.lua` `stock_horizon`): what is left of each tier most buyers took, over
+    /// what an ended admission took of it, less the admissions still active. None until enough
+    /// bookings tell, or with the room off.
+    pub stock_horizon: Option<i64>,
 }
 
 pub async fn stats(redis: &RedisClient, event_id: Uuid) -> RedisResult<QueueStats> {
@@ -46,7 +51,7 @@ pub async fn stats(redis: &RedisClient, event_id: Uuid) -> RedisResult<QueueStat
         .key(keys.inventory())
         .invoke_async(&mut redis.clone())
         .await?;
-    let figure = <[i64; 9]>::try_from(figures).map_err(|_| malformed("queue_stats"))?;
+    let figure = <[i64; 10]>::try_from(figures).map_err(|_| malformed("queue_stats"))?;
     Ok(QueueStats {
         waiting: figure[0],
         admitted_total: figure[1],
@@ -57,5 +62,6 @@ pub async fn stats(redis: &RedisClient, event_id: Uuid) -> RedisResult<QueueStat
         effective_per_minute: figure[6],
         refusal_per_minute: figure[7],
         probes_only: figure[8] == 1,
+        stock_horizon: (figure[9] >= 0).then_some(figure[9]),
     })
 }
