@@ -96,19 +96,24 @@ async fn run(mut queue: mpsc::Receiver<Pending>) {
         metrics::histogram!("entry_signature_batch_size").record(taken.len() as f64);
         let alone = alone_until.is_some_and(|until| Instant::now() < until);
         // One batch per key (a new key is added before the gateway signs with it, so for a
-        // while two are in use).
-        while !taken.is_empty() {
-            let key = taken[0].key;
-            let (batch, rest): (Vec<Pending>, Vec<Pending>) =
-                taken.drain(..).partition(|p| p.key == key);
-            taken = rest;
+        // while two are in use): sorted by key in place, each key's run at the end is a batch,
+        // drained off, and `taken` keeps its room for the next pass (nearly always one key, one
+        // run: no vectors made per pass).
+        taken.sort_unstable_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
+        while let Some(last) = taken.last() {
+            let key = last.key;
+            let start = taken
+                .iter()
+                .rposition(|p| p.key != key)
+                .map_or(0, |i| i + 1);
+            let batch = &taken[start..];
             let tried = !alone && batch.len() > 1;
-            let together = tried && check_many(&key, &batch);
+            let together = tried && check_many(&key, batch);
             if tried && !together {
                 alone_until = Some(Instant::now() + ALONE_AFTER_FAILURE);
                 metrics::counter!("entry_signature_batches_failed_total").increment(1);
             }
-            for pending in batch {
+            for pending in taken.drain(start..) {
                 let valid =
                     together || check_one(&pending.key, &pending.message, &pending.signature);
                 // The caller may have gone (its client closed): nothing to tell.
