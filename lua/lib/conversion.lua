@@ -52,11 +52,7 @@ local function bookable_share(stats, inv, now)
     return 1
   end
   local share = 1
-  local fields = redis.call('HGETALL', inv)
-  local values = {}
-  for i = 1, #fields, 2 do
-    values[fields[i]] = fields[i + 1]
-  end
+  local values = read_hash(inv)
   for field in pairs(values) do
     local code = string.match(field, '^(.+):cap$')
     if code and (tonumber(values[code .. ':avail']) or 0) <= 0 then
@@ -110,11 +106,7 @@ local function stock_horizon(stats, inv, admitted_total, active)
   if booked < HORIZON_FEWEST or ended < HORIZON_FEWEST then
     return -1
   end
-  local fields = redis.call('HGETALL', inv)
-  local values = {}
-  for i = 1, #fields, 2 do
-    values[fields[i]] = fields[i + 1]
-  end
+  local values = read_hash(inv)
   local horizon = -1
   for field in pairs(values) do
     local code = string.match(field, '^(.+):cap$')

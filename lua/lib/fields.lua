@@ -10,3 +10,13 @@ local function read_fields(key, names)
   end
   return fields
 end
+
+-- Every field of hash `key`, as a table by name.
+local function read_hash(key)
+  local flat = redis.call('HGETALL', key)
+  local fields = {}
+  for i = 1, #flat, 2 do
+    fields[flat[i]] = flat[i + 1]
+  end
+  return fields
+end

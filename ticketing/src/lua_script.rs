@@ -157,11 +157,11 @@ mod tests {
         let reserve = include_str!("../../lua/reserve.lua");
         assert_eq!(library_for(&[reserve]), ["clock", "numbers", "holds"]);
         // Through another file: `end_hold` (holds) and `forget_demand` (demand) bring nothing
-        // they do not name.
+        // they do not name; `note_outcome` (conversion) brings `read_hash` (fields).
         let confirm = include_str!("../../lua/confirm.lua");
         assert_eq!(
             library_for(&[confirm]),
-            ["clock", "holds", "demand", "conversion"]
+            ["clock", "fields", "holds", "demand", "conversion"]
         );
         assert!(library_for(&["return 1"]).is_empty());
         // A file named only by another library file is taken in with it: `end_hold` (holds)
