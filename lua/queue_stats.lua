@@ -32,7 +32,7 @@ local admitted_total = tonumber(stats[1]) or 0
 local active = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')
 local refusal_rate, probes_only, horizon = 0, 0, -1
 if room.enabled == '1' then
-  horizon = stock_horizon(KEYS[3], KEYS[6], admitted_total, active)
+  horizon = stock_horizon(KEYS[3], KEYS[6], admitted_total, tonumber(stats[2]) or 0, active)
   local rate = tonumber(room.admission_per_minute) or 0
   if effective > 0 then
     rate = math.min(rate, effective)

@@ -100,8 +100,8 @@ local HORIZON_FEWEST = 20
 -- no-shows is needed), less the admissions still active, who go first; the least of them.
 -- A buyer without a wish further back than that is told no time (gateway's `wait.rs`): the
 -- range it would get becomes a jump when the tier runs out.
-local function stock_horizon(stats, inv, admitted_total, active)
-  local booked = tonumber(redis.call('HGET', stats, 'booked_total')) or 0
+-- `booked` is the sale's booked_total, which the caller has read already.
+local function stock_horizon(stats, inv, admitted_total, booked, active)
   local ended = admitted_total - active
   if booked < HORIZON_FEWEST or ended < HORIZON_FEWEST then
     return -1
