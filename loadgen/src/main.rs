@@ -70,6 +70,7 @@ stock-sale:      --visitors 3000 --arrival-rate 300 --ga 2400 --vip 300 --admiss
 rehearsal:       --pre-queued 8000 --lead 20 --later 4000 --later-rate 150 --abandon 0.2
                  --never-book 0.05 --add-vip 0.1 --ga 3000 --vip 300 --admission-per-minute 3000
                  --max-active 1000 --token-ttl 120 --max-poll-ms 20000 --max-duration 300
+                 --rooms gate,rate (which rooms to replay the crowd against, in that order)
 slowed-backend:  --arrival-rate 110 --calm 30 --slowed 60 --after 40 --delay-ms 60
                  --admission-per-minute 6000 --max-active 5000 --target-p95-ms 500
                  --max-503-pct 5 --floor-per-minute 600 --max-poll-ms 2000
@@ -361,9 +362,10 @@ async fn main() -> anyhow::Result<()> {
                 max_poll_ms: args.get("max-poll-ms", 20_000)?,
                 max_duration: Duration::from_secs_f64(args.get("max-duration", 300.0)?),
             };
+            let wanted = args.text("rooms", "gate,rate");
             let mut rooms = Vec::new();
             let mut checks = Vec::new();
-            for room in scenarios::rehearsal::ROOMS {
+            for room in scenarios::rehearsal::rooms(&wanted)? {
                 let progress =
                     stats::progress(recorder.clone(), plan.max_duration + plan.lead, room.name);
                 let result = scenarios::rehearsal::run(&api, &plan, room, &run_id).await?;

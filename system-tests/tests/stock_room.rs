@@ -458,13 +458,18 @@ async fn a_buyer_refused_for_stock_gives_back_its_slot_and_keeps_its_token(db: P
 /// Sets one of the room's timings in Redis (the release writes 49 s and 30 s): what a test
 /// shortens to see it happen.
 async fn shorten(system: &System, event: Uuid, field: &str, ms: u64) {
+    set_room(system, event, field, ms).await;
+}
+
+/// Sets one of the room's settings in Redis, where admission reads it.
+async fn set_room(system: &System, event: Uuid, field: &str, value: u64) {
     let _: () = redis::cmd("HSET")
         .arg(ticketing::keys::EventKeys::new(event).queue_config())
         .arg(field)
-        .arg(ms)
+        .arg(value)
         .query_async(&mut system.redis.clone())
         .await
-        .expect("a room timing");
+        .expect("a room setting");
 }
 
 async fn alive(system: &System, queue_id: &str) -> u16 {
@@ -659,8 +664,8 @@ async fn absent_admissions_stop_holding_the_stock_once_stale_and_a_late_one_coun
     assert_eq!(admit(&system, event).await.admitted, 2);
     assert_eq!(admit(&system, event).await.admitted, 0, "GA is counted");
     tokio::time::sleep(Duration::from_millis(1_200)).await;
-    // Both stale now, counted at (0 back + 1) / (2 stale + 2): a quarter. Well before the 4 s
-    // probe, the third goes in.
+    // Both stale now, counted at (0 back + 2 * 1/4) / (2 stale + 2): an eighth, the sale's share
+    // so far being (0 + 1) / (2 + 2). Well before the 4 s probe, the third goes in.
     let step = admit(&system, event).await;
     assert_eq!(step.admitted, 1, "{step:?}");
     assert_eq!(stats_field("stale_total").await, 2);
@@ -681,6 +686,57 @@ async fn absent_admissions_stop_holding_the_stock_once_stale_and_a_late_one_coun
     system.assert_inventory_agrees(event).await;
 }
 
+/// Stale demand meets a tier's last tickets: a pile of absent admissions counts at the share
+/// of its kind this sale has seen come back, not at a share drawn towards a half. Ten buyers
+/// admitted for 20 GA while the headroom was wide never come for their tokens; with 2 GA left
+/// and the headroom back at 10 %, none of the sale's undelivered having come back, they count
+/// (0 + 2 * 1/12) / (10 + 2) of their 20 tickets, 0.28, and a buyer for the last ticket goes in
+/// at once (at Laplace's 1/12 they counted 1.67 and held it out until a probe). One who comes
+/// after all counts in full again and is counted as back.
+#[sqlx::test(migrations = "../migrations")]
+async fn absent_admissions_the_sale_never_saw_come_back_do_not_hold_a_tiers_last_tickets(
+    db: PgPool,
+) {
+    let system = start(db).await;
+    let event = open_event(&system, 2, 20, false).await;
+    shorten(&system, event, "fresh_undelivered_ms", 1_000).await;
+    set_room(&system, event, "headroom_pct", 1_000).await;
+    let absent = join_wishing_two_ga(&system, event, 10).await;
+    assert_eq!(admit(&system, event).await.admitted, 10);
+    set_room(&system, event, "headroom_pct", 10).await;
+    let last = join(&system, event, "last").await;
+    assert_eq!(wish(&system, &last, json!({"GA": 1})).await.0, 200);
+    let after = join(&system, event, "after").await;
+    assert_eq!(wish(&system, &after, json!({"GA": 1})).await.0, 200);
+    assert_eq!(admit(&system, event).await.admitted, 0, "fresh, they count");
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    // Well before the 4 s probe: 0.28 + 1 fits in 2.2; one more (2.28) does not.
+    let step = admit(&system, event).await;
+    assert_eq!(step.admitted, 1, "{step:?}");
+    assert_eq!(system.status(&last).await.state, QueueState::Admitted);
+    assert_eq!(system.status(&after).await.state, QueueState::Waiting);
+    let stats_field = |field: &'static str| {
+        let redis = system.redis.clone();
+        async move {
+            let value: Option<i64> = redis::cmd("HGET")
+                .arg(ticketing::keys::EventKeys::new(event).stats())
+                .arg(field)
+                .query_async(&mut redis.clone())
+                .await
+                .unwrap();
+            value.unwrap_or(0)
+        }
+    };
+    assert_eq!(stats_field("stale_total^").await, 10);
+    // One comes after all: in full again, and the sale has now seen one of ten come back.
+    assert_eq!(system.status(&absent[0]).await.state, QueueState::Admitted);
+    assert_eq!(stats_field("stale_back^").await, 1);
+    assert_eq!(counted_demand(&system, event).await.get("GA"), Some(&300));
+    let (status, body) = book(&system, event, &last, json!({"GA": 1})).await;
+    assert_eq!(status, 201, "{body}");
+    system.assert_inventory_agrees(event).await;
+}
+
 /// Stale demand meets delivery: buyers whose tokens were delivered but who did not book within
 /// the time this sale's buyers take (here the 0.5 s it starts from, before 20 bookings tell)
 /// count as stale; the next buyer goes in at once, and one who books after all teaches the gate.
@@ -697,7 +753,7 @@ async fn delivered_buyers_who_do_not_book_in_the_sales_form_time_count_as_stale(
     }
     assert_eq!(admit(&system, event).await.admitted, 0, "GA is counted");
     tokio::time::sleep(Duration::from_millis(700)).await;
-    // Both stale, counted at (0 back + 1) / (2 stale + 2): a quarter. The third fits.
+    // Both stale, counted at (0 back + 2 * 1/4) / (2 stale + 2): an eighth. The third fits.
     assert_eq!(admit(&system, event).await.admitted, 1);
     let (status, body) = book(&system, event, &ga[0], json!({"GA": 2})).await;
     assert_eq!(status, 201, "{body}");

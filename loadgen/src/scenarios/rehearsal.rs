@@ -48,20 +48,39 @@ pub struct Plan {
 /// One room of the run.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Room {
+    /// How `--rooms` names it.
+    pub key: &'static str,
     pub name: &'static str,
     pub headroom_pct: u32,
 }
 
 pub const ROOMS: [Room; 2] = [
     Room {
+        key: "gate",
         name: "stock gate (headroom 10 %)",
         headroom_pct: 10,
     },
     Room {
+        key: "rate",
         name: "rate only (headroom 1000 %)",
         headroom_pct: 1000,
     },
 ];
+
+/// The rooms `wanted` names ("gate,rate"), in its order: a run that studies one room's sale need
+/// not replay the other's.
+pub fn rooms(wanted: &str) -> anyhow::Result<Vec<Room>> {
+    wanted
+        .split(',')
+        .map(|key| {
+            ROOMS
+                .iter()
+                .find(|room| room.key == key.trim())
+                .copied()
+                .ok_or_else(|| anyhow::anyhow!("no room {key:?}: gate or rate"))
+        })
+        .collect()
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RoomResult {
@@ -83,6 +102,10 @@ pub struct RoomResult {
     /// Seconds after the opening when each tier was at 0 for good (None: not within the run).
     pub ga_sold_out_s: Option<f64>,
     pub vip_sold_out_s: Option<f64>,
+    /// GA left and admissions so far at each whole second after the opening, until GA sold out:
+    /// where a sell-out's time goes (its tail, where the gate holds buyers back, shows here).
+    pub ga_left_by_s: Vec<i64>,
+    pub admitted_by_s: Vec<i64>,
     pub set_per_minute: u32,
     /// Admissions from the opening to the last one, a minute.
     pub measured_per_minute: Option<f64>,
@@ -252,6 +275,22 @@ fn summarize(
         .collect();
     errors.sort_by(f64::total_cmp);
     let jumps: Vec<&(f64, String)> = results.iter().filter_map(|v| v.jumped.as_ref()).collect();
+    // The first sample at or after each whole second, up to GA's sell-out.
+    let by_second: Vec<&Sample> = {
+        let end = sold_out(0).unwrap_or(0.0).ceil();
+        let mut second = 0.0;
+        let mut picked = Vec::new();
+        for s in samples.iter().filter(|s| s.at >= 0.0) {
+            if second > end {
+                break;
+            }
+            if s.at >= second {
+                picked.push(s);
+                second = s.at.floor() + 1.0;
+            }
+        }
+        picked
+    };
     RoomResult {
         room,
         event_id: event,
@@ -279,6 +318,8 @@ fn summarize(
         }),
         ga_sold_out_s: sold_out(0),
         vip_sold_out_s: sold_out(1),
+        ga_left_by_s: by_second.iter().map(|s| s.available[0]).collect(),
+        admitted_by_s: by_second.iter().map(|s| s.admitted_total).collect(),
         set_per_minute: plan.admission_per_minute,
         measured_per_minute,
         longest_stall_s: longest_stall,
