@@ -17,7 +17,9 @@
 #      replayed against a room with adaptive admission on and one with it off: the bookings' p95
 #      per phase and in the worst ten seconds once the controller acted, 503s, the recovery.
 # Results: test-output/bench-stock/summary.txt and the loadgen reports beside it.
-# VISITORS, ROUNDS, DURATION and BASE_REV may be set, SECTIONS="1 2" chooses; BIN=debug runs the
+# VISITORS, ROUNDS, DURATION and BASE_REV may be set, SECTIONS="1 2" chooses, REHEARSAL_ARGS and
+# SLOWED_ARGS pass more to sections 3 and 4 (REHEARSAL_ARGS="--rooms gate --max-duration 90": the
+# stock gate's room only, 90 s); BIN=debug runs the
 # debug builds (a smoke run, not a measurement).
 set -euo pipefail
 cd "$(dirname "$0")/.."
