@@ -126,7 +126,8 @@ local function stale_weight(stats, now, kind)
   local n, b = stale_recent(stats, now, kind)
   local sale = redis.call('HMGET', stats, 'stale_total' .. kind, 'stale_back' .. kind)
   local m = ((tonumber(sale[2]) or 0) + 1) / ((tonumber(sale[1]) or 0) + 2)
-  return (b + 2 * m) / (n + 2)
+  -- At most in full: a come-back is counted undecayed while its going stale has decayed.
+  return math.min(1, (b + 2 * m) / (n + 2))
 end
 
 -- Delivery-to-booking times (ms): the upper bounds of the histogram's buckets, stats fields

@@ -125,6 +125,17 @@ async fn join_wishing_two_ga(system: &System, event: Uuid, n: usize) -> Vec<Stri
     ga
 }
 
+/// One of the event's statistics (`ev:{E}:stats`), 0 when unset.
+async fn stats_field(system: &System, event: Uuid, field: &str) -> i64 {
+    let value: Option<i64> = redis::cmd("HGET")
+        .arg(ticketing::keys::EventKeys::new(event).stats())
+        .arg(field)
+        .query_async(&mut system.redis.clone())
+        .await
+        .expect("a statistic");
+    value.unwrap_or(0)
+}
+
 /// What admitted buyers count against each tier (`admd`: `<code>` fresh, `<code>~` and `<code>^`
 /// stale), in hundredths.
 async fn counted_demand(system: &System, event: Uuid) -> std::collections::HashMap<String, i64> {
@@ -648,18 +659,6 @@ async fn absent_admissions_stop_holding_the_stock_once_stale_and_a_late_one_coun
     let event = open_event(&system, 4, 20, false).await;
     shorten(&system, event, "fresh_undelivered_ms", 1_000).await;
     let ga = join_wishing_two_ga(&system, event, 3).await;
-    let stats_field = |field: &'static str| {
-        let redis = system.redis.clone();
-        async move {
-            let value: Option<i64> = redis::cmd("HGET")
-                .arg(ticketing::keys::EventKeys::new(event).stats())
-                .arg(field)
-                .query_async(&mut redis.clone())
-                .await
-                .unwrap();
-            value.unwrap_or(0)
-        }
-    };
     // 4 GA with 10 % headroom: two buyers of two; neither page comes.
     assert_eq!(admit(&system, event).await.admitted, 2);
     assert_eq!(admit(&system, event).await.admitted, 0, "GA is counted");
@@ -668,12 +667,12 @@ async fn absent_admissions_stop_holding_the_stock_once_stale_and_a_late_one_coun
     // so far being (0 + 1) / (2 + 2). Well before the 4 s probe, the third goes in.
     let step = admit(&system, event).await;
     assert_eq!(step.admitted, 1, "{step:?}");
-    assert_eq!(stats_field("stale_total").await, 2);
+    assert_eq!(stats_field(&system, event, "stale_total").await, 2);
     assert_eq!(system.status(&ga[2]).await.state, QueueState::Admitted);
     // The first comes after all: fresh again, and the gate learns.
     let (status, body) = book(&system, event, &ga[0], json!({"GA": 2})).await;
     assert_eq!(status, 201, "{body}");
-    assert_eq!(stats_field("stale_back").await, 1);
+    assert_eq!(stats_field(&system, event, "stale_back").await, 1);
     let (status, body) = book(&system, event, &ga[2], json!({"GA": 2})).await;
     assert_eq!(status, 201, "{body}");
     let counted = counted_demand(&system, event).await;
@@ -715,22 +714,10 @@ async fn absent_admissions_the_sale_never_saw_come_back_do_not_hold_a_tiers_last
     assert_eq!(step.admitted, 1, "{step:?}");
     assert_eq!(system.status(&last).await.state, QueueState::Admitted);
     assert_eq!(system.status(&after).await.state, QueueState::Waiting);
-    let stats_field = |field: &'static str| {
-        let redis = system.redis.clone();
-        async move {
-            let value: Option<i64> = redis::cmd("HGET")
-                .arg(ticketing::keys::EventKeys::new(event).stats())
-                .arg(field)
-                .query_async(&mut redis.clone())
-                .await
-                .unwrap();
-            value.unwrap_or(0)
-        }
-    };
-    assert_eq!(stats_field("stale_total^").await, 10);
+    assert_eq!(stats_field(&system, event, "stale_total^").await, 10);
     // One comes after all: in full again, and the sale has now seen one of ten come back.
     assert_eq!(system.status(&absent[0]).await.state, QueueState::Admitted);
-    assert_eq!(stats_field("stale_back^").await, 1);
+    assert_eq!(stats_field(&system, event, "stale_back^").await, 1);
     assert_eq!(counted_demand(&system, event).await.get("GA"), Some(&300));
     let (status, body) = book(&system, event, &last, json!({"GA": 1})).await;
     assert_eq!(status, 201, "{body}");
