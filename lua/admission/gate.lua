@@ -22,6 +22,37 @@
 -- promised, with the worker's tick and a sampler's resolution on top.
 local PROBE_AFTER_MS = 4000
 
+-- A tier's stock below which a buyer's count may exceed what is left: a wish is at most an
+-- event's max_per_booking, which is at most 100 tickets (the catalog's bound).
+local LAST_TICKETS = 100
+
+-- What admitted buyers count against each tier of `ending` (code -> true), each buyer at most
+-- what is left of it now (`avail`, tickets): fresh, undelivered stale and delivered stale, in
+-- hundredths, per tier. A buyer's count is capped at what was left when it was admitted; once
+-- the tier falls further it can still take no more than is left, and its full count held out
+-- the buyers a tier's last ticket is offered to (a rehearsal: one buyer counting 2.49 GA with
+-- one left kept the line to the 4 s probes for 7 s). Reads every admitted buyer's record once
+-- (at most max_active), so only for tiers at their last tickets whose sums exceed what is left.
+local function capped_demand(admw, ending, avail)
+  local sums = {}
+  for code in pairs(ending) do
+    sums[code] = {[''] = 0, ['^'] = 0, ['~'] = 0}
+  end
+  for _, record in ipairs(redis.call('HVALS', admw)) do
+    local state = demand_state(record)
+    -- A held wish counts nothing (its tickets are out of avail already), nor does '!'.
+    if string.sub(record, 1, 2) ~= 'h|' and state ~= '!' then
+      for code, hundredths in string.gmatch(string.match(record, '|(.*)$'), '([^=;]+)=(%d+)') do
+        local sum = sums[code]
+        if sum then
+          sum[state] = sum[state] + math.min(tonumber(hundredths), avail[code] * 100)
+        end
+      end
+    end
+  end
+  return sums
+end
+
 -- The gate for this step, over the tiers `codes`: reads the stock and what admitted buyers count
 -- against it once, and keeps both current as it admits.
 local function stock_gate(k, room, codes, now)
@@ -30,19 +61,32 @@ local function stock_gate(k, room, codes, now)
   -- Stale demand (lib/demand.lua) counts at the share of its kind that came back lately.
   local undelivered, unbooked = stale_weight(k.stats, now, '^'), stale_weight(k.stats, now, '~')
   local sold_all = 0
+  local ending, any_ending = {}, false
   for _, code in ipairs(codes) do
     local stock = redis.call('HMGET', k.inv, code .. ':avail', code .. ':held')
     avail[code] = tonumber(stock[1]) or 0
     held[code] = tonumber(stock[2]) or 0
     local counted = redis.call('HMGET', k.admd, code, code .. '^', code .. '~')
-    demand[code] = (tonumber(counted[1]) or 0) + undelivered * (tonumber(counted[2]) or 0)
-      + unbooked * (tonumber(counted[3]) or 0)
+    local fresh, absent, unbooked_sum = tonumber(counted[1]) or 0, tonumber(counted[2]) or 0,
+      tonumber(counted[3]) or 0
+    demand[code] = fresh + undelivered * absent + unbooked * unbooked_sum
+    -- Only where the counts add up to more than is left can one of them exceed it.
+    if avail[code] > 0 and avail[code] <= LAST_TICKETS
+        and fresh + absent + unbooked_sum > avail[code] * 100 then
+      ending[code] = true
+      any_ending = true
+    end
     if booked == 0 then
       average[code] = 0
     else
       local sold = tonumber(redis.call('HGET', k.stats, 'sold:' .. code)) or 0
       sold_all = sold_all + sold
       average[code] = math.floor(100 * sold / booked + 0.5)
+    end
+  end
+  if any_ending then
+    for code, sum in pairs(capped_demand(k.admw, ending, avail)) do
+      demand[code] = sum[''] + undelivered * sum['^'] + unbooked * sum['~']
     end
   end
   -- The tickets one booking takes, in hundredths: the sale's average over every tier, 2 before

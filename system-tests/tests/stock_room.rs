@@ -793,6 +793,44 @@ async fn a_tiers_last_tickets_go_to_more_than_one_buyer_at_once(db: PgPool) {
     system.assert_inventory_agrees(event).await;
 }
 
+/// The gate at a tier's last tickets meets a buyer admitted earlier: a buyer counted at two GA
+/// when three were left can take only one once one is left, so it counts one, and the last
+/// ticket still goes to a booking's worth more buyers than it fills. Before, its full count held
+/// the line to one buyer at a time (a rehearsal's last ticket waited 7 s on such a buyer).
+#[sqlx::test(migrations = "../migrations")]
+async fn a_buyer_counts_at_most_what_is_left_of_a_tier_once_it_falls_below_its_count(db: PgPool) {
+    let system = start(db).await;
+    let event = open_event(&system, 7, 100, false).await;
+    two_bookings_of_two_ga(&system, event).await;
+    // Three GA left; both go in together while the headroom is wide: the first counts two (a
+    // booking's worth), the second its wish.
+    set_room(&system, event, "headroom_pct", 1_000).await;
+    let thinking = join(&system, event, "thinking").await;
+    let two = join(&system, event, "two").await;
+    assert_eq!(wish(&system, &two, json!({"GA": 2})).await.0, 200);
+    assert_eq!(admit(&system, event).await.admitted, 2);
+    set_room(&system, event, "headroom_pct", 10).await;
+    // The first is on the form (delivered, fresh); the second takes two of the three.
+    assert_eq!(system.status(&thinking).await.state, QueueState::Admitted);
+    let (status, body) = book(&system, event, &two, json!({"GA": 2})).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(counted_demand(&system, event).await.get("GA"), Some(&200));
+    let mut late = Vec::new();
+    for i in 0..3 {
+        late.push(join(&system, event, &format!("late-{i}")).await);
+    }
+    // One left: the one on the form counts one, each newcomer one, against 1 + a booking's
+    // worth (2): two go in, the third waits.
+    let step = admit(&system, event).await;
+    assert_eq!(step.admitted, 2, "{step:?}");
+    assert_eq!(system.status(&late[2]).await.state, QueueState::Waiting);
+    let (status, body) = book(&system, event, &late[0], json!({"GA": 1})).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = book(&system, event, &late[1], json!({"GA": 1})).await;
+    assert_eq!(status, 409, "{body}");
+    system.assert_inventory_agrees(event).await;
+}
+
 /// Admission steps every 100 ms for `span`: how many were admitted.
 async fn admitted_over(system: &System, event: Uuid, span: Duration) -> i64 {
     let until = std::time::Instant::now() + span;
