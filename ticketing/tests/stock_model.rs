@@ -729,6 +729,27 @@ impl Case {
             }
         }
         let mut avail = before.avail();
+        // At a tier's last tickets (at most 100 left, counted past what is left) each buyer still
+        // admitted counts at most what is left of it, read from the records (gate.lua
+        // `capped_demand`).
+        for code in CODES {
+            let left = avail.get(code).copied().unwrap_or(0);
+            if left <= 0 || left > 100 || demand.get(code).copied().unwrap_or(0) <= left * 100 {
+                continue;
+            }
+            let capped = before
+                .admitted
+                .keys()
+                .filter(|v| after.admitted.contains_key(v))
+                .filter_map(|v| before.admw.get(self.ids[*v].as_bytes().as_slice()))
+                .filter_map(|r| match Counted::parse(r) {
+                    Some(Counted::Demand { hundredths, .. }) => hundredths.get(code).copied(),
+                    _ => None,
+                })
+                .map(|n| n.min(left * 100))
+                .sum();
+            demand.insert(code.to_string(), capped);
+        }
         for (turn, v) in admitted.iter().enumerate() {
             let qid = self.ids[*v];
             let record = after
