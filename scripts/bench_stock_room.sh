@@ -19,7 +19,8 @@
 # Results: test-output/bench-stock/summary.txt and the loadgen reports beside it.
 # VISITORS, ROUNDS, DURATION and BASE_REV may be set, SECTIONS="1 2" chooses, REHEARSAL_ARGS and
 # SLOWED_ARGS pass more to sections 3 and 4 (REHEARSAL_ARGS="--rooms gate --max-duration 90": the
-# stock gate's room only, 90 s); BIN=debug runs the
+# stock gate's room only, 90 s), SAMPLE_GATE=1 samples the gate's room (scripts/sample_gate.sh);
+# BIN=debug runs the
 # debug builds (a smoke run, not a measurement).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -118,6 +119,10 @@ fi
 if [[ " $SECTIONS " == *" 3 "* ]]; then
 note ""
 note "== 3. rehearsal: 8,000 pre-queued + 4,000 at 150/s, 20 % leave while waiting, 5 % never book, no wishes; 3,000 GA + 300 VIP, 3,000/min, max_active 1,000, TTL 120 s"
+# SAMPLE_GATE=1: what the stock gate sees every 0.5 s, into gate-samples.txt (scripts/sample_gate.sh).
+if [ "${SAMPLE_GATE:-0}" = 1 ]; then
+  bash scripts/sample_gate.sh 400 > "$out/gate-samples.txt" 2>&1 & pids+=("$!")
+fi
 lg rehearsal --gateway http://127.0.0.1:3600 ${REHEARSAL_ARGS:-} --out "$out/rehearsal" > "$out/rehearsal.txt"
 # REHEARSAL_ARGS may name fewer rooms (--rooms gate).
 for i in $(field "$out/rehearsal.json" "' '.join(map(str, range(len(r['rehearsal']))))"); do
