@@ -10,14 +10,19 @@ set -uo pipefail
 duration=${1:-400}
 headroom=${HEADROOM:-10}
 cli() { redis-cli -h "${REDIS_HOST:-127.0.0.1}" -p "${REDIS_PORT:-6379}" "$@"; }
-before=$(cli --scan --pattern 'ev:*:cfg' | sort)
+# The event opens after this script starts (the rehearsal creates it with a lead): the one with
+# this headroom opening within two minutes of the start (tests leave events opening years ahead).
+started_ms=$(cli time | python3 -c 'import sys; s, us = sys.stdin.read().split()[:2]; print(int(s) * 1000 + int(us) // 1000)')
 event=""
 end=$((SECONDS + duration))
 while [ -z "$event" ] && [ $SECONDS -lt $end ]; do
-  sleep 1
-  for key in $(comm -13 <(echo "$before") <(cli --scan --pattern 'ev:*:cfg' | sort)); do
-    [ "$(cli hget "$key" headroom_pct)" = "$headroom" ] && event=${key%:cfg}
-  done
+  # One pipelined pass: each room's headroom and opening, two lines a key, in the keys' order.
+  keys=$(cli --scan --pattern 'ev:*:cfg')
+  if [ -n "$keys" ]; then
+    event=$(paste <(echo "$keys") <(printf 'HMGET %s headroom_pct on_sale_ms\n' $keys | cli | paste - -) \
+      | awk -v h="$headroom" -v t="$started_ms" '$2 == h && $3 + 0 > t && $3 + 0 < t + 120000 { sub(/:cfg$/, "", $1); print $1; exit }')
+  fi
+  [ -n "$event" ] || sleep 1
 done
 [ -n "$event" ] || exit 0
 echo "# $event on_sale_ms $(cli hget "$event:cfg" on_sale_ms)"
