@@ -42,7 +42,7 @@ local function capped_demand(admw, ending, avail)
     local state = demand_state(record)
     -- A held wish counts nothing (its tickets are out of avail already), nor does '!'.
     if string.sub(record, 1, 2) ~= 'h|' and state ~= '!' then
-      for code, hundredths in string.gmatch(string.match(record, '|(.*)$'), '([^=;]+)=(%d+)') do
+      for code, hundredths in record_counts(record) do
         local sum = sums[code]
         if sum then
           sum[state] = sum[state] + math.min(tonumber(hundredths), avail[code] * 100)

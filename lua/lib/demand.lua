@@ -32,6 +32,12 @@ local function demand_state(record)
   return mark
 end
 
+-- The tiers a record counts against and its hundredths of each, as an iterator of (code,
+-- hundredths text): "a~|GA=250;VIP=10".
+local function record_counts(record)
+  return string.gmatch(string.match(record, '|(.*)$'), '([^=;]+)=(%d+)')
+end
+
 -- Takes `record` (a buyer's admw value, already removed) out of the sums in `admd`: the state
 -- it was counted in ('h' for a held wish, which counts nothing).
 local function uncount_demand(admd, record)
@@ -40,7 +46,7 @@ local function uncount_demand(admd, record)
   end
   local state = demand_state(record)
   if state ~= '!' then
-    for code, hundredths in string.gmatch(string.match(record, '|(.*)$'), '([^=;]+)=(%d+)') do
+    for code, hundredths in record_counts(record) do
       redis.call('HINCRBY', admd, code .. state, 0 - tonumber(hundredths))
     end
   end
@@ -69,8 +75,7 @@ local function restate_demand(admw, admd, qid, to)
   if from == to then
     return nil
   end
-  local counts = string.match(demand, '|(.*)$')
-  for code, hundredths in string.gmatch(counts, '([^=;]+)=(%d+)') do
+  for code, hundredths in record_counts(demand) do
     if from ~= '!' then
       redis.call('HINCRBY', admd, code .. from, 0 - tonumber(hundredths))
     end
@@ -78,7 +83,7 @@ local function restate_demand(admw, admd, qid, to)
       redis.call('HINCRBY', admd, code .. to, tonumber(hundredths))
     end
   end
-  redis.call('HSET', admw, qid, string.sub(demand, 1, 1) .. to .. '|' .. counts)
+  redis.call('HSET', admw, qid, string.sub(demand, 1, 1) .. to .. string.match(demand, '|.*$'))
   return from
 end
 
