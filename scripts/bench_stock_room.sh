@@ -20,8 +20,7 @@
 # VISITORS, ROUNDS, DURATION and BASE_REV may be set, SECTIONS="1 2" chooses, REHEARSAL_ARGS and
 # SLOWED_ARGS pass more to sections 3 and 4 (REHEARSAL_ARGS="--rooms gate --max-duration 90": the
 # stock gate's room only, 90 s), SAMPLE_GATE=1 samples the gate's room (scripts/sample_gate.sh);
-# BIN=debug runs the
-# debug builds (a smoke run, not a measurement).
+# BIN=debug runs the debug builds (a smoke run, not a measurement).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh

@@ -60,6 +60,10 @@ local function stock_gate(k, room, codes, now)
   local booked = tonumber(redis.call('HGET', k.stats, 'booked_total')) or 0
   -- Stale demand (lib/demand.lua) counts at the share of its kind that came back lately.
   local undelivered, unbooked = stale_weight(k.stats, now, '^'), stale_weight(k.stats, now, '~')
+  -- What a tier's fresh, undelivered stale and delivered stale sums count at together.
+  local function weighed(fresh, absent, late)
+    return fresh + undelivered * absent + unbooked * late
+  end
   local sold_all = 0
   local ending, any_ending = {}, false
   for _, code in ipairs(codes) do
@@ -69,7 +73,7 @@ local function stock_gate(k, room, codes, now)
     local counted = redis.call('HMGET', k.admd, code, code .. '^', code .. '~')
     local fresh, absent, unbooked_sum = tonumber(counted[1]) or 0, tonumber(counted[2]) or 0,
       tonumber(counted[3]) or 0
-    demand[code] = fresh + undelivered * absent + unbooked * unbooked_sum
+    demand[code] = weighed(fresh, absent, unbooked_sum)
     -- Only where the counts add up to more than is left can one of them exceed it.
     if avail[code] > 0 and avail[code] <= LAST_TICKETS
         and fresh + absent + unbooked_sum > avail[code] * 100 then
@@ -86,7 +90,7 @@ local function stock_gate(k, room, codes, now)
   end
   if any_ending then
     for code, sum in pairs(capped_demand(k.admw, ending, avail)) do
-      demand[code] = sum[''] + undelivered * sum['^'] + unbooked * sum['~']
+      demand[code] = weighed(sum[''], sum['^'], sum['~'])
     end
   end
   -- The tickets one booking takes, in hundredths: the sale's average over every tier, 2 before
