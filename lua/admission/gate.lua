@@ -19,8 +19,8 @@
 -- sale now goes in as a probe, counted like any other.
 
 -- The longest the gate holds the line while tickets are on sale: under the 5 s the operator is
--- promised, with the worker's tick and a sampler's resolution on top.
-local PROBE_AFTER_MS = 4000
+-- promised, with the worker's 0.1 s tick on top (lib/conversion.lua's probes, the same pace).
+local PROBE_AFTER_MS = 4500
 
 -- A tier's stock below which a buyer's count may exceed what is left: a wish is at most an
 -- event's max_per_booking, which is at most 100 tickets (the catalog's bound).

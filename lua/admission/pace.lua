@@ -5,7 +5,7 @@
 -- adaptive admission's rate (adapt_rate.lua) and, while admitted buyers are refused for stock,
 -- slowed to the share of recent attempts that booked; and for buyers without a wish, also to the
 -- share of the sale's buyers who did without the tiers now gone (lib/conversion.lua). Both go
--- down to a probe every 4 s, never a stop, so the rest of the stock still sells and nobody is
+-- down to a probe every 4.5 s, never a stop, so the rest of the stock still sells and nobody is
 -- let in only to be told no. 0: no rate, as fast as the caller repeats the step (a room turned
 -- off). Returns the rate and the rate for buyers without a wish.
 local function admission_rate(k, room, now)

@@ -63,12 +63,14 @@ local function bookable_share(stats, inv, now)
   return math.max(0, share)
 end
 
--- The slowest refusals slow admissions to: one every 4 s, under the 5 s the operator is promised
--- with the worker's tick and a sampler's resolution on top.
-local PROBES_PER_MINUTE = 15
+-- The slowest refusals slow admissions to: one every 4.5 s, under the 5 s the operator is
+-- promised with the worker's 0.1 s tick on top. Every probe while a tier every buyer wants is gone
+-- is a refusal: a rehearsal's probes after GA sold out were 59-64 of its 65 refusals allowed at
+-- one every 4 s, leaving the sale's last tickets no room (BENCHMARKS.md, session 22).
+local PROBES_PER_MINUTE = 60000 / 4500
 
 -- The admission rate (a minute) once refusals are counted: `rate` times the share of recent
--- attempts that booked, down to a probe every 4 s (never a stop); `rate` while nobody is
+-- attempts that booked, down to a probe every 4.5 s (never a stop); `rate` while nobody is
 -- refused. The second result says whether refusals slowed it.
 local function refusal_limited(rate, stats, now)
   local conversion = recent_conversion(stats, now)
@@ -79,7 +81,7 @@ local function refusal_limited(rate, stats, now)
 end
 
 -- The admission rate for buyers without a wish once the sale's history is read: `rate` times
--- `bookable_share`, down to a probe every 4 s (never a stop). A buyer with a wish is judged by
+-- `bookable_share`, down to a probe every 4.5 s (never a stop). A buyer with a wish is judged by
 -- it (parked when it cannot be met), so this applies to buyers without one only.
 local function history_limited(rate, stats, inv, now)
   local share = bookable_share(stats, inv, now)
