@@ -81,6 +81,32 @@ for pid in filter(str.isdigit, os.listdir('/proc')):
     print(pid, name.replace(' ', '_'), sum(int(f) for f in fields[11:15]))
 PY
 }
+# The whole machine's CPU ticks (/proc/stat's first line) and the booking service's writes so
+# far (its batch-size histogram's count and sum): a snapshot; machine_use diffs two of them.
+machine_snapshot() {
+  head -1 /proc/stat
+  curl -fsS http://127.0.0.1:5800/metrics | grep -E '^booking_write_batch_size_(count|sum) ' || true
+}
+# machine_use BEFORE AFTER: "busy SHARE" (of all cores, idle and iowait left out) and "batch
+# MEAN" (orders a write): whether the closed loop keeps the cores busy, and how.
+machine_use() {
+  python3 - "$@" <<'PY'
+import sys
+def read(path):
+    lines = open(path).read().split('\n')
+    ticks = [int(x) for x in lines[0].split()[1:]]
+    m = dict(l.split() for l in lines[1:] if l.strip())
+    return ticks, m
+(tb, mb), (ta, ma) = read(sys.argv[1]), read(sys.argv[2])
+d = [a - b for a, b in zip(ta, tb)]
+print('busy', f'{1 - (d[3] + d[4]) / max(sum(d), 1):.3f}')
+key = 'booking_write_batch_size_'
+if key + 'count' in ma and key + 'count' in mb:
+    writes = float(ma[key + 'count']) - float(mb[key + 'count'])
+    orders = float(ma[key + 'sum']) - float(mb[key + 'sum'])
+    print('batch', f'{orders / max(writes, 1):.2f}')
+PY
+}
 # cpu_per_booking BEFORE AFTER BOOKINGS: "name us" per process name, µs of CPU per booking.
 cpu_per_booking() {
   python3 - "$@" "$(getconf CLK_TCK)" <<'PY'
@@ -136,13 +162,16 @@ http() { # http SIDE ROUND: one timed closed-loop run, its bookings/s; CPU per b
   # (a load generator that spent its tokens early once gave one booking for the whole phase).
   first=$(requests_at "$out/$name.progress" 5 "$load") || return 1
   cpu_snapshot > "$out/$name.cpu-before"
+  machine_snapshot > "$out/$name.machine-before"
   redis_stats config resetstat > /dev/null
   last=$(requests_at "$out/$name.progress" "$DURATION" "$load") || return 1
   cpu_snapshot > "$out/$name.cpu-after"
+  machine_snapshot > "$out/$name.machine-after"
   redis_stats info commandstats > "$out/$name.redis-commands"
   wait "$load"
   cpu_per_booking "$out/$name.cpu-before" "$out/$name.cpu-after" $((last - first)) | sed "s/^/$1 /" >> "$out/cpu.txt"
   redis_per_booking "$out/$name.redis-commands" $((last - first)) | sed "s/^/$1 /" >> "$out/redis-commands.txt"
+  machine_use "$out/$name.machine-before" "$out/$name.machine-after" | sed "s/^/$1 /" >> "$out/machine.txt"
   field "$out/$name.json" "[e for e in r['endpoints'] if e['endpoint']=='POST /api/bookings'][0]['throughput_per_s']"
 }
 pgbench_side() { # pgbench_side SIDE ROUND: pg_write, and Postgres's CPU per transaction kept
@@ -171,6 +200,7 @@ note "machine: $(nproc) cores; concurrency $CONCURRENCY (pgbench -c$CONCURRENCY 
 : > "$out/rounds.txt"
 : > "$out/cpu.txt"
 : > "$out/redis-commands.txt"
+: > "$out/machine.txt"
 sides=(http schema least)
 if [ -n "${A_SQL:-}" ] && [ -n "${B_SQL:-}" ]; then sides=(http-a http-b schema least); fi
 for round in $(seq 1 "$ROUNDS"); do
@@ -183,7 +213,7 @@ for round in $(seq 1 "$ROUNDS"); do
     note "round $round $side: $figure"
   done
 done
-note "$(python3 - "$out/rounds.txt" "$out/cpu.txt" "$out/redis-commands.txt" <<'PY'
+note "$(python3 - "$out/rounds.txt" "$out/cpu.txt" "$out/redis-commands.txt" "$out/machine.txt" <<'PY'
 import collections, statistics, sys
 r = collections.defaultdict(list)
 for line in open(sys.argv[1]):
@@ -206,6 +236,14 @@ for side in sorted({s for s, _ in cpu}):
     when = "between 5 s and the end of each run" if side.startswith("http") else "per transaction, the whole run"
     print(f"CPU per booking, {side} (medians, {when}): " + ", ".join(
         f"{name} {statistics.median(v):.0f} us" for (s, name), v in cpu.items() if s == side))
+use = collections.defaultdict(list)
+for line in open(sys.argv[4]):
+    side, name, v = line.split()
+    use[(side, name)].append(float(v))
+for side in sorted({s for s, _ in use}):
+    print(f"the machine during {side} (medians): " + ", ".join(
+        f"{'cores busy' if name == 'busy' else 'orders a write'} {statistics.median(v):.3g}"
+        for (s, name), v in sorted(use.items()) if s == side))
 calls = collections.defaultdict(list)
 for line in open(sys.argv[3]):
     side, name, n, us = line.split()
