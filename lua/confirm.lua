@@ -11,8 +11,10 @@
 -- KEYS[2]  ev:{E}:holdv
 -- KEYS[3]  ev:{E}:adm     admitted buyers (the buyer's slot is freed)
 -- KEYS[4]  ev:{E}:stats   booked_total, sold:<code> (tickets per tier, for the average a
---                         buyer without a wish is counted at, see admit.lua) and buyers:<code>
---                         (bookings with that tier: the live view's conversion per tier)
+--                         buyer without a wish is counted at, see admit.lua), buyers:<code>
+--                         (bookings with that tier: the live view's conversion per tier) and
+--                         took:<code>:<n> (bookings that took n of that tier: what a buyer
+--                         without a wish can take of a tier's last tickets, admission/gate.lua)
 -- KEYS[5]  ev:{E}:inv     the tiers' held and available counts, and the sold-out flag
 -- KEYS[6]  ev:{E}:admw    what each admitted buyer counts against the stock
 -- KEYS[7]  ev:{E}:admd    its sum per tier (fresh and stale, lib/demand.lua)
@@ -71,8 +73,9 @@ redis.call('ZREM', KEYS[3], unpack(qids))
 local demands = redis.call('HMGET', KEYS[6], unpack(qids))
 local delivered = redis.call('ZMSCORE', KEYS[8], unpack(qids))
 
--- What this batch sold, counted once for all of it: bookings, and tickets and bookings per tier.
-local booked_count, sold, buyers = 0, {}, {}
+-- What this batch sold, counted once for all of it: bookings, tickets and bookings per tier,
+-- and bookings per tier and count ("GA:2").
+local booked_count, sold, buyers, took = 0, {}, {}, {}
 -- Buyers whose demand had gone stale and who booked after all, and how long buyers took from
 -- delivery to booking, by histogram bucket (lib/demand.lua).
 local stale_back, form_times = 0, {}
@@ -122,6 +125,8 @@ local function confirm(i)
   for _, tier in ipairs(hold_counts(held)) do
     sold[tier[1]] = (sold[tier[1]] or 0) + tier[2]
     buyers[tier[1]] = (buyers[tier[1]] or 0) + 1
+    local size = tier[1] .. ':' .. tier[2]
+    took[size] = (took[size] or 0) + 1
   end
   return 1
 end
@@ -150,6 +155,9 @@ if booked_count > 0 then
     redis.call('HINCRBY', KEYS[5], code .. ':held', -tickets)
     redis.call('HINCRBY', KEYS[4], 'sold:' .. code, tickets)
     redis.call('HINCRBY', KEYS[4], 'buyers:' .. code, buyers[code])
+  end
+  for size, bookings in pairs(took) do
+    redis.call('HINCRBY', KEYS[4], 'took:' .. size, bookings)
   end
   -- Only a sale can sell the event out; looked at once for the whole batch.
   mark_if_sold_out(KEYS[5], ARGV[1])

@@ -26,14 +26,52 @@ local PROBE_AFTER_MS = 4500
 -- event's max_per_booking, which is at most 100 tickets (the catalog's bound).
 local LAST_TICKETS = 100
 
+-- The least share of a tier's tickets `within_reach` gives: at most ten times as many buyers
+-- without a wish try for a tier's last tickets at once as would for that many more, however few
+-- of the sale's bookings took so few (the refusals one step can cause stay bounded).
+local LEAST_REACH = 0.1
+
+-- The share of tier `code`'s tickets a buyer without a wish can still take with `left` of it on
+-- sale: of the tickets the sale's bookings took of it (confirm.lua's `took:<code>:<n>`, bookings
+-- that took n), those in bookings of at most `left`, with two bookings of the average size in
+-- reach added as a prior (a handful of bookings says little), at least LEAST_REACH; 1 while no
+-- booking says (none yet, or some confirmed before the counts were kept: `buyers:<code>`
+-- outnumbers them). All or nothing: a buyer who wants more of a tier than is left takes none of
+-- it, so with one GA left a buyer of a crowd taking 1-4 GA takes a tenth of its share, not one
+-- ticket (a rehearsal's last ticket waited 7 s on three such buyers counted at one each, each
+-- refused in turn).
+local function within_reach(stats, code, left)
+  local fields = {'buyers:' .. code}
+  for n = 1, LAST_TICKETS do
+    fields[n + 1] = 'took:' .. code .. ':' .. n
+  end
+  local counts = redis.call('HMGET', stats, unpack(fields))
+  local bookings, tickets, reached = 0, 0, 0
+  for n = 1, LAST_TICKETS do
+    local took = tonumber(counts[n + 1]) or 0
+    bookings = bookings + took
+    tickets = tickets + n * took
+    if n <= left then
+      reached = reached + n * took
+    end
+  end
+  if tickets == 0 or bookings < (tonumber(counts[1]) or 0) then
+    return 1
+  end
+  local prior = 2 * tickets / bookings
+  return math.max(LEAST_REACH, (reached + prior) / (tickets + prior))
+end
+
 -- What admitted buyers count against each tier of `ending` (code -> true), each buyer at most
--- what is left of it now (`avail`, tickets): fresh, undelivered stale and delivered stale, in
--- hundredths, per tier. A buyer's count is capped at what was left when it was admitted; once
--- the tier falls further it can still take no more than is left, and its full count held out
--- the buyers a tier's last ticket is offered to (a rehearsal: one buyer counting 2.49 GA with
--- one left kept the line to the 4 s probes for 7 s). Reads every admitted buyer's record once
--- (at most max_active), so only for tiers at their last tickets whose sums exceed what is left.
-local function capped_demand(admw, ending, avail)
+-- what is left of it now (`avail`, tickets) and a buyer without a wish at most what such a buyer
+-- takes of it now (`nowish`, hundredths; `within_reach`): fresh, undelivered stale and delivered
+-- stale, in hundredths, per tier. A buyer's count is set when it is admitted; once the tier falls
+-- further it can still take no more than is left, and its full count held out the buyers a
+-- tier's last ticket is offered to (a rehearsal: one buyer counting 2.49 GA with one left kept
+-- the line to the 4 s probes for 7 s). Reads every admitted buyer's record once (at most
+-- max_active), so only for tiers at their last tickets whose sums exceed what is left or whose
+-- buyers without a wish may want more than is left.
+local function capped_demand(admw, ending, avail, nowish)
   local sums = {}
   for code in pairs(ending) do
     sums[code] = {[''] = 0, ['^'] = 0, ['~'] = 0}
@@ -42,10 +80,15 @@ local function capped_demand(admw, ending, avail)
     local state = demand_state(record)
     -- A held wish counts nothing (its tickets are out of avail already), nor does '!'.
     if string.sub(record, 1, 2) ~= 'h|' and state ~= '!' then
+      local wishless = string.sub(record, 1, 1) == 'a'
       for code, hundredths in record_counts(record) do
         local sum = sums[code]
         if sum then
-          sum[state] = sum[state] + math.min(tonumber(hundredths), avail[code] * 100)
+          local most = avail[code] * 100
+          if wishless then
+            most = math.min(most, nowish[code] or 0)
+          end
+          sum[state] = sum[state] + math.min(tonumber(hundredths), most)
         end
       end
     end
@@ -65,7 +108,9 @@ local function stock_gate(k, room, codes, now)
     return fresh + undelivered * absent + unbooked * late
   end
   local sold_all = 0
-  local ending, any_ending = {}, false
+  -- Per tier: the share of its tickets a buyer without a wish can still take (`within_reach`),
+  -- and the sum of every admitted buyer's count as recorded.
+  local reach, counted_sum = {}, {}
   for _, code in ipairs(codes) do
     local stock = redis.call('HMGET', k.inv, code .. ':avail', code .. ':held')
     avail[code] = tonumber(stock[1]) or 0
@@ -74,23 +119,17 @@ local function stock_gate(k, room, codes, now)
     local fresh, absent, unbooked_sum = tonumber(counted[1]) or 0, tonumber(counted[2]) or 0,
       tonumber(counted[3]) or 0
     demand[code] = weighed(fresh, absent, unbooked_sum)
-    -- Only where the counts add up to more than is left can one of them exceed it.
-    if avail[code] > 0 and avail[code] <= LAST_TICKETS
-        and fresh + absent + unbooked_sum > avail[code] * 100 then
-      ending[code] = true
-      any_ending = true
-    end
+    counted_sum[code] = fresh + absent + unbooked_sum
+    reach[code] = 1
     if booked == 0 then
       average[code] = 0
     else
       local sold = tonumber(redis.call('HGET', k.stats, 'sold:' .. code)) or 0
       sold_all = sold_all + sold
       average[code] = math.floor(100 * sold / booked + 0.5)
-    end
-  end
-  if any_ending then
-    for code, sum in pairs(capped_demand(k.admw, ending, avail)) do
-      demand[code] = weighed(sum[''], sum['^'], sum['~'])
+      if avail[code] > 0 and avail[code] <= LAST_TICKETS then
+        reach[code] = within_reach(k.stats, code, avail[code])
+      end
     end
   end
   -- The tickets one booking takes, in hundredths: the sale's average over every tier, 2 before
@@ -101,6 +140,66 @@ local function stock_gate(k, room, codes, now)
   end
   local headroom = 100 + (tonumber(room.headroom_pct) or 10)
   local hold_on_admission = room.hold_on_admission == '1'
+
+  -- What a buyer without a wish counts against each tier on sale now (hundredths; none when
+  -- nothing is on sale), and the room each tier has for such buyers. It counts what one booking
+  -- takes (not a booking's worth per tier), spread over the tiers on sale as the sale's bookings
+  -- spread over them (by what is left before any booking of them): a tier every buyer takes
+  -- gates such buyers ticket for ticket, one a tenth of them take by a tenth of a ticket each,
+  -- and one nobody took holds nobody back. (Gating by the stock as a whole let a tier few take,
+  -- VIP, stand in for the one all take, GA: near GA's end a rehearsal admitted VIP's worth of
+  -- buyers who all wanted GA.) At a tier's last tickets the share is what such a buyer can
+  -- still take of it (`within_reach`), and at most what is left.
+  local function nowish_shares()
+    local on_sale, weights, weight, left = {}, {}, 0, 0
+    for _, code in ipairs(codes) do
+      if avail[code] > 0 then
+        on_sale[#on_sale + 1] = code
+        weights[code] = average[code]
+        weight = weight + average[code]
+        left = left + avail[code]
+      end
+    end
+    if #on_sale == 0 then
+      return nil
+    end
+    if weight == 0 then
+      for _, code in ipairs(on_sale) do
+        weights[code] = avail[code]
+      end
+      weight = left
+    end
+    local shares, rooms = {}, {}
+    for _, code in ipairs(on_sale) do
+      shares[code] = math.min(math.floor(per_booking * weights[code] / weight * reach[code] + 0.5),
+        avail[code] * 100)
+      -- The last few tickets of a tier are offered to a booking's worth (of what can still be
+      -- taken of it) more than they fill, so more than one buyer at a time: one who wants more
+      -- than is left is refused whether alone or together, and alone each try costs a round
+      -- trip (in a rehearsal the last 5 GA took 28 s one buyer after another). Beyond a
+      -- booking's worth / headroom tickets it changes nothing.
+      rooms[code] = math.max(avail[code] * headroom,
+        avail[code] * 100 + math.floor(per_booking * reach[code] + 0.5))
+    end
+    return shares, rooms, on_sale
+  end
+
+  -- Only where the counts add up to more than is left, or buyers without a wish may want more
+  -- than is left, can a buyer's count exceed what it may take.
+  local ending, any_ending = {}, false
+  for _, code in ipairs(codes) do
+    if avail[code] > 0 and avail[code] <= LAST_TICKETS
+        and (counted_sum[code] > avail[code] * 100 or reach[code] < 1) then
+      ending[code] = true
+      any_ending = true
+    end
+  end
+  if any_ending then
+    local nowish = nowish_shares() or {}
+    for code, sum in pairs(capped_demand(k.admw, ending, avail, nowish)) do
+      demand[code] = weighed(sum[''], sum['^'], sum['~'])
+    end
+  end
   local gate = {}
 
   -- Whether this step may admit a probe: nobody was admitted for PROBE_AFTER_MS.
@@ -147,43 +246,16 @@ local function stock_gate(k, room, codes, now)
       end
       return 'count', counts
     end
-    -- No wish: the buyer may take any tier still on sale. It counts what one booking takes (not
-    -- a booking's worth per tier), spread over the tiers on sale as the sale's bookings spread
-    -- over them (by what is left before any booking of them), and each tier must have room for
-    -- its share: a tier every buyer takes gates such buyers ticket for ticket, one a tenth of
-    -- them take by a tenth of a ticket each, and one nobody took holds nobody back. (Gating by
-    -- the stock as a whole let a tier few take, VIP, stand in for the one all take, GA: near
-    -- GA's end a rehearsal admitted VIP's worth of buyers who all wanted GA.)
-    local counts = {}
-    local on_sale, weights, weight, left = {}, {}, 0, 0
-    for _, code in ipairs(codes) do
-      if avail[code] > 0 then
-        on_sale[#on_sale + 1] = code
-        weights[code] = average[code]
-        weight = weight + average[code]
-        left = left + avail[code]
-      end
-    end
-    if #on_sale == 0 then
+    -- No wish: the buyer may take any tier still on sale, and each tier must have room for its
+    -- share (`nowish_shares`).
+    local shares, rooms, on_sale = nowish_shares()
+    if not shares then
       return 'wait', {}
     end
-    if weight == 0 then
-      for _, code in ipairs(on_sale) do
-        weights[code] = avail[code]
-      end
-      weight = left
-    end
+    local counts = {}
     for _, code in ipairs(on_sale) do
-      -- Nobody takes more than is left of a tier.
-      local share = math.min(math.floor(per_booking * weights[code] / weight + 0.5),
-        avail[code] * 100)
-      -- The last few tickets of a tier are offered to a booking's worth more than they fill, so
-      -- more than one buyer at a time: one who wants more than is left is refused whether alone
-      -- or together, and alone each try costs a round trip (in a rehearsal the last 5 GA took
-      -- 28 s one buyer after another). Beyond a booking's worth / headroom tickets it changes
-      -- nothing.
-      local room_for = math.max(avail[code] * headroom, avail[code] * 100 + per_booking)
-      if not probe and share > 0 and demand[code] + share > room_for then
+      local share = shares[code]
+      if not probe and share > 0 and demand[code] + share > rooms[code] then
         return 'wait', {}
       end
       counts[#counts + 1] = {code, share}

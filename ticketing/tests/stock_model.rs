@@ -181,6 +181,10 @@ struct Seen {
     holdv: BTreeMap<String, BTreeMap<String, i64>>,
     booked_total: i64,
     sold_stats: BTreeMap<String, i64>,
+    /// Bookings with each tier (`buyers:<code>`).
+    buyers_stats: BTreeMap<String, i64>,
+    /// Bookings by tier and how many of it they took (`took:<code>:<n>`).
+    took: BTreeMap<(String, i64), i64>,
     /// Nothing left nor held (confirm.lua sets it): admission stops, the line hears sold out.
     soldout: bool,
 }
@@ -220,6 +224,72 @@ impl Seen {
         }
         let sold: i64 = self.sold_stats.values().sum();
         ((100.0 * sold as f64 / self.booked_total as f64 + 0.5).floor() as i64).max(100)
+    }
+
+    /// The share of `code`'s tickets sold in bookings that took at most `left` of it, two
+    /// average bookings in reach added as a prior, at least a tenth; 1 before any booking took
+    /// it, or while some bookings are not in the counts (gate.lua `within_reach`).
+    fn reach(&self, code: &str, left: i64) -> f64 {
+        if self.booked_total == 0 || left <= 0 || left > 100 {
+            return 1.0;
+        }
+        let (mut bookings, mut tickets, mut reached) = (0, 0, 0);
+        for ((c, n), took) in &self.took {
+            if c == code && *n <= 100 {
+                bookings += took;
+                tickets += n * took;
+                if *n <= left {
+                    reached += n * took;
+                }
+            }
+        }
+        if tickets == 0 || bookings < self.buyers_stats.get(code).copied().unwrap_or(0) {
+            return 1.0;
+        }
+        // Two bookings of the average size, in reach, as a prior.
+        let prior = 2.0 * tickets as f64 / bookings as f64;
+        ((reached as f64 + prior) / (tickets as f64 + prior)).max(0.1)
+    }
+
+    /// What a buyer without a wish counts against each tier on sale (hundredths), and each
+    /// tier's room for such buyers; None when nothing is on sale. One booking's tickets spread
+    /// over the tiers on sale as the sale's bookings spread (by what is left when none of them
+    /// has been booked yet), each share what such a buyer can still take of its tier and at most
+    /// what is left; a tier's last tickets are offered to a booking's worth (of what can still
+    /// be taken of it) more than they fill.
+    fn nowish(
+        &self,
+        avail: &BTreeMap<String, i64>,
+        sale: &Sale,
+    ) -> Option<BTreeMap<&'static str, (i64, i64)>> {
+        let of = |code: &str| avail.get(code).copied().unwrap_or(0);
+        let headroom = 100 + i64::from(sale.headroom_pct);
+        let on_sale: Vec<&str> = CODES.iter().copied().filter(|c| of(c) > 0).collect();
+        if on_sale.is_empty() {
+            return None;
+        }
+        let total = self.per_booking();
+        let mut weights: Vec<i64> = on_sale.iter().map(|c| self.average(c)).collect();
+        if weights.iter().sum::<i64>() == 0 {
+            weights = on_sale.iter().map(|c| of(c)).collect();
+        }
+        let weight: i64 = weights.iter().sum();
+        Some(
+            on_sale
+                .iter()
+                .zip(&weights)
+                .map(|(code, w)| {
+                    let left = of(code);
+                    let reach = self.reach(code, left);
+                    let share = ((total as f64 * *w as f64 / weight as f64 * reach + 0.5).floor()
+                        as i64)
+                        .min(100 * left);
+                    let room = (left * headroom)
+                        .max(100 * left + (total as f64 * reach + 0.5).floor() as i64);
+                    (*code, (share, room))
+                })
+                .collect(),
+        )
     }
 
     /// admit.lua's gate for one entry at its turn, given the step's running admitted demand and
@@ -263,26 +333,9 @@ impl Seen {
                 })
             };
         }
-        let on_sale: Vec<&str> = CODES.iter().copied().filter(|c| of(avail, c) > 0).collect();
-        if on_sale.is_empty() {
-            return None;
-        }
-        let total = self.per_booking();
-        // Spread as the sale's bookings spread over the tiers on sale; by what is left when
-        // none of them has been booked yet.
-        let mut weights: Vec<i64> = on_sale.iter().map(|c| self.average(c)).collect();
-        if weights.iter().sum::<i64>() == 0 {
-            weights = on_sale.iter().map(|c| of(avail, c)).collect();
-        }
-        let weight: i64 = weights.iter().sum();
         let mut hundredths = BTreeMap::new();
-        for (code, w) in on_sale.iter().zip(&weights) {
-            let left = of(avail, code);
-            let share =
-                ((total as f64 * *w as f64 / weight as f64 + 0.5).floor() as i64).min(100 * left);
-            // Each tier gates its own share; its last tickets are offered to a booking's worth
-            // more than they fill.
-            let room_for = (left * headroom).max(100 * left + total);
+        for (code, (share, room_for)) in self.nowish(avail, sale)? {
+            // Each tier gates its own share.
             if !probe && share > 0 && of(demand, code) + share > room_for {
                 return None;
             }
@@ -535,6 +588,23 @@ impl Case {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
             seen.sold_stats.insert(code.to_string(), sold);
+            let buyers = stats
+                .get(format!("buyers:{code}").as_bytes())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            seen.buyers_stats.insert(code.to_string(), buyers);
+        }
+        for (field, value) in &stats {
+            let field = text(field);
+            if let Some((code, n)) = field
+                .strip_prefix("took:")
+                .and_then(|rest| rest.split_once(':'))
+            {
+                let bad = || TestCaseError::fail(format!("stats field {field}: {value}"));
+                let n: i64 = n.parse().map_err(|_| bad())?;
+                let bookings: i64 = value.parse().map_err(|_| bad())?;
+                seen.took.insert((code.to_string(), n), bookings);
+            }
         }
         Ok(seen)
     }
@@ -729,21 +799,30 @@ impl Case {
             }
         }
         let mut avail = before.avail();
-        // At a tier's last tickets (at most 100 left, counted past what is left) each buyer still
-        // admitted counts at most what is left of it, read from the records (gate.lua
-        // `capped_demand`).
+        // At a tier's last tickets (at most 100 left, counted past what is left, or buyers
+        // without a wish wanting more than is left) each buyer still admitted counts at most
+        // what is left of it, and one without a wish at most what such a buyer can take of it
+        // now, read from the records (gate.lua `capped_demand`).
+        let nowish = before.nowish(&avail, &self.sale).unwrap_or_default();
         for code in CODES {
             let left = avail.get(code).copied().unwrap_or(0);
-            if left <= 0 || left > 100 || demand.get(code).copied().unwrap_or(0) <= left * 100 {
+            if left <= 0
+                || left > 100
+                || (demand.get(code).copied().unwrap_or(0) <= left * 100
+                    && before.reach(code, left) >= 1.0)
+            {
                 continue;
             }
+            let nowish_share = nowish.get(code).map_or(0, |(share, _)| *share);
             let capped = before
                 .admitted
                 .keys()
                 .filter(|v| after.admitted.contains_key(v))
                 .filter_map(|v| before.admw.get(self.ids[*v].as_bytes().as_slice()))
                 .filter_map(|r| match Counted::parse(r) {
-                    Some(Counted::Demand { hundredths, .. }) => hundredths.get(code).copied(),
+                    Some(Counted::Demand { wish, hundredths }) => hundredths
+                        .get(code)
+                        .map(|n| if wish { *n } else { (*n).min(nowish_share) }),
                     _ => None,
                 })
                 .map(|n| n.min(left * 100))
