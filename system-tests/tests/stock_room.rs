@@ -799,9 +799,7 @@ async fn a_tiers_last_tickets_go_to_more_than_one_buyer_at_once(db: PgPool) {
 /// four try at once instead of three (a rehearsal's last ticket waited 7 s on three buyers at a
 /// time, each refused in turn). Those who want more are refused; the ledger holds.
 #[sqlx::test(migrations = "../migrations")]
-async fn a_tiers_last_ticket_goes_to_as_many_buyers_as_the_sales_bookings_say_it_takes(
-    db: PgPool,
-) {
+async fn a_tiers_last_ticket_goes_to_as_many_buyers_as_the_sales_bookings_say_it_takes(db: PgPool) {
     let system = start(db).await;
     let event = open_event(&system, 5, 100, false).await;
     two_bookings_of_two_ga(&system, event).await;

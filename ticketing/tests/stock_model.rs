@@ -814,19 +814,20 @@ impl Case {
                 continue;
             }
             let nowish_share = nowish.get(code).map_or(0, |(share, _)| *share);
-            let capped = before
-                .admitted
-                .keys()
-                .filter(|v| after.admitted.contains_key(v))
-                .filter_map(|v| before.admw.get(self.ids[*v].as_bytes().as_slice()))
-                .filter_map(|r| match Counted::parse(r) {
-                    Some(Counted::Demand { wish, hundredths }) => hundredths
-                        .get(code)
-                        .map(|n| if wish { *n } else { (*n).min(nowish_share) }),
-                    _ => None,
-                })
-                .map(|n| n.min(left * 100))
-                .sum();
+            let capped =
+                before
+                    .admitted
+                    .keys()
+                    .filter(|v| after.admitted.contains_key(v))
+                    .filter_map(|v| before.admw.get(self.ids[*v].as_bytes().as_slice()))
+                    .filter_map(|r| match Counted::parse(r) {
+                        Some(Counted::Demand { wish, hundredths }) => hundredths
+                            .get(code)
+                            .map(|n| if wish { *n } else { (*n).min(nowish_share) }),
+                        _ => None,
+                    })
+                    .map(|n| n.min(left * 100))
+                    .sum();
             demand.insert(code.to_string(), capped);
         }
         for (turn, v) in admitted.iter().enumerate() {
