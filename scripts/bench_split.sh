@@ -14,7 +14,7 @@
 #     service, Postgres, Redis) in $OUT/flame-*.svg, drawn with inferno (installed with cargo
 #     when missing), with B_SQL applied when it is set.
 # ROUNDS, DURATION (a multiple of 5: the load generator reports progress every 5 s, and the
-# CPU window ends at its last report), CONCURRENCY and OUT may be set; PROFILE=0 skips the
+# CPU window ends at its last report), CONCURRENCY, ORDER and OUT may be set; PROFILE=0 skips the
 # flamegraphs.
 # A_SQL and B_SQL measure a reversible change side by side: with them set, the HTTP side runs
 # twice a round, `http-a` after A_SQL and `http-b` after B_SQL (each run against the service's
@@ -29,6 +29,10 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 CONCURRENCY=${CONCURRENCY:-16}
 PROFILE=${PROFILE:-1}
+# What each HTTP booking asks for: the rows the pgbench sides write (a booking and 4 tickets).
+# Until session 22 the HTTP side booked one or two tiers of one or two tickets (2.0 tickets a
+# booking against pgbench's 4), so it was measured against heavier baselines than itself.
+ORDER=${ORDER:-VIP=1,FrontRow=1,GA=2}
 out=${OUT:-test-output/bench-split}
 mkdir -p "$out"
 : > "$out/summary.txt"
@@ -152,6 +156,7 @@ requests_at() { # requests_at FILE SECOND PID: PID the load generator (gone with
 http() { # http SIDE ROUND: one timed closed-loop run, its bookings/s; CPU per booking kept
   local name=$1-$2 first last
   "$bin/loadgen" booking-ceiling --mode closed --concurrency "$CONCURRENCY" --duration "$DURATION" \
+    --order "$ORDER" \
     --gateway http://127.0.0.1:3800 --booking http://127.0.0.1:5800 --keys-dir "$ENTRY_KEYS_DIR" \
     --kid bench --database-url "$DATABASE_URL" --out "$out/$name" > "$out/$name.txt" \
     2> "$out/$name.progress" &
@@ -261,6 +266,7 @@ if [ "$PROFILE" = 1 ]; then
   # unwinding, as neither the release build nor Debian's servers keep frame pointers.
   if [ -n "${B_SQL:-}" ]; then psql_to "$db" -qc "$B_SQL"; fi
   "$bin/loadgen" booking-ceiling --mode closed --concurrency "$CONCURRENCY" --duration $((DURATION + 4)) \
+    --order "$ORDER" \
     --gateway http://127.0.0.1:3800 --booking http://127.0.0.1:5800 --keys-dir "$ENTRY_KEYS_DIR" \
     --kid bench --database-url "$DATABASE_URL" --out "$out/http-profiled" > "$out/http-profiled.txt" &
   load=$!

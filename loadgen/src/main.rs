@@ -57,7 +57,8 @@ common options (defaults):
   --duration 20 (seconds)           --out test-output/loadgen/<scenario>
 on-sale:         --visitors 50000 --arrival-rate 0 (0 = burst) --abandon 0.1 --admission-per-minute 6000
                  --max-active 5000 --vip 500 --front-row 1500 --ga 8000 --max-duration 600
-booking-ceiling: --mode closed|open --concurrency 32 --rate 500
+booking-ceiling: --mode closed|open --concurrency 32 --rate 500 --order VIP=1,FrontRow=1,GA=2
+                 (each booking the same; without it, one or two tiers, one or two tickets each)
                  --lookup-flood 0 (availability look-ups per second, sent at a fixed rate beside
                  the bookings) --flood-ids unknown (made-up event ids, half sharing the event's
                  first 8 bytes) | known (the event on sale, answered from the caches)
@@ -214,7 +215,10 @@ async fn main() -> anyhow::Result<()> {
                     duration,
                 ))
             });
-            scenarios::bookings::run(&api, tokens, id, &codes, load, duration, sold_out).await?;
+            let orders =
+                scenarios::bookings::Orders::parse(args.optional("order").as_deref(), &codes)?;
+            report["orders"] = json!(format!("{orders:?}"));
+            scenarios::bookings::run(&api, tokens, id, &orders, load, duration, sold_out).await?;
             if let Some(flood) = flood {
                 flood.await?;
             }

@@ -33,6 +33,48 @@ pub fn random_order(event: Uuid, tiers: &[String]) -> Value {
     json!({"event_id": event, "tiers": chosen, "buyer_email": "load@example.com"})
 }
 
+/// What each booking of a run asks for.
+#[derive(Clone, Debug)]
+pub enum Orders {
+    /// `random_order` over these tiers.
+    Random(Vec<String>),
+    /// The same tiers and quantities every time, e.g. the 1 VIP + 1 FrontRow + 2 GA: the
+    /// rows pgbench's baselines write per booking (`loadgen/bench/*.sql`).
+    Fixed(serde_json::Map<String, Value>),
+}
+
+impl Orders {
+    /// `--order VIP=1,FrontRow=1,GA=2`: fixed; none: random over `tiers`.
+    pub fn parse(order: Option<&str>, tiers: &[String]) -> anyhow::Result<Self> {
+        let Some(order) = order else {
+            return Ok(Self::Random(tiers.to_vec()));
+        };
+        let mut fixed = serde_json::Map::new();
+        for part in order.split(',') {
+            let (code, quantity) = part
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--order {order}: use CODE=N,CODE=N"))?;
+            if !tiers.iter().any(|t| t == code) {
+                anyhow::bail!("--order {order}: no tier {code} (the event has {tiers:?})");
+            }
+            let quantity: u32 = quantity
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--order {order}: {quantity} is no quantity"))?;
+            fixed.insert(code.to_string(), json!(quantity));
+        }
+        Ok(Self::Fixed(fixed))
+    }
+
+    fn next(&self, event: Uuid) -> Value {
+        match self {
+            Self::Random(tiers) => random_order(event, tiers),
+            Self::Fixed(tiers) => {
+                json!({"event_id": event, "tiers": tiers, "buyer_email": "load@example.com"})
+            }
+        }
+    }
+}
+
 /// Entry tokens for a run: enough for `load` over `duration`, or, with `reuse`, a handful that
 /// serve every request (a sold-out event never spends them).
 pub fn mint(
@@ -61,7 +103,7 @@ pub async fn run(
     api: &Api,
     tokens: Vec<String>,
     event: Uuid,
-    tiers: &[String],
+    orders: &Orders,
     load: Load,
     duration: Duration,
     reuse: bool,
@@ -82,7 +124,7 @@ pub async fn run(
         Load::Open { rate } => {
             paced(rate, duration, |_, intended| {
                 let token = take(&next)?;
-                let (api, body) = (api.clone(), random_order(event, tiers));
+                let (api, body) = (api.clone(), orders.next(event));
                 Some(async move { api.book(&token, &body, intended).await })
             })
             .await;
@@ -91,13 +133,12 @@ pub async fn run(
             let deadline = started + duration;
             let take = Arc::new(take);
             let workers = (0..concurrency).map(|_| {
-                let (api, next, take, tiers) =
-                    (api.clone(), next.clone(), take.clone(), tiers.to_vec());
+                let (api, next, take, orders) =
+                    (api.clone(), next.clone(), take.clone(), orders.clone());
                 tokio::spawn(async move {
                     while Instant::now() < deadline {
                         let Some(token) = take(&next) else { break };
-                        api.book(&token, &random_order(event, &tiers), Instant::now())
-                            .await;
+                        api.book(&token, &orders.next(event), Instant::now()).await;
                     }
                 })
             });
