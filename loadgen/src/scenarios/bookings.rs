@@ -339,3 +339,35 @@ where
         let _ = sent.await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codes() -> Vec<String> {
+        ["VIP", "FrontRow", "GA"].map(String::from).to_vec()
+    }
+
+    #[test]
+    fn a_fixed_order_books_the_same_tiers_every_time() {
+        let orders = Orders::parse(Some("VIP=1,FrontRow=1,GA=2"), &codes()).unwrap();
+        let event = Uuid::new_v4();
+        for _ in 0..3 {
+            assert_eq!(
+                orders.next(event)["tiers"],
+                json!({"VIP": 1, "FrontRow": 1, "GA": 2})
+            );
+        }
+    }
+
+    #[test]
+    fn an_order_naming_a_tier_the_event_lacks_or_no_quantity_is_refused() {
+        assert!(Orders::parse(Some("Balcony=1"), &codes()).is_err());
+        assert!(Orders::parse(Some("GA=two"), &codes()).is_err());
+        assert!(Orders::parse(Some("GA"), &codes()).is_err());
+        assert!(matches!(
+            Orders::parse(None, &codes()).unwrap(),
+            Orders::Random(_)
+        ));
+    }
+}
