@@ -108,9 +108,8 @@ local function stock_gate(k, room, codes, now)
     return fresh + undelivered * absent + unbooked * late
   end
   local sold_all = 0
-  -- Per tier: the share of its tickets a buyer without a wish can still take (`within_reach`),
-  -- and the sum of every admitted buyer's count as recorded.
-  local reach, counted_sum = {}, {}
+  -- Per tier: the sum of every admitted buyer's count as recorded.
+  local counted_sum = {}
   for _, code in ipairs(codes) do
     local stock = redis.call('HMGET', k.inv, code .. ':avail', code .. ':held')
     avail[code] = tonumber(stock[1]) or 0
@@ -120,17 +119,26 @@ local function stock_gate(k, room, codes, now)
       tonumber(counted[3]) or 0
     demand[code] = weighed(fresh, absent, unbooked_sum)
     counted_sum[code] = fresh + absent + unbooked_sum
-    reach[code] = 1
     if booked == 0 then
       average[code] = 0
     else
       local sold = tonumber(redis.call('HGET', k.stats, 'sold:' .. code)) or 0
       sold_all = sold_all + sold
       average[code] = math.floor(100 * sold / booked + 0.5)
-      if avail[code] > 0 and avail[code] <= LAST_TICKETS then
-        reach[code] = within_reach(k.stats, code, avail[code])
+    end
+  end
+  -- The share of a tier's tickets a buyer without a wish can still take (`within_reach`), read
+  -- once a step and only when asked: a step that judges no such buyer and caps nothing reads
+  -- none of the sale's bookings by size.
+  local reach_read = {}
+  local function reach(code)
+    if reach_read[code] == nil then
+      reach_read[code] = 1
+      if booked > 0 and avail[code] > 0 and avail[code] <= LAST_TICKETS then
+        reach_read[code] = within_reach(k.stats, code, avail[code])
       end
     end
+    return reach_read[code]
   end
   -- The tickets one booking takes, in hundredths: the sale's average over every tier, 2 before
   -- the first booking.
@@ -171,7 +179,7 @@ local function stock_gate(k, room, codes, now)
     end
     local shares, rooms = {}, {}
     for _, code in ipairs(on_sale) do
-      shares[code] = math.min(math.floor(per_booking * weights[code] / weight * reach[code] + 0.5),
+      shares[code] = math.min(math.floor(per_booking * weights[code] / weight * reach(code) + 0.5),
         avail[code] * 100)
       -- The last few tickets of a tier are offered to a booking's worth (of what can still be
       -- taken of it) more than they fill, so more than one buyer at a time: one who wants more
@@ -179,17 +187,18 @@ local function stock_gate(k, room, codes, now)
       -- trip (in a rehearsal the last 5 GA took 28 s one buyer after another). Beyond a
       -- booking's worth / headroom tickets it changes nothing.
       rooms[code] = math.max(avail[code] * headroom,
-        avail[code] * 100 + math.floor(per_booking * reach[code] + 0.5))
+        avail[code] * 100 + math.floor(per_booking * reach(code) + 0.5))
     end
     return shares, rooms, on_sale
   end
 
   -- Only where the counts add up to more than is left, or buyers without a wish may want more
-  -- than is left, can a buyer's count exceed what it may take.
+  -- than is left, can a buyer's count exceed what it may take (and where nothing is counted,
+  -- there is nothing to cap).
   local ending, any_ending = {}, false
   for _, code in ipairs(codes) do
-    if avail[code] > 0 and avail[code] <= LAST_TICKETS
-        and (counted_sum[code] > avail[code] * 100 or reach[code] < 1) then
+    if avail[code] > 0 and avail[code] <= LAST_TICKETS and counted_sum[code] > 0
+        and (counted_sum[code] > avail[code] * 100 or reach(code) < 1) then
       ending[code] = true
       any_ending = true
     end
